@@ -1,0 +1,41 @@
+"""snn_delays_ext: learnable transmission delays for spiking neural networks.
+
+Drop-in layers for snnTorch (``DelayedLinear``, ``DelayedRecurrentLeaky``) and Norse, with
+interpolated delays trained by surrogate-gradient BPTT (DelRec) or EventProp.
+"""
+
+from . import functional
+from ._backend import backend
+from ._checks import set_validation
+from ._version import __version__
+from .delayed_linear import DelayedLinear
+from .delayed_recurrent_leaky import DelayedRecurrentLeaky
+from .schedule import SigmaScheduler
+from .utils import (
+    clamp_delays_,
+    delay_layers,
+    delay_parameters,
+    detach,
+    quantize_delays,
+    reset,
+    set_sigma,
+    weight_parameters,
+)
+
+__all__ = [
+    "DelayedLinear",
+    "DelayedRecurrentLeaky",
+    "SigmaScheduler",
+    "__version__",
+    "backend",
+    "clamp_delays_",
+    "delay_layers",
+    "delay_parameters",
+    "detach",
+    "functional",
+    "quantize_delays",
+    "reset",
+    "set_sigma",
+    "set_validation",
+    "weight_parameters",
+]

@@ -1,0 +1,179 @@
+"""Argument validation shared by every public entry point.
+
+Every check raises a :class:`ValueError` or :class:`TypeError` whose message names the
+argument, the expected value and the received value. Value checks that need to read tensor
+data (finiteness) are skipped while :func:`torch.compile` traces, since a data-dependent
+branch would break the graph; shapes, dtypes and devices are always checked.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Optional, Sequence
+
+import torch
+
+__all__ = [
+    "check_choice",
+    "check_int",
+    "check_nonneg_float",
+    "check_tensor",
+    "check_finite",
+    "check_same_device",
+    "is_compiling",
+    "set_validation",
+    "validation_enabled",
+]
+
+_VALIDATE_VALUES = True
+
+
+def set_validation(enabled: bool) -> None:
+    """Turn the data-dependent input checks (finiteness of inputs and delays) on or off.
+
+    Parameters
+    ----------
+    enabled : bool
+        ``True`` (the default) checks every input and every delay tensor for NaN and
+        infinity before use; ``False`` skips these checks, which saves one pass over the
+        input and, on CUDA, a host-device synchronisation per call.
+
+    Examples
+    --------
+    >>> import snn_delays_ext
+    >>> snn_delays_ext.set_validation(False)
+    >>> snn_delays_ext.set_validation(True)
+    """
+    global _VALIDATE_VALUES
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled: expected a bool, got {type(enabled).__name__}")
+    _VALIDATE_VALUES = enabled
+
+
+def validation_enabled() -> bool:
+    """Return whether data-dependent input checks are on (see :func:`set_validation`)."""
+    return _VALIDATE_VALUES
+
+
+def is_compiling() -> bool:
+    """Return ``True`` while ``torch.compile`` / dynamo traces the calling code."""
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and hasattr(compiler, "is_compiling"):
+        return bool(compiler.is_compiling())
+    return False  # pragma: no cover - torch < 2.3
+
+
+def check_int(name: str, value: object, minimum: Optional[int] = None) -> int:
+    """Check that ``value`` is an integer (not a bool) no smaller than ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int,)):
+        if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
+            value = int(value.item())
+        else:
+            raise TypeError(f"{name}: expected an int, got {type(value).__name__} ({value!r})")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_nonneg_float(name: str, value: object) -> float:
+    """Check that ``value`` is a finite real number >= 0 and return it as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a float >= 0, got {type(value).__name__} ({value!r})")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name}: expected a finite float >= 0, got {value}")
+    return value
+
+
+def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
+    """Check that ``value`` is one of the strings in ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_tensor(
+    name: str,
+    x: object,
+    *,
+    ranks: Iterable[int],
+    last_dim: Optional[int] = None,
+    dtype: Optional[torch.dtype] = None,
+    device: Optional[torch.device] = None,
+) -> torch.Tensor:
+    """Check type, rank, size of the last dimension, floating dtype and device of ``x``.
+
+    Parameters
+    ----------
+    name : str
+        Argument name used in error messages.
+    x : object
+        The value to check.
+    ranks : iterable of int
+        Accepted numbers of dimensions.
+    last_dim : int, optional
+        Expected size of the last (feature) dimension.
+    dtype : torch.dtype, optional
+        Expected dtype (the dtype of the layer's parameters).
+    device : torch.device, optional
+        Expected device (the device of the layer's parameters).
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    ranks = tuple(ranks)
+    if x.dim() not in ranks:
+        shapes = " or ".join(_rank_words(r) for r in ranks)
+        raise ValueError(
+            f"{name}: expected a tensor of rank {' or '.join(map(str, ranks))} ({shapes}), "
+            f"got rank {x.dim()} with shape {tuple(x.shape)}"
+        )
+    if last_dim is not None and x.shape[-1] != last_dim:
+        raise ValueError(
+            f"{name}: expected {last_dim} features in the last dimension, got {x.shape[-1]} "
+            f"(shape {tuple(x.shape)})"
+        )
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{name}: expected a floating-point tensor, got dtype {x.dtype} "
+            "(convert spikes with .float() or .to(dtype))"
+        )
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(
+            f"{name}: expected dtype {dtype} (the layer's parameter dtype), got {x.dtype}; "
+            "convert the input or the layer with .to()"
+        )
+    if device is not None and x.device != device:
+        raise ValueError(
+            f"{name}: expected a tensor on device {device} (where the layer's parameters are), "
+            f"got one on {x.device}; move the input or the layer with .to()"
+        )
+    return x
+
+
+def _rank_words(rank: int) -> str:
+    return {1: "(F,)", 2: "(B, F) for one step", 3: "(T, B, F) for a sequence"}.get(
+        rank, f"{rank}-d"
+    )
+
+
+def check_finite(name: str, x: torch.Tensor) -> None:
+    """Raise :class:`ValueError` if ``x`` holds NaN or infinity (skipped while compiling)."""
+    if not _VALIDATE_VALUES or is_compiling():
+        return
+    if not bool(torch.isfinite(x).all()):
+        n_nan = int(torch.isnan(x).sum())
+        n_inf = int(torch.isinf(x).sum())
+        raise ValueError(
+            f"{name}: expected finite values, got {n_nan} NaN and {n_inf} infinite "
+            f"entries out of {x.numel()}"
+        )
+
+
+def check_same_device(reference_name: str, reference: torch.Tensor, **tensors: torch.Tensor) -> None:
+    """Raise :class:`ValueError` if any of ``tensors`` lives on another device than ``reference``."""
+    for name, t in tensors.items():
+        if t is not None and t.device != reference.device:
+            raise ValueError(
+                f"{name}: expected a tensor on device {reference.device} (the device of "
+                f"{reference_name}), got one on {t.device}"
+            )

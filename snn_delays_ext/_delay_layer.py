@@ -1,0 +1,150 @@
+"""Behaviour shared by every delay layer: delays, their width, clamping and rounding."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional, Union
+
+import torch
+from torch import nn
+
+from ._checks import check_choice, check_finite, check_int, check_nonneg_float
+from .functional.interpolation import INTERPOLATIONS, round_half_up
+
+__all__ = ["DelayLayerMixin", "DelayInit", "init_delays"]
+
+#: What ``delay_init`` accepts: a name, a constant or a tensor of delays.
+DelayInit = Union[str, float, int, torch.Tensor]
+
+
+def init_delays(
+    name: str,
+    shape: tuple,
+    max_delay: int,
+    min_delay: int,
+    init: DelayInit,
+    std: Optional[float],
+    dtype: Optional[torch.dtype],
+    device: Optional[torch.device],
+) -> torch.Tensor:
+    """Initial delays of ``shape``, clamped to ``[min_delay, max_delay]``.
+
+    ``init`` is ``"uniform"`` (uniform in the range), ``"half_normal"`` (``min_delay +
+    |N(0, std)|``, DelRec's ``|N(0, 12)|`` for SSC; ``std`` defaults to ``max_delay / 2``), a
+    number (every delay equal) or a tensor of the right shape.
+    """
+    kw = {"dtype": dtype if dtype is not None else torch.get_default_dtype(), "device": device}
+    if isinstance(init, torch.Tensor):
+        if tuple(init.shape) != tuple(shape):
+            raise ValueError(f"{name}: expected a delay tensor of shape {tuple(shape)}, got {tuple(init.shape)}")
+        d = init.detach().to(**kw).clone()
+        check_finite(name, d)
+    elif isinstance(init, bool):
+        raise TypeError(f"{name}: expected a string, a number or a tensor, got bool")
+    elif isinstance(init, (int, float)):
+        if not math.isfinite(float(init)):
+            raise ValueError(f"{name}: expected a finite number, got {init}")
+        d = torch.full(shape, float(init), **kw)
+    elif init == "uniform":
+        d = torch.empty(shape, **kw).uniform_(float(min_delay), float(max_delay))
+    elif init == "half_normal":
+        s = max_delay / 2.0 if std is None else check_nonneg_float("delay_std", std)
+        d = min_delay + torch.randn(shape, **kw).abs() * s
+    else:
+        raise ValueError(
+            f"{name}: expected 'uniform', 'half_normal', a number or a tensor, got {init!r}"
+        )
+    return d.clamp_(float(min_delay), float(max_delay))
+
+
+class DelayLayerMixin:
+    """Mixin for modules holding a ``delays`` parameter in time steps.
+
+    The host module sets ``max_delay``, ``min_delay``, ``interpolation`` and ``_sigma`` and
+    registers ``delays``. ``sigma`` travels with the ``state_dict`` (as extra state).
+    """
+
+    delays: nn.Parameter
+    max_delay: int
+    min_delay: int
+    interpolation: str
+    _sigma: float
+
+    # -- width ------------------------------------------------------------------------------
+    @property
+    def sigma(self) -> float:
+        """Extra half-width of the interpolation triangle (``s = 1 + sigma``), >= 0."""
+        return self._sigma
+
+    @sigma.setter
+    def sigma(self, value: float) -> None:
+        self._sigma = check_nonneg_float("sigma", value)
+
+    def get_extra_state(self) -> Dict[str, Any]:
+        return {"sigma": self._sigma, "interpolation": self.interpolation}
+
+    def set_extra_state(self, state: Dict[str, Any]) -> None:
+        self.sigma = state["sigma"]
+        self.interpolation = check_choice("interpolation", state["interpolation"], INTERPOLATIONS)
+
+    # -- delays ------------------------------------------------------------------------------
+    def effective_delays(self) -> torch.Tensor:
+        """The delays the forward pass uses, in time steps (a detached copy).
+
+        Clamped to ``[min_delay, max_delay]``; rounded (halves up) in ``"round"`` mode.
+        """
+        d = self.delays.detach().clamp(float(self.min_delay), float(self.max_delay))
+        if self.interpolation == "round":
+            d = round_half_up(d)
+        return d
+
+    @torch.no_grad()
+    def clamp_delays_(self) -> None:
+        """Clamp the stored delays in place to ``[min_delay, max_delay]`` (call after each
+        optimiser step, as DelRec and EventProp do)."""
+        self.delays.clamp_(float(self.min_delay), float(self.max_delay))
+
+    @torch.no_grad()
+    def quantize_delays(self, max_hardware_delay: Optional[int] = None) -> torch.Tensor:
+        """Round the delays in place to whole time steps for inference or hardware.
+
+        Rounds to nearest (halves up, never truncation) after clamping, sets ``sigma = 0``,
+        so the layer then computes exactly integer delays in either interpolation mode.
+
+        Parameters
+        ----------
+        max_hardware_delay : int, optional
+            Largest delay the target supports, in steps; a ``ValueError`` reports how many
+            rounded delays exceed it (nothing is changed in that case).
+
+        Returns
+        -------
+        torch.Tensor
+            The rounded delays (a detached copy).
+        """
+        d = round_half_up(self.delays.clamp(float(self.min_delay), float(self.max_delay)))
+        if max_hardware_delay is not None:
+            limit = check_int("max_hardware_delay", max_hardware_delay, minimum=0)
+            over = int((d > limit).sum())
+            if over:
+                raise ValueError(
+                    f"max_hardware_delay: {over} of {d.numel()} rounded delays exceed the hardware "
+                    f"limit {limit} (largest {int(d.max())}); train with max_delay={limit}"
+                )
+        self.delays.copy_(d)
+        self._sigma = 0.0
+        return d.clone()
+
+    def delay_parameters(self) -> List[nn.Parameter]:
+        """The learnable delay tensors (give them their own optimiser / learning rate)."""
+        return [self.delays] if self.delays.requires_grad else []
+
+    def weight_parameters(self) -> List[nn.Parameter]:
+        """Every learnable parameter except the delays (weights, bias, beta, threshold)."""
+        return [p for p in self.parameters() if p is not self.delays and p.requires_grad]  # type: ignore[attr-defined]
+
+    def _delay_repr(self) -> str:
+        return (
+            f"max_delay={self.max_delay}, delay_type={self.delay_type!r}, "  # type: ignore[attr-defined]
+            f"sigma={self._sigma:g}, interpolation={self.interpolation!r}"
+        )

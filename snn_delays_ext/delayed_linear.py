@@ -1,0 +1,195 @@
+"""``DelayedLinear``: a drop-in for :class:`torch.nn.Linear` with learnable delays."""
+
+from __future__ import annotations
+
+import math
+import weakref
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ._checks import check_choice, check_finite, check_int, check_nonneg_float, check_tensor
+from ._delay_layer import DelayInit, DelayLayerMixin, init_delays
+from .functional.delayed_linear import DELAY_TYPES_FF, delayed_linear
+from .functional.interpolation import INTERPOLATIONS
+
+__all__ = ["DelayedLinear"]
+
+
+class DelayedLinear(DelayLayerMixin, nn.Module):
+    """Linear layer whose connections carry learnable transmission delays.
+
+    .. math:: y_o(t) = b_o + \\sum_i w_{oi} \\sum_k h_k(l_{oi})\\, x_i(t - k)
+
+    with tap weights ``h`` of the interpolation triangle (see
+    :func:`snn_delays_ext.functional.delay_taps`) and delays ``l`` in time steps.
+
+    A ``(B, in_features)`` input is **one time step**: the module keeps the past inputs in a
+    ring buffer, like an snnTorch neuron keeps its membrane, so it replaces ``nn.Linear`` inside
+    an existing time loop. Reset it between samples with :meth:`reset_state` (or
+    :func:`snn_delays_ext.reset` on the whole network; note that ``snntorch.utils.reset`` only
+    knows snnTorch's neurons). A ``(T, B, in_features)`` input is a **whole sequence**,
+    processed in one call from silence before ``t = 0``, independent of the step buffer. A step
+    loop from a fresh state and one sequence call give the same numbers.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        As for :class:`torch.nn.Linear`.
+    max_delay : int
+        Largest delay in time steps (>= 1); delays live in ``[0, max_delay]``.
+    delay_type : {"synaptic", "axonal", "dendritic"}
+        One delay per connection ``(out, in)``, per input ``(in,)`` or per output ``(out,)``.
+    bias : bool
+        Learn an additive bias (not delayed).
+    sigma : float
+        Extra half-width of the interpolation triangle, ``s = 1 + sigma`` (0: linear
+        interpolation). Change it during training, e.g. with
+        :class:`snn_delays_ext.SigmaScheduler`.
+    interpolation : {"triangle", "round"}
+        ``"round"`` uses the nearest integer delay forward and a straight-through gradient.
+    delay_init : str, float or torch.Tensor
+        ``"uniform"`` (default) in ``[0, max_delay]``, ``"half_normal"``, a constant or a
+        tensor.
+    delay_std : float, optional
+        Standard deviation for ``"half_normal"`` (default ``max_delay / 2``).
+    learn_delays : bool
+        If ``False`` the delays are fixed.
+    device, dtype
+        Factory arguments as for :class:`torch.nn.Linear`.
+
+    Attributes
+    ----------
+    weight : torch.nn.Parameter
+        ``(out_features, in_features)``, initialised like :class:`torch.nn.Linear`.
+    bias : torch.nn.Parameter or None
+        ``(out_features,)``.
+    delays : torch.nn.Parameter
+        Real-valued delays in time steps.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from snn_delays_ext import DelayedLinear
+    >>> layer = DelayedLinear(4, 3, max_delay=10)
+    >>> x = torch.rand(25, 8, 4)                    # (T, B, F)
+    >>> layer(x).shape
+    torch.Size([25, 8, 3])
+    >>> layer.reset_state()
+    >>> steps = torch.stack([layer(x[t]) for t in range(25)])
+    >>> torch.allclose(steps, layer(x), atol=1e-6)
+    True
+    """
+
+    _instances: "weakref.WeakSet[DelayedLinear]" = weakref.WeakSet()
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        max_delay: int,
+        delay_type: str = "synaptic",
+        bias: bool = True,
+        sigma: float = 0.0,
+        interpolation: str = "triangle",
+        delay_init: DelayInit = "uniform",
+        delay_std: Optional[float] = None,
+        learn_delays: bool = True,
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
+    ) -> None:
+        super().__init__()
+        self.in_features = check_int("in_features", in_features, minimum=1)
+        self.out_features = check_int("out_features", out_features, minimum=1)
+        self.max_delay = check_int("max_delay", max_delay, minimum=1)
+        self.min_delay = 0
+        self.delay_type = check_choice("delay_type", delay_type, DELAY_TYPES_FF)
+        self.interpolation = check_choice("interpolation", interpolation, INTERPOLATIONS)
+        self._sigma = check_nonneg_float("sigma", sigma)
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, **factory))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_features, **factory))
+        else:
+            self.register_parameter("bias", None)
+        shape = {
+            "synaptic": (out_features, in_features),
+            "axonal": (in_features,),
+            "dendritic": (out_features,),
+        }[delay_type]
+        d = init_delays("delay_init", shape, self.max_delay, 0, delay_init, delay_std, dtype, device)
+        self.delays = nn.Parameter(d, requires_grad=bool(learn_delays))
+        self.reset_parameters()
+        self.register_buffer("_past", torch.zeros(0, **factory), persistent=False)
+        DelayedLinear._instances.add(self)
+
+    def reset_parameters(self) -> None:
+        """Initialise weight and bias as :class:`torch.nn.Linear` does (delays unchanged)."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1.0 / math.sqrt(self.in_features)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    # -- state ---------------------------------------------------------------------------------
+    def reset_state(self) -> None:
+        """Forget the past inputs of step mode (call before each new sample batch)."""
+        self._past = self._past.new_zeros(0)
+
+    def reset_mem(self) -> None:
+        """Alias of :meth:`reset_state` (snnTorch's name)."""
+        self.reset_state()
+
+    def detach_state(self) -> None:
+        """Detach the step buffer from the autograd graph (truncated BPTT)."""
+        self._past = self._past.detach()
+
+    @classmethod
+    def reset_hidden(cls) -> None:
+        """Reset the step buffer of every ``DelayedLinear`` alive (snnTorch's class-level
+        convention)."""
+        for layer in list(cls._instances):
+            layer.reset_state()
+
+    # -- forward -----------------------------------------------------------------------------
+    def forward(self, input_: torch.Tensor) -> torch.Tensor:
+        """Apply the layer to one step ``(B, in)`` or a sequence ``(T, B, in)``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, out)`` or ``(T, B, out)``.
+        """
+        check_tensor(
+            "input_", input_, ranks=(2, 3), last_dim=self.in_features,
+            dtype=self.weight.dtype, device=self.weight.device,
+        )
+        check_finite("input_", input_)
+        check_finite("delays", self.delays)
+        if input_.dim() == 3:
+            y, _ = delayed_linear(
+                input_, self.weight, self.bias, self.delays, self.max_delay, self.delay_type,
+                self._sigma, self.interpolation,
+            )
+            return y
+        past = None
+        if self._past.numel() > 0:
+            if self._past.shape[1] != input_.shape[0]:
+                raise ValueError(
+                    f"input_: batch size {input_.shape[0]} differs from the stored step state's "
+                    f"batch size {self._past.shape[1]}; call reset_state() (or "
+                    "snn_delays_ext.reset(net)) before a new batch"
+                )
+            past = self._past
+        y, new_past = delayed_linear(
+            input_.unsqueeze(0), self.weight, self.bias, self.delays, self.max_delay,
+            self.delay_type, self._sigma, self.interpolation, past,
+        )
+        self._past = new_past
+        return y[0]
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}, {self._delay_repr()}"
+        )

@@ -1,0 +1,279 @@
+"""``DelayedRecurrentLeaky``: snnTorch's ``RLeaky`` with learnable recurrent delays."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Tuple, Union
+
+import snntorch as snn
+import torch
+from torch import nn
+
+from ._checks import check_choice, check_finite, check_int, check_nonneg_float, check_tensor
+from ._delay_layer import DelayInit, DelayLayerMixin, init_delays
+from .functional.delayed_linear import _fit_history
+from .functional.interpolation import INTERPOLATIONS
+from .functional.recurrent_leaky import (
+    DELAY_TYPES_RECURRENT,
+    RESET_MECHANISMS,
+    RecurrentLeakyParameters,
+    RecurrentLeakyState,
+    recurrent_history_length,
+    recurrent_leaky_sequence,
+    recurrent_leaky_step,
+)
+
+__all__ = ["DelayedRecurrentLeaky"]
+
+_BACKWARDS = ("surrogate",)
+
+
+class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
+    """Recurrent leaky integrate-and-fire layer with learnable recurrent delays (DelRec).
+
+    A drop-in for ``snntorch.RLeaky(beta, linear_features=N)``: same arguments, same
+    ``(spk, mem)`` returns, same ``init_hidden`` behaviour, same surrogate functions, and it is
+    an ``snntorch.RLeaky`` subclass, so ``snntorch.utils.reset(net)`` resets its membrane, last
+    spikes *and* delay buffer. The recurrent spikes reach the neurons after learnable delays:
+
+    .. math::
+
+        m_t = \\beta m_{t-1} + x_t + b + \\sum_j w_{ij} \\sum_{k \\ge 1} h_k(l_{ij}) s_j(t-k)
+              - s_{t-1} \\vartheta
+
+    A lag is in ``[1, max_delay]`` (a spike cannot come back in the step it is emitted); with
+    every lag 1 and ``sigma = 0`` this is exactly ``RLeaky``.
+
+    A ``(B, N)`` input is one step (state kept in the module like ``RLeaky``); a ``(T, B, N)``
+    input is a whole sequence run from a zero state, independent of the step state, returning
+    ``(T, B, N)`` spikes and membranes. From a fresh state both give the same numbers.
+
+    Parameters
+    ----------
+    beta : float or torch.Tensor
+        Membrane decay (clamped to ``[0, 1]``), scalar or per neuron.
+    linear_features : int
+        Number of neurons ``N``.
+    max_delay : int
+        Largest recurrent delay in steps (>= 1).
+    delay_type : {"axonal", "synaptic"}
+        One delay per presynaptic neuron ``(N,)`` (DelRec's choice: cheap) or per connection
+        ``(N, N)``.
+    threshold : float or torch.Tensor
+        Firing threshold.
+    spike_grad : callable, optional
+        An ``snntorch.surrogate`` function (default ``atan()``) or any spike function.
+    surrogate_disable : bool
+        As in snnTorch.
+    init_hidden : bool
+        Keep the state inside the module and return only ``spk`` (as snnTorch).
+    learn_beta, learn_threshold, learn_recurrent : bool
+        As in snnTorch.
+    learn_delays : bool
+        Learn the delays (default ``True``).
+    reset_mechanism : {"subtract", "zero", "none"}
+        As in snnTorch.
+    output : bool
+        With ``init_hidden=True``, return ``(spk, mem)`` instead of ``spk``.
+    reset_delay : bool
+        As in snnTorch: ``True`` resets the membrane one step after the spike.
+    bias : bool
+        Keep the recurrent bias (``RLeaky`` has one).
+    backward : {"surrogate"}
+        Gradient method (surrogate-gradient BPTT). EventProp is on the current-based layers.
+    sigma : float
+        Extra half-width of the interpolation triangle (``s = 1 + sigma``).
+    interpolation : {"triangle", "round"}
+    delay_init : str, float or torch.Tensor
+        Default ``"half_normal"``: ``1 + |N(0, delay_std)|`` (DelRec), clamped.
+    delay_std : float, optional
+        Default ``max_delay / 2``.
+
+    Examples
+    --------
+    >>> import torch, snntorch as snn
+    >>> from snn_delays_ext import DelayedRecurrentLeaky
+    >>> lif = DelayedRecurrentLeaky(beta=0.9, linear_features=16, max_delay=20)
+    >>> spk, mem = lif(torch.rand(100, 4, 16))      # whole sequence (T, B, N)
+    >>> spk.shape, mem.shape
+    (torch.Size([100, 4, 16]), torch.Size([100, 4, 16]))
+    >>> lif.reset_mem()
+    >>> spk_t, mem_t = lif(torch.rand(4, 16))      # one step, snnTorch-style
+    """
+
+    def __init__(
+        self,
+        beta: Union[float, torch.Tensor],
+        linear_features: int,
+        max_delay: int,
+        delay_type: str = "axonal",
+        threshold: Union[float, torch.Tensor] = 1.0,
+        spike_grad: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        surrogate_disable: bool = False,
+        init_hidden: bool = False,
+        learn_beta: bool = False,
+        learn_threshold: bool = False,
+        learn_recurrent: bool = True,
+        learn_delays: bool = True,
+        reset_mechanism: str = "subtract",
+        output: bool = False,
+        reset_delay: bool = True,
+        bias: bool = True,
+        backward: str = "surrogate",
+        sigma: float = 0.0,
+        interpolation: str = "triangle",
+        delay_init: DelayInit = "half_normal",
+        delay_std: Optional[float] = None,
+    ) -> None:
+        n = check_int("linear_features", linear_features, minimum=1)
+        check_choice("reset_mechanism", reset_mechanism, RESET_MECHANISMS)
+        super().__init__(
+            beta,
+            linear_features=n,
+            threshold=threshold,
+            spike_grad=spike_grad,
+            surrogate_disable=surrogate_disable,
+            init_hidden=init_hidden,
+            learn_beta=learn_beta,
+            learn_threshold=learn_threshold,
+            learn_recurrent=learn_recurrent,
+            reset_mechanism=reset_mechanism,
+            output=output,
+            reset_delay=reset_delay,
+        )
+        self.max_delay = check_int("max_delay", max_delay, minimum=1)
+        self.min_delay = 1
+        self.delay_type = check_choice("delay_type", delay_type, DELAY_TYPES_RECURRENT)
+        self.interpolation = check_choice("interpolation", interpolation, INTERPOLATIONS)
+        self.backward = check_choice("backward", backward, _BACKWARDS)
+        self._sigma = check_nonneg_float("sigma", sigma)
+        if not bias:
+            old = self.recurrent
+            self.recurrent = nn.Linear(n, n, bias=False)
+            with torch.no_grad():
+                self.recurrent.weight.copy_(old.weight)
+            self.recurrent.weight.requires_grad_(old.weight.requires_grad)
+        shape = (n,) if delay_type == "axonal" else (n, n)
+        d = init_delays("delay_init", shape, self.max_delay, 1, delay_init, delay_std, None, None)
+        self.delays = nn.Parameter(d, requires_grad=bool(learn_delays))
+        self.register_buffer("_past", torch.zeros(0), persistent=False)
+        self._fresh = True
+
+    # -- snnTorch state protocol -------------------------------------------------------------
+    def reset_mem(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Zero the membrane, the last spikes and the delay buffer (called by
+        ``snntorch.utils.reset`` through ``RLeaky.reset_hidden``)."""
+        self.spk = torch.zeros_like(self.spk)
+        self.mem = torch.zeros_like(self.mem)
+        self._past = self._past.new_zeros(0)
+        self._fresh = True
+        return self.spk, self.mem
+
+    def detach_state(self) -> None:
+        """Detach membrane, spikes and delay buffer from the graph (truncated BPTT)."""
+        self.spk = self.spk.detach()
+        self.mem = self.mem.detach()
+        self._past = self._past.detach()
+
+    def _params(self) -> RecurrentLeakyParameters:
+        return RecurrentLeakyParameters(
+            beta=self.beta,
+            threshold=self.threshold,
+            spike_grad=self.spike_grad,
+            reset_mechanism=self.reset_mechanism,
+            reset_delay=self.reset_delay,
+        )
+
+    def _weights(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        return self.recurrent.weight, self.recurrent.bias
+
+    # -- forward -----------------------------------------------------------------------------
+    def forward(  # type: ignore[override]
+        self,
+        input_: torch.Tensor,
+        spk: Optional[torch.Tensor] = None,
+        mem: Optional[torch.Tensor] = None,
+    ):
+        """One step ``(B, N)`` or a sequence ``(T, B, N)``.
+
+        Parameters
+        ----------
+        input_ : torch.Tensor
+            Input current.
+        spk, mem : torch.Tensor, optional
+            Step mode without ``init_hidden``: the previous spikes and membrane (as snnTorch's
+            ``RLeaky``); a given ``spk`` becomes the most recent entry of the delay buffer.
+
+        Returns
+        -------
+        (spk, mem) or spk
+            As snnTorch: ``(spk, mem)`` unless ``init_hidden=True`` and ``output=False``.
+        """
+        if self.init_hidden and (spk is not None or mem is not None):
+            raise TypeError("When `init_hidden=True`, DelayedRecurrentLeaky expects 1 input argument.")
+        weight, bias = self._weights()
+        n = self.linear_features
+        check_tensor("input_", input_, ranks=(2, 3), last_dim=n, dtype=weight.dtype, device=weight.device)
+        check_finite("input_", input_)
+        check_finite("delays", self.delays)
+        params = self._params()
+        if input_.dim() == 3:
+            if spk is not None or mem is not None:
+                raise ValueError(
+                    "spk, mem: a (T, B, N) sequence always starts from a zero state; pass the "
+                    "state only with one (B, N) step"
+                )
+            T, B, _ = input_.shape
+            K = recurrent_history_length(self.max_delay, self._sigma)
+            state = RecurrentLeakyState(input_.new_zeros(B, n), input_.new_zeros(K, B, n))
+            spk_seq, mem_seq, _ = recurrent_leaky_sequence(
+                input_, state, weight, bias, self.delays, params, self.max_delay,
+                self.delay_type, self._sigma, self.interpolation,
+            )
+            return self._returns(spk_seq, mem_seq)
+        state = self._step_state(input_, spk, mem)
+        new_spk, new_state = recurrent_leaky_step(
+            input_, state, weight, bias, self.delays, params, self.max_delay,
+            self.delay_type, self._sigma, self.interpolation,
+        )
+        self.spk, self.mem, self._past = new_spk, new_state.mem, new_state.past
+        self._fresh = False
+        return self._returns(new_spk, new_state.mem)
+
+    def _returns(self, spk: torch.Tensor, mem: torch.Tensor):
+        if self.output:
+            return spk, mem
+        if self.init_hidden:
+            return spk
+        return spk, mem
+
+    def _step_state(
+        self, x: torch.Tensor, spk: Optional[torch.Tensor], mem: Optional[torch.Tensor]
+    ) -> RecurrentLeakyState:
+        B, n = x.shape
+        K = recurrent_history_length(self.max_delay, self._sigma)
+        for name, t in (("spk", spk), ("mem", mem)):
+            if t is not None:
+                check_tensor(name, t, ranks=(2,), dtype=x.dtype, device=x.device)
+                if tuple(t.shape) != (B, n):
+                    raise ValueError(f"{name}: expected shape {(B, n)} (the input's), got {tuple(t.shape)}")
+        fresh = self._fresh or self._past.numel() == 0
+        if not fresh and self._past.shape[1] != B:
+            raise ValueError(
+                f"input_: batch size {B} differs from the stored state's batch size "
+                f"{self._past.shape[1]}; call reset_mem() or snntorch.utils.reset(net) before a "
+                "new batch"
+            )
+        if fresh:
+            past = x.new_zeros(K, B, n)
+            cur_mem = x.new_zeros(B, n)
+        else:
+            past = _fit_history(self._past.to(x.dtype), K)
+            cur_mem = self.mem if self.mem.shape == x.shape else x.new_zeros(B, n)
+        if mem is not None:
+            cur_mem = mem
+        if spk is not None:
+            past = torch.cat([past[:-1], spk.unsqueeze(0)], 0)
+        return RecurrentLeakyState(cur_mem, past)
+
+    def extra_repr(self) -> str:
+        return f"linear_features={self.linear_features}, {self._delay_repr()}"

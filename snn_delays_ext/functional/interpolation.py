@@ -1,0 +1,138 @@
+"""Interpolated delays: tap weights of a real-valued lag over integer lags.
+
+A real lag ``l`` (in time steps) reads its input through a triangle of half-width
+``s = 1 + sigma`` centred on ``l``: the weight of integer lag ``k`` is
+
+.. math:: h_k(l) = \\max(0, s - |k - l|) / s^2 .
+
+With ``sigma = 0`` (``s = 1``) this is linear interpolation between ``floor(l)`` and
+``ceil(l)``; a wider triangle spreads the lag over more taps (the DelRec schedule shrinks it
+during training). The ``"round"`` mode reads the single integer lag ``round(l)`` in the forward
+pass and passes the gradient of the triangle at that integer lag straight through to ``l``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Tuple
+
+import torch
+
+__all__ = ["INTERPOLATIONS", "tap_range", "delay_taps", "round_half_up"]
+
+#: Interpolation modes understood by every delay layer.
+INTERPOLATIONS = ("triangle", "round")
+
+
+def tap_range(max_delay: int, sigma: float, min_delay: int = 0) -> Tuple[int, int]:
+    """Return the smallest and largest integer lag a delay can read.
+
+    Parameters
+    ----------
+    max_delay : int
+        Largest allowed (real-valued) delay, in time steps.
+    sigma : float
+        Extra half-width of the triangle (``s = 1 + sigma``).
+    min_delay : int, optional
+        Smallest allowed delay: 0 for feed-forward, 1 for recurrent delays.
+
+    Returns
+    -------
+    (k_min, k_max) : tuple of int
+        ``k_min = min_delay`` and ``k_max = max_delay + ceil(s) - 1``: a triangle centred on
+        ``max_delay`` is non-zero up to ``max_delay + s`` (exclusive). Taps below ``min_delay``
+        are never read (a recurrent spike cannot arrive in the step it is emitted).
+
+    Examples
+    --------
+    >>> tap_range(10, 0.0)
+    (0, 10)
+    >>> tap_range(10, 2.5, min_delay=1)
+    (1, 13)
+    """
+    s = 1.0 + float(sigma)
+    return int(min_delay), int(max_delay) + int(math.ceil(s)) - 1
+
+
+def round_half_up(x: torch.Tensor) -> torch.Tensor:
+    """Round to the nearest integer, halves upward (``floor(x + 0.5)``), keeping the dtype.
+
+    Unlike :func:`torch.round` (halves to even) this never maps 2.5 to 2, and unlike a cast to
+    int it never truncates.
+
+    Examples
+    --------
+    >>> round_half_up(torch.tensor([0.4, 0.5, 1.5, 2.5, 2.6]))
+    tensor([0., 1., 2., 3., 3.])
+    """
+    return torch.floor(x + 0.5)
+
+
+class _RoundTaps(torch.autograd.Function):
+    """One-hot taps at the rounded lag; straight-through triangle gradient."""
+
+    @staticmethod
+    def forward(ctx, delays: torch.Tensor, lags: torch.Tensor, s: float) -> torch.Tensor:  # type: ignore[override]
+        r = round_half_up(delays).unsqueeze(-1)
+        ctx.save_for_backward(r, lags)
+        ctx.s = s
+        return (lags == r).to(delays.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_taps: torch.Tensor):  # type: ignore[override]
+        r, lags = ctx.saved_tensors
+        s = ctx.s
+        diff = lags - r
+        dist = diff.abs()
+        # derivative of the triangle evaluated at the integer lag r; at its corners the
+        # two one-sided derivatives are averaged (central difference for s = 1)
+        slope = torch.sign(diff) / (s * s)
+        slope = torch.where(dist < s, slope, torch.where(dist == s, 0.5 * slope, torch.zeros_like(slope)))
+        return (grad_taps * slope).sum(-1), None, None
+
+
+def delay_taps(
+    delays: torch.Tensor,
+    max_delay: int,
+    sigma: float = 0.0,
+    min_delay: int = 0,
+    interpolation: str = "triangle",
+) -> torch.Tensor:
+    """Tap weights ``h_k(l)`` of each delay over the integer lags of :func:`tap_range`.
+
+    Parameters
+    ----------
+    delays : torch.Tensor
+        Real-valued delays in time steps, any shape ``S``. They are clamped to
+        ``[min_delay, max_delay]`` (the gradient passes inside the range, as for
+        :func:`torch.clamp`).
+    max_delay : int
+        Largest delay.
+    sigma : float, optional
+        Extra half-width of the triangle, ``s = 1 + sigma`` (default 0: linear interpolation).
+    min_delay : int, optional
+        0 for feed-forward, 1 for recurrent delays.
+    interpolation : {"triangle", "round"}
+        ``"triangle"`` as in the module docstring; ``"round"`` a one-hot tap at
+        ``floor(l + 0.5)`` with the straight-through triangle gradient.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``S + (K,)`` with ``K = k_max - k_min + 1``; entry ``[..., j]`` is the weight of
+        integer lag ``k_min + j``.
+
+    Examples
+    --------
+    >>> delay_taps(torch.tensor([1.25]), max_delay=3)
+    tensor([[0.0000, 0.7500, 0.2500, 0.0000]])
+    """
+    k_min, k_max = tap_range(max_delay, sigma, min_delay)
+    s = 1.0 + float(sigma)
+    lags = torch.arange(k_min, k_max + 1, device=delays.device, dtype=delays.dtype)
+    d = delays.clamp(float(min_delay), float(max_delay))
+    if interpolation == "triangle":
+        return torch.relu(s - (lags - d.unsqueeze(-1)).abs()) / (s * s)
+    if interpolation == "round":
+        return _RoundTaps.apply(d, lags, s)
+    raise ValueError(f"interpolation: expected one of {list(INTERPOLATIONS)}, got {interpolation!r}")

@@ -1,0 +1,250 @@
+"""Leaky integrate-and-fire neurons with delayed recurrent connections (plain PyTorch).
+
+snnTorch's ``RLeaky`` convention, with the recurrent spikes read through interpolated delays:
+
+.. math::
+
+    r_t &= b + \\sum_j w_{ij} \\sum_{k \\ge 1} h_k(l_{ij})\\, s_j(t - k) \\\\
+    m_t &= \\beta m_{t-1} + x_t + r_t - R_t \\\\
+    s_t &= \\Theta(m_t - \\vartheta)
+
+where ``R_t`` is the reset (``reset_mechanism="subtract"``: ``H(m_{t-1} - theta) * theta``;
+``"zero"``: ``H(m_{t-1} - theta) * (beta m_{t-1} + x_t + r_t)``; ``"none"``: 0) and ``Theta`` is
+the spike function whose backward is a surrogate derivative. Axonal delays ``(N,)`` delay each
+presynaptic neuron's spikes before the recurrent weights; synaptic delays ``(N, N)`` delay every
+connection.
+
+The state is a :class:`RecurrentLeakyState`: the membrane and the last ``K`` spike vectors
+(``K = max_delay + ceil(1 + sigma) - 1``), oldest first, so ``past[-1]`` is the previous step's
+spikes.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .interpolation import delay_taps, tap_range
+
+__all__ = [
+    "DELAY_TYPES_RECURRENT",
+    "RESET_MECHANISMS",
+    "RecurrentLeakyParameters",
+    "RecurrentLeakyState",
+    "recurrent_history_length",
+    "recurrent_leaky_step",
+    "recurrent_leaky_sequence",
+]
+
+DELAY_TYPES_RECURRENT = ("axonal", "synaptic")
+RESET_MECHANISMS = ("subtract", "zero", "none")
+
+
+class RecurrentLeakyParameters(NamedTuple):
+    """Neuron parameters of :func:`recurrent_leaky_step` (snnTorch ``RLeaky`` semantics).
+
+    Parameters
+    ----------
+    beta : torch.Tensor
+        Membrane decay, clamped to ``[0, 1]`` when used (scalar or ``(N,)``).
+    threshold : torch.Tensor
+        Firing threshold (scalar or ``(N,)``).
+    spike_grad : callable
+        Spike function, e.g. ``snntorch.surrogate.atan()``: Heaviside forward, surrogate
+        derivative backward.
+    reset_mechanism : str
+        ``"subtract"``, ``"zero"`` or ``"none"``.
+    reset_delay : bool
+        ``True`` (snnTorch's default): a spike resets the membrane at the next step;
+        ``False``: in the same step.
+    """
+
+    beta: torch.Tensor
+    threshold: torch.Tensor
+    spike_grad: Callable[[torch.Tensor], torch.Tensor]
+    reset_mechanism: str = "subtract"
+    reset_delay: bool = True
+
+
+class RecurrentLeakyState(NamedTuple):
+    """State of a delayed recurrent LIF layer.
+
+    Parameters
+    ----------
+    mem : torch.Tensor
+        Membrane potential ``(B, N)``.
+    past : torch.Tensor
+        The last ``K`` spike vectors ``(K, B, N)``, oldest first; ``past[-1]`` is the previous
+        step's spikes.
+    """
+
+    mem: torch.Tensor
+    past: torch.Tensor
+
+
+def recurrent_history_length(max_delay: int, sigma: float) -> int:
+    """Number of past spike vectors the recurrent buffer holds (``k_max`` of :func:`tap_range`)."""
+    return tap_range(max_delay, sigma, 1)[1]
+
+
+def _membrane_update(
+    x: torch.Tensor, r: torch.Tensor, mem: torch.Tensor, p: RecurrentLeakyParameters
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One snnTorch ``RLeaky`` membrane update given the recurrent input ``r``."""
+    thr = p.threshold
+    base = p.beta.clamp(0, 1) * mem + x + r
+    if p.reset_mechanism != "none":
+        reset = p.spike_grad(mem - thr).detach().to(mem.dtype)
+    if p.reset_mechanism == "subtract":
+        new_mem = base - reset * thr
+    elif p.reset_mechanism == "zero":
+        new_mem = base - reset * base
+    else:
+        new_mem = base
+    spk = p.spike_grad(new_mem - thr).to(mem.dtype)
+    if not p.reset_delay and p.reset_mechanism != "none":
+        do_reset = spk - reset
+        if p.reset_mechanism == "subtract":
+            new_mem = new_mem - do_reset * thr
+        else:
+            new_mem = new_mem - do_reset * new_mem
+    return spk, new_mem
+
+
+def _taps(delays, max_delay, sigma, interpolation):
+    return delay_taps(delays, max_delay, sigma, 1, interpolation)
+
+
+def recurrent_leaky_step(
+    x: torch.Tensor,
+    state: RecurrentLeakyState,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    delays: torch.Tensor,
+    params: RecurrentLeakyParameters,
+    max_delay: int,
+    delay_type: str = "axonal",
+    sigma: float = 0.0,
+    interpolation: str = "triangle",
+) -> Tuple[torch.Tensor, RecurrentLeakyState]:
+    """Advance a delayed recurrent LIF layer by one time step.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Input current ``(B, N)``.
+    state : RecurrentLeakyState
+        Membrane and spike history; ``state.past`` must hold
+        :func:`recurrent_history_length` steps.
+    weight, bias : torch.Tensor
+        Recurrent weights ``(N, N)`` (row = postsynaptic) and bias ``(N,)`` or ``None``.
+    delays : torch.Tensor
+        ``(N,)`` axonal or ``(N, N)`` synaptic recurrent delays in steps, clamped to
+        ``[1, max_delay]``.
+    params : RecurrentLeakyParameters
+        Neuron parameters.
+    max_delay : int
+        Largest delay.
+    delay_type : {"axonal", "synaptic"}
+    sigma : float
+        Extra triangle half-width.
+    interpolation : {"triangle", "round"}
+
+    Returns
+    -------
+    spk : torch.Tensor
+        Spikes ``(B, N)`` in the dtype of ``x``.
+    state : RecurrentLeakyState
+        The new state.
+    """
+    taps = _taps(delays, max_delay, sigma, interpolation)  # (..., K), lags 1..K
+    by_lag = state.past.flip(0)  # by_lag[k - 1] = spikes k steps ago
+    if delay_type == "axonal":
+        delayed = torch.einsum("jk,kbj->bj", taps, by_lag)
+        r = F.linear(delayed, weight, bias)
+    elif delay_type == "synaptic":
+        r = torch.einsum("ijk,kbj->bi", weight.unsqueeze(-1) * taps, by_lag)
+        if bias is not None:
+            r = r + bias
+    else:
+        raise ValueError(
+            f"delay_type: expected one of {list(DELAY_TYPES_RECURRENT)}, got {delay_type!r}"
+        )
+    spk, mem = _membrane_update(x, r, state.mem, params)
+    past = torch.cat([state.past[1:], spk.unsqueeze(0)], 0)
+    return spk, RecurrentLeakyState(mem, past)
+
+
+def recurrent_leaky_sequence(
+    x: torch.Tensor,
+    state: RecurrentLeakyState,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    delays: torch.Tensor,
+    params: RecurrentLeakyParameters,
+    max_delay: int,
+    delay_type: str = "axonal",
+    sigma: float = 0.0,
+    interpolation: str = "triangle",
+) -> Tuple[torch.Tensor, torch.Tensor, RecurrentLeakyState]:
+    """Run a delayed recurrent LIF layer over a whole sequence ``x`` of shape ``(T, B, N)``.
+
+    Same arguments as :func:`recurrent_leaky_step`. Instead of gathering ``K`` past spike
+    vectors every step, each new spike vector is pushed once into a buffer of the delayed
+    presynaptic activity (axonal) or of the recurrent currents (synaptic) of the next ``K``
+    steps, so autograd keeps only ``O(T B N)`` tensors.
+
+    Returns
+    -------
+    spk : torch.Tensor
+        ``(T, B, N)`` spikes.
+    mem : torch.Tensor
+        ``(T, B, N)`` membrane potentials.
+    state : RecurrentLeakyState
+        State after the last step.
+    """
+    T = x.shape[0]
+    taps = _taps(delays, max_delay, sigma, interpolation)
+    K = taps.shape[-1]
+    past = state.past
+    by_lag = past.flip(0)
+    if delay_type == "axonal":
+        tapT = taps.transpose(0, 1)  # (K, N): row k - 1 = weight of lag k
+
+        def contribution(s: torch.Tensor, first_lag: int) -> torch.Tensor:
+            # what spikes s, emitted first_lag steps before "now", add to now + m, m = 0..
+            return tapT[first_lag - 1:].unsqueeze(1) * s.unsqueeze(0)
+    elif delay_type == "synaptic":
+        wt = weight.unsqueeze(-1) * taps  # (N, N, K)
+
+        def contribution(s: torch.Tensor, first_lag: int) -> torch.Tensor:
+            return torch.einsum("ijm,bj->mbi", wt[..., first_lag - 1:], s)
+    else:
+        raise ValueError(
+            f"delay_type: expected one of {list(DELAY_TYPES_RECURRENT)}, got {delay_type!r}"
+        )
+    # future[m] = delayed input (axonal) / current (synaptic) at step t + m from spikes before t
+    batch = past.shape[1]
+    width = weight.shape[0] if delay_type == "synaptic" else past.shape[2]
+    future = x.new_zeros((K, batch, width))
+    for p in range(1, K + 1):
+        c = contribution(by_lag[p - 1], p)
+        future = future + F.pad(c, (0, 0, 0, 0, 0, K - c.shape[0]))
+    mem = state.mem
+    spikes, mems = [], []
+    zero_row = future.new_zeros((1,) + tuple(future.shape[1:]))
+    for t in range(T):
+        if delay_type == "axonal":
+            r = F.linear(future[0], weight, bias)
+        else:
+            r = future[0] + bias if bias is not None else future[0]
+        spk, mem = _membrane_update(x[t], r, mem, params)
+        spikes.append(spk)
+        mems.append(mem)
+        future = torch.cat([future[1:], zero_row], 0) + contribution(spk, 1)
+    spk_seq = torch.stack(spikes, 0)
+    mem_seq = torch.stack(mems, 0)
+    new_past = torch.cat([past, spk_seq], 0)[-K:] if K > 0 else past
+    return spk_seq, mem_seq, RecurrentLeakyState(mem, new_past)

@@ -1,0 +1,144 @@
+"""Network-level helpers: reset and detach state, split parameters, clamp and round delays."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import torch
+from torch import nn
+
+from ._delay_layer import DelayLayerMixin
+from ._checks import check_nonneg_float
+
+__all__ = [
+    "reset",
+    "detach",
+    "delay_layers",
+    "delay_parameters",
+    "weight_parameters",
+    "clamp_delays_",
+    "quantize_delays",
+    "set_sigma",
+]
+
+
+def delay_layers(net: nn.Module) -> List[nn.Module]:
+    """Every delay layer in ``net`` (including ``net`` itself), in ``net.modules()`` order."""
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
+    return [m for m in net.modules() if isinstance(m, DelayLayerMixin)]
+
+
+def reset(net: nn.Module) -> nn.Module:
+    """Reset the state of every stateful layer in ``net``, at any depth.
+
+    Our delay layers (step buffers, membranes) and snnTorch's neurons (``reset_mem``) are reset
+    and detached from the graph. Unlike ``snntorch.utils.reset`` this also finds layers nested
+    in sub-modules and resets :class:`~snn_delays_ext.DelayedLinear` step buffers.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+
+    Returns
+    -------
+    torch.nn.Module
+        ``net``, for chaining.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> import snn_delays_ext as sde
+    >>> net = nn.Sequential(sde.DelayedLinear(3, 4, max_delay=5))
+    >>> _ = net(torch.rand(2, 3))
+    >>> _ = sde.reset(net)
+    """
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
+    for m in net.modules():
+        if hasattr(m, "reset_state") and isinstance(m, DelayLayerMixin):
+            m.reset_state()  # type: ignore[operator]
+        elif hasattr(m, "reset_mem") and callable(m.reset_mem):
+            m.reset_mem()  # snnTorch neurons and our recurrent layers
+            for name in ("spk", "mem", "syn"):
+                t = getattr(m, name, None)
+                if isinstance(t, torch.Tensor):
+                    setattr(m, name, t.detach())
+    return net
+
+
+def detach(net: nn.Module) -> nn.Module:
+    """Detach the state of every stateful layer in ``net`` from the graph (truncated BPTT)."""
+    for m in net.modules():
+        if hasattr(m, "detach_state") and callable(m.detach_state):
+            m.detach_state()
+        else:
+            for name in ("spk", "mem", "syn"):
+                t = getattr(m, name, None)
+                if isinstance(t, torch.Tensor) and name in getattr(m, "_buffers", {}):
+                    setattr(m, name, t.detach())
+    return net
+
+
+def delay_parameters(net: nn.Module) -> List[nn.Parameter]:
+    """Learnable delay tensors of every delay layer in ``net``.
+
+    Use it to give the delays their own optimiser or learning rate (DelRec uses Adam with
+    lr 5e-2 for delays, 1e-3 for weights, no weight decay on delays).
+
+    Examples
+    --------
+    >>> import torch, snn_delays_ext as sde
+    >>> net = torch.nn.Sequential(sde.DelayedLinear(3, 4, max_delay=5), torch.nn.Linear(4, 2))
+    >>> opt = torch.optim.Adam([
+    ...     {"params": sde.weight_parameters(net), "lr": 1e-3},
+    ...     {"params": sde.delay_parameters(net), "lr": 5e-2, "weight_decay": 0.0},
+    ... ])
+    """
+    out: List[nn.Parameter] = []
+    for m in delay_layers(net):
+        out.extend(m.delay_parameters())  # type: ignore[attr-defined]
+    return out
+
+
+def weight_parameters(net: nn.Module) -> List[nn.Parameter]:
+    """Every learnable parameter of ``net`` that is not a delay."""
+    delays: Dict[int, bool] = {id(p): True for m in delay_layers(net) for p in [m.delays]}  # type: ignore[attr-defined]
+    return [p for p in net.parameters() if p.requires_grad and id(p) not in delays]
+
+
+def clamp_delays_(net: nn.Module) -> None:
+    """Clamp every delay in ``net`` to its layer's range, in place (after each optimiser step)."""
+    for m in delay_layers(net):
+        m.clamp_delays_()  # type: ignore[attr-defined]
+
+
+def quantize_delays(net: nn.Module, max_hardware_delay: Optional[int] = None) -> Dict[str, torch.Tensor]:
+    """Round every delay in ``net`` to whole steps in place (see ``quantize_delays`` of a layer).
+
+    All layers are checked against ``max_hardware_delay`` before any is changed.
+
+    Returns
+    -------
+    dict
+        Module name -> rounded delays.
+    """
+    named = [(n, m) for n, m in net.named_modules() if isinstance(m, DelayLayerMixin)]
+    if max_hardware_delay is not None:
+        for n, m in named:
+            d = m.effective_delays()
+            rounded = torch.floor(d + 0.5)
+            if bool((rounded > max_hardware_delay).any()):
+                raise ValueError(
+                    f"max_hardware_delay: layer {n!r} has {int((rounded > max_hardware_delay).sum())} "
+                    f"rounded delays above the limit {max_hardware_delay} (largest {int(rounded.max())})"
+                )
+    return {n: m.quantize_delays(max_hardware_delay) for n, m in named}  # type: ignore[attr-defined]
+
+
+def set_sigma(net: nn.Module, sigma: float) -> None:
+    """Set the interpolation width ``sigma`` of every delay layer in ``net``."""
+    sigma = check_nonneg_float("sigma", sigma)
+    for m in delay_layers(net):
+        m.sigma = sigma  # type: ignore[attr-defined]
