@@ -96,7 +96,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
     >>> spk, mem = lif(torch.rand(100, 4, 16))      # whole sequence (T, B, N)
     >>> spk.shape, mem.shape
     (torch.Size([100, 4, 16]), torch.Size([100, 4, 16]))
-    >>> lif.reset_mem()
+    >>> _ = lif.reset_mem()
     >>> spk_t, mem_t = lif(torch.rand(4, 16))      # one step, snnTorch-style
     """
 
@@ -251,6 +251,11 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
     ) -> RecurrentLeakyState:
         B, n = x.shape
         K = recurrent_history_length(self.max_delay, self._sigma)
+        # snnTorch's init_rleaky()/reset_mem() hand out empty tensors meaning "no state yet"
+        if spk is not None and isinstance(spk, torch.Tensor) and spk.numel() == 0:
+            spk = None
+        if mem is not None and isinstance(mem, torch.Tensor) and mem.numel() == 0:
+            mem = None
         for name, t in (("spk", spk), ("mem", mem)):
             if t is not None:
                 check_tensor(name, t, ranks=(2,), dtype=x.dtype, device=x.device)

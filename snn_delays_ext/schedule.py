@@ -38,7 +38,7 @@ class SigmaScheduler:
     >>> sched = sde.SigmaScheduler(net, epochs=10, sigma0=5.0)
     >>> net[0].sigma
     5.0
-    >>> sched.step(); round(net[0].sigma, 3)
+    >>> _ = sched.step(); round(net[0].sigma, 3)
     2.994
     """
 

@@ -23,7 +23,15 @@ __all__ = [
 
 
 def delay_layers(net: nn.Module) -> List[nn.Module]:
-    """Every delay layer in ``net`` (including ``net`` itself), in ``net.modules()`` order."""
+    """Every delay layer in ``net`` (including ``net`` itself), in ``net.modules()`` order.
+
+    Examples
+    --------
+    >>> import torch, snn_delays_ext as sde
+    >>> net = torch.nn.Sequential(sde.DelayedLinear(3, 4, 5), torch.nn.Linear(4, 2))
+    >>> [type(m).__name__ for m in sde.delay_layers(net)]
+    ['DelayedLinear']
+    """
     if not isinstance(net, nn.Module):
         raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
     return [m for m in net.modules() if isinstance(m, DelayLayerMixin)]
@@ -69,7 +77,20 @@ def reset(net: nn.Module) -> nn.Module:
 
 
 def detach(net: nn.Module) -> nn.Module:
-    """Detach the state of every stateful layer in ``net`` from the graph (truncated BPTT)."""
+    """Detach the state of every stateful layer in ``net`` from the graph (truncated BPTT).
+
+    Detaches our layers' membranes, spikes and delay buffers, and snnTorch neurons' states,
+    keeping their values (unlike :func:`reset`).
+
+    Examples
+    --------
+    >>> import torch, snn_delays_ext as sde
+    >>> lif = sde.DelayedRecurrentLeaky(0.9, 4, max_delay=5)
+    >>> spk, mem = lif(torch.rand(2, 4, requires_grad=True))
+    >>> _ = sde.detach(lif)
+    >>> lif.mem.requires_grad
+    False
+    """
     for m in net.modules():
         if hasattr(m, "detach_state") and callable(m.detach_state):
             m.detach_state()
@@ -103,13 +124,32 @@ def delay_parameters(net: nn.Module) -> List[nn.Parameter]:
 
 
 def weight_parameters(net: nn.Module) -> List[nn.Parameter]:
-    """Every learnable parameter of ``net`` that is not a delay."""
+    """Every learnable parameter of ``net`` that is not a delay.
+
+    Examples
+    --------
+    >>> import torch, snn_delays_ext as sde
+    >>> net = torch.nn.Sequential(sde.DelayedLinear(3, 4, 5), torch.nn.Linear(4, 2))
+    >>> len(sde.weight_parameters(net)), len(sde.delay_parameters(net))
+    (4, 1)
+    """
     delays: Dict[int, bool] = {id(p): True for m in delay_layers(net) for p in [m.delays]}  # type: ignore[attr-defined]
     return [p for p in net.parameters() if p.requires_grad and id(p) not in delays]
 
 
 def clamp_delays_(net: nn.Module) -> None:
-    """Clamp every delay in ``net`` to its layer's range, in place (after each optimiser step)."""
+    """Clamp every delay in ``net`` to its layer's range, in place (after each optimiser step).
+
+    Examples
+    --------
+    >>> import torch, snn_delays_ext as sde
+    >>> layer = sde.DelayedLinear(1, 1, max_delay=5)
+    >>> with torch.no_grad():
+    ...     _ = layer.delays.fill_(7.3)
+    >>> sde.clamp_delays_(layer)
+    >>> layer.delays.item()
+    5.0
+    """
     for m in delay_layers(net):
         m.clamp_delays_()  # type: ignore[attr-defined]
 
@@ -123,6 +163,13 @@ def quantize_delays(net: nn.Module, max_hardware_delay: Optional[int] = None) ->
     -------
     dict
         Module name -> rounded delays.
+
+    Examples
+    --------
+    >>> import torch, snn_delays_ext as sde
+    >>> net = torch.nn.Sequential(sde.DelayedLinear(2, 1, 5, delay_init=torch.tensor([[1.5, 2.49]])))
+    >>> sde.quantize_delays(net)["0"]
+    tensor([[2., 2.]])
     """
     named = [(n, m) for n, m in net.named_modules() if isinstance(m, DelayLayerMixin)]
     if max_hardware_delay is not None:
@@ -138,7 +185,16 @@ def quantize_delays(net: nn.Module, max_hardware_delay: Optional[int] = None) ->
 
 
 def set_sigma(net: nn.Module, sigma: float) -> None:
-    """Set the interpolation width ``sigma`` of every delay layer in ``net``."""
+    """Set the interpolation width ``sigma`` of every delay layer in ``net``.
+
+    Examples
+    --------
+    >>> import torch, snn_delays_ext as sde
+    >>> net = torch.nn.Sequential(sde.DelayedLinear(2, 2, 9), sde.DelayedRecurrentLeaky(0.9, 2, 9))
+    >>> sde.set_sigma(net, 3.0)
+    >>> net[0].sigma, net[1].sigma
+    (3.0, 3.0)
+    """
     sigma = check_nonneg_float("sigma", sigma)
     for m in delay_layers(net):
         m.sigma = sigma  # type: ignore[attr-defined]

@@ -81,3 +81,16 @@ def test_delrec_schedule_formula():
     assert delrec_sigma(100, 100) == pytest.approx(10 * math.exp(100 * math.log(0.95)))
     with pytest.raises(ValueError, match="epochs"):
         delrec_sigma(0, 0)
+
+
+def test_whole_step_delay_gets_the_right_segment_slope():
+    # at l = 2 exactly, autograd's abs/relu would give slope 0 on every tap; the layer must
+    # still learn: the slope is that of linear interpolation on [2, 3]
+    x = torch.tensor([0.0, 5.0, 1.0, 3.0, 0.0], dtype=torch.float64)
+    d = torch.tensor([2.0], dtype=torch.float64, requires_grad=True)
+    (delay_taps(d, 4)[0] * x).sum().backward()
+    assert d.grad.item() == pytest.approx(x[3].item() - x[2].item())
+    # and it is the one-sided finite difference
+    eps = 1e-6
+    f = lambda v: float((delay_taps(torch.tensor([v], dtype=torch.float64), 4)[0] * x).sum())
+    assert d.grad.item() == pytest.approx((f(2.0 + eps) - f(2.0)) / eps, rel=1e-5)

@@ -266,3 +266,16 @@ def test_cuda_matches_cpu():
     assert torch.allclose(gl.delays.grad.cpu(), lif.delays.grad, atol=1e-3, rtol=1e-3)
     with pytest.raises(ValueError, match="device"):
         gl(x)
+
+
+def test_snntorch_init_rleaky_pattern_is_accepted():
+    # snnTorch's loop: spk, mem = lif.init_rleaky(); spk, mem = lif(x, spk, mem)
+    ref, ours = paired("subtract")
+    x = torch.rand(20, 3, N)
+    s_ref, m_ref = run_ref(ref, x)
+    spk, mem = ours.init_rleaky()
+    out = []
+    for t in range(20):
+        spk, mem = ours(x[t], spk, mem)
+        out.append(mem)
+    assert torch.allclose(torch.stack(out), m_ref, atol=1e-6)

@@ -25,7 +25,13 @@ DELAY_TYPES_FF = ("synaptic", "axonal", "dendritic")
 
 
 def history_length(max_delay: int, sigma: float) -> int:
-    """Number of past steps a feed-forward delay buffer holds (``k_max`` of :func:`tap_range`)."""
+    """Number of past steps a feed-forward delay buffer holds (``k_max`` of :func:`tap_range`).
+
+    Examples
+    --------
+    >>> history_length(10, 0.0), history_length(10, 2.5)
+    (10, 13)
+    """
     return tap_range(max_delay, sigma, 0)[1]
 
 
@@ -37,6 +43,11 @@ def zero_history(
 
     ``F`` is ``out_features`` for dendritic delays (the buffer holds ``W x``), else
     ``in_features``.
+
+    Examples
+    --------
+    >>> zero_history("dendritic", 2, 3, 5, 4, torch.float32, torch.device("cpu")).shape
+    torch.Size([4, 2, 5])
     """
     f = out_features if delay_type == "dendritic" else in_features
     return torch.zeros(length, batch, f, dtype=dtype, device=device)

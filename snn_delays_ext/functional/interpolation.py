@@ -18,7 +18,7 @@ from typing import Tuple
 
 import torch
 
-__all__ = ["INTERPOLATIONS", "tap_range", "delay_taps", "round_half_up"]
+__all__ = ["INTERPOLATIONS", "tap_range", "delay_taps", "round_half_up", "triangle"]
 
 #: Interpolation modes understood by every delay layer.
 INTERPOLATIONS = ("triangle", "round")
@@ -66,6 +66,34 @@ def round_half_up(x: torch.Tensor) -> torch.Tensor:
     tensor([0., 1., 2., 3., 3.])
     """
     return torch.floor(x + 0.5)
+
+
+def triangle(lags: torch.Tensor, delays: torch.Tensor, s: float) -> torch.Tensor:
+    """Triangle tap weights ``max(0, s - |k - l|) / s^2`` with one-sided (right) slopes.
+
+    ``lags`` has shape ``S + (K,)`` or ``(K,)``, ``delays`` shape ``S``. The value is the plain
+    triangle. Its derivative with respect to the delay is the slope for increasing ``l``
+    (``+1/s^2`` for ``0 < k - l <= s``, ``-1/s^2`` for ``-s < k - l <= 0``), also at the
+    corners, where autograd's ``abs``/``relu`` would give 0. So a delay at a whole step (an
+    integer initial value, or after :meth:`quantize_delays`) still gets the gradient of the
+    linear segment it starts on, instead of none.
+
+    Examples
+    --------
+    >>> d = torch.tensor([2.0], requires_grad=True)
+    >>> h = triangle(torch.arange(5.0), d, 1.0)
+    >>> h.detach()
+    tensor([[0., 0., 1., 0., 0.]])
+    >>> (h * torch.tensor([0.0, 0.0, 1.0, 3.0, 0.0])).sum().backward()
+    >>> d.grad   # moving the delay from 2 towards 3 reads 1 -> 3
+    tensor([2.])
+    """
+    u = lags - delays.unsqueeze(-1)
+    h = torch.relu(s - u.abs()) / (s * s)
+    with torch.no_grad():
+        # right slope minus autograd's slope: differs only at u == 0 (-1) and u == s (+1)
+        fix = ((u == s).to(h.dtype) - (u == 0).to(h.dtype)) / (s * s)
+    return h + (delays - delays.detach()).unsqueeze(-1) * fix
 
 
 class _RoundTaps(torch.autograd.Function):
@@ -132,7 +160,7 @@ def delay_taps(
     lags = torch.arange(k_min, k_max + 1, device=delays.device, dtype=delays.dtype)
     d = delays.clamp(float(min_delay), float(max_delay))
     if interpolation == "triangle":
-        return torch.relu(s - (lags - d.unsqueeze(-1)).abs()) / (s * s)
+        return triangle(lags, d, s)
     if interpolation == "round":
         return _RoundTaps.apply(d, lags, s)
     raise ValueError(f"interpolation: expected one of {list(INTERPOLATIONS)}, got {interpolation!r}")

@@ -59,6 +59,13 @@ class RecurrentLeakyParameters(NamedTuple):
     reset_delay : bool
         ``True`` (snnTorch's default): a spike resets the membrane at the next step;
         ``False``: in the same step.
+
+    Examples
+    --------
+    >>> from snntorch import surrogate
+    >>> p = RecurrentLeakyParameters(torch.tensor(0.9), torch.tensor(1.0), surrogate.atan())
+    >>> p.reset_mechanism
+    'subtract'
     """
 
     beta: torch.Tensor
@@ -78,6 +85,13 @@ class RecurrentLeakyState(NamedTuple):
     past : torch.Tensor
         The last ``K`` spike vectors ``(K, B, N)``, oldest first; ``past[-1]`` is the previous
         step's spikes.
+
+    Examples
+    --------
+    >>> K = recurrent_history_length(max_delay=5, sigma=0.0)
+    >>> state = RecurrentLeakyState(torch.zeros(2, 3), torch.zeros(K, 2, 3))
+    >>> state.past.shape
+    torch.Size([5, 2, 3])
     """
 
     mem: torch.Tensor
@@ -85,7 +99,13 @@ class RecurrentLeakyState(NamedTuple):
 
 
 def recurrent_history_length(max_delay: int, sigma: float) -> int:
-    """Number of past spike vectors the recurrent buffer holds (``k_max`` of :func:`tap_range`)."""
+    """Number of past spike vectors the recurrent buffer holds (``k_max`` of :func:`tap_range`).
+
+    Examples
+    --------
+    >>> recurrent_history_length(10, 0.0), recurrent_history_length(10, 1.5)
+    (10, 12)
+    """
     return tap_range(max_delay, sigma, 1)[1]
 
 
@@ -158,6 +178,17 @@ def recurrent_leaky_step(
         Spikes ``(B, N)`` in the dtype of ``x``.
     state : RecurrentLeakyState
         The new state.
+
+    Examples
+    --------
+    >>> from snntorch import surrogate
+    >>> p = RecurrentLeakyParameters(torch.tensor(0.9), torch.tensor(1.0), surrogate.atan())
+    >>> K = recurrent_history_length(4, 0.0)
+    >>> state = RecurrentLeakyState(torch.zeros(1, 2), torch.zeros(K, 1, 2))
+    >>> w, d = torch.eye(2), torch.tensor([1.0, 3.0])
+    >>> spk, state = recurrent_leaky_step(torch.tensor([[1.5, 0.0]]), state, w, None, d, p, 4)
+    >>> spk
+    tensor([[1., 0.]])
     """
     taps = _taps(delays, max_delay, sigma, interpolation)  # (..., K), lags 1..K
     by_lag = state.past.flip(0)  # by_lag[k - 1] = spikes k steps ago
@@ -204,6 +235,17 @@ def recurrent_leaky_sequence(
         ``(T, B, N)`` membrane potentials.
     state : RecurrentLeakyState
         State after the last step.
+
+    Examples
+    --------
+    >>> from snntorch import surrogate
+    >>> p = RecurrentLeakyParameters(torch.tensor(0.0), torch.tensor(0.5), surrogate.atan(), "zero")
+    >>> K = recurrent_history_length(4, 0.0)
+    >>> state = RecurrentLeakyState(torch.zeros(1, 1), torch.zeros(K, 1, 1))
+    >>> x = torch.zeros(8, 1, 1); x[0] = 1.0
+    >>> spk, mem, _ = recurrent_leaky_sequence(x, state, torch.ones(1, 1), None, torch.tensor([3.0]), p, 4)
+    >>> spk.flatten()   # the self-connection re-excites the neuron every 3 steps
+    tensor([1., 0., 0., 1., 0., 0., 1., 0.])
     """
     T = x.shape[0]
     taps = _taps(delays, max_delay, sigma, interpolation)
