@@ -13,7 +13,8 @@ is stuck at exactly 50 %. Learning delays fixes it: output 0 delays channel 0 by
 more than channel 1, so the two spikes of class 0 arrive together (and those of class 1 arrive
 ``2 gap`` apart); output 1 does the opposite.
 
-The delays start at the worst case (all equal, 0 steps), the interpolation triangle starts wide
+The delays start at the worst case (all equal, 0 steps; the slope at a whole step is that
+of the linear segment above it, so they move), the interpolation triangle starts wide
 (``sigma0``) so a delay feels spikes far away, and shrinks each epoch (DelRec's schedule).
 Run it with ``python examples/sequence_detection.py`` (about 10 s on a laptop CPU).
 """
@@ -31,8 +32,7 @@ import snn_delays_ext as sde
 T_STEPS = 64
 GAP = 8
 MAX_DELAY = 20
-WORST_CASE_DELAY = 0.5  # every delay equal: both classes look alike (not an integer: at an
-# integer delay the max-over-time readout sits on the kink of the triangle, where the slope is 0)
+WORST_CASE_DELAY = 0.0  # every delay equal: both classes look alike
 
 
 def make_batch(batch: int, generator: torch.Generator, gap: int = GAP) -> Tuple[torch.Tensor, torch.Tensor]:
