@@ -30,7 +30,8 @@ Units and conventions
   ``r = tau_mem / dt``, ``w_in = tau_syn / dt`` (the Euler step of the NIR equations with step
   ``dt`` is then exactly snnTorch's update). Norse's LIF neurons are ``nir.CubaLIF`` with
   ``tau_syn = 1 / tau_syn_inv``, ``tau_mem = 1 / tau_mem_inv`` (seconds), ``r = 1``,
-  ``w_in = tau_syn / dt`` and Norse's ``v_leak``, ``v_th``, ``v_reset``.
+  ``w_in = tau_syn / dt`` and Norse's ``v_leak``, ``v_th``, ``v_reset``: Norse's update is then
+  exactly the Euler step of NIR's ``CubaLIF`` equations, reset included.
 * NIR's LIF resets to ``v_reset`` in the step of the spike; snnTorch's default is a subtractive
   reset one step later. NIR cannot say that, so each neuron node also carries
   ``metadata`` (``beta``, ``alpha``, ``reset_mechanism``, ``reset_delay``, or Norse's parameters)
