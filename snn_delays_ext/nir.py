@@ -472,8 +472,9 @@ def export_to_nir(
     >>> import torch, snntorch as snn
     >>> import snn_delays_ext as sde
     >>> from snn_delays_ext.nir import export_to_nir
-    >>> net = torch.nn.Sequential(sde.DelayedLinear(3, 4, max_delay=5, delay_init=2.0),
-    ...                           snn.Leaky(beta=0.9, init_hidden=True))
+    >>> net = torch.nn.Sequential(
+    ...     sde.DelayedLinear(3, 4, max_delay=5, delay_type="axonal", delay_init=2.0),
+    ...     snn.Leaky(beta=0.9, init_hidden=True))
     >>> g = export_to_nir(net, torch.rand(1, 3), dt=1e-3)
     >>> sorted(g.nodes)
     ['0', '1', 'input', 'output']
