@@ -581,18 +581,21 @@ def _parse_map(g: nir.NIRGraph, src: str, dst: str, dt: float, where: str) -> Op
         if s == dst:
             direct = True
             continue
-        chain = []
+        chain: Optional[List[str]] = []
         cur = s
         while cur != dst:
             node = g.nodes[cur]
-            if isinstance(node, (nir.Output, nir.Input)) or len(chain) > 2:
-                chain = None
+            if isinstance(node, (nir.Output, nir.Input)) or cur == src:
+                chain = None  # a path that leaves the map (e.g. neuron -> output)
                 break
             chain.append(cur)
             nxt = succ.get(cur, [])
-            if len(nxt) != 1:
-                chain = None
-                break
+            if len(chain) > 2 or len(nxt) != 1:
+                raise TypeError(
+                    f"graph: sub-graph {where!r} has a path {src} -> {' -> '.join(chain)} -> {nxt} "
+                    "that import_from_nir does not map to a layer (expected Affine/Linear with at "
+                    "most one Delay before or after it)"
+                )
             cur = nxt[0]
         if chain is not None:
             branches.append(chain)
@@ -702,6 +705,21 @@ def _norse_params(node: nir.CubaLIF):
     )
 
 
+def _as_exported(mp: _Map, meta: Dict[str, Any]) -> _Map:
+    """Give a parsed map the delay type the exporter recorded (an all-zero or all-equal
+    synaptic delay matrix has the structure of a plain or an axonal map)."""
+    want = _meta_str(meta, "delay_type")
+    if _meta_str(meta, "module") not in ("DelayedLinear", "DelayedLIF", "DelayedLIFCell") or not want:
+        return mp
+    out_f, in_f = mp.weight.shape
+    shape = {"synaptic": (out_f, in_f), "axonal": (in_f,), "dendritic": (out_f,)}[want]
+    if mp.lags is None:
+        return _Map(mp.weight, mp.bias, np.zeros(shape, dtype=np.int64), want)
+    if want == "synaptic" and mp.delay_type == "axonal":
+        return _Map(mp.weight, mp.bias, np.broadcast_to(mp.lags[None, :], shape).copy(), want)
+    return mp
+
+
 def _delayed_linear_from(mp: _Map, max_delay: Optional[int]) -> nn.Module:
     out_f, in_f = mp.weight.shape
     if mp.lags is None:
@@ -742,14 +760,15 @@ def _import_node(key: str, node: nir.NIRNode, dt: float, flavour: str, seq: bool
         meta = dict(node.metadata or {})
         max_delay = int(meta["max_delay"]) if "max_delay" in meta else None
         nk = _neuron_key(node)
+        gin, gout = _io_keys(node, key)
         if nk is None:
-            mp = _parse_map(node, "input", "output", dt, key)
+            mp = _parse_map(node, gin, gout, dt, key)
             if mp is None:
                 return nn.Identity()
-            return _delayed_linear_from(mp, max_delay)
+            return _delayed_linear_from(_as_exported(mp, meta), max_delay)
         neuron = node.nodes[nk]
         rec = _parse_map_or_none(node, nk, nk, dt, key)
-        inp = _parse_map(node, "input", nk, dt, key)
+        inp = _parse_map(node, gin, nk, dt, key)
         if flavour == "norse":
             return _import_norse(key, node, neuron, inp, rec, dt, seq, meta, max_delay)
         if inp is not None:
@@ -786,6 +805,16 @@ def _import_node(key: str, node: nir.NIRNode, dt: float, flavour: str, seq: bool
         f"graph: node {key!r} of type nir.{type(node).__name__} is not supported by import_from_nir "
         "(supported: Affine, Linear, LIF, CubaLIF and the sub-graphs export_to_nir writes)"
     )
+
+
+def _io_keys(g: nir.NIRGraph, where: str) -> Tuple[str, str]:
+    ins = [k for k, v in g.nodes.items() if isinstance(v, nir.Input)]
+    outs = [k for k, v in g.nodes.items() if isinstance(v, nir.Output)]
+    if len(ins) != 1 or len(outs) != 1:
+        raise TypeError(
+            f"graph: sub-graph {where!r} needs one Input and one Output node, got {ins} and {outs}"
+        )
+    return ins[0], outs[0]
 
 
 def _parse_map_or_none(g, src, dst, dt, where) -> Optional[_Map]:
@@ -831,6 +860,7 @@ def _import_norse(key, g, neuron, inp, rec, dt, seq, meta, max_delay):
         return cls(i, n, max_delay=md, p=p, dt=dt, delay_type=dtype, autapses=autapses,
                    input_weights=_t(inp.weight), recurrent_weights=_t(rec.weight),
                    delay_init=_t(lags + 1))
+    inp = _as_exported(inp, meta)
     lags = inp.lags
     dtype = inp.delay_type or "axonal"
     if lags is None:
@@ -913,6 +943,22 @@ def import_from_nir(graph: "nir.NIRGraph", dt: Optional[float] = None) -> nn.Mod
         node = graph.nodes[cur]
         if isinstance(node, nir.Output):
             break
+        if isinstance(node, nir.Delay):
+            # a bare Delay: merged with a following Affine / Linear into an axonal DelayedLinear,
+            # else a DelayedLinear with identity weights
+            lags = _lags_of(node.delay, dt, cur)
+            nxt = succ.get(cur, [])
+            if len(nxt) == 1 and isinstance(graph.nodes[nxt[0]], (nir.Affine, nir.Linear)):
+                cur = nxt[0]
+                visited.add(cur)
+                w, b = _wb(graph.nodes[cur])
+            else:
+                w, b = np.eye(lags.size, dtype=np.float32), None
+            layer = _delayed_linear_from(_Map(w, b, lags, "axonal"), None)
+            if flavour == "norse" and seq:
+                raise TypeError(f"graph: node {cur!r}: a bare Delay in a Norse sequence graph is not supported")
+            modules.append(layer)
+            continue
         modules.append(_import_node(cur, node, dt, flavour, seq))
     if flavour == "norse":
         from norse.torch import SequentialState
