@@ -114,7 +114,8 @@ def _steps(layer: DelayLayerMixin, max_hardware_delay: Optional[int], name: str)
     """Whole-step delays of a layer: clamped, rounded half up (never truncated)."""
     d = layer.delays.detach().clamp(float(layer.min_delay), float(layer.max_delay))
     rounded = round_half_up(d)
-    if not torch.equal(rounded, d) or layer.sigma != 0:
+    # "round" interpolation already reads the rounded lag whatever sigma: exact either way
+    if layer.interpolation != "round" and (not torch.equal(rounded, d) or layer.sigma != 0):
         warnings.warn(
             f"export_to_nir: the delays of {name!r} were rounded to whole steps (halves up) "
             f"and sigma={layer.sigma:g} dropped; call snn_delays_ext.quantize_delays(net) "

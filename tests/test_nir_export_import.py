@@ -351,3 +351,23 @@ if given is not None:
         torch.testing.assert_close(m(x), layer(x))
         if m.delay_type == delay_type:
             assert torch.equal(m.delays, d)
+
+
+def test_round_interpolation_exports_exactly_without_quantizing():
+    """A layer trained in "round" mode computes with the rounded lags already: no warning, and
+    the imported network reproduces it exactly."""
+    torch.manual_seed(5)
+    net = nn.Sequential(
+        sde.DelayedLinear(3, 4, max_delay=6, interpolation="round", sigma=2.0,
+                          delay_init=torch.tensor([[0.5, 2.49, 5.5]] * 4)),
+        snn.Leaky(beta=0.9, threshold=0.4, init_hidden=True),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g = export_to_nir(net, torch.zeros(1, 3), dt=DT)
+    net2 = import_from_nir(g)
+    assert torch.equal(net2[0].delays.detach(), torch.tensor([[1.0, 2.0, 6.0]] * 4))
+    x = _input(T=40, F=3, seed=6)
+    out = _run_steps(net, x)
+    assert 0 < float(out.mean()) < 1
+    torch.testing.assert_close(_run_steps(net2, x), out, rtol=0, atol=0)
