@@ -220,7 +220,7 @@ def test_rounding_is_half_up_never_truncation_through_export():
     # quantize_delays then export: the same integers, no warning
     sde.quantize_delays(layer)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", UserWarning)
         g2 = export_to_nir(layer, torch.zeros(1, 5), dt=DT)
     np.testing.assert_allclose(np.asarray(g2.nodes["DelayedLinear"].nodes["delay"].delay) / DT, [1, 2, 3, 2, 4])
 
@@ -363,7 +363,7 @@ def test_round_interpolation_exports_exactly_without_quantizing():
         snn.Leaky(beta=0.9, threshold=0.4, init_hidden=True),
     )
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", UserWarning)
         g = export_to_nir(net, torch.zeros(1, 3), dt=DT)
     net2 = import_from_nir(g)
     assert torch.equal(net2[0].delays.detach(), torch.tensor([[1.0, 2.0, 6.0]] * 4))
