@@ -157,6 +157,8 @@ def test_bad_arguments_named():
         DelayedLIFRecurrent(2, 3, max_delay=2, delay_type="dendritic")
     with pytest.raises(ValueError, match="input_tensor"):
         DelayedLIFRecurrentCell(2, 3, max_delay=2)(torch.zeros(4, 5))
+    with pytest.raises(ValueError, match="p.method"):
+        DelayedLIFRecurrent(2, 3, max_delay=2, p=LIFParameters(method="adjoint"))
     with pytest.raises(ValueError, match="recurrent_weights"):
         DelayedLIFRecurrentCell(2, 3, max_delay=2, recurrent_weights=torch.zeros(2, 2))
 
@@ -192,3 +194,21 @@ def test_sequential_state_model_trains_loss_decreases_delays_move():
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5, losses
     moved = [float((d - d1.detach()).abs().max()) for d, d1 in zip(d0, sde.delay_parameters(net))]
     assert all(m > 1e-3 for m in moved), moved
+
+
+def test_functional_step_equals_module():
+    from snn_delays_ext.norse import delayed_lif_step
+
+    torch.manual_seed(9)
+    cell = DelayedLIFRecurrentCell(3, 5, max_delay=4, delay_type="synaptic", autapses=True,
+                                   p=LIFParameters(v_th=torch.as_tensor(0.2)), sigma=0.5)
+    x = _drive(20, 2, 3, seed=9, rate=0.6) * 2
+    s_mod = s_fn = None
+    for t in range(20):
+        z1, s_mod = cell(x[t], s_mod)
+        if s_fn is None:
+            s_fn = cell.initial_state(x[t])
+        z2, s_fn = delayed_lif_step(x[t], s_fn, cell.input_weights, cell.recurrent_weights,
+                                    cell.delays, cell.p, cell.dt, cell.max_delay, "synaptic", 0.5)
+        assert torch.equal(z1, z2)
+        assert torch.equal(s_mod.past, s_fn.past)

@@ -33,7 +33,6 @@ from norse.torch.functional.threshold import threshold
 
 from ..functional.delayed_linear import _fit_history, delayed_linear
 from ..functional.interpolation import delay_taps
-from ..functional.recurrent_leaky import recurrent_history_length
 
 __all__ = [
     "DelayedLIFState",
@@ -124,6 +123,13 @@ def delayed_recurrent_input(
     tensor([[0., 1.]])
     """
     taps = delay_taps(delays, max_delay, sigma, 1, interpolation)  # (..., K): lags 1..K
+    return _recurrent_from_taps(past, weight, taps, delay_type)
+
+
+def _recurrent_from_taps(
+    past: torch.Tensor, weight: torch.Tensor, taps: torch.Tensor, delay_type: str
+) -> torch.Tensor:
+    """``r_t`` from precomputed taps (``(N, K)`` axonal or ``(N, N, K)`` weighted synaptic)."""
     K = taps.shape[-1]
     by_lag = _fit_history(past, K).flip(0)  # by_lag[k - 1] = spikes k steps ago
     if delay_type == "axonal":
@@ -201,12 +207,27 @@ def delayed_lif_step(
     >>> z
     tensor([[1., 1.]])
     """
-    r = delayed_recurrent_input(
-        state.past, recurrent_weights, delays, max_delay, delay_type, sigma, interpolation
-    )
+    if delay_type not in ("axonal", "synaptic"):
+        raise ValueError(f"delay_type: expected one of ['axonal', 'synaptic'], got {delay_type!r}")
+    taps = delay_taps(delays, max_delay, sigma, 1, interpolation)
+    return _step_with_taps(input_spikes, state, input_weights, recurrent_weights, taps, p, dt, delay_type)
+
+
+def _step_with_taps(
+    input_spikes: torch.Tensor,
+    state: DelayedLIFState,
+    input_weights: torch.Tensor,
+    recurrent_weights: torch.Tensor,
+    taps: torch.Tensor,
+    p: LIFParameters,
+    dt: float,
+    delay_type: str,
+) -> Tuple[torch.Tensor, DelayedLIFState]:
+    """:func:`delayed_lif_step` given the taps (computed once per sequence by the modules)."""
+    r = _recurrent_from_taps(state.past, recurrent_weights, taps, delay_type)
     i_jump = state.i + F.linear(input_spikes, input_weights) + r
     z_new, v_new, i_decayed = _lif_update(i_jump, state.v, p, dt)
-    K = recurrent_history_length(max_delay, sigma)
+    K = taps.shape[-1]
     past = torch.cat([_fit_history(state.past, K)[1:], z_new.to(state.past.dtype).unsqueeze(0)], 0)
     return z_new, DelayedLIFState(z_new, v_new, i_decayed, past)
 

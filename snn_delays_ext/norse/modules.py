@@ -16,21 +16,28 @@ from torch import nn
 from .._checks import check_choice, check_finite, check_int, check_nonneg_float, check_tensor
 from .._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from ..functional.delayed_linear import DELAY_TYPES_FF, delayed_linear, history_length
-from ..functional.interpolation import INTERPOLATIONS
+from ..functional.interpolation import INTERPOLATIONS, delay_taps
 from ..functional.recurrent_leaky import DELAY_TYPES_RECURRENT, recurrent_history_length
 from .functional import (
     DelayedLIFFeedForwardState,
     DelayedLIFState,
     _lif_update,
-    delayed_lif_step,
+    _step_with_taps,
 )
 
 __all__ = ["DelayedLIFRecurrentCell", "DelayedLIFRecurrent", "DelayedLIFCell", "DelayedLIF"]
 
 
+_METHODS = ("super", "heaviside", "triangle", "tanh", "circ", "heavi_erfc")
+
+
 def _as_lif_parameters(p: LIFParameters) -> LIFParameters:
     if not isinstance(p, LIFParameters):
         raise TypeError(f"p: expected a norse.torch.LIFParameters, got {type(p).__name__}")
+    if p.method not in _METHODS:
+        raise ValueError(
+            f"p.method: expected one of {list(_METHODS)} (surrogate-gradient BPTT), got {p.method!r}"
+        )
     return LIFParameters(
         torch.as_tensor(p.tau_syn_inv),
         torch.as_tensor(p.tau_mem_inv),
@@ -122,11 +129,13 @@ class _DelayedLIFRecurrentBase(DelayLayerMixin, nn.Module):
             past=torch.zeros((K, *dims), **kw),
         )
 
-    def _step(self, x: torch.Tensor, state: DelayedLIFState) -> Tuple[torch.Tensor, DelayedLIFState]:
-        return delayed_lif_step(
-            x, state, self.input_weights, self.effective_recurrent_weights(), self.delays,
-            self.p, self.dt, self.max_delay, self.delay_type, self._sigma, self.interpolation,
-        )
+    def _taps(self) -> torch.Tensor:
+        return delay_taps(self.delays, self.max_delay, self._sigma, 1, self.interpolation)
+
+    def _step(
+        self, x: torch.Tensor, state: DelayedLIFState, taps: torch.Tensor, w_rec: torch.Tensor
+    ) -> Tuple[torch.Tensor, DelayedLIFState]:
+        return _step_with_taps(x, state, self.input_weights, w_rec, taps, self.p, self.dt, self.delay_type)
 
     def _check_state(self, state: object, batch: int) -> DelayedLIFState:
         if not isinstance(state, DelayedLIFState):
@@ -207,7 +216,7 @@ class DelayedLIFRecurrentCell(_DelayedLIFRecurrentBase):
             state = self.initial_state(input_tensor)
         else:
             state = self._check_state(state, input_tensor.shape[0])
-        return self._step(input_tensor, state)
+        return self._step(input_tensor, state, self._taps(), self.effective_recurrent_weights())
 
 
 class DelayedLIFRecurrent(_DelayedLIFRecurrentBase):
@@ -246,8 +255,9 @@ class DelayedLIFRecurrent(_DelayedLIFRecurrentBase):
         else:
             state = self._check_state(state, input_tensor.shape[1])
         out = []
+        taps, w_rec = self._taps(), self.effective_recurrent_weights()
         for t in range(input_tensor.shape[0]):
-            z, state = self._step(input_tensor[t], state)
+            z, state = self._step(input_tensor[t], state, taps, w_rec)
             out.append(z)
         return torch.stack(out), state
 
