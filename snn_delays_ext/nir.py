@@ -908,8 +908,8 @@ def import_from_nir(graph: "nir.NIRGraph", dt: Optional[float] = None) -> nn.Mod
     >>> net = torch.nn.Sequential(sde.DelayedLinear(3, 4, max_delay=5, delay_init=2.0),
     ...                           snn.Leaky(beta=0.9, init_hidden=True))
     >>> net2 = import_from_nir(export_to_nir(net, torch.rand(1, 3), dt=1e-3))
-    >>> type(net2[0]).__name__, net2[0].delays[0].item()
-    ('DelayedLinear', 2.0)
+    >>> type(net2[0]).__name__, net2[0].delay_type, net2[0].delays.unique().tolist()
+    ('DelayedLinear', 'synaptic', [2.0])
     """
     if not isinstance(graph, nir.NIRGraph):
         raise TypeError(f"graph: expected a nir.NIRGraph, got {type(graph).__name__}")
