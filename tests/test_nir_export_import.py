@@ -165,8 +165,12 @@ def test_snntorch_network_with_rleaky_leaky_linear_and_our_layers_validates(tmp_
     nir.write(str(path), g)
     g2 = nir.read(str(path))
     assert set(g2.nodes) == set(g.nodes)
-    np.testing.assert_array_equal(g2.nodes["2"].nodes["w_lag0"].weight if "w_lag0" in g2.nodes["2"].nodes
-                                  else 0, g.nodes["2"].nodes["w_lag0"].weight if "w_lag0" in g.nodes["2"].nodes else 0)
+    sub, sub2 = g.nodes["2"], g2.nodes["2"]
+    assert set(sub2.nodes) == set(sub.nodes) and sorted(sub2.edges) == sorted(sub.edges)
+    for k, node in sub.nodes.items():
+        for attr in ("weight", "bias", "delay"):
+            if hasattr(node, attr):
+                np.testing.assert_array_equal(getattr(sub2.nodes[k], attr), getattr(node, attr))
     np.testing.assert_allclose(np.asarray(g2.nodes["3"].tau), DT / (1 - 0.8), rtol=1e-6)
     assert g2.metadata["dt"] == DT
 

@@ -7,7 +7,6 @@ import torch
 
 norse = pytest.importorskip("norse")
 from norse.torch import LIFCell, LIFParameters, LIFRecurrentCell, Lift, SequentialState  # noqa: E402
-from norse.torch.module.leaky_integrator import LI  # noqa: E402
 
 import snn_delays_ext as sde  # noqa: E402
 from snn_delays_ext.norse import (  # noqa: E402
