@@ -202,6 +202,7 @@ def _snn_neuron_meta(m: nn.Module, n: int) -> Dict[str, Any]:
     return {
         "reset_mechanism": str(m.reset_mechanism),
         "reset_delay": int(bool(getattr(m, "reset_delay", True))),
+        "output": int(bool(getattr(m, "output", False))),
         "beta": _vec(m.beta.clamp(0, 1), n, "beta"),
     }
 
@@ -308,6 +309,17 @@ def _export_module(
                 "max_delay": int(m.max_delay), "autapses": int(m.autapses)}
         _check_norse_dt(m, dt, name)
         return _subgraph(n_in, n, nodes, edges, meta), n
+    if norse_mods and isinstance(m, norse_mods["norse_recurrent"]):
+        # Norse's own LIFRecurrent(Cell): lag 1 everywhere, no Delay node
+        need_in(int(m.input_size), "input features")
+        n = int(m.hidden_size)
+        nodes = {"lif": _norse_cubalif(m.p, n, m.dt, type(m).__name__)}
+        edges = [("lif", "output")]
+        _add_delayed_map(nodes, edges, "input", "lif", _np(m.input_weights), None, None, "axonal", dt, "in_")
+        _add_delayed_map(nodes, edges, "lif", "lif", _np(m.recurrent_weights), None, None, "axonal", dt, "rec_")
+        meta = {"module": type(m).__name__, "autapses": int(m.autapses)}
+        _check_norse_dt(m, dt, name)
+        return _subgraph(n_in, n, nodes, edges, meta), n
     if norse_mods and isinstance(m, norse_mods["feedforward"]):
         need_in(m.input_size, "input features")
         n = m.hidden_size
@@ -326,7 +338,8 @@ def _export_module(
         f"net: module {name!r} of type {type(m).__module__}.{type(m).__qualname__} is not "
         "supported by export_to_nir (supported: torch.nn.Linear, snn_delays_ext.DelayedLinear, "
         "snntorch.Leaky, snntorch.Synaptic, snntorch.RLeaky, snn_delays_ext.DelayedRecurrentLeaky, "
-        "snn_delays_ext.norse.DelayedLIF[Cell], DelayedLIFRecurrent[Cell], norse LIF / LIFCell; "
+        "snn_delays_ext.norse.DelayedLIF[Cell], DelayedLIFRecurrent[Cell], norse LIF[Cell], "
+        "LIFRecurrent[Cell]; "
         "Identity and Dropout are skipped)"
     )
 
@@ -350,6 +363,7 @@ def _norse_types() -> Dict[str, tuple]:
         "recurrent": (DelayedLIFRecurrentCell, DelayedLIFRecurrent),
         "feedforward": (DelayedLIFCell, DelayedLIF),
         "lif": (nt.LIFCell, nt.LIF),
+        "norse_recurrent": (nt.LIFRecurrentCell, nt.LIFRecurrent),
         "sequential": (nt.SequentialState,),
         "lift": (nt.Lift,),
     }
@@ -362,7 +376,7 @@ def _is_atom(m: nn.Module) -> bool:
     known = (nn.Linear, DelayedLinear, snn.SpikingNeuron, DelayLayerMixin) + _SKIP
     nm = _norse_types()
     if nm:
-        known = known + nm["lif"]
+        known = known + nm["lif"] + nm["norse_recurrent"]
     return isinstance(m, known) or len(list(m.children())) == 0
 
 
@@ -447,7 +461,8 @@ def export_to_nir(
         other. Supported layers: ``torch.nn.Linear``,
         :class:`~snn_delays_ext.DelayedLinear`, ``snntorch.Leaky``, ``snntorch.Synaptic``,
         ``snntorch.RLeaky`` (all-to-all), :class:`~snn_delays_ext.DelayedRecurrentLeaky`, the
-        Norse-flavour modules of :mod:`snn_delays_ext.norse` and Norse's ``LIFCell`` / ``LIF``;
+        Norse-flavour modules of :mod:`snn_delays_ext.norse` and Norse's ``LIFCell``, ``LIF``,
+        ``LIFRecurrentCell`` and ``LIFRecurrent``;
         ``Identity`` and ``Dropout`` are skipped. Anything else raises a ``TypeError`` naming
         the module.
     sample_data : torch.Tensor
@@ -506,10 +521,12 @@ def export_to_nir(
     if not chain:
         raise ValueError("net: found no layer to export")
     flavour = "snntorch"
-    if nm and any(isinstance(m, nm["recurrent"] + nm["feedforward"] + nm["lif"]) for _, m in chain):
+    if nm and any(isinstance(m, nm["recurrent"] + nm["feedforward"] + nm["lif"] + nm["norse_recurrent"])
+                  for _, m in chain):
         flavour = "norse"
     sequence_mode = nm and any(
-        isinstance(m, (nm["recurrent"][1], nm["feedforward"][1], nm["lif"][1])) for _, m in chain
+        isinstance(m, (nm["recurrent"][1], nm["feedforward"][1], nm["lif"][1], nm["norse_recurrent"][1]))
+        for _, m in chain
     )
     n = int(sample_data.shape[-1])
     n_in = n
@@ -688,6 +705,7 @@ def _snn_neuron(node: nir.NIRNode, key: str, dt: float, recurrent_n: Optional[in
     # NIR semantics (no metadata): reset to zero in the step of the spike
     kw["reset_mechanism"] = _meta_str(meta, "reset_mechanism", "zero")
     kw["reset_delay"] = bool(int(meta.get("reset_delay", 0)))
+    kw["output"] = bool(int(meta.get("output", 0)))  # return (spk, mem) with init_hidden
     return kw
 
 
@@ -851,13 +869,20 @@ def _import_norse(key, g, neuron, inp, rec, dt, seq, meta, max_delay):
     if rec is not None:
         if inp.lags is not None or inp.bias is not None:
             raise TypeError(f"graph: sub-graph {key!r}: delayed or biased input weights of a recurrent Norse layer")
+        autapses = bool(int(meta.get("autapses", 1)))
+        if rec.lags is None and _meta_str(meta, "module") in ("LIFRecurrentCell", "LIFRecurrent"):
+            from norse.torch import LIFRecurrent, LIFRecurrentCell
+
+            ncls = LIFRecurrent if seq else LIFRecurrentCell
+            return ncls(i, n, p=p, dt=dt, autapses=autapses,
+                        input_weights=nn.Parameter(_t(inp.weight)),
+                        recurrent_weights=nn.Parameter(_t(rec.weight)))
         dtype = _meta_str(meta, "delay_type") or rec.delay_type or "axonal"
         lags = rec.lags if rec.lags is not None else np.zeros((n,) if dtype == "axonal" else (n, n), dtype=np.int64)
         if dtype == "axonal" and lags.ndim == 2:
             dtype = "synaptic"
         md = max(1, int(lags.max()) + 1, int(max_delay or 0))
         cls = DelayedLIFRecurrent if seq else DelayedLIFRecurrentCell
-        autapses = bool(int(meta.get("autapses", 1)))
         return cls(i, n, max_delay=md, p=p, dt=dt, delay_type=dtype, autapses=autapses,
                    input_weights=_t(inp.weight), recurrent_weights=_t(rec.weight),
                    delay_init=_t(lags + 1))

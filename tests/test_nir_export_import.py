@@ -173,6 +173,8 @@ def test_snntorch_network_with_rleaky_leaky_linear_and_our_layers_validates(tmp_
                 np.testing.assert_array_equal(getattr(sub2.nodes[k], attr), getattr(node, attr))
     np.testing.assert_allclose(np.asarray(g2.nodes["3"].tau), DT / (1 - 0.8), rtol=1e-6)
     assert g2.metadata["dt"] == DT
+    back = import_from_nir(g2)
+    assert back[-1].output and not back[3].output  # the last Leaky returns (spk, mem) as before
 
 
 class _Custom(nn.Module):

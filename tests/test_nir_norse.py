@@ -112,3 +112,31 @@ def test_norse_dt_must_agree():
     net = SequentialState(DelayedLIFCell(2, 3, max_delay=2, dt=1e-3))
     with pytest.raises(ValueError, match="dt"):
         export_to_nir(net, torch.rand(1, 2), dt=2e-3)
+
+
+def test_norse_own_recurrent_cell_and_lag_one_delayed_cell_export_alike():
+    from norse.torch import LIFRecurrentCell
+
+    torch.manual_seed(3)
+    ref = SequentialState(LIFRecurrentCell(4, 5, p=P), torch.nn.Linear(5, 2), LIFCell(p=P))
+    ours = SequentialState(
+        DelayedLIFRecurrentCell(4, 5, max_delay=3, p=P, delay_init=1.0,
+                                input_weights=ref[0].input_weights.detach(),
+                                recurrent_weights=ref[0].recurrent_weights.detach()),
+        torch.nn.Linear(5, 2), LIFCell(p=P),
+    )
+    ours[1].load_state_dict(ref[1].state_dict())
+    x = _x(T=50, seed=3)
+    g_ref = export_to_nir(ref, x[0], dt=DT)
+    g_ours = export_to_nir(ours, x[0], dt=DT)
+    for g in (g_ref, g_ours):  # lag 1 everywhere: the recurrent edge alone, no Delay node
+        assert not any(isinstance(v, nir.Delay) for v in g.nodes["0"].nodes.values())
+        assert ("rec_affine", "lif") in g.nodes["0"].edges
+    np.testing.assert_array_equal(g_ref.nodes["0"].nodes["rec_affine"].weight,
+                                  g_ours.nodes["0"].nodes["rec_affine"].weight)
+    back = import_from_nir(g_ref)
+    assert type(back[0]) is LIFRecurrentCell and not back[0].autapses
+    z_ref = _run_steps(ref, x)
+    assert 0 < float(z_ref.mean()) < 1
+    assert torch.equal(_run_steps(back, x), z_ref)
+    assert torch.equal(_run_steps(ours, x), z_ref)
