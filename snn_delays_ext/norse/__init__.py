@@ -6,6 +6,14 @@ Functional steps on NamedTuple states taking :class:`norse.torch.LIFParameters`
 and :class:`norse.torch.Lift`. They share the delay kernels of the snnTorch flavour.
 """
 
+try:
+    import norse.torch  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised only without norse
+    raise ImportError(
+        "snn_delays_ext.norse needs the 'norse' package: pip install --no-deps norse "
+        "(norse declares torchvision; --no-deps keeps your torch build)"
+    ) from exc
+
 from .functional import (
     DelayedLIFFeedForwardState,
     DelayedLIFState,
