@@ -458,7 +458,9 @@ def export_to_nir(
     net : torch.nn.Module
         An ``nn.Sequential`` (or Norse ``SequentialState``, ``Lift`` wrappers are looked
         through), a single layer, or a module whose ``forward`` calls its layers one after the
-        other. Supported layers: ``torch.nn.Linear``,
+        other (found by running ``sample_data`` through it with forward hooks: tensor operations
+        outside modules, skip connections and a layer used at two places in the chain are not
+        seen, so keep such a module a plain chain). Supported layers: ``torch.nn.Linear``,
         :class:`~snn_delays_ext.DelayedLinear`, ``snntorch.Leaky``, ``snntorch.Synaptic``,
         ``snntorch.RLeaky`` (all-to-all), :class:`~snn_delays_ext.DelayedRecurrentLeaky`, the
         Norse-flavour modules of :mod:`snn_delays_ext.norse` and Norse's ``LIFCell``, ``LIF``,
