@@ -39,3 +39,12 @@ __all__ = [
     "set_validation",
     "weight_parameters",
 ]
+
+
+def __getattr__(name: str):
+    # NIR export/import need the optional ``nir`` package: import them on first use
+    if name in ("export_to_nir", "import_from_nir"):
+        from . import nir as _nir
+
+        return getattr(_nir, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,995 @@
+"""Export to and import from NIR, the Neuromorphic Intermediate Representation (``nir``).
+
+:func:`export_to_nir` turns a chain of layers into an :class:`nir.NIRGraph`;
+:func:`import_from_nir` builds the equivalent PyTorch network back. Delays become ``nir.Delay``
+nodes.
+
+Units and conventions
+---------------------
+* **Delays are in seconds**, NIR's time unit: a delay of ``l`` steps is written as
+  ``l * dt``. Export rounds every delay to whole steps first (halves up, never truncation);
+  call :func:`snn_delays_ext.quantize_delays` before exporting to make the exported graph
+  compute exactly what the trained network computes (a warning says when delays were not
+  integers, or the interpolation width ``sigma`` was not 0).
+* **Feed-forward delays** (:class:`~snn_delays_ext.DelayedLinear` and the delayed map of
+  :class:`~snn_delays_ext.norse.DelayedLIF`): axonal delays ``(in,)`` are one ``Delay`` before
+  the affine map; synaptic delays ``(out, in)`` are split into one branch per distinct delay
+  value ``d`` (``Delay(d) -> Linear(W * [L == d])``, the lag-0 branch without ``Delay``), and the
+  branches sum into the next node (NIR sums every edge that enters a node); dendritic delays
+  ``(out,)`` are a ``Delay`` after the weights (``Linear -> Delay``) with the bias, which is not
+  delayed, on a parallel zero-weight ``Affine`` branch. Each delayed map is one sub-graph.
+* **Recurrent delays**: a recurrent layer is a sub-graph ``input -> neuron -> output`` with the
+  recurrent edge ``neuron -> [Delay] -> Affine -> neuron``. The recurrent edge itself carries the
+  one-step latency every discrete-time simulator gives a recurrent connection (as in snnTorch's
+  own ``RLeaky`` export, which has no ``Delay``), so a recurrent lag of ``l >= 1`` steps is
+  written as a ``Delay`` of ``(l - 1) * dt`` (none for lag 1); axonal delays are one ``Delay``
+  before the recurrent weights, synaptic delays one branch per distinct lag.
+* **Neurons** follow snnTorch's NIR convention: ``Leaky(beta)`` is ``nir.LIF`` with
+  ``tau = dt / (1 - beta)``, ``r = tau / dt``, ``v_leak = 0``, ``v_reset = 0``; ``Synaptic``
+  is ``nir.CubaLIF`` with ``tau_syn = dt / (1 - alpha)``, ``tau_mem = dt / (1 - beta)``,
+  ``r = tau_mem / dt``, ``w_in = tau_syn / dt`` (the Euler step of the NIR equations with step
+  ``dt`` is then exactly snnTorch's update). Norse's LIF neurons are ``nir.CubaLIF`` with
+  ``tau_syn = 1 / tau_syn_inv``, ``tau_mem = 1 / tau_mem_inv`` (seconds), ``r = 1``,
+  ``w_in = tau_syn / dt`` and Norse's ``v_leak``, ``v_th``, ``v_reset``: Norse's update is then
+  exactly the Euler step of NIR's ``CubaLIF`` equations, reset included.
+* NIR's LIF resets to ``v_reset`` in the step of the spike; snnTorch's default is a subtractive
+  reset one step later. NIR cannot say that, so each neuron node also carries
+  ``metadata`` (``beta``, ``alpha``, ``reset_mechanism``, ``reset_delay``, or Norse's parameters)
+  that :func:`import_from_nir` uses to rebuild the exact neuron; without metadata a node is read
+  with NIR's semantics.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+try:  # the package is optional: ``pip install snn_delays_ext[nir]``
+    import nir
+except ImportError as exc:  # pragma: no cover - exercised only without nir
+    raise ImportError(
+        "snn_delays_ext.nir needs the 'nir' package: pip install nir (or snn_delays_ext[nir])"
+    ) from exc
+import snntorch as snn
+
+from ._checks import check_int
+from ._delay_layer import DelayLayerMixin
+from .delayed_linear import DelayedLinear
+from .delayed_recurrent_leaky import DelayedRecurrentLeaky
+from .functional.interpolation import round_half_up
+
+__all__ = ["export_to_nir", "import_from_nir"]
+
+_SKIP = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.AlphaDropout)
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+# ---------------------------------------------------------------------------------------------
+def _check_dt(dt: object) -> float:
+    if isinstance(dt, bool) or not isinstance(dt, (int, float)):
+        raise TypeError(f"dt: expected a float > 0 (the time step in seconds), got {type(dt).__name__} ({dt!r})")
+    dt = float(dt)
+    if not math.isfinite(dt) or dt <= 0:
+        raise ValueError(f"dt: expected a finite float > 0 (the time step in seconds), got {dt}")
+    return dt
+
+
+def _np(t: Union[torch.Tensor, float, np.ndarray]) -> np.ndarray:
+    if isinstance(t, torch.Tensor):
+        return t.detach().cpu().numpy()
+    return np.asarray(t)
+
+
+def _vec(value: Union[torch.Tensor, float], n: int, name: str) -> np.ndarray:
+    """Broadcast a scalar or per-neuron parameter to ``(n,)`` (float64 holds float32 exactly)."""
+    a = np.asarray(_np(value), dtype=np.float64)
+    if a.size not in (1, n):
+        raise ValueError(f"{name}: expected a scalar or {n} values, got shape {a.shape}")
+    return np.broadcast_to(a.reshape(-1), (n,)).copy() if a.size == 1 else a.reshape(n).copy()
+
+
+def _tau(decay: np.ndarray, dt: float) -> np.ndarray:
+    """``dt / (1 - decay)`` with ``inf`` for ``decay = 1`` (no leak)."""
+    with np.errstate(divide="ignore"):
+        return np.where(decay >= 1.0, np.inf, dt / (1.0 - np.minimum(decay, 1.0)))
+
+
+def _meta_str(meta: Dict[str, Any], key: str, default: Optional[str] = None) -> Optional[str]:
+    v = meta.get(key, default)
+    if isinstance(v, bytes):
+        v = v.decode()
+    if isinstance(v, np.ndarray) and v.dtype.kind in "SUO":
+        v = v.item()
+        v = v.decode() if isinstance(v, bytes) else v
+    return v
+
+
+def _steps(layer: DelayLayerMixin, max_hardware_delay: Optional[int], name: str) -> np.ndarray:
+    """Whole-step delays of a layer: clamped, rounded half up (never truncated)."""
+    d = layer.delays.detach().clamp(float(layer.min_delay), float(layer.max_delay))
+    rounded = round_half_up(d)
+    # "round" interpolation already reads the rounded lag whatever sigma: exact either way
+    if layer.interpolation != "round" and (not torch.equal(rounded, d) or layer.sigma != 0):
+        warnings.warn(
+            f"export_to_nir: the delays of {name!r} were rounded to whole steps (halves up) "
+            f"and sigma={layer.sigma:g} dropped; call snn_delays_ext.quantize_delays(net) "
+            "before exporting for an exact export",
+            stacklevel=3,
+        )
+    if max_hardware_delay is not None and bool((rounded > max_hardware_delay).any()):
+        raise ValueError(
+            f"max_hardware_delay: module {name!r} has {int((rounded > max_hardware_delay).sum())} "
+            f"rounded delays above the limit {max_hardware_delay} (largest {int(rounded.max())})"
+        )
+    return rounded.cpu().numpy().astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# delayed maps as NIR nodes
+# ---------------------------------------------------------------------------------------------
+def _affine(weight: np.ndarray, bias: Optional[np.ndarray]) -> nir.NIRNode:
+    weight = np.asarray(weight, dtype=np.float32)
+    if bias is None:
+        return nir.Linear(weight=weight)
+    return nir.Affine(weight=weight, bias=np.asarray(bias, dtype=np.float32))
+
+
+def _add_delayed_map(
+    nodes: Dict[str, nir.NIRNode],
+    edges: List[Tuple[str, str]],
+    src: str,
+    dst: str,
+    weight: np.ndarray,
+    bias: Optional[np.ndarray],
+    lags: Optional[np.ndarray],
+    delay_type: str,
+    dt: float,
+    tag: str,
+) -> None:
+    """Add nodes computing ``dst += delayed(W) src + b`` (lags in whole steps)."""
+    if lags is None:
+        nodes[f"{tag}affine"] = _affine(weight, bias)
+        edges += [(src, f"{tag}affine"), (f"{tag}affine", dst)]
+    elif delay_type == "axonal":
+        nodes[f"{tag}delay"] = nir.Delay(delay=lags.astype(np.float64) * dt)
+        nodes[f"{tag}affine"] = _affine(weight, bias)
+        edges += [(src, f"{tag}delay"), (f"{tag}delay", f"{tag}affine"), (f"{tag}affine", dst)]
+    elif delay_type == "dendritic":
+        nodes[f"{tag}linear"] = _affine(weight, None)
+        nodes[f"{tag}delay"] = nir.Delay(delay=lags.astype(np.float64) * dt)
+        edges += [(src, f"{tag}linear"), (f"{tag}linear", f"{tag}delay"), (f"{tag}delay", dst)]
+        if bias is not None:  # the bias is not delayed: a parallel zero-weight branch
+            nodes[f"{tag}bias"] = _affine(np.zeros_like(weight), bias)
+            edges += [(src, f"{tag}bias"), (f"{tag}bias", dst)]
+    elif delay_type == "synaptic":
+        values = sorted(int(v) for v in np.unique(lags))
+        n_in = weight.shape[1]
+        for j, d in enumerate(values):
+            w_d = np.where(lags == d, weight, 0.0).astype(np.float32)
+            b_d = bias if j == 0 else None
+            if d == 0:
+                nodes[f"{tag}w_lag0"] = _affine(w_d, b_d)
+                edges += [(src, f"{tag}w_lag0"), (f"{tag}w_lag0", dst)]
+            else:
+                nodes[f"{tag}delay_lag{d}"] = nir.Delay(delay=np.full(n_in, d * dt, dtype=np.float64))
+                nodes[f"{tag}w_lag{d}"] = _affine(w_d, b_d)
+                edges += [
+                    (src, f"{tag}delay_lag{d}"),
+                    (f"{tag}delay_lag{d}", f"{tag}w_lag{d}"),
+                    (f"{tag}w_lag{d}", dst),
+                ]
+    else:  # pragma: no cover - layers validate their delay_type
+        raise ValueError(f"delay_type: unknown {delay_type!r}")
+
+
+def _subgraph(n_in: int, n_out: int, nodes, edges, metadata) -> nir.NIRGraph:
+    allnodes = {"input": nir.Input(input_type={"input": np.array([n_in])})}
+    allnodes.update(nodes)
+    allnodes["output"] = nir.Output(output_type={"output": np.array([n_out])})
+    return nir.NIRGraph(nodes=allnodes, edges=edges, metadata=metadata)
+
+
+# ---------------------------------------------------------------------------------------------
+# module converters
+# ---------------------------------------------------------------------------------------------
+def _snn_neuron_meta(m: nn.Module, n: int) -> Dict[str, Any]:
+    return {
+        "reset_mechanism": str(m.reset_mechanism),
+        "reset_delay": int(bool(getattr(m, "reset_delay", True))),
+        "output": int(bool(getattr(m, "output", False))),
+        "beta": _vec(m.beta.clamp(0, 1), n, "beta"),
+    }
+
+
+def _leaky_node(m: nn.Module, n: int, dt: float) -> nir.LIF:
+    beta = _vec(m.beta.clamp(0, 1), n, "beta")
+    tau = _tau(beta, dt)
+    return nir.LIF(
+        tau=tau, r=tau / dt, v_leak=np.zeros(n), v_threshold=_vec(m.threshold, n, "threshold"),
+        v_reset=np.zeros(n), metadata=_snn_neuron_meta(m, n),
+    )
+
+
+def _norse_cubalif(p, n: int, dt: float, module: str) -> nir.CubaLIF:
+    tau_syn = 1.0 / _vec(p.tau_syn_inv, n, "tau_syn_inv")
+    tau_mem = 1.0 / _vec(p.tau_mem_inv, n, "tau_mem_inv")
+    return nir.CubaLIF(
+        tau_syn=tau_syn, tau_mem=tau_mem, r=np.ones(n), v_leak=_vec(p.v_leak, n, "v_leak"),
+        v_threshold=_vec(p.v_th, n, "v_th"), v_reset=_vec(p.v_reset, n, "v_reset"),
+        w_in=tau_syn / dt,
+        metadata={
+            "norse": module, "method": str(p.method), "alpha": float(_np(p.alpha).reshape(-1)[0]),
+            "tau_syn_inv": _vec(p.tau_syn_inv, n, "tau_syn_inv"),
+            "tau_mem_inv": _vec(p.tau_mem_inv, n, "tau_mem_inv"), "dt": dt,
+        },
+    )
+
+
+def _export_module(
+    name: str, m: nn.Module, n_in: int, dt: float, max_hw: Optional[int]
+) -> Tuple[nir.NIRNode, int]:
+    """Convert one module; returns its NIR node and output width."""
+    norse_mods = _norse_types()
+
+    def need_in(k: int, what: str) -> None:
+        if k != n_in:
+            raise ValueError(
+                f"net: module {name!r} ({type(m).__name__}) expects {k} {what}, but the previous "
+                f"layer gives {n_in}"
+            )
+
+    if isinstance(m, DelayedLinear):
+        need_in(m.in_features, "input features")
+        lags = _steps(m, max_hw, name)
+        nodes: Dict[str, nir.NIRNode] = {}
+        edges: List[Tuple[str, str]] = []
+        b = None if m.bias is None else _np(m.bias)
+        _add_delayed_map(nodes, edges, "input", "output", _np(m.weight), b, lags, m.delay_type, dt, "")
+        meta = {"module": "DelayedLinear", "delay_type": m.delay_type, "max_delay": int(m.max_delay)}
+        return _subgraph(n_in, m.out_features, nodes, edges, meta), m.out_features
+    if isinstance(m, nn.Linear):
+        need_in(m.in_features, "input features")
+        return _affine(_np(m.weight), None if m.bias is None else _np(m.bias)), m.out_features
+    if isinstance(m, snn.Synaptic) and not isinstance(m, snn.RSynaptic):
+        n = n_in
+        alpha = _vec(m.alpha.clamp(0, 1), n, "alpha")
+        beta = _vec(m.beta.clamp(0, 1), n, "beta")
+        tau_syn, tau_mem = _tau(alpha, dt), _tau(beta, dt)
+        meta = _snn_neuron_meta(m, n)
+        meta["alpha"] = alpha
+        return nir.CubaLIF(
+            tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem / dt, v_leak=np.zeros(n),
+            v_threshold=_vec(m.threshold, n, "threshold"), v_reset=np.zeros(n),
+            w_in=tau_syn / dt, metadata=meta,
+        ), n
+    if isinstance(m, snn.Leaky) and not isinstance(m, snn.RLeaky):
+        if float(_np(m.graded_spikes_factor).reshape(-1)[0]) != 1.0:
+            raise ValueError(f"net: module {name!r}: graded_spikes_factor != 1 has no NIR equivalent")
+        return _leaky_node(m, n_in, dt), n_in
+    if isinstance(m, snn.RLeaky):
+        if not m.all_to_all or not isinstance(getattr(m, "recurrent", None), nn.Linear):
+            raise TypeError(
+                f"net: module {name!r} (RLeaky with all_to_all=False or convolutional recurrence) "
+                "is not supported by export_to_nir"
+            )
+        n = m.recurrent.out_features
+        need_in(n, "input features (linear_features)")
+        nodes = {"lif": _leaky_node(m, n, dt)}
+        edges = [("input", "lif"), ("lif", "output")]
+        w, b = _np(m.recurrent.weight), None if m.recurrent.bias is None else _np(m.recurrent.bias)
+        if isinstance(m, DelayedRecurrentLeaky):
+            lags = _steps(m, max_hw, name) - 1  # the recurrent edge carries one step itself
+            if not lags.any():
+                lags = None
+            _add_delayed_map(nodes, edges, "lif", "lif", w, b, lags, m.delay_type, dt, "rec_")
+            meta = {"module": "DelayedRecurrentLeaky", "delay_type": m.delay_type,
+                    "max_delay": int(m.max_delay)}
+        else:
+            _add_delayed_map(nodes, edges, "lif", "lif", w, b, None, "axonal", dt, "rec_")
+            meta = {"module": "RLeaky"}
+        return _subgraph(n, n, nodes, edges, meta), n
+    if norse_mods and isinstance(m, norse_mods["recurrent"]):
+        need_in(m.input_size, "input features")
+        n = m.hidden_size
+        nodes = {"lif": _norse_cubalif(m.p, n, m.dt, type(m).__name__)}
+        edges = [("lif", "output")]
+        _add_delayed_map(nodes, edges, "input", "lif", _np(m.input_weights), None, None, "axonal", dt, "in_")
+        lags = _steps(m, max_hw, name) - 1
+        if not lags.any():
+            lags = None
+        _add_delayed_map(nodes, edges, "lif", "lif", _np(m.effective_recurrent_weights()), None,
+                         lags, m.delay_type, dt, "rec_")
+        meta = {"module": type(m).__name__, "delay_type": m.delay_type,
+                "max_delay": int(m.max_delay), "autapses": int(m.autapses)}
+        _check_norse_dt(m, dt, name)
+        return _subgraph(n_in, n, nodes, edges, meta), n
+    if norse_mods and isinstance(m, norse_mods["norse_recurrent"]):
+        # Norse's own LIFRecurrent(Cell): lag 1 everywhere, no Delay node
+        need_in(int(m.input_size), "input features")
+        n = int(m.hidden_size)
+        nodes = {"lif": _norse_cubalif(m.p, n, m.dt, type(m).__name__)}
+        edges = [("lif", "output")]
+        _add_delayed_map(nodes, edges, "input", "lif", _np(m.input_weights), None, None, "axonal", dt, "in_")
+        _add_delayed_map(nodes, edges, "lif", "lif", _np(m.recurrent_weights), None, None, "axonal", dt, "rec_")
+        meta = {"module": type(m).__name__, "autapses": int(m.autapses)}
+        _check_norse_dt(m, dt, name)
+        return _subgraph(n_in, n, nodes, edges, meta), n
+    if norse_mods and isinstance(m, norse_mods["feedforward"]):
+        need_in(m.input_size, "input features")
+        n = m.hidden_size
+        nodes = {"lif": _norse_cubalif(m.p, n, m.dt, type(m).__name__)}
+        edges = [("lif", "output")]
+        b = None if m.bias is None else _np(m.bias)
+        _add_delayed_map(nodes, edges, "input", "lif", _np(m.weight), b, _steps(m, max_hw, name),
+                         m.delay_type, dt, "in_")
+        meta = {"module": type(m).__name__, "delay_type": m.delay_type, "max_delay": int(m.max_delay)}
+        _check_norse_dt(m, dt, name)
+        return _subgraph(n_in, n, nodes, edges, meta), n
+    if norse_mods and isinstance(m, norse_mods["lif"]):
+        _check_norse_dt(m, dt, name)
+        return _norse_cubalif(m.p, n_in, m.dt, type(m).__name__), n_in
+    raise TypeError(
+        f"net: module {name!r} of type {type(m).__module__}.{type(m).__qualname__} is not "
+        "supported by export_to_nir (supported: torch.nn.Linear, snn_delays_ext.DelayedLinear, "
+        "snntorch.Leaky, snntorch.Synaptic, snntorch.RLeaky, snn_delays_ext.DelayedRecurrentLeaky, "
+        "snn_delays_ext.norse.DelayedLIF[Cell], DelayedLIFRecurrent[Cell], norse LIF[Cell], "
+        "LIFRecurrent[Cell]; "
+        "Identity and Dropout are skipped)"
+    )
+
+
+def _check_norse_dt(m: nn.Module, dt: float, name: str) -> None:
+    if not math.isclose(float(m.dt), dt, rel_tol=1e-9):
+        raise ValueError(
+            f"dt: module {name!r} integrates with dt={m.dt} but export_to_nir got dt={dt}; "
+            "they must agree"
+        )
+
+
+def _norse_types() -> Dict[str, tuple]:
+    try:
+        import norse.torch as nt
+
+        from .norse import DelayedLIF, DelayedLIFCell, DelayedLIFRecurrent, DelayedLIFRecurrentCell
+    except ImportError:  # pragma: no cover - norse is optional
+        return {}
+    return {
+        "recurrent": (DelayedLIFRecurrentCell, DelayedLIFRecurrent),
+        "feedforward": (DelayedLIFCell, DelayedLIF),
+        "lif": (nt.LIFCell, nt.LIF),
+        "norse_recurrent": (nt.LIFRecurrentCell, nt.LIFRecurrent),
+        "sequential": (nt.SequentialState,),
+        "lift": (nt.Lift,),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# finding the chain of layers
+# ---------------------------------------------------------------------------------------------
+def _is_atom(m: nn.Module) -> bool:
+    known = (nn.Linear, DelayedLinear, snn.SpikingNeuron, DelayLayerMixin) + _SKIP
+    nm = _norse_types()
+    if nm:
+        known = known + nm["lif"] + nm["norse_recurrent"]
+    return isinstance(m, known) or len(list(m.children())) == 0
+
+
+def _unwrap(m: nn.Module) -> nn.Module:
+    nm = _norse_types()
+    while nm and isinstance(m, nm["lift"]):
+        m = m.lifted_module
+    return m
+
+
+def _sequential_chain(net: nn.Module, prefix: str = "") -> List[Tuple[str, nn.Module]]:
+    out: List[Tuple[str, nn.Module]] = []
+    for name, child in net.named_children():
+        full = f"{prefix}{name}"
+        child = _unwrap(child)
+        if isinstance(child, nn.Sequential):
+            out += _sequential_chain(child, full + ".")
+        else:
+            out.append((full, child))
+    return out
+
+
+def _traced_chain(net: nn.Module, sample_data: torch.Tensor) -> List[Tuple[str, nn.Module]]:
+    """The atoms of ``net`` in the order of their first call on ``sample_data``."""
+    from .utils import reset
+
+    order: List[Tuple[str, nn.Module]] = []
+    seen = set()
+    handles = []
+    atoms = []
+
+    def walk(m: nn.Module, name: str) -> None:
+        m = _unwrap(m)
+        if _is_atom(m):
+            atoms.append((name, m))
+            return
+        for cname, c in m.named_children():
+            walk(c, f"{name}.{cname}" if name else cname)
+
+    walk(net, "")
+    for name, m in atoms:
+        def hook(mod, inp, out, name=name):
+            if id(mod) not in seen:
+                seen.add(id(mod))
+                order.append((name or type(mod).__name__, mod))
+        handles.append(m.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            net(sample_data)
+    except Exception as exc:
+        raise ValueError(
+            f"sample_data: running the network on it failed ({type(exc).__name__}: {exc}); pass "
+            "an input the network accepts (one step (B, F) or a sequence (T, B, F))"
+        ) from exc
+    finally:
+        for h in handles:
+            h.remove()
+        reset(net)
+    uncalled = [n for n, m in atoms if id(m) not in seen and not isinstance(m, _SKIP)]
+    if uncalled:
+        warnings.warn(f"export_to_nir: modules never called on sample_data are left out: {uncalled}",
+                      stacklevel=3)
+    return order
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+# ---------------------------------------------------------------------------------------------
+def export_to_nir(
+    net: nn.Module,
+    sample_data: torch.Tensor,
+    dt: float,
+    max_hardware_delay: Optional[int] = None,
+) -> "nir.NIRGraph":
+    """Export a chain of layers with delays to an NIR graph.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        An ``nn.Sequential`` (or Norse ``SequentialState``, ``Lift`` wrappers are looked
+        through), a single layer, or a module whose ``forward`` calls its layers one after the
+        other (found by running ``sample_data`` through it with forward hooks: tensor operations
+        outside modules, skip connections and a layer used at two places in the chain are not
+        seen, so keep such a module a plain chain). Supported layers: ``torch.nn.Linear``,
+        :class:`~snn_delays_ext.DelayedLinear`, ``snntorch.Leaky``, ``snntorch.Synaptic``,
+        ``snntorch.RLeaky`` (all-to-all), :class:`~snn_delays_ext.DelayedRecurrentLeaky`, the
+        Norse-flavour modules of :mod:`snn_delays_ext.norse` and Norse's ``LIFCell``, ``LIF``,
+        ``LIFRecurrentCell`` and ``LIFRecurrent``;
+        ``Identity`` and ``Dropout`` are skipped. Anything else raises a ``TypeError`` naming
+        the module.
+    sample_data : torch.Tensor
+        An input ``(B, F)`` or ``(T, B, F)``: gives the input width and, for a module that is not
+        a ``Sequential``, the call order of its layers (the network is run once on it without
+        gradients and its state is reset afterwards).
+    dt : float
+        Simulation time step in **seconds**; delays are written as ``steps * dt`` and time
+        constants as in the module docstring.
+    max_hardware_delay : int, optional
+        Largest delay (in steps) the target supports; a larger rounded delay raises a
+        ``ValueError``.
+
+    Returns
+    -------
+    nir.NIRGraph
+        ``input -> layer_1 -> ... -> output``; every layer with delays, and every recurrent
+        layer, is a sub-graph. The graph has passed NIR's structure and type checks;
+        ``graph.metadata`` records ``dt`` and the flavour.
+
+    Examples
+    --------
+    >>> import torch, snntorch as snn
+    >>> import snn_delays_ext as sde
+    >>> from snn_delays_ext.nir import export_to_nir
+    >>> net = torch.nn.Sequential(
+    ...     sde.DelayedLinear(3, 4, max_delay=5, delay_type="axonal", delay_init=2.0),
+    ...     snn.Leaky(beta=0.9, init_hidden=True))
+    >>> g = export_to_nir(net, torch.rand(1, 3), dt=1e-3)
+    >>> sorted(g.nodes)
+    ['0', '1', 'input', 'output']
+    >>> g.nodes['0'].nodes['delay'].delay        # 2 steps of 1 ms, in seconds
+    array([0.002, 0.002, 0.002])
+    """
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
+    dt = _check_dt(dt)
+    if not isinstance(sample_data, torch.Tensor):
+        raise TypeError(f"sample_data: expected a torch.Tensor, got {type(sample_data).__name__}")
+    if sample_data.dim() not in (2, 3):
+        raise ValueError(
+            f"sample_data: expected a tensor of rank 2 (B, F) or 3 (T, B, F), got shape "
+            f"{tuple(sample_data.shape)}"
+        )
+    if max_hardware_delay is not None:
+        max_hardware_delay = check_int("max_hardware_delay", max_hardware_delay, minimum=0)
+    nm = _norse_types()
+    unwrapped = _unwrap(net)
+    if isinstance(unwrapped, nn.Sequential):
+        chain = _sequential_chain(unwrapped)
+    elif _is_atom(unwrapped):
+        chain = [(type(unwrapped).__name__, unwrapped)]
+    else:
+        chain = _traced_chain(net, sample_data)
+    chain = [(n, m) for n, m in chain if not isinstance(m, _SKIP)]
+    if not chain:
+        raise ValueError("net: found no layer to export")
+    flavour = "snntorch"
+    if nm and any(isinstance(m, nm["recurrent"] + nm["feedforward"] + nm["lif"] + nm["norse_recurrent"])
+                  for _, m in chain):
+        flavour = "norse"
+    sequence_mode = nm and any(
+        isinstance(m, (nm["recurrent"][1], nm["feedforward"][1], nm["lif"][1], nm["norse_recurrent"][1]))
+        for _, m in chain
+    )
+    n = int(sample_data.shape[-1])
+    n_in = n
+    nodes: Dict[str, nir.NIRNode] = {"input": nir.Input(input_type={"input": np.array([n])})}
+    edges: List[Tuple[str, str]] = []
+    prev = "input"
+    used = {"input", "output"}
+    for name, m in chain:
+        node, n = _export_module(name, m, n, dt, max_hardware_delay)
+        key = name.replace(".", "_") or type(m).__name__
+        while key in used:
+            key += "_"
+        used.add(key)
+        nodes[key] = node
+        edges.append((prev, key))
+        prev = key
+    nodes["output"] = nir.Output(output_type={"output": np.array([n])})
+    edges.append((prev, "output"))
+    meta = {"dt": dt, "flavour": flavour, "time_unit": "s", "n_in": n_in,
+            "norse_mode": "sequence" if sequence_mode else "step"}
+    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
+    _validate(graph)
+    return graph
+
+
+def _validate(graph: "nir.NIRGraph") -> None:
+    """NIR's own checks: edges name existing nodes, no duplicates, types agree."""
+    if hasattr(graph, "validate_structure"):
+        graph.validate_structure()
+    graph.check_types()
+
+
+# ---------------------------------------------------------------------------------------------
+# import
+# ---------------------------------------------------------------------------------------------
+def _lags_of(delay: np.ndarray, dt: float, where: str) -> np.ndarray:
+    steps = np.asarray(delay, dtype=np.float64) / dt
+    rounded = np.floor(steps + 0.5)
+    if not np.allclose(steps, rounded, rtol=0, atol=1e-6):
+        raise ValueError(
+            f"dt: the Delay node {where!r} holds delays {np.asarray(delay).ravel()[:4]}... s that "
+            f"are not whole multiples of dt={dt}"
+        )
+    if (rounded < 0).any():
+        raise ValueError(f"graph: the Delay node {where!r} holds negative delays")
+    return rounded.astype(np.int64)
+
+
+def _wb(node: nir.NIRNode) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    w = np.asarray(node.weight)
+    b = np.asarray(node.bias) if isinstance(node, nir.Affine) else None
+    return w, b
+
+
+class _Map:
+    """A parsed (possibly delayed) linear map: weight, bias, lags and delay type."""
+
+    def __init__(self, weight, bias, lags, delay_type):
+        self.weight, self.bias, self.lags, self.delay_type = weight, bias, lags, delay_type
+
+
+def _parse_map(g: nir.NIRGraph, src: str, dst: str, dt: float, where: str) -> Optional[_Map]:
+    """The linear map on the paths from ``src`` to ``dst`` (``None`` for a direct edge)."""
+    succ: Dict[str, List[str]] = {}
+    for a, b in g.edges:
+        succ.setdefault(a, []).append(b)
+    branches = []
+    direct = False
+    for s in succ.get(src, []):
+        if s == dst:
+            direct = True
+            continue
+        chain: Optional[List[str]] = []
+        cur = s
+        while cur != dst:
+            node = g.nodes[cur]
+            if isinstance(node, (nir.Output, nir.Input)) or cur == src:
+                chain = None  # a path that leaves the map (e.g. neuron -> output)
+                break
+            chain.append(cur)
+            nxt = succ.get(cur, [])
+            if len(chain) > 2 or len(nxt) != 1:
+                raise TypeError(
+                    f"graph: sub-graph {where!r} has a path {src} -> {' -> '.join(chain)} -> {nxt} "
+                    "that import_from_nir does not map to a layer (expected Affine/Linear with at "
+                    "most one Delay before or after it)"
+                )
+            cur = nxt[0]
+        if chain is not None:
+            branches.append(chain)
+    if direct and not branches:
+        return None
+    if direct or not branches:
+        raise ValueError(f"graph: sub-graph {where!r} mixes a direct edge {src}->{dst} with other paths")
+    kinds = []
+    for br in branches:
+        types = tuple(type(g.nodes[k]).__name__ for k in br)
+        if types in (("Affine",), ("Linear",)):
+            w, b = _wb(g.nodes[br[0]])
+            kinds.append(("lag0", w, b, None))
+        elif types in (("Delay", "Affine"), ("Delay", "Linear")):
+            w, b = _wb(g.nodes[br[1]])
+            kinds.append(("pre", w, b, _lags_of(g.nodes[br[0]].delay, dt, br[0])))
+        elif types in (("Affine", "Delay"), ("Linear", "Delay")):
+            w, b = _wb(g.nodes[br[0]])
+            kinds.append(("post", w, b, _lags_of(g.nodes[br[1]].delay, dt, br[1])))
+        else:
+            raise TypeError(
+                f"graph: sub-graph {where!r} has a path {src} -> {' -> '.join(br)} -> {dst} of node "
+                f"types {types}, which import_from_nir does not map to a layer"
+            )
+    out_f, in_f = kinds[0][1].shape
+    weight = np.zeros((out_f, in_f), dtype=np.float32)
+    bias = None
+    for _, w, b, _ in kinds:
+        weight = weight + w
+        if b is not None:
+            bias = (bias if bias is not None else 0) + b
+    if all(k[0] == "lag0" for k in kinds):
+        return _Map(weight, bias, None, None)
+    if len(kinds) == 1 and kinds[0][0] == "pre":
+        return _Map(weight, bias, kinds[0][3], "axonal")
+    posts = [k for k in kinds if k[0] == "post"]
+    if len(posts) == 1 and all(k[0] == "post" or (k[0] == "lag0" and not np.any(k[1])) for k in kinds):
+        return _Map(weight, bias, posts[0][3], "dendritic")
+    if all(k[0] in ("lag0", "pre") for k in kinds):
+        lags = np.zeros((out_f, in_f), dtype=np.int64)
+        for kind, w, _, lg in kinds:
+            if kind == "pre":
+                if len(np.unique(lg)) != 1:
+                    raise TypeError(
+                        f"graph: sub-graph {where!r}: parallel Delay branches must each hold one "
+                        "delay value (one branch per synaptic delay)"
+                    )
+                lags = np.where(w != 0, lg[0], lags)
+        return _Map(weight, bias, lags, "synaptic")
+    raise TypeError(f"graph: sub-graph {where!r}: cannot map its delay pattern to a layer")
+
+
+def _neuron_key(g: nir.NIRGraph) -> Optional[str]:
+    keys = [k for k, v in g.nodes.items() if isinstance(v, (nir.LIF, nir.CubaLIF))]
+    if len(keys) > 1:
+        raise TypeError(f"graph: a sub-graph holds {len(keys)} neuron nodes {keys}; expected at most one")
+    return keys[0] if keys else None
+
+
+def _t(a, dtype=torch.float32) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a), dtype=dtype)
+
+
+def _param(a: np.ndarray) -> Union[float, torch.Tensor]:
+    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    if np.all(a == a[0]):
+        return float(np.float32(a[0]))
+    return _t(a)
+
+
+def _snn_neuron(node: nir.NIRNode, key: str, dt: float, recurrent_n: Optional[int] = None):
+    """snnTorch neuron kwargs from a LIF / CubaLIF node."""
+    meta = dict(node.metadata or {})
+    if np.any(np.asarray(node.v_leak) != 0) or np.any(np.asarray(node.v_reset) != 0):
+        raise TypeError(f"graph: node {key!r}: v_leak or v_reset != 0 has no snnTorch equivalent")
+    if isinstance(node, nir.LIF):
+        tau = np.asarray(node.tau, dtype=np.float64)
+        beta = meta["beta"] if "beta" in meta else np.where(np.isinf(tau), 1.0, 1.0 - dt / tau)
+        if "beta" not in meta and not np.allclose(np.asarray(node.r), tau / dt, rtol=1e-6):
+            raise TypeError(f"graph: node {key!r}: r != tau / dt has no snnTorch Leaky equivalent")
+        kw = {"beta": _param(beta)}
+    else:
+        tau_syn = np.asarray(node.tau_syn, dtype=np.float64)
+        tau_mem = np.asarray(node.tau_mem, dtype=np.float64)
+        alpha = meta["alpha"] if "alpha" in meta else np.where(np.isinf(tau_syn), 1.0, 1.0 - dt / tau_syn)
+        beta = meta["beta"] if "beta" in meta else np.where(np.isinf(tau_mem), 1.0, 1.0 - dt / tau_mem)
+        kw = {"alpha": _param(alpha), "beta": _param(beta)}
+    kw["threshold"] = _param(node.v_threshold)
+    # NIR semantics (no metadata): reset to zero in the step of the spike
+    kw["reset_mechanism"] = _meta_str(meta, "reset_mechanism", "zero")
+    kw["reset_delay"] = bool(int(meta.get("reset_delay", 0)))
+    kw["output"] = bool(int(meta.get("output", 0)))  # return (spk, mem) with init_hidden
+    return kw
+
+
+def _norse_params(node: nir.CubaLIF):
+    from norse.torch import LIFParameters
+
+    meta = dict(node.metadata or {})
+    tsi = meta.get("tau_syn_inv", 1.0 / np.asarray(node.tau_syn, dtype=np.float64))
+    tmi = meta.get("tau_mem_inv", 1.0 / np.asarray(node.tau_mem, dtype=np.float64))
+    return LIFParameters(
+        tau_syn_inv=torch.as_tensor(_param(tsi)), tau_mem_inv=torch.as_tensor(_param(tmi)),
+        v_leak=torch.as_tensor(_param(node.v_leak)), v_th=torch.as_tensor(_param(node.v_threshold)),
+        v_reset=torch.as_tensor(_param(node.v_reset)),
+        method=_meta_str(meta, "method", "super"),
+        alpha=torch.as_tensor(float(meta.get("alpha", 100.0))),
+    )
+
+
+def _as_exported(mp: _Map, meta: Dict[str, Any]) -> _Map:
+    """Give a parsed map the delay type the exporter recorded (an all-zero or all-equal
+    synaptic delay matrix has the structure of a plain or an axonal map)."""
+    want = _meta_str(meta, "delay_type")
+    if _meta_str(meta, "module") not in ("DelayedLinear", "DelayedLIF", "DelayedLIFCell") or not want:
+        return mp
+    out_f, in_f = mp.weight.shape
+    shape = {"synaptic": (out_f, in_f), "axonal": (in_f,), "dendritic": (out_f,)}[want]
+    if mp.lags is None:
+        return _Map(mp.weight, mp.bias, np.zeros(shape, dtype=np.int64), want)
+    if want == "synaptic" and mp.delay_type == "axonal":
+        return _Map(mp.weight, mp.bias, np.broadcast_to(mp.lags[None, :], shape).copy(), want)
+    return mp
+
+
+def _delayed_linear_from(mp: _Map, max_delay: Optional[int]) -> nn.Module:
+    out_f, in_f = mp.weight.shape
+    if mp.lags is None:
+        lin = nn.Linear(in_f, out_f, bias=mp.bias is not None)
+        with torch.no_grad():
+            lin.weight.copy_(_t(mp.weight))
+            if mp.bias is not None:
+                lin.bias.copy_(_t(mp.bias))
+        return lin
+    md = max(1, int(mp.lags.max()), int(max_delay or 0))
+    layer = DelayedLinear(in_f, out_f, max_delay=md, delay_type=mp.delay_type,
+                          bias=mp.bias is not None, delay_init=_t(mp.lags))
+    with torch.no_grad():
+        layer.weight.copy_(_t(mp.weight))
+        if mp.bias is not None:
+            layer.bias.copy_(_t(mp.bias))
+    return layer
+
+
+def _import_node(key: str, node: nir.NIRNode, dt: float, flavour: str, seq: bool) -> nn.Module:
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        w, b = _wb(node)
+        lin = _delayed_linear_from(_Map(w, b, None, None), None)
+        if flavour == "norse" and seq:
+            from norse.torch import Lift
+
+            return Lift(lin)
+        return lin
+    if isinstance(node, (nir.LIF, nir.CubaLIF)):
+        if flavour == "norse" and isinstance(node, nir.CubaLIF):
+            from norse.torch import LIF, LIFCell
+
+            return (LIF if seq else LIFCell)(p=_norse_params(node), dt=dt)
+        kw = _snn_neuron(node, key, dt)
+        cls = snn.Leaky if isinstance(node, nir.LIF) else snn.Synaptic
+        return cls(init_hidden=True, **kw)
+    if isinstance(node, nir.NIRGraph):
+        meta = dict(node.metadata or {})
+        max_delay = int(meta["max_delay"]) if "max_delay" in meta else None
+        nk = _neuron_key(node)
+        gin, gout = _io_keys(node, key)
+        if nk is None:
+            mp = _parse_map(node, gin, gout, dt, key)
+            if mp is None:
+                return nn.Identity()
+            return _delayed_linear_from(_as_exported(mp, meta), max_delay)
+        neuron = node.nodes[nk]
+        rec = _parse_map_or_none(node, nk, nk, dt, key)
+        inp = _parse_map(node, gin, nk, dt, key)
+        if flavour == "norse":
+            return _import_norse(key, node, neuron, inp, rec, dt, seq, meta, max_delay)
+        if inp is not None:
+            raise TypeError(f"graph: sub-graph {key!r}: an snnTorch neuron sub-graph must take its input directly")
+        if rec is None:
+            return _import_node(nk, neuron, dt, flavour, seq)
+        if isinstance(neuron, nir.CubaLIF):
+            raise TypeError(f"graph: sub-graph {key!r}: recurrent CubaLIF (RSynaptic) is not supported by import_from_nir")
+        kw = _snn_neuron(neuron, nk, dt)
+        n = rec.weight.shape[0]
+        has_delays = rec.lags is not None
+        if has_delays or _meta_str(meta, "module") == "DelayedRecurrentLeaky":
+            dtype = _meta_str(meta, "delay_type") or rec.delay_type or "axonal"
+            lags = rec.lags if has_delays else np.zeros((n,), dtype=np.int64)
+            if dtype == "synaptic" and lags.ndim == 1:
+                lags = np.broadcast_to(lags[None, :], (n, n))
+            if dtype == "axonal" and lags.ndim == 2:
+                dtype = "synaptic"
+            md = max(1, int(lags.max()) + 1, int(max_delay or 0))
+            layer = DelayedRecurrentLeaky(
+                linear_features=n, max_delay=md, delay_type=dtype, init_hidden=True,
+                bias=rec.bias is not None, delay_init=_t(lags + 1), **kw,
+            )
+        else:
+            layer = snn.RLeaky(linear_features=n, init_hidden=True, **kw)
+            if rec.bias is None:
+                layer.recurrent = nn.Linear(n, n, bias=False)
+        with torch.no_grad():
+            layer.recurrent.weight.copy_(_t(rec.weight))
+            if rec.bias is not None:
+                layer.recurrent.bias.copy_(_t(rec.bias))
+        return layer
+    raise TypeError(
+        f"graph: node {key!r} of type nir.{type(node).__name__} is not supported by import_from_nir "
+        "(supported: Affine, Linear, LIF, CubaLIF and the sub-graphs export_to_nir writes)"
+    )
+
+
+def _io_keys(g: nir.NIRGraph, where: str) -> Tuple[str, str]:
+    ins = [k for k, v in g.nodes.items() if isinstance(v, nir.Input)]
+    outs = [k for k, v in g.nodes.items() if isinstance(v, nir.Output)]
+    if len(ins) != 1 or len(outs) != 1:
+        raise TypeError(
+            f"graph: sub-graph {where!r} needs one Input and one Output node, got {ins} and {outs}"
+        )
+    return ins[0], outs[0]
+
+
+def _parse_map_or_none(g, src, dst, dt, where) -> Optional[_Map]:
+    has_cycle = any(a == src for a, _ in g.edges) and _reaches(g, src, dst)
+    return _parse_map(g, src, dst, dt, where) if has_cycle else None
+
+
+def _reaches(g, src, dst) -> bool:
+    succ: Dict[str, List[str]] = {}
+    for a, b in g.edges:
+        succ.setdefault(a, []).append(b)
+    stack, seen = list(succ.get(src, [])), set()
+    while stack:
+        k = stack.pop()
+        if k == dst:
+            return True
+        if k in seen:
+            continue
+        seen.add(k)
+        stack += succ.get(k, [])
+    return False
+
+
+def _import_norse(key, g, neuron, inp, rec, dt, seq, meta, max_delay):
+    from .norse import DelayedLIF, DelayedLIFCell, DelayedLIFRecurrent, DelayedLIFRecurrentCell
+
+    if not isinstance(neuron, nir.CubaLIF):
+        raise TypeError(f"graph: sub-graph {key!r}: a Norse layer needs a CubaLIF neuron node")
+    p = _norse_params(neuron)
+    if inp is None:
+        raise TypeError(f"graph: sub-graph {key!r}: a Norse layer needs input weights")
+    n, i = inp.weight.shape
+    if rec is not None:
+        if inp.lags is not None or inp.bias is not None:
+            raise TypeError(f"graph: sub-graph {key!r}: delayed or biased input weights of a recurrent Norse layer")
+        autapses = bool(int(meta.get("autapses", 1)))
+        if rec.lags is None and _meta_str(meta, "module") in ("LIFRecurrentCell", "LIFRecurrent"):
+            from norse.torch import LIFRecurrent, LIFRecurrentCell
+
+            ncls = LIFRecurrent if seq else LIFRecurrentCell
+            return ncls(i, n, p=p, dt=dt, autapses=autapses,
+                        input_weights=nn.Parameter(_t(inp.weight)),
+                        recurrent_weights=nn.Parameter(_t(rec.weight)))
+        dtype = _meta_str(meta, "delay_type") or rec.delay_type or "axonal"
+        lags = rec.lags if rec.lags is not None else np.zeros((n,) if dtype == "axonal" else (n, n), dtype=np.int64)
+        if dtype == "axonal" and lags.ndim == 2:
+            dtype = "synaptic"
+        md = max(1, int(lags.max()) + 1, int(max_delay or 0))
+        cls = DelayedLIFRecurrent if seq else DelayedLIFRecurrentCell
+        return cls(i, n, max_delay=md, p=p, dt=dt, delay_type=dtype, autapses=autapses,
+                   input_weights=_t(inp.weight), recurrent_weights=_t(rec.weight),
+                   delay_init=_t(lags + 1))
+    inp = _as_exported(inp, meta)
+    lags = inp.lags
+    dtype = inp.delay_type or "axonal"
+    if lags is None:
+        lags = np.zeros((i,), dtype=np.int64)
+    md = max(1, int(lags.max()), int(max_delay or 0))
+    cls = DelayedLIF if seq else DelayedLIFCell
+    layer = cls(i, n, max_delay=md, p=p, dt=dt, delay_type=dtype, bias=inp.bias is not None,
+                weight=_t(inp.weight), delay_init=_t(lags))
+    if inp.bias is not None:
+        with torch.no_grad():
+            layer.bias.copy_(_t(inp.bias))
+    return layer
+
+
+def import_from_nir(graph: "nir.NIRGraph", dt: Optional[float] = None) -> nn.Module:
+    """Build the PyTorch network an NIR graph describes.
+
+    Parameters
+    ----------
+    graph : nir.NIRGraph
+        A chain ``input -> ... -> output`` of ``Affine`` / ``Linear`` / ``LIF`` / ``CubaLIF``
+        nodes and of sub-graphs as :func:`export_to_nir` writes them (delayed maps, recurrent
+        layers with or without ``Delay`` nodes).
+    dt : float, optional
+        Time step in seconds (default: ``graph.metadata["dt"]``, which export writes). Delays
+        must be whole multiples of it.
+
+    Returns
+    -------
+    torch.nn.Module
+        snnTorch flavour: an ``nn.Sequential`` of ``nn.Linear``,
+        :class:`~snn_delays_ext.DelayedLinear` (where a map has delays), ``snntorch.Leaky`` /
+        ``Synaptic`` / ``RLeaky`` and :class:`~snn_delays_ext.DelayedRecurrentLeaky` (where
+        recurrent delays occur), all with ``init_hidden=True``: call it on one step ``(B, F)``
+        at a time and reset it between samples with :func:`snn_delays_ext.reset`.
+        Norse flavour (graphs exported from Norse modules): a ``norse.torch.SequentialState`` of
+        the :mod:`snn_delays_ext.norse` modules (step cells or sequence modules, as exported).
+
+    Examples
+    --------
+    >>> import torch, snntorch as snn
+    >>> import snn_delays_ext as sde
+    >>> from snn_delays_ext.nir import export_to_nir, import_from_nir
+    >>> net = torch.nn.Sequential(sde.DelayedLinear(3, 4, max_delay=5, delay_init=2.0),
+    ...                           snn.Leaky(beta=0.9, init_hidden=True))
+    >>> net2 = import_from_nir(export_to_nir(net, torch.rand(1, 3), dt=1e-3))
+    >>> type(net2[0]).__name__, net2[0].delay_type, net2[0].delays.unique().tolist()
+    ('DelayedLinear', 'synaptic', [2.0])
+    """
+    if not isinstance(graph, nir.NIRGraph):
+        raise TypeError(f"graph: expected a nir.NIRGraph, got {type(graph).__name__}")
+    meta = dict(graph.metadata or {})
+    if dt is None:
+        if "dt" not in meta:
+            raise ValueError("dt: the graph records no time step; pass dt (seconds)")
+        dt = float(meta["dt"])
+    dt = _check_dt(dt)
+    flavour = _meta_str(meta, "flavour", "snntorch")
+    seq = _meta_str(meta, "norse_mode", "step") == "sequence"
+    succ: Dict[str, List[str]] = {}
+    for a, b in graph.edges:
+        succ.setdefault(a, []).append(b)
+    inputs = [k for k, v in graph.nodes.items() if isinstance(v, nir.Input)]
+    if len(inputs) != 1:
+        raise ValueError(f"graph: expected one Input node, got {inputs}")
+    modules: List[nn.Module] = []
+    cur = inputs[0]
+    visited = {cur}
+    while True:
+        nxt = succ.get(cur, [])
+        if len(nxt) != 1:
+            raise TypeError(
+                f"graph: node {cur!r} feeds {nxt}; import_from_nir expects a chain at the top "
+                "level (put branches inside sub-graphs)"
+            )
+        cur = nxt[0]
+        if cur in visited:
+            raise TypeError(f"graph: the top level has a cycle through {cur!r}; put recurrence in a sub-graph")
+        visited.add(cur)
+        node = graph.nodes[cur]
+        if isinstance(node, nir.Output):
+            break
+        if isinstance(node, nir.Delay):
+            # a bare Delay: merged with a following Affine / Linear into an axonal DelayedLinear,
+            # else a DelayedLinear with identity weights
+            lags = _lags_of(node.delay, dt, cur)
+            nxt = succ.get(cur, [])
+            if len(nxt) == 1 and isinstance(graph.nodes[nxt[0]], (nir.Affine, nir.Linear)):
+                cur = nxt[0]
+                visited.add(cur)
+                w, b = _wb(graph.nodes[cur])
+            else:
+                w, b = np.eye(lags.size, dtype=np.float32), None
+            layer = _delayed_linear_from(_Map(w, b, lags, "axonal"), None)
+            if flavour == "norse" and seq:
+                raise TypeError(f"graph: node {cur!r}: a bare Delay in a Norse sequence graph is not supported")
+            modules.append(layer)
+            continue
+        modules.append(_import_node(cur, node, dt, flavour, seq))
+    if flavour == "norse":
+        from norse.torch import SequentialState
+
+        return SequentialState(*modules)
+    return nn.Sequential(*modules)

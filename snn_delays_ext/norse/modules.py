@@ -1,0 +1,434 @@
+"""Thin Norse-style modules over :mod:`snn_delays_ext.norse.functional`.
+
+Every module has ``forward(input_tensor, state=None) -> (output, state)``, so
+:class:`norse.torch.SequentialState` and :class:`norse.torch.Lift` recognise it as stateful
+(they look for a ``state`` argument) and thread its NamedTuple state.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from norse.torch.functional.lif import LIFParameters
+from torch import nn
+
+from .._checks import check_choice, check_finite, check_int, check_nonneg_float, check_tensor
+from .._delay_layer import DelayInit, DelayLayerMixin, init_delays
+from ..functional.delayed_linear import DELAY_TYPES_FF, delayed_linear, history_length
+from ..functional.interpolation import INTERPOLATIONS, delay_taps
+from ..functional.recurrent_leaky import DELAY_TYPES_RECURRENT, recurrent_history_length
+from .functional import (
+    DelayedLIFFeedForwardState,
+    DelayedLIFState,
+    _lif_update,
+    _step_with_taps,
+)
+
+__all__ = ["DelayedLIFRecurrentCell", "DelayedLIFRecurrent", "DelayedLIFCell", "DelayedLIF"]
+
+
+_METHODS = ("super", "heaviside", "triangle", "tanh", "circ", "heavi_erfc")
+
+
+def _as_lif_parameters(p: LIFParameters) -> LIFParameters:
+    if not isinstance(p, LIFParameters):
+        raise TypeError(f"p: expected a norse.torch.LIFParameters, got {type(p).__name__}")
+    if p.method not in _METHODS:
+        raise ValueError(
+            f"p.method: expected one of {list(_METHODS)} (surrogate-gradient BPTT), got {p.method!r}"
+        )
+    return LIFParameters(
+        torch.as_tensor(p.tau_syn_inv),
+        torch.as_tensor(p.tau_mem_inv),
+        torch.as_tensor(p.v_leak),
+        torch.as_tensor(p.v_th),
+        torch.as_tensor(p.v_reset),
+        p.method,
+        torch.as_tensor(p.alpha),
+    )
+
+
+def _check_dt(dt: float) -> float:
+    if isinstance(dt, bool) or not isinstance(dt, (int, float)):
+        raise TypeError(f"dt: expected a float > 0 (seconds), got {type(dt).__name__} ({dt!r})")
+    dt = float(dt)
+    if not (dt > 0 and dt < float("inf")):
+        raise ValueError(f"dt: expected a finite float > 0 (seconds), got {dt}")
+    return dt
+
+
+def _weight(name: str, given: Optional[torch.Tensor], shape: Tuple[int, int], std: float) -> nn.Parameter:
+    if given is None:
+        return nn.Parameter(torch.randn(shape) * std)
+    if not isinstance(given, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(given).__name__}")
+    if tuple(given.shape) != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(given.shape)}")
+    return nn.Parameter(given.detach().clone().float())
+
+
+class _DelayedLIFRecurrentBase(DelayLayerMixin, nn.Module):
+    """Parameters and initial state shared by the recurrent cell and sequence module."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        max_delay: int,
+        p: LIFParameters = LIFParameters(),
+        dt: float = 0.001,
+        delay_type: str = "axonal",
+        autapses: bool = False,
+        input_weights: Optional[torch.Tensor] = None,
+        recurrent_weights: Optional[torch.Tensor] = None,
+        sigma: float = 0.0,
+        interpolation: str = "triangle",
+        delay_init: DelayInit = "half_normal",
+        delay_std: Optional[float] = None,
+        learn_delays: bool = True,
+    ) -> None:
+        super().__init__()
+        self.input_size = check_int("input_size", input_size, minimum=1)
+        self.hidden_size = check_int("hidden_size", hidden_size, minimum=1)
+        self.max_delay = check_int("max_delay", max_delay, minimum=1)
+        self.min_delay = 1
+        self.delay_type = check_choice("delay_type", delay_type, DELAY_TYPES_RECURRENT)
+        self.interpolation = check_choice("interpolation", interpolation, INTERPOLATIONS)
+        self._sigma = check_nonneg_float("sigma", sigma)
+        self.p = _as_lif_parameters(p)
+        self.dt = _check_dt(dt)
+        self.autapses = bool(autapses)
+        n, i = self.hidden_size, self.input_size
+        std = (2.0 / n) ** 0.5  # Norse's initialisation
+        self.input_weights = _weight("input_weights", input_weights, (n, i), std)
+        self.recurrent_weights = _weight("recurrent_weights", recurrent_weights, (n, n), std)
+        if not self.autapses:
+            with torch.no_grad():
+                self.recurrent_weights.fill_diagonal_(0.0)
+        self.register_buffer("_autapse_mask", 1.0 - torch.eye(n), persistent=False)
+        shape = (n,) if delay_type == "axonal" else (n, n)
+        d = init_delays("delay_init", shape, self.max_delay, 1, delay_init, delay_std, None, None)
+        self.delays = nn.Parameter(d, requires_grad=bool(learn_delays))
+
+    def effective_recurrent_weights(self) -> torch.Tensor:
+        """The recurrent weights the forward pass uses (diagonal zeroed unless ``autapses``;
+        the mask also keeps its gradient zero, like Norse's gradient hook)."""
+        if self.autapses:
+            return self.recurrent_weights
+        return self.recurrent_weights * self._autapse_mask.to(self.recurrent_weights.dtype)
+
+    def _zero_state(self, batch_shape: Tuple[int, ...], like: torch.Tensor) -> DelayedLIFState:
+        dims = (*batch_shape, self.hidden_size)
+        K = recurrent_history_length(self.max_delay, self._sigma)
+        kw = {"device": like.device, "dtype": self.input_weights.dtype}
+        return DelayedLIFState(
+            z=torch.zeros(dims, **kw),
+            v=torch.as_tensor(self.p.v_leak).detach().to(**kw).expand(dims).clone(),
+            i=torch.zeros(dims, **kw),
+            past=torch.zeros((K, *dims), **kw),
+        )
+
+    def _taps(self) -> torch.Tensor:
+        return delay_taps(self.delays, self.max_delay, self._sigma, 1, self.interpolation)
+
+    def _step(
+        self, x: torch.Tensor, state: DelayedLIFState, taps: torch.Tensor, w_rec: torch.Tensor
+    ) -> Tuple[torch.Tensor, DelayedLIFState]:
+        return _step_with_taps(x, state, self.input_weights, w_rec, taps, self.p, self.dt, self.delay_type)
+
+    def _check_state(self, state: object, batch: int) -> DelayedLIFState:
+        if not isinstance(state, DelayedLIFState):
+            raise TypeError(f"state: expected a DelayedLIFState or None, got {type(state).__name__}")
+        if state.v.shape[-1] != self.hidden_size or state.v.shape[0] != batch:
+            raise ValueError(
+                f"state: expected tensors of shape {(batch, self.hidden_size)}, got v of shape "
+                f"{tuple(state.v.shape)}"
+            )
+        return state
+
+    def extra_repr(self) -> str:
+        return (
+            f"input_size={self.input_size}, hidden_size={self.hidden_size}, p={self.p}, "
+            f"autapses={self.autapses}, dt={self.dt}, {self._delay_repr()}"
+        )
+
+
+class DelayedLIFRecurrentCell(_DelayedLIFRecurrentBase):
+    """Norse's ``LIFRecurrentCell`` with learnable delays on the recurrent connections.
+
+    One Euler step of a current-based LIF layer (see :mod:`snn_delays_ext.norse.functional`):
+    the recurrent spikes arrive after delays ``l`` in ``[1, max_delay]`` steps, interpolated
+    with the same taps as the snnTorch layers. With every delay 1 and ``sigma = 0`` it computes
+    exactly Norse's ``LIFRecurrentCell`` with the same weights.
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+        Input features ``I`` and neurons ``N``.
+    max_delay : int
+        Largest recurrent delay in steps (>= 1).
+    p : norse.torch.LIFParameters
+        Neuron parameters (Norse's defaults).
+    dt : float
+        Integration step in seconds (Norse's default 0.001).
+    delay_type : {"axonal", "synaptic"}
+        One delay per presynaptic neuron ``(N,)`` or per connection ``(N, N)``.
+    autapses : bool
+        Allow self-connections (Norse's default ``False``: the diagonal of the recurrent weights
+        is zeroed and kept at zero).
+    input_weights, recurrent_weights : torch.Tensor, optional
+        Initial weights ``(N, I)`` and ``(N, N)``; default Norse's ``randn * sqrt(2 / N)``.
+    sigma : float
+        Extra half-width of the interpolation triangle.
+    interpolation : {"triangle", "round"}
+    delay_init : str, float or torch.Tensor
+        Default ``"half_normal"`` (``1 + |N(0, delay_std)|``, DelRec).
+    delay_std : float, optional
+    learn_delays : bool
+
+    Examples
+    --------
+    >>> import torch
+    >>> from snn_delays_ext.norse import DelayedLIFRecurrentCell
+    >>> cell = DelayedLIFRecurrentCell(2, 4, max_delay=5)
+    >>> z, s = cell(torch.ones(3, 2))              # one step, batch of 3
+    >>> z, s = cell(torch.ones(3, 2), s)
+    >>> z.shape, s.past.shape
+    (torch.Size([3, 4]), torch.Size([5, 3, 4]))
+    """
+
+    def initial_state(self, input_tensor: torch.Tensor) -> DelayedLIFState:
+        """Norse's initial state (``z = 0``, ``v = v_leak``, ``i = 0``) with an empty buffer."""
+        return self._zero_state(tuple(input_tensor.shape[:-1]), input_tensor)
+
+    def forward(
+        self, input_tensor: torch.Tensor, state: Optional[DelayedLIFState] = None
+    ) -> Tuple[torch.Tensor, DelayedLIFState]:
+        """One step: ``input_tensor`` ``(B, I)`` -> spikes ``(B, N)`` and the new state."""
+        check_tensor(
+            "input_tensor", input_tensor, ranks=(2,), last_dim=self.input_size,
+            dtype=self.input_weights.dtype, device=self.input_weights.device,
+        )
+        check_finite("input_tensor", input_tensor)
+        check_finite("delays", self.delays)
+        if state is None:
+            state = self.initial_state(input_tensor)
+        else:
+            state = self._check_state(state, input_tensor.shape[0])
+        return self._step(input_tensor, state, self._taps(), self.effective_recurrent_weights())
+
+
+class DelayedLIFRecurrent(_DelayedLIFRecurrentBase):
+    """:class:`DelayedLIFRecurrentCell` run over a time-first sequence (Norse's
+    ``LIFRecurrent`` with recurrent delays).
+
+    Same parameters as :class:`DelayedLIFRecurrentCell`. ``forward(x (T, B, I), state=None)``
+    returns the spikes ``(T, B, N)`` and the state after the last step.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from snn_delays_ext.norse import DelayedLIFRecurrent
+    >>> layer = DelayedLIFRecurrent(2, 4, max_delay=5)
+    >>> z, s = layer(torch.ones(10, 3, 2))
+    >>> z.shape
+    torch.Size([10, 3, 4])
+    """
+
+    def initial_state(self, input_tensor: torch.Tensor) -> DelayedLIFState:
+        """Initial state for a ``(T, B, I)`` sequence."""
+        return self._zero_state(tuple(input_tensor.shape[1:-1]), input_tensor)
+
+    def forward(
+        self, input_tensor: torch.Tensor, state: Optional[DelayedLIFState] = None
+    ) -> Tuple[torch.Tensor, DelayedLIFState]:
+        """Run the sequence ``(T, B, I)``; returns spikes ``(T, B, N)`` and the last state."""
+        check_tensor(
+            "input_tensor", input_tensor, ranks=(3,), last_dim=self.input_size,
+            dtype=self.input_weights.dtype, device=self.input_weights.device,
+        )
+        check_finite("input_tensor", input_tensor)
+        check_finite("delays", self.delays)
+        if state is None:
+            state = self.initial_state(input_tensor)
+        else:
+            state = self._check_state(state, input_tensor.shape[1])
+        out = []
+        taps, w_rec = self._taps(), self.effective_recurrent_weights()
+        for t in range(input_tensor.shape[0]):
+            z, state = self._step(input_tensor[t], state, taps, w_rec)
+            out.append(z)
+        return torch.stack(out), state
+
+
+class _DelayedLIFBase(DelayLayerMixin, nn.Module):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        max_delay: int,
+        p: LIFParameters = LIFParameters(),
+        dt: float = 0.001,
+        delay_type: str = "synaptic",
+        bias: bool = False,
+        weight: Optional[torch.Tensor] = None,
+        sigma: float = 0.0,
+        interpolation: str = "triangle",
+        delay_init: DelayInit = "uniform",
+        delay_std: Optional[float] = None,
+        learn_delays: bool = True,
+    ) -> None:
+        super().__init__()
+        self.input_size = check_int("input_size", input_size, minimum=1)
+        self.hidden_size = check_int("hidden_size", hidden_size, minimum=1)
+        self.max_delay = check_int("max_delay", max_delay, minimum=1)
+        self.min_delay = 0
+        self.delay_type = check_choice("delay_type", delay_type, DELAY_TYPES_FF)
+        self.interpolation = check_choice("interpolation", interpolation, INTERPOLATIONS)
+        self._sigma = check_nonneg_float("sigma", sigma)
+        self.p = _as_lif_parameters(p)
+        self.dt = _check_dt(dt)
+        n, i = self.hidden_size, self.input_size
+        self.weight = _weight("weight", weight, (n, i), (2.0 / n) ** 0.5)
+        if bias:
+            self.bias = nn.Parameter(torch.zeros(n))
+        else:
+            self.register_parameter("bias", None)
+        shape = {"synaptic": (n, i), "axonal": (i,), "dendritic": (n,)}[delay_type]
+        d = init_delays("delay_init", shape, self.max_delay, 0, delay_init, delay_std, None, None)
+        self.delays = nn.Parameter(d, requires_grad=bool(learn_delays))
+
+    def _zero_state(self, batch_shape: Tuple[int, ...], like: torch.Tensor) -> DelayedLIFFeedForwardState:
+        dims = (*batch_shape, self.hidden_size)
+        kw = {"device": like.device, "dtype": self.weight.dtype}
+        f = self.hidden_size if self.delay_type == "dendritic" else self.input_size
+        K = history_length(self.max_delay, self._sigma)
+        v_leak = torch.as_tensor(self.p.v_leak).detach().to(**kw)
+        return DelayedLIFFeedForwardState(
+            v=v_leak.expand(dims).clone(),
+            i=torch.zeros(dims, **kw),
+            past=torch.zeros((K, *batch_shape, f), **kw),
+        )
+
+    def _check_state(self, state: object, batch: int) -> DelayedLIFFeedForwardState:
+        if not isinstance(state, DelayedLIFFeedForwardState):
+            raise TypeError(
+                f"state: expected a DelayedLIFFeedForwardState or None, got {type(state).__name__}"
+            )
+        if state.v.shape[-1] != self.hidden_size or state.v.shape[0] != batch:
+            raise ValueError(
+                f"state: expected tensors of shape {(batch, self.hidden_size)}, got v of shape "
+                f"{tuple(state.v.shape)}"
+            )
+        return state
+
+    def extra_repr(self) -> str:
+        return (
+            f"input_size={self.input_size}, hidden_size={self.hidden_size}, p={self.p}, "
+            f"dt={self.dt}, bias={self.bias is not None}, {self._delay_repr()}"
+        )
+
+
+class DelayedLIFCell(_DelayedLIFBase):
+    """Feed-forward LIF cell fed through a delayed linear map (one step).
+
+    ``i += delayed_linear(x)`` (synaptic, axonal or dendritic delays in ``[0, max_delay]``
+    steps, the kernel of :class:`snn_delays_ext.DelayedLinear`), then Norse's ``LIFCell``
+    Euler step. With every delay 0 it is ``torch.nn.Linear`` followed by Norse's ``LIFCell``.
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+    max_delay : int
+        Largest delay in steps (>= 1).
+    p : norse.torch.LIFParameters
+    dt : float
+        Integration step in seconds.
+    delay_type : {"synaptic", "axonal", "dendritic"}
+    bias : bool
+        Learn a bias of the linear map (default ``False``).
+    weight : torch.Tensor, optional
+        Initial ``(N, I)`` weights (default ``randn * sqrt(2 / N)``, as Norse).
+    sigma, interpolation, delay_init, delay_std, learn_delays
+        As for :class:`snn_delays_ext.DelayedLinear`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from snn_delays_ext.norse import DelayedLIFCell
+    >>> cell = DelayedLIFCell(2, 4, max_delay=5)
+    >>> z, s = cell(torch.ones(3, 2))
+    >>> z.shape
+    torch.Size([3, 4])
+    """
+
+    def initial_state(self, input_tensor: torch.Tensor) -> DelayedLIFFeedForwardState:
+        return self._zero_state(tuple(input_tensor.shape[:-1]), input_tensor)
+
+    def forward(
+        self, input_tensor: torch.Tensor, state: Optional[DelayedLIFFeedForwardState] = None
+    ) -> Tuple[torch.Tensor, DelayedLIFFeedForwardState]:
+        """One step ``(B, I)`` -> spikes ``(B, N)`` and the new state."""
+        check_tensor(
+            "input_tensor", input_tensor, ranks=(2,), last_dim=self.input_size,
+            dtype=self.weight.dtype, device=self.weight.device,
+        )
+        check_finite("input_tensor", input_tensor)
+        check_finite("delays", self.delays)
+        if state is None:
+            state = self.initial_state(input_tensor)
+        else:
+            state = self._check_state(state, input_tensor.shape[0])
+        y, past = delayed_linear(
+            input_tensor.unsqueeze(0), self.weight, self.bias, self.delays, self.max_delay,
+            self.delay_type, self._sigma, self.interpolation, state.past,
+        )
+        z, v, i = _lif_update(state.i + y[0], state.v, self.p, self.dt)
+        return z, DelayedLIFFeedForwardState(v, i, past)
+
+
+class DelayedLIF(_DelayedLIFBase):
+    """:class:`DelayedLIFCell` over a time-first sequence (Norse's ``LIF`` behind a delayed
+    linear map).
+
+    The delayed map runs once over the whole sequence (one convolution), then the neuron loops
+    over time. Same parameters as :class:`DelayedLIFCell`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from snn_delays_ext.norse import DelayedLIF
+    >>> layer = DelayedLIF(2, 4, max_delay=5)
+    >>> z, s = layer(torch.ones(10, 3, 2))
+    >>> z.shape
+    torch.Size([10, 3, 4])
+    """
+
+    def initial_state(self, input_tensor: torch.Tensor) -> DelayedLIFFeedForwardState:
+        return self._zero_state(tuple(input_tensor.shape[1:-1]), input_tensor)
+
+    def forward(
+        self, input_tensor: torch.Tensor, state: Optional[DelayedLIFFeedForwardState] = None
+    ) -> Tuple[torch.Tensor, DelayedLIFFeedForwardState]:
+        """Sequence ``(T, B, I)`` -> spikes ``(T, B, N)`` and the last state."""
+        check_tensor(
+            "input_tensor", input_tensor, ranks=(3,), last_dim=self.input_size,
+            dtype=self.weight.dtype, device=self.weight.device,
+        )
+        check_finite("input_tensor", input_tensor)
+        check_finite("delays", self.delays)
+        if state is None:
+            state = self.initial_state(input_tensor)
+        else:
+            state = self._check_state(state, input_tensor.shape[1])
+        y, past = delayed_linear(
+            input_tensor, self.weight, self.bias, self.delays, self.max_delay, self.delay_type,
+            self._sigma, self.interpolation, state.past,
+        )
+        v, i = state.v, state.i
+        out = []
+        for t in range(input_tensor.shape[0]):
+            z, v, i = _lif_update(i + y[t], v, self.p, self.dt)
+            out.append(z)
+        return torch.stack(out), DelayedLIFFeedForwardState(v, i, past)
