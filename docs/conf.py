@@ -203,9 +203,15 @@ def write_results_body() -> None:
 write_results_body()
 
 # -- doctest ------------------------------------------------------------------------------------
+# Docstring examples use the names of their own module (as ``pytest --doctest-modules`` runs
+# them); the doctest builder has no per-module globals, so star-import every documented module.
+_star_imports = "\n".join(
+    f"from {m} import *" for m, _, _ in reversed(API_MODULES) if m.replace(".", "_") in API_FOUND
+)
 doctest_global_setup = f"""
 import torch
 import snn_delays_ext
+{_star_imports}
 torch.manual_seed(0)
 HAS_NORSE_FLAVOUR = {_module_exists('snn_delays_ext.norse')!r}
 HAS_NIR = {hasattr(snn_delays_ext, 'export_to_nir')!r}
