@@ -190,10 +190,10 @@ def write_results_body() -> None:
     for ext in ("rst", "md", "csv"):
         src = DOCS / f"results.{ext}"
         if src.exists():
-            body = {
-                "rst": ".. include:: ../results.rst\n",
-                "md": ".. include:: ../results.md\n   :parser: myst_parser.sphinx_\n",
-                "csv": ".. csv-table::\n   :file: ../results.csv\n   :header-rows: 1\n",
+            body = {  # "/x" is relative to docs/ for Sphinx's include; csv-table wants a path
+                "rst": ".. include:: /results.rst\n",
+                "md": ".. include:: /results.md\n   :parser: myst_parser.sphinx_\n",
+                "csv": f".. csv-table::\n   :file: {src}\n   :header-rows: 1\n",
             }[ext]
             _write_if_changed(GEN / "results_body.rst", body)
             return
@@ -203,15 +203,9 @@ def write_results_body() -> None:
 write_results_body()
 
 # -- doctest ------------------------------------------------------------------------------------
-# Docstring examples use the names of their own module (as ``pytest --doctest-modules`` runs
-# them); the doctest builder has no per-module globals, so star-import every documented module.
-_star_imports = "\n".join(
-    f"from {m} import *" for m, _, _ in reversed(API_MODULES) if m.replace(".", "_") in API_FOUND
-)
 doctest_global_setup = f"""
 import torch
 import snn_delays_ext
-{_star_imports}
 torch.manual_seed(0)
 HAS_NORSE_FLAVOUR = {_module_exists('snn_delays_ext.norse')!r}
 HAS_NIR = {hasattr(snn_delays_ext, 'export_to_nir')!r}
@@ -291,5 +285,38 @@ def _skip_foreign_members(app, what, name, obj, skip, options):
     return True  # inherited class-level data (flags, counters): not API
 
 
+def _drop_type_docstrings(app, what, name, obj, options, lines):
+    """A constant without its own doc comment would show the docstring of its type
+    (``dict() -> new empty dictionary ...``): show only its value instead."""
+    if what in ("data", "attribute") and lines and not inspect.isclass(obj):
+        type_doc = inspect.getdoc(type(obj)) or ""
+        if type_doc and lines[0].strip() == type_doc.splitlines()[0].strip():
+            del lines[:]
+
+
+def _doctest_module_globals(app, what, name, obj, options, lines):
+    """Run a docstring's examples with the globals of the module that defines it, as
+    ``pytest --doctest-modules`` does (the doctest builder has no per-module namespace): a
+    hidden ``testsetup`` appended to every docstring that has ``>>>`` examples."""
+    if not any(line.lstrip().startswith(">>>") for line in lines):
+        return
+    if what == "module":
+        modname = name
+    else:
+        target = obj.fget if isinstance(obj, property) else getattr(obj, "__func__", obj)
+        modname = getattr(target, "__module__", None) if what != "data" else None
+        if not modname or not modname.startswith("snn_delays_ext"):
+            modname = name.rsplit(".", 1)[0]
+            while modname and not _module_exists(modname):
+                modname = modname.rpartition(".")[0]
+    if not modname:
+        return
+    lines += ["", ".. testsetup:: *", "",
+              f"   import importlib as _il; globals().update(vars(_il.import_module({modname!r})))",
+              ""]
+
+
 def setup(app):
+    app.connect("autodoc-process-docstring", _doctest_module_globals)
     app.connect("autodoc-skip-member", _skip_foreign_members)
+    app.connect("autodoc-process-docstring", _drop_type_docstrings)
