@@ -14,6 +14,9 @@ Intersphinx links to PyTorch, snnTorch, Norse, tonic and NIR need their ``object
 the internet; a failed download is a warning, which ``-W`` turns into an error. They are
 therefore opt-in: ``SNN_DELAYS_DOCS_ONLINE=1``. Without them, references to those projects
 render as plain code (no warning, since ``nitpicky`` is off).
+
+``SNN_DELAYS_DOCS_STRICT_EXAMPLES=1`` makes a public class or function without a ``>>>``
+example a warning.
 """
 
 from __future__ import annotations
@@ -93,6 +96,9 @@ def _kind(obj: object) -> str:
     return "data"
 
 
+PUBLIC_CALLABLES: set = set()  # full names of the documented classes and functions
+
+
 def write_api_pages() -> list:
     """Write ``api/index.rst`` and one ``api/<module>.rst`` per existing module."""
     api = DOCS / "api"
@@ -127,6 +133,8 @@ def write_api_pages() -> list:
             if not isinstance(obj, (str, int, float, tuple, frozenset)):
                 seen[id(obj)] = full
             groups[_kind(obj)].append(name)
+            if _kind(obj) != "data":
+                PUBLIC_CALLABLES.add(full)
         slug = modname.replace(".", "_")
         lines = [f".. _api-{slug}:", "", title, "=" * len(title), "",
                  f".. automodule:: {modname}", "   :no-members:", "",
@@ -316,7 +324,28 @@ def _doctest_module_globals(app, what, name, obj, options, lines):
               ""]
 
 
+#: SNN_DELAYS_DOCS_STRICT_EXAMPLES=1: warn (an error under -W) for every public class or
+#: function whose docstring has no ">>>" example (the project's "every public name has a
+#: runnable example" rule). Off by default until every docstring has one.
+STRICT_EXAMPLES = os.environ.get("SNN_DELAYS_DOCS_STRICT_EXAMPLES", "") not in ("", "0")
+
+
+_WARNED: set = set()
+
+
+def _require_examples(app, what, name, obj, options, lines):
+    if STRICT_EXAMPLES and name in PUBLIC_CALLABLES and what in ("class", "function"):
+        if name not in _WARNED and not any(line.lstrip().startswith(">>>") for line in lines):
+            _WARNED.add(name)
+            from sphinx.util import logging
+
+            logging.getLogger(__name__).warning(
+                "%s: public %s without a runnable '>>>' example in its docstring", name, what,
+                type="snn_delays_ext", subtype="examples")
+
+
 def setup(app):
+    app.connect("autodoc-process-docstring", _require_examples)
     app.connect("autodoc-process-docstring", _doctest_module_globals)
     app.connect("autodoc-skip-member", _skip_foreign_members)
     app.connect("autodoc-process-docstring", _drop_type_docstrings)
