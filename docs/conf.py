@@ -187,7 +187,7 @@ napoleon_use_ivar = True  # "Attributes" as fields: no duplicate attribute descr
 napoleon_use_rtype = False
 napoleon_preprocess_types = True
 
-# -- generated page: results ----------------------------------------------------
+# -- generated pages: results and changelog ----------------------------------------------------
 GEN = DOCS / "_generated"
 GEN.mkdir(exist_ok=True)
 
@@ -208,7 +208,16 @@ def write_results_body() -> None:
     _write_if_changed(GEN / "results_body.rst", (DOCS / "_snippets" / "results_default.rst").read_text())
 
 
+def write_changelog_copy() -> None:
+    """``_generated/CHANGELOG.md``: a copy of ../CHANGELOG.md (a placeholder where the
+    checkout has none), included by changelog.md."""
+    src = ROOT / "CHANGELOG.md"
+    text = src.read_text() if src.exists() else "# Changelog\n\nNo `CHANGELOG.md` in this checkout.\n"
+    _write_if_changed(GEN / "CHANGELOG.md", text)
+
+
 write_results_body()
+write_changelog_copy()
 
 # -- doctest ------------------------------------------------------------------------------------
 doctest_global_setup = f"""
