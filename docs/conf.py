@@ -161,6 +161,9 @@ def write_api_pages() -> list:
              "signature, the documentation and a runnable example (checked by the doctest build).",
              "", ".. toctree::", "   :maxdepth: 2", ""] + [f"   {s}" for s in found]
     _write_if_changed(api / "index.rst", "\n".join(index) + "\n")
+    for stale in api.glob("*.rst"):  # a module that went away: no orphan page (-W warning)
+        if stale.stem not in found and stale.stem != "index":
+            stale.unlink()
     return found
 
 
