@@ -279,7 +279,8 @@ def recurrent_leaky_sequence(
     zero_row = future.new_zeros((1,) + tuple(future.shape[1:]))
     for t in range(T):
         if delay_type == "axonal":
-            r = F.linear(future[0], weight, bias)
+            # clone: a view of future[0] would keep the whole (K, B, N) buffer alive for backward
+            r = F.linear(future[0].clone(), weight, bias)
         else:
             r = future[0] + bias if bias is not None else future[0]
         spk, mem = _membrane_update(x[t], r, mem, params)
