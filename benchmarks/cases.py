@@ -264,8 +264,9 @@ def estimate(scenario: str, impl: str, shape: dict, sigma: float = 0.0) -> Tuple
     """Rough cost of one fwd+bwd: (GFLOP, bytes saved for backward), to skip hopeless cases.
 
     Forward multiply-adds counted as 2 FLOP, backward as twice the forward. Saved bytes only
-    for the implementations whose memory explodes (DelRec-style: ``4 T B N L``; DCLS: the
-    dense kernel construction, ``~6 x 4 (D+1) H C`` per layer); others get ``4 T B N x 8``.
+    for the implementations whose memory explodes (DelRec-style and the reference path:
+    ``4 T B N L``; DCLS: the dense kernel construction, ``~6 x 4 (D+1) H C`` per layer);
+    others get ``4 T B N x 8``.
     """
     s = 1.0 + sigma
     T, B, D = shape["T"], shape["B"], shape["D"]
@@ -275,7 +276,10 @@ def estimate(scenario: str, impl: str, shape: dict, sigma: float = 0.0) -> Tuple
         base = 2 * T * B * (C * N + N * N)
         extra = {"ours": 2 * T * B * N * K, "reference": 2 * T * B * N * K,
                  "delrec_style": 2 * T * B * N * N * K}.get(impl, 0)
-        saved = 4 * T * B * N * K if impl == "delrec_style" else 4 * T * B * N * 8
+        # the reference path keeps a view of its (K, B, N) buffer per step (its whole storage)
+        heavy = impl in ("delrec_style", "reference") or (
+            impl == "ours" and snn_delays_ext.backend() == "reference")
+        saved = 4 * T * B * N * K if heavy else 4 * T * B * N * 8
         return 3 * (base + extra) / 1e9, float(saved)
     C, H = shape["C"], shape["H"]
     if impl == "no_delay":

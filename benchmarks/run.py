@@ -74,7 +74,7 @@ def _suite(name: str, quick: bool) -> Dict[str, Any]:
                  dcls_D=[64, 128, 256, 512], dcls_T=250, dcls_B=16)
         if quick:
             s.update(scale=1 / 32, max_gflop=30.0, max_mem_gb=2.0, repeats=3, warmup=1,
-                     sweep_D=[250, 1000], sweep_T=[500], dcls_D=[16, 64], dcls_T=100, dcls_B=2)
+                     sweep_D=[25, 250, 1000], sweep_T=[500], dcls_D=[16, 64], dcls_T=100, dcls_B=2)
         return s
     raise ValueError(f"--suite: expected 'cpu' or 'gpu', got {name!r}")
 
@@ -331,11 +331,14 @@ def _run_subprocess(group: Dict[str, Any], timeout: float) -> Dict[str, Any]:
 
 
 def _fmt(v: Optional[float], spec: str) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        width = spec.split(".")[0]
+        return "-".rjust(int(width)) if width.isdigit() else "-"
+    return format(v, spec)
 
 
 def format_table(groups: List[Dict[str, Any]]) -> str:
-    """A plain-text table of all groups."""
+    """A plain-text table of all groups (``x ours``: implementation / ours)."""
     head = (f"{'group':<18} {'shape':<28} {'impl':<22} {'time ms':>10} {'x ours':>7} "
             f"{'peak MB':>9} {'x ours':>7} {'saved MB':>9} {'x ours':>7} {'spk':>5}  note")
     lines = [head, "-" * len(head)]
