@@ -63,18 +63,21 @@ def _suite(name: str, quick: bool) -> Dict[str, Any]:
     if name == "gpu":
         s = dict(scale=1.0, max_gflop=1e6, max_mem_gb=60.0, repeats=10, warmup=2,
                  sweep_D=[25, 50, 100, 250, 500, 1000], sweep_T=[100, 500, 1000, 2500],
-                 dcls_D=[64, 128, 256, 512, 1024], dcls_T=1000, dcls_B=None, threads=0)
+                 dcls_D=[64, 128, 256, 512, 1024], dcls_T=1000, dcls_B=None, threads=0,
+                 growth_D=[25, 100, 250, 500, 1000], growth_impls=["ours", "no_delay_loop"])
         if quick:
             s.update(repeats=5, warmup=1, sweep_D=[25, 250, 1000], sweep_T=[100, 1000],
-                     dcls_D=[64, 512])
+                     dcls_D=[64, 512], growth_D=[25, 1000])
         return s
     if name == "cpu":
         s = dict(scale=0.25, max_gflop=600.0, max_mem_gb=6.0, repeats=5, warmup=1, threads=1,
                  sweep_D=[25, 100, 250, 500, 1000], sweep_T=[100, 500, 1000],
-                 dcls_D=[64, 128, 256, 512], dcls_T=250, dcls_B=16)
+                 dcls_D=[64, 128, 256, 512], dcls_T=250, dcls_B=16,
+                 growth_D=[25, 100, 250, 500, 1000], growth_impls=["ours", "no_delay_loop"])
         if quick:
             s.update(scale=1 / 32, max_gflop=30.0, max_mem_gb=2.0, repeats=3, warmup=1,
-                     sweep_D=[25, 250, 1000], sweep_T=[500], dcls_D=[16, 64], dcls_T=100, dcls_B=2)
+                     sweep_D=[25, 250, 1000], sweep_T=[500], dcls_D=[16, 64], dcls_T=100, dcls_B=2,
+                     growth_D=[25, 1000], growth_impls=["ours"])
         return s
     raise ValueError(f"--suite: expected 'cpu' or 'gpu', got {name!r}")
 
@@ -101,6 +104,8 @@ def make_groups(args: argparse.Namespace) -> List[Dict[str, Any]]:
         if T != SSC["T"]:
             groups.append(dict(name=f"sweep-T{T}", scenario="recurrent", shape=sc({**SSC, "T": T}),
                                impls=["ours", "reference", "delrec_style", "no_delay_loop"]))
+    groups.append(dict(name="D-growth", scenario="recurrent", shape=sc(SSC),
+                       impls=s["growth_impls"], sweep=dict(key="D", values=s["growth_D"])))
     for D in s["dcls_D"]:
         shape = sc({**DCLS_PAPER, "D": D, "T": s["dcls_T"]})
         if s["dcls_B"] and args.scale is None:
@@ -224,15 +229,18 @@ def run_group(group: Dict[str, Any]) -> Dict[str, Any]:
     device = group["device"]
     scenario, shape, sigma = group["scenario"], group["shape"], group["sigma"]
     impls = group.get("impls") or list(IMPLS[scenario])
+    sweep = group.get("sweep")  # {"key": "D", "values": [...]}: one row per impl and value
+    variants = [dict(shape, **{sweep["key"]: v}) for v in sweep["values"]] if sweep else [shape]
     results: List[Dict[str, Any]] = []
-    cases = {}
-    for impl in impls:
-        gflop, saved_est = estimate(scenario, impl, shape, sigma)
+    cases: Dict[int, Any] = {}
+    todo = [(sh, impl) for sh in variants for impl in impls]
+    for sh, impl in todo:
+        gflop, saved_est = estimate(scenario, impl, sh, sigma)
         r: Dict[str, Any] = dict(impl=impl, est_gflop=round(gflop, 2), status="ok")
-        if impl == "ours":
-            r["label"] = f"ours[{snn_delays_ext.backend()}]"
-        else:
-            r["label"] = impl
+        r["label"] = f"ours[{snn_delays_ext.backend()}]" if impl == "ours" else impl
+        if sweep:
+            r["shape"] = sh
+            r["label"] += f" {sweep['key']}{sh[sweep['key']]}"
         results.append(r)
         if impl == "dcls" and not dcls_status()[0]:
             r.update(status="skipped", reason=dcls_status()[1])
@@ -245,7 +253,7 @@ def run_group(group: Dict[str, Any]) -> Dict[str, Any]:
                      reason=f"estimated {saved_est / 2**30:.1f} GB saved > --max-mem-gb {group['max_mem_gb']:g}")
             continue
         try:
-            case = build_case(scenario, impl, shape, sigma, device, torch.float32, group["seed"])
+            case = build_case(scenario, impl, sh, sigma, device, torch.float32, group["seed"])
             for _ in range(group["warmup"]):
                 _fwd_bwd(case)
             _sync(device)
@@ -275,13 +283,13 @@ def run_group(group: Dict[str, Any]) -> Dict[str, Any]:
             r["spike_rate"] = float(spk.detach().float().mean())
             del loss, spk
             r["times_ms"] = []
-            cases[impl] = case
+            cases[len(results) - 1] = case
         except Exception as e:  # a failing implementation must not hide the others
             r.update(status="error", reason=f"{type(e).__name__}: {e}")
-    # timing, round-robin over the implementations
+    # timing, round-robin over the implementations (and sweep values)
     for _ in range(group["repeats"]):
-        for impl, case in cases.items():
-            r = next(x for x in results if x["impl"] == impl)
+        for idx, case in cases.items():
+            r = results[idx]
             _sync(device)
             t0 = time.perf_counter()
             _fwd_bwd(case)
@@ -290,6 +298,15 @@ def run_group(group: Dict[str, Any]) -> Dict[str, Any]:
     for r in results:
         if r.get("times_ms"):
             r["time_ms"] = statistics.median(r["times_ms"])
+    if sweep:
+        # growth along the sweep: time / time of the same implementation at the first value
+        for r in results:
+            first = next((x for x in results if x["impl"] == r["impl"] and "time_ms" in x), None)
+            if first is not None and "time_ms" in r:
+                r["time_vs_first"] = r["time_ms"] / first["time_ms"]
+        out = dict(group)
+        out["results"] = results
+        return out
     # ratios against ours (impl / ours: > 1 means ours is faster or lighter)
     ours = next((x for x in results if x["impl"] == "ours" and "time_ms" in x), None)
     for r in results:
@@ -349,6 +366,9 @@ def format_table(groups: List[Dict[str, Any]]) -> str:
             lines.append(f"{g['name']:<18} {shape:<28} ERROR {g['error'][:200]}")
         for r in g["results"]:
             note = r.get("reason", "") if r["status"] != "ok" else ""
+            if "time_vs_first" in r:
+                note = (f"x first {r['time_vs_first']:.2f} (time / this impl's at the first "
+                        f"{g['sweep']['key']}) " + note).strip()
             lines.append(
                 f"{g['name']:<18} {shape:<28} {r['label']:<22} {_fmt(r.get('time_ms'), '10.1f')} "
                 f"{_fmt(r.get('time_vs_ours'), '7.2f')} {_fmt(r.get('peak_MB'), '9.1f')} "
@@ -362,7 +382,8 @@ def growth(groups: List[Dict[str, Any]], key: str) -> Dict[str, Dict[str, float]
     """Time of each implementation along the SSC-like sweep over ``key`` ("D" or "T")."""
     out: Dict[str, Dict[str, float]] = {}
     for g in groups:
-        if g["scenario"] != "recurrent" or not (g["name"].startswith("sweep-" + key) or g["name"] == "SSC-like"):
+        if g.get("sweep") or g["scenario"] != "recurrent" or not (
+                g["name"].startswith("sweep-" + key) or g["name"] == "SSC-like"):
             continue
         for r in g["results"]:
             if "time_ms" in r:
@@ -444,7 +465,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(format_table([res]).split("\n", 2)[-1], flush=True)
         print(f"#   {g['name']}: {time.time() - t1:.0f} s", flush=True)
     meta["wall_s"] = round(time.time() - t0, 1)
-    report = dict(meta=meta, groups=done, growth_D=growth(done, "D"), growth_T=growth(done, "T"))
+    interleaved = {r["label"]: r["time_vs_first"] for g in done if g.get("sweep")
+                   for r in g["results"] if "time_vs_first" in r}
+    report = dict(meta=meta, groups=done, growth_D=growth(done, "D"), growth_T=growth(done, "T"),
+                  growth_D_interleaved=interleaved)
     print()
     print(format_table(done))
     for key in ("D", "T"):
@@ -453,6 +477,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"\ntime (ms) vs {key} at the SSC-like shape:")
             for label, series in g.items():
                 print(f"  {label:<22} " + "  ".join(f"{k}: {v:.0f}" for k, v in series.items()))
+    if interleaved:
+        print("\ntime / time at the first D, interleaved in one process (D-growth group):")
+        for label, v in interleaved.items():
+            print(f"  {label:<28} {v:.2f}")
     out = Path(args.out) if args.out else RESULTS / (
         f"{args.suite}{'-quick' if args.quick else ''}-"
         f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json")

@@ -95,3 +95,17 @@ def test_eventprop_memory_measure_runs():
     assert r["status"] == "ok" and r["saved_MB"] > 0 and len(r["times_ms"]) == 1
     r2 = measure("synaptic-eventprop", T=8, batch=1, device="cpu", repeats=1)
     assert r2["status"] in {"ok", "skipped"}  # skipped where the EventProp layer is absent
+
+
+def test_sweep_group_interleaves_values():
+    g = _group("recurrent", TINY_REC, impls=["ours", "no_delay_loop"],
+               sweep=dict(key="D", values=[2, 5]))
+    res = bench_run.run_group(g)
+    rows = res["results"]
+    assert [(r["impl"], r["shape"]["D"]) for r in rows] == [
+        ("ours", 2), ("no_delay_loop", 2), ("ours", 5), ("no_delay_loop", 5)]
+    assert rows[0]["time_vs_first"] == 1.0 and rows[1]["time_vs_first"] == 1.0
+    assert rows[2]["time_vs_first"] > 0 and rows[2]["label"].endswith("D5")
+    # more history is more saved state on the reference path, never less
+    assert rows[2]["saved_MB"] >= rows[0]["saved_MB"]
+    assert "x first" in bench_run.format_table([res])
