@@ -317,7 +317,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cpu(
   auto bits = at::zeros({T, B, N}, x.options().dtype(at::kByte));
   if (T == 0) return {spk, mem, bits};
 
-  at::Tensor wT, sT, vT, cur, delayed, r;
+  at::Tensor wT, sT, vT, cur, wT_ax;
   if (synaptic) {
     // presynaptic-major copies for the scatter of active columns
     wT = weight.t().contiguous();
@@ -326,13 +326,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cpu(
     cur = at::zeros({T, B, N}, x.options());  // recurrent current arriving at each step
     if (bias_.has_value() && bias_->defined()) cur.add_(bias_->to(dt));
   } else {
-    delayed = at::zeros({B, N}, x.options());
-    r = at::empty({B, N}, x.options());
+    wT_ax = weight.t().contiguous();
   }
   auto vals = vals_.to(dt).contiguous();
   auto start = start_.contiguous();
   const int64_t W = vals.size(-1);
-  at::Tensor wt_mm = weight.t();
   at::Tensor bias;
   if (bias_.has_value() && bias_->defined()) bias = bias_->to(dt).contiguous();
 
@@ -367,18 +365,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cpu(
     };
 
     if (!synaptic) {
-      scalar_t* dp = delayed.data_ptr<scalar_t>();
-      for (int64_t t = 0; t < T; ++t) {
-        at::parallel_for(0, B, 4, [&](int64_t lo, int64_t hi) {
-          for (int64_t b = lo; b < hi; ++b) gather_axonal_step<scalar_t>(sb, sp, vp, W, t, B, N, b, dp + b * N);
-        });
-        if (bias.defined()) at::addmm_out(r, bias, delayed, wt_mm);
-        else at::mm_out(r, delayed, wt_mm);
-        const scalar_t* rp = r.data_ptr<scalar_t>();
-        at::parallel_for(0, B, 4, [&](int64_t lo, int64_t hi) {
-          for (int64_t b = lo; b < hi; ++b) lif(t, b, rp + b * N);
-        });
-      }
+      // Batch elements are independent: each thread runs the whole time loop for its batch
+      // elements (no synchronisation per step). Per step: gather the delayed presynaptic
+      // activity from the byte spike history (2s taps per neuron), multiply it into the
+      // weights skipping its zero entries (spikes are sparse), then the LIF update.
+      const scalar_t* wtp = wT_ax.data_ptr<scalar_t>();  // (pre j, post i)
+      const scalar_t* biasp = bias.defined() ? bias.data_ptr<scalar_t>() : nullptr;
+      at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+        std::vector<scalar_t> del(N), rr(N);
+        for (int64_t b = lo; b < hi; ++b) {
+          for (int64_t t = 0; t < T; ++t) {
+            gather_axonal_step<scalar_t>(sb, sp, vp, W, t, B, N, b, del.data());
+            for (int64_t i = 0; i < N; ++i) rr[i] = biasp ? biasp[i] : scalar_t(0);
+            for (int64_t j = 0; j < N; ++j) {
+              const scalar_t dj = del[j];
+              if (dj == scalar_t(0)) continue;
+              const scalar_t* wrow = wtp + j * N;
+              for (int64_t i = 0; i < N; ++i) rr[i] += dj * wrow[i];
+            }
+            lif(t, b, rr.data());
+          }
+        }
+      });
     } else {
       const scalar_t* wp = wT.data_ptr<scalar_t>();
       const int64_t* stp = sT.data_ptr<int64_t>();
@@ -486,11 +494,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
     };
 
     if (!synaptic) {
+      // Reverse time loop, again independent per batch element. Per step: dL/dspk from the
+      // later steps that read this spike (a gather of dL/d(delayed) over the 2s taps), the LIF
+      // adjoint, then dL/d(delayed)_t = gb_t W (skipping zero entries of gb_t). The weight
+      // gradient is one GEMM over all steps at the end; the delayed activity it needs is
+      // recomputed from the spike bytes rather than stored by the forward pass.
       scalar_t* gdp = gdel.data_ptr<scalar_t>();
-      for (int64_t t = T - 1; t >= 0; --t) {
-        at::parallel_for(0, B, 4, [&](int64_t lo, int64_t hi) {
-          std::vector<scalar_t> gs(N);
-          for (int64_t b = lo; b < hi; ++b) {
+      const scalar_t* wp = weight.data_ptr<scalar_t>();  // (post i, pre j)
+      auto delayed = at::empty({T, B, N}, mem.options());
+      scalar_t* dp = delayed.data_ptr<scalar_t>();
+      auto gv_acc = at::zeros({B, N, W}, mem.options());
+      scalar_t* gvap = gv_acc.data_ptr<scalar_t>();
+      at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+        std::vector<scalar_t> gs(N);
+        for (int64_t b = lo; b < hi; ++b) {
+          scalar_t* gva = gvap + b * N * W;
+          for (int64_t t = T - 1; t >= 0; --t) {
             const int64_t off = (t * B + b) * N;
             for (int64_t j = 0; j < N; ++j) {
               scalar_t acc = gsp_p[off + j];
@@ -503,38 +522,29 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
               gs[j] = acc;
             }
             step(t, b, gs.data());
-          }
-        });
-        auto gdel_t = gdel.select(0, t);
-        at::mm_out(gdel_t, gb.select(0, t), weight);
-      }
-      // weight gradient as one GEMM over all steps: sum_t gb_t^T delayed_t
-      auto delayed = at::zeros({T, B, N}, mem.options());
-      scalar_t* dp = delayed.data_ptr<scalar_t>();
-      at::parallel_for(0, T * B, 16, [&](int64_t lo, int64_t hi) {
-        for (int64_t tb = lo; tb < hi; ++tb)
-          gather_axonal_step<scalar_t>(sb, sp, vp, W, tb / B, B, N, tb % B, dp + tb * N);
-      });
-      grad_w = at::mm(gb.view({T * B, N}).t(), delayed.view({T * B, N}));
-      // tap gradient: sum over steps of dL/ddelayed times the spikes one lag earlier
-      grad_vals = at::zeros({N, W}, mem.options());
-      scalar_t* gvp = grad_vals.data_ptr<scalar_t>();
-      at::parallel_for(0, N, 1, [&](int64_t lo, int64_t hi) {
-        for (int64_t j = lo; j < hi; ++j) {
-          for (int64_t w = 0; w < W; ++w) {
-            const int64_t lag = sp[j] + w;
-            if (lag < 1) continue;
-            scalar_t acc = 0;
-            for (int64_t t = lag; t < T; ++t) {
-              const uint8_t* srow = sb + ((t - lag) * B) * N + j;
-              const scalar_t* grow = gdp + (t * B) * N + j;
-              for (int64_t b = 0; b < B; ++b)
-                if (srow[b * N]) acc += grow[b * N];
+            scalar_t* gd = gdp + off;
+            for (int64_t j = 0; j < N; ++j) gd[j] = scalar_t(0);
+            const scalar_t* gbr = gbp + off;
+            for (int64_t i = 0; i < N; ++i) {
+              const scalar_t g = gbr[i];
+              if (g == scalar_t(0)) continue;
+              const scalar_t* wrow = wp + i * N;
+              for (int64_t j = 0; j < N; ++j) gd[j] += g * wrow[j];
             }
-            gvp[j * W + w] = acc;
+            // tap gradient: dL/d(delayed)_t times the spikes `lag` steps earlier
+            for (int64_t j = 0; j < N; ++j) {
+              for (int64_t w = 0; w < W; ++w) {
+                const int64_t lag = sp[j] + w;
+                if (lag < 1 || lag > t) continue;
+                if (sb[((t - lag) * B + b) * N + j]) gva[j * W + w] += gd[j];
+              }
+            }
+            gather_axonal_step<scalar_t>(sb, sp, vp, W, t, B, N, b, dp + off);
           }
         }
       });
+      grad_w = at::mm(gb.view({T * B, N}).t(), delayed.view({T * B, N}));
+      grad_vals = gv_acc.sum(0);
     } else {
       const scalar_t* wp = wT.data_ptr<scalar_t>();  // (pre j, post i)
       const int64_t* stp = sT.data_ptr<int64_t>();
