@@ -27,6 +27,7 @@
 #include <torch/library.h>
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "common.h"
@@ -317,14 +318,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cpu(
   auto bits = at::zeros({T, B, N}, x.options().dtype(at::kByte));
   if (T == 0) return {spk, mem, bits};
 
-  at::Tensor wT, sT, vT, cur, wT_ax;
+  at::Tensor wT, sT, vT, wT_ax;
   if (synaptic) {
     // presynaptic-major copies for the scatter of active columns
     wT = weight.t().contiguous();
     sT = start_.t().contiguous();
     vT = vals_.to(dt).transpose(0, 1).contiguous();
-    cur = at::zeros({T, B, N}, x.options());  // recurrent current arriving at each step
-    if (bias_.has_value() && bias_->defined()) cur.add_(bias_->to(dt));
   } else {
     wT_ax = weight.t().contiguous();
   }
@@ -391,12 +390,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cpu(
       const scalar_t* wp = wT.data_ptr<scalar_t>();
       const int64_t* stp = sT.data_ptr<int64_t>();
       const scalar_t* vtp = vT.data_ptr<scalar_t>();
-      scalar_t* cp = cur.data_ptr<scalar_t>();
-      // each batch element is independent: the whole time loop runs per element
+      const scalar_t* biasp = bias.defined() ? bias.data_ptr<scalar_t>() : nullptr;
+      // each batch element is independent: the whole time loop runs per element, with the
+      // recurrent currents of its future steps in a thread-local (T, N) buffer
       at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+        std::vector<scalar_t> lc(T * N);
         for (int64_t b = lo; b < hi; ++b) {
+          for (int64_t t = 0; t < T; ++t)
+            for (int64_t i = 0; i < N; ++i) lc[t * N + i] = biasp ? biasp[i] : scalar_t(0);
           for (int64_t t = 0; t < T; ++t) {
-            lif(t, b, cp + (t * B + b) * N);
+            lif(t, b, lc.data() + t * N);
             const uint8_t* brow = sb + (t * B + b) * N;
             for (int64_t j = 0; j < N; ++j) {
               if (!brow[j]) continue;  // scatter only the active presynaptic columns
@@ -407,7 +410,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cpu(
                 for (int64_t w = 0; w < W; ++w) {
                   const int64_t lag = s0 + w;
                   if (v[w] == scalar_t(0) || lag < 1 || t + lag >= T) continue;
-                  cp[((t + lag) * B + b) * N + i] += wv * v[w];
+                  lc[(t + lag) * N + i] += wv * v[w];
                 }
               }
             }
@@ -505,12 +508,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
       scalar_t* dp = delayed.data_ptr<scalar_t>();
       auto gv_acc = at::zeros({B, N, W}, mem.options());
       scalar_t* gvap = gv_acc.data_ptr<scalar_t>();
-      at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
-        std::vector<scalar_t> gs(N);
-        for (int64_t b = lo; b < hi; ++b) {
-          scalar_t* gva = gvap + b * N * W;
-          for (int64_t t = T - 1; t >= 0; --t) {
+      auto gva_step = [&](int64_t t, int64_t b) {
+        // tap gradient: dL/d(delayed)_t times the spikes `lag` steps earlier
+        scalar_t* gva = gvap + b * N * W;
+        const scalar_t* gd = gdp + (t * B + b) * N;
+        for (int64_t j = 0; j < N; ++j) {
+          for (int64_t w = 0; w < W; ++w) {
+            const int64_t lag = sp[j] + w;
+            if (lag < 1 || lag > t) continue;
+            if (sb[((t - lag) * B + b) * N + j]) gva[j * W + w] += gd[j];
+          }
+        }
+      };
+      (void)wp;
+      for (int64_t t = T - 1; t >= 0; --t) {
+        at::parallel_for(0, B, 4, [&](int64_t lo, int64_t hi) {
+          std::vector<scalar_t> gs(N);
+          for (int64_t b = lo; b < hi; ++b) {
             const int64_t off = (t * B + b) * N;
+            if (t + 1 < T) gva_step(t + 1, b);
             for (int64_t j = 0; j < N; ++j) {
               scalar_t acc = gsp_p[off + j];
               for (int64_t w = 0; w < W; ++w) {
@@ -522,68 +538,69 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
               gs[j] = acc;
             }
             step(t, b, gs.data());
-            scalar_t* gd = gdp + off;
-            for (int64_t j = 0; j < N; ++j) gd[j] = scalar_t(0);
-            const scalar_t* gbr = gbp + off;
-            for (int64_t i = 0; i < N; ++i) {
-              const scalar_t g = gbr[i];
-              if (g == scalar_t(0)) continue;
-              const scalar_t* wrow = wp + i * N;
-              for (int64_t j = 0; j < N; ++j) gd[j] += g * wrow[j];
-            }
-            // tap gradient: dL/d(delayed)_t times the spikes `lag` steps earlier
-            for (int64_t j = 0; j < N; ++j) {
-              for (int64_t w = 0; w < W; ++w) {
-                const int64_t lag = sp[j] + w;
-                if (lag < 1 || lag > t) continue;
-                if (sb[((t - lag) * B + b) * N + j]) gva[j * W + w] += gd[j];
-              }
-            }
             gather_axonal_step<scalar_t>(sb, sp, vp, W, t, B, N, b, dp + off);
           }
-        }
-      });
+        });
+        // dL/d(delayed)_t = gb_t W: one GEMM per step for the whole batch
+        auto gdel_t = gdel.select(0, t);
+        at::mm_out(gdel_t, gb.select(0, t), weight);
+      }
       grad_w = at::mm(gb.view({T * B, N}).t(), delayed.view({T * B, N}));
       grad_vals = gv_acc.sum(0);
     } else {
       const scalar_t* wp = wT.data_ptr<scalar_t>();  // (pre j, post i)
       const int64_t* stp = sT.data_ptr<int64_t>();
       const scalar_t* vtp = vT.data_ptr<scalar_t>();
-      // batch elements are independent in the reverse loop too
+      // batch elements are independent in the reverse loop too; each keeps its own copy of
+      // dL/dbase over time (T, N) so the gather over later steps stays in cache
+      // zero padding on both ends of the local buffer removes the bounds checks from the inner
+      // loop (taps outside the valid lags are zero)
+      int64_t smin = 0, smax = 0;
+      for (int64_t q = 0; q < N * N; ++q) {
+        smin = std::min(smin, stp[q]);
+        smax = std::max(smax, stp[q]);
+      }
+      const int64_t pad_lo = -smin, pad_hi = smax + W + 1;
       at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
         std::vector<scalar_t> gs(N);
+        std::vector<scalar_t> gbl((pad_lo + T + pad_hi) * N, scalar_t(0));
+        scalar_t* g0 = gbl.data() + pad_lo * N;  // g0[t * N + i] = dL/dbase at step t
         for (int64_t b = lo; b < hi; ++b) {
+          std::fill(gbl.begin(), gbl.end(), scalar_t(0));
           for (int64_t t = T - 1; t >= 0; --t) {
             const int64_t off = (t * B + b) * N;
             for (int64_t j = 0; j < N; ++j) {
+              const scalar_t* vj = vtp + j * N * W;
+              const int64_t* sj = stp + j * N;
+              const scalar_t* wj = wp + j * N;
               scalar_t acc = 0;
               for (int64_t i = 0; i < N; ++i) {
-                const scalar_t* v = vtp + (j * N + i) * W;
-                const int64_t s0 = stp[j * N + i];
+                const scalar_t* v = vj + i * W;
+                const scalar_t* g = g0 + (t + sj[i]) * N + i;
                 scalar_t a = 0;
-                for (int64_t w = 0; w < W; ++w) {
-                  const int64_t lag = s0 + w;
-                  if (v[w] == scalar_t(0) || lag < 1 || t + lag >= T) continue;
-                  a += v[w] * gbp[((t + lag) * B + b) * N + i];
-                }
-                acc += wp[j * N + i] * a;
+                for (int64_t w = 0; w < W; ++w) a += v[w] * g[w * N];
+                acc += wj[i] * a;
               }
               gs[j] = gsp_p[off + j] + acc;
             }
             step(t, b, gs.data());
+            for (int64_t i = 0; i < N; ++i) g0[t * N + i] = gbp[off + i];
           }
         }
       });
       // weight and tap gradients: walk the stored spikes; each thread owns presynaptic columns
+      auto gbT = gb.transpose(0, 1).contiguous();  // (B, T, N)
+      const scalar_t* gbtp = gbT.data_ptr<scalar_t>();
       auto gwT = at::zeros({N, N}, mem.options());
       auto gvT = at::zeros({N, N, W}, mem.options());
       scalar_t* gwp = gwT.data_ptr<scalar_t>();
       scalar_t* gvp = gvT.data_ptr<scalar_t>();
       at::parallel_for(0, N, 1, [&](int64_t lo, int64_t hi) {
         for (int64_t j = lo; j < hi; ++j) {
-          for (int64_t t = 0; t < T; ++t) {
-            for (int64_t b = 0; b < B; ++b) {
+          for (int64_t b = 0; b < B; ++b) {
+            for (int64_t t = 0; t < T; ++t) {
               if (!sb[(t * B + b) * N + j]) continue;
+              const scalar_t* gbb = gbtp + b * T * N;
               for (int64_t i = 0; i < N; ++i) {
                 const scalar_t* v = vtp + (j * N + i) * W;
                 scalar_t* gv = gvp + (j * N + i) * W;
@@ -593,7 +610,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
                 for (int64_t w = 0; w < W; ++w) {
                   const int64_t lag = s0 + w;
                   if (lag < 1 || t + lag >= T) continue;
-                  const scalar_t g = gbp[((t + lag) * B + b) * N + i];
+                  const scalar_t g = gbb[(t + lag) * N + i];
                   gv[w] += wv * g;
                   gw += v[w] * g;
                 }
