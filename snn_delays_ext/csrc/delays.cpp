@@ -508,25 +508,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
       scalar_t* dp = delayed.data_ptr<scalar_t>();
       auto gv_acc = at::zeros({B, N, W}, mem.options());
       scalar_t* gvap = gv_acc.data_ptr<scalar_t>();
-      auto gva_step = [&](int64_t t, int64_t b) {
-        // tap gradient: dL/d(delayed)_t times the spikes `lag` steps earlier
-        scalar_t* gva = gvap + b * N * W;
-        const scalar_t* gd = gdp + (t * B + b) * N;
-        for (int64_t j = 0; j < N; ++j) {
-          for (int64_t w = 0; w < W; ++w) {
-            const int64_t lag = sp[j] + w;
-            if (lag < 1 || lag > t) continue;
-            if (sb[((t - lag) * B + b) * N + j]) gva[j * W + w] += gd[j];
-          }
-        }
-      };
-      (void)wp;
-      for (int64_t t = T - 1; t >= 0; --t) {
-        at::parallel_for(0, B, 4, [&](int64_t lo, int64_t hi) {
-          std::vector<scalar_t> gs(N);
-          for (int64_t b = lo; b < hi; ++b) {
+      at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+        std::vector<scalar_t> gs(N);
+        for (int64_t b = lo; b < hi; ++b) {
+          scalar_t* gva = gvap + b * N * W;
+          for (int64_t t = T - 1; t >= 0; --t) {
             const int64_t off = (t * B + b) * N;
-            if (t + 1 < T) gva_step(t + 1, b);
             for (int64_t j = 0; j < N; ++j) {
               scalar_t acc = gsp_p[off + j];
               for (int64_t w = 0; w < W; ++w) {
@@ -538,13 +525,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
               gs[j] = acc;
             }
             step(t, b, gs.data());
+            scalar_t* gd = gdp + off;
+            for (int64_t j = 0; j < N; ++j) gd[j] = scalar_t(0);
+            const scalar_t* gbr = gbp + off;
+            for (int64_t i = 0; i < N; ++i) {
+              const scalar_t g = gbr[i];
+              if (g == scalar_t(0)) continue;
+              const scalar_t* wrow = wp + i * N;
+              for (int64_t j = 0; j < N; ++j) gd[j] += g * wrow[j];
+            }
+            // tap gradient: dL/d(delayed)_t times the spikes `lag` steps earlier
+            for (int64_t j = 0; j < N; ++j) {
+              for (int64_t w = 0; w < W; ++w) {
+                const int64_t lag = sp[j] + w;
+                if (lag < 1 || lag > t) continue;
+                if (sb[((t - lag) * B + b) * N + j]) gva[j * W + w] += gd[j];
+              }
+            }
             gather_axonal_step<scalar_t>(sb, sp, vp, W, t, B, N, b, dp + off);
           }
-        });
-        // dL/d(delayed)_t = gb_t W: one GEMM per step for the whole batch
-        auto gdel_t = gdel.select(0, t);
-        at::mm_out(gdel_t, gb.select(0, t), weight);
-      }
+        }
+      });
       grad_w = at::mm(gb.view({T * B, N}).t(), delayed.view({T * B, N}));
       grad_vals = gv_acc.sum(0);
     } else {
