@@ -49,7 +49,14 @@ try:
     from . import _C  # noqa: F401  (registers the schemas and the CPU kernels)
 
     _DEVICES.add("cpu")
-except Exception as exc:  # pragma: no cover - depends on the build
+except ImportError as exc:  # pragma: no cover - depends on the build
+    import importlib.util
+
+    if importlib.util.find_spec(__name__.rsplit(".", 1)[0] + "._C") is None:
+        LOAD_ERROR = "the extension snn_delays_ext._C was not built"
+    else:
+        LOAD_ERROR = f"{type(exc).__name__}: {exc}"
+except Exception as exc:  # pragma: no cover - e.g. built against another torch version
     LOAD_ERROR = f"{type(exc).__name__}: {exc}"
 if _DEVICES:
     try:
