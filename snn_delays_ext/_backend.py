@@ -5,13 +5,22 @@ from __future__ import annotations
 __all__ = ["backend"]
 
 
-def backend() -> str:
-    """Name the implementation the layers use for sequence inputs.
+def backend(device: str = "cpu") -> str:
+    """Name the implementation the layers use for sequence inputs on a device type.
+
+    Parameters
+    ----------
+    device : str
+        ``"cpu"`` (default) or ``"cuda"``.
 
     Returns
     -------
     str
-        ``"reference"``: the plain-PyTorch path in :mod:`snn_delays_ext.functional`.
+        ``"compiled"``: the C++/CUDA custom ops in :mod:`snn_delays_ext.ops` (``torch.ops.
+        snn_delays_ext.*``) are loaded for that device; ``"reference"``: the plain-PyTorch path
+        in :mod:`snn_delays_ext.functional` (no compiled extension, or none for that device).
+        A recurrent layer also takes the reference path for a ``spike_grad`` the kernels do not
+        know (see :func:`snn_delays_ext.surrogate.surrogate_spec`) or ``reset_delay=False``.
 
     Examples
     --------
@@ -19,4 +28,7 @@ def backend() -> str:
     >>> snn_delays_ext.backend() in {"reference", "compiled"}
     True
     """
-    return "reference"
+    from . import ops
+
+    dev = str(device).split(":")[0]
+    return "compiled" if dev in ops.available_devices() else "reference"

@@ -9,6 +9,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from . import ops as _ops
 from ._checks import check_choice, check_finite, check_int, check_nonneg_float, check_tensor
 from ._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from .functional.delayed_linear import DELAY_TYPES_FF, delayed_linear
@@ -167,6 +168,12 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
         check_finite("input_", input_)
         check_finite("delays", self.delays)
         if input_.dim() == 3:
+            if _ops.AVAILABLE and _ops.supports(input_):
+                return _ops.delayed_linear(
+                    input_, self.weight, self.bias, self.delays, self.max_delay, self.delay_type,
+                    self._sigma, self.interpolation,
+                )
+            _ops.warn_reference_once()
             y, _ = delayed_linear(
                 input_, self.weight, self.bias, self.delays, self.max_delay, self.delay_type,
                 self._sigma, self.interpolation,

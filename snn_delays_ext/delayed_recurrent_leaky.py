@@ -10,8 +10,10 @@ from torch import nn
 
 from ._checks import check_choice, check_finite, check_int, check_nonneg_float, check_tensor
 from ._delay_layer import DelayInit, DelayLayerMixin, init_delays
+from . import ops as _ops
 from .functional.delayed_linear import _fit_history
 from .functional.interpolation import INTERPOLATIONS
+from .surrogate import surrogate_spec
 from .functional.recurrent_leaky import (
     DELAY_TYPES_RECURRENT,
     RESET_MECHANISMS,
@@ -23,6 +25,13 @@ from .functional.recurrent_leaky import (
 )
 
 __all__ = ["DelayedRecurrentLeaky"]
+
+
+@torch._dynamo.assume_constant_result
+def _surrogate_spec_cached(fn) -> Optional[Tuple[int, float]]:
+    # a constant for torch.compile: the spike function does not change inside a graph
+    spec = surrogate_spec(fn)
+    return None if spec is None else (spec.kind, spec.param)
 
 _BACKWARDS = ("surrogate",)
 
@@ -223,6 +232,13 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
                     "state only with one (B, N) step"
                 )
             T, B, _ = input_.shape
+            spec = self._compiled_spec(input_)
+            if spec is not None:
+                spk_seq, mem_seq = _ops.recurrent_leaky_sequence(
+                    input_, weight, bias, self.delays, self.beta, self.threshold, self.max_delay,
+                    self.delay_type, self._sigma, self.interpolation, self.reset_mechanism, spec,
+                )
+                return self._returns(spk_seq, mem_seq)
             K = recurrent_history_length(self.max_delay, self._sigma)
             state = RecurrentLeakyState(input_.new_zeros(B, n), input_.new_zeros(K, B, n))
             spk_seq, mem_seq, _ = recurrent_leaky_sequence(
@@ -238,6 +254,24 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         self.spk, self.mem, self._past = new_spk, new_state.mem, new_state.past
         self._fresh = False
         return self._returns(new_spk, new_state.mem)
+
+    def _compiled_spec(self, x: torch.Tensor) -> Optional[Tuple[int, float]]:
+        """The surrogate ``(kind, param)`` if the compiled sequence op can run this call, else
+        ``None`` (reference path: no compiled op for the device, ``reset_delay=False``, an
+        unrecognised ``spike_grad``, or a learnable ``beta``/``threshold`` of an unusual shape)."""
+        if not _ops.AVAILABLE:
+            _ops.warn_reference_once()
+            return None
+        if not _ops.supports(x) or not self.reset_delay:
+            return None
+        n = self.linear_features
+        for t in (self.beta, self.threshold):
+            if not isinstance(t, torch.Tensor) or t.numel() not in (1, n) or t.dim() > 1:
+                return None
+        spec = _surrogate_spec_cached(self.spike_grad)
+        if spec is None:
+            return None
+        return spec
 
     def _returns(self, spk: torch.Tensor, mem: torch.Tensor):
         if self.output:

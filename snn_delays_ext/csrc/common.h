@@ -1,0 +1,61 @@
+// Shared helpers of the CPU and CUDA delay kernels.
+//
+// Delays reach the kernels as *banded taps*: for every delay a first integer lag `start`
+// (int64) and `W` consecutive tap weights `vals[..., w]` for the lags `start + w`. Tap weights
+// outside the valid lag range are zero (the Python side masks them), so the kernels only skip
+// lags that would read the future or fall outside the sequence.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define SDX_HD __host__ __device__ __forceinline__
+#else
+#define SDX_HD inline
+#endif
+
+namespace snn_delays_ext {
+
+// Surrogate kinds (keep in sync with snn_delays_ext/surrogate.py).
+enum SurrogateKind : int64_t {
+  kATan = 0,            // snntorch.surrogate.atan(alpha)
+  kFastSigmoid = 1,     // snntorch.surrogate.fast_sigmoid(slope)
+  kSigmoid = 2,         // snntorch.surrogate.sigmoid(slope)
+  kTriangular = 3,      // snntorch.surrogate.triangular(threshold)
+  kStraightThrough = 4, // snntorch.surrogate.straight_through_estimator()
+  kHeaviside = 5,       // snntorch.surrogate.heaviside()
+};
+
+// Reset mechanisms (keep in sync with snn_delays_ext/ops.py).
+enum ResetKind : int64_t { kSubtract = 0, kZero = 1, kNone = 2 };
+
+// Derivative of the spike function at u = mem - threshold, as snnTorch's backward computes it.
+template <typename scalar_t>
+SDX_HD scalar_t surrogate_grad(scalar_t u, int64_t kind, double p) {
+  const scalar_t a = static_cast<scalar_t>(p);
+  switch (kind) {
+    case kATan: {
+      const scalar_t z = static_cast<scalar_t>(M_PI / 2.0) * a * u;
+      return a / scalar_t(2) / (scalar_t(1) + z * z);
+    }
+    case kFastSigmoid: {
+      const scalar_t d = a * (u < scalar_t(0) ? -u : u) + scalar_t(1);
+      return scalar_t(1) / (d * d);
+    }
+    case kSigmoid: {
+      const scalar_t e = exp(-a * u);
+      return a * e / ((e + scalar_t(1)) * (e + scalar_t(1)));
+    }
+    case kTriangular:
+      return u >= scalar_t(0) ? -a : a;
+    case kStraightThrough:
+      return scalar_t(1);
+    case kHeaviside:
+      return u > scalar_t(0) ? scalar_t(1) : scalar_t(0);
+    default:
+      return scalar_t(0);
+  }
+}
+
+}  // namespace snn_delays_ext

@@ -1,0 +1,535 @@
+// CUDA kernels of the snn_delays_ext custom ops (schemas in ../delays.cpp).
+//
+// Same math and banded-tap conventions as the CPU kernels. Feed-forward ops run one thread per
+// output element. The recurrent op keeps its time loop on the host: per step one gather kernel,
+// one cuBLAS GEMM (axonal: delayed (B, N) x W^T) and one LIF kernel; the backward runs the
+// reverse loop with one adjoint kernel and one GEMM per step, then the weight gradient as one
+// GEMM over all steps and the tap gradient as a reduction.
+
+#include <Python.h>
+
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAStream.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include "../common.h"
+
+extern "C" {
+PyObject* PyInit__C_cuda(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C_cuda", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+namespace snn_delays_ext {
+namespace {
+
+constexpr int kThreads = 256;
+
+inline int blocks_for(int64_t n) { return static_cast<int>((n + kThreads - 1) / kThreads); }
+
+template <typename scalar_t>
+__device__ scalar_t block_sum(scalar_t v) {
+  __shared__ scalar_t buf[kThreads];
+  buf[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];
+    __syncthreads();
+  }
+  return buf[0];
+}
+
+// ---- delay_channels -------------------------------------------------------------------------
+template <typename scalar_t>
+__global__ void delay_channels_fwd_kernel(const scalar_t* x, const int64_t* start, const scalar_t* vals,
+                                          scalar_t* y, int64_t T, int64_t B, int64_t C, int64_t W) {
+  const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (idx >= T * B * C) return;
+  const int64_t c = idx % C, b = (idx / C) % B, t = idx / (B * C);
+  scalar_t acc = 0;
+  for (int64_t w = 0; w < W; ++w) {
+    const scalar_t v = vals[c * W + w];
+    const int64_t lag = start[c] + w;
+    if (v == scalar_t(0) || lag < 0 || lag > t) continue;
+    acc += v * x[((t - lag) * B + b) * C + c];
+  }
+  y[idx] = acc;
+}
+
+template <typename scalar_t>
+__global__ void delay_channels_bwd_x_kernel(const scalar_t* gy, const int64_t* start, const scalar_t* vals,
+                                            scalar_t* gx, int64_t T, int64_t B, int64_t C, int64_t W) {
+  const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (idx >= T * B * C) return;
+  const int64_t c = idx % C, b = (idx / C) % B, t = idx / (B * C);
+  scalar_t acc = 0;
+  for (int64_t w = 0; w < W; ++w) {
+    const scalar_t v = vals[c * W + w];
+    const int64_t lag = start[c] + w;
+    if (v == scalar_t(0) || lag < 0 || t + lag >= T) continue;
+    acc += v * gy[((t + lag) * B + b) * C + c];
+  }
+  gx[idx] = acc;
+}
+
+// one block per (c, w): sum over (t, b) of gy[t, b, c] x[t - lag, b, c]
+template <typename scalar_t>
+__global__ void delay_channels_bwd_vals_kernel(const scalar_t* gy, const scalar_t* x, const int64_t* start,
+                                               scalar_t* gv, int64_t T, int64_t B, int64_t C, int64_t W) {
+  const int64_t cw = blockIdx.x;
+  const int64_t c = cw / W, w = cw % W;
+  const int64_t lag = start[c] + w;
+  scalar_t acc = 0;
+  if (lag >= 0) {
+    for (int64_t tb = threadIdx.x; tb < T * B; tb += blockDim.x) {
+      const int64_t t = tb / B, b = tb % B;
+      if (lag > t) continue;
+      acc += gy[(t * B + b) * C + c] * x[((t - lag) * B + b) * C + c];
+    }
+  }
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) gv[cw] = acc;
+}
+
+at::Tensor delay_channels_cuda(const at::Tensor& x_, const at::Tensor& start_, const at::Tensor& vals_) {
+  TORCH_CHECK(x_.dim() == 3, "x: expected (T, B, F)");
+  c10::cuda::CUDAGuard guard(x_.device());
+  auto x = x_.contiguous();
+  auto start = start_.contiguous();
+  auto vals = vals_.to(x.scalar_type()).contiguous();
+  const int64_t T = x.size(0), B = x.size(1), C = x.size(2), W = vals.size(-1);
+  auto y = at::empty_like(x);
+  if (y.numel() == 0) return y;
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "delay_channels_cuda", [&] {
+    delay_channels_fwd_kernel<scalar_t><<<blocks_for(T * B * C), kThreads, 0, stream>>>(
+        x.data_ptr<scalar_t>(), start.data_ptr<int64_t>(), vals.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
+        T, B, C, W);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return y;
+}
+
+std::tuple<at::Tensor, at::Tensor> delay_channels_backward_cuda(const at::Tensor& gy_, const at::Tensor& x_,
+                                                                const at::Tensor& start_, const at::Tensor& vals_) {
+  c10::cuda::CUDAGuard guard(x_.device());
+  auto x = x_.contiguous();
+  auto gy = gy_.to(x.scalar_type()).contiguous();
+  auto start = start_.contiguous();
+  auto vals = vals_.to(x.scalar_type()).contiguous();
+  const int64_t T = x.size(0), B = x.size(1), C = x.size(2), W = vals.size(-1);
+  auto gx = at::zeros_like(x);
+  auto gv = at::zeros({C, W}, x.options());
+  if (x.numel() == 0) return {gx, gv};
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "delay_channels_backward_cuda", [&] {
+    delay_channels_bwd_x_kernel<scalar_t><<<blocks_for(T * B * C), kThreads, 0, stream>>>(
+        gy.data_ptr<scalar_t>(), start.data_ptr<int64_t>(), vals.data_ptr<scalar_t>(), gx.data_ptr<scalar_t>(),
+        T, B, C, W);
+    delay_channels_bwd_vals_kernel<scalar_t><<<C * W, kThreads, 0, stream>>>(
+        gy.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), start.data_ptr<int64_t>(), gv.data_ptr<scalar_t>(),
+        T, B, C, W);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {gx, gv};
+}
+
+// ---- synaptic_delay (feed-forward) ----------------------------------------------------------
+template <typename scalar_t>
+__global__ void synaptic_fwd_kernel(const scalar_t* x, const scalar_t* wgt, const int64_t* start,
+                                    const scalar_t* vals, scalar_t* y, int64_t T, int64_t B, int64_t I,
+                                    int64_t O, int64_t W) {
+  const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (idx >= T * B * O) return;
+  const int64_t o = idx % O, b = (idx / O) % B, t = idx / (B * O);
+  scalar_t acc = 0;
+  for (int64_t i = 0; i < I; ++i) {
+    const scalar_t* v = vals + (o * I + i) * W;
+    const int64_t s0 = start[o * I + i];
+    scalar_t a = 0;
+    for (int64_t w = 0; w < W; ++w) {
+      const int64_t lag = s0 + w;
+      if (v[w] == scalar_t(0) || lag < 0 || lag > t) continue;
+      a += v[w] * x[((t - lag) * B + b) * I + i];
+    }
+    acc += wgt[o * I + i] * a;
+  }
+  y[idx] = acc;
+}
+
+template <typename scalar_t>
+__global__ void synaptic_bwd_x_kernel(const scalar_t* gy, const scalar_t* wgt, const int64_t* start,
+                                      const scalar_t* vals, scalar_t* gx, int64_t T, int64_t B, int64_t I,
+                                      int64_t O, int64_t W) {
+  const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (idx >= T * B * I) return;
+  const int64_t i = idx % I, b = (idx / I) % B, t = idx / (B * I);
+  scalar_t acc = 0;
+  for (int64_t o = 0; o < O; ++o) {
+    const scalar_t* v = vals + (o * I + i) * W;
+    const int64_t s0 = start[o * I + i];
+    scalar_t a = 0;
+    for (int64_t w = 0; w < W; ++w) {
+      const int64_t lag = s0 + w;
+      if (v[w] == scalar_t(0) || lag < 0 || t + lag >= T) continue;
+      a += v[w] * gy[((t + lag) * B + b) * O + o];
+    }
+    acc += wgt[o * I + i] * a;
+  }
+  gx[idx] = acc;
+}
+
+// one block per connection (o, i): reductions over (t, b) for the weight and tap gradients
+template <typename scalar_t>
+__global__ void synaptic_bwd_wv_kernel(const scalar_t* gy, const scalar_t* x, const scalar_t* wgt,
+                                       const int64_t* start, const scalar_t* vals, scalar_t* gw, scalar_t* gv,
+                                       int64_t T, int64_t B, int64_t I, int64_t O, int64_t W) {
+  const int64_t oi = blockIdx.x;
+  const int64_t o = oi / I, i = oi % I;
+  const int64_t s0 = start[oi];
+  scalar_t accw = 0;
+  for (int64_t w = 0; w < W; ++w) {
+    const int64_t lag = s0 + w;
+    scalar_t a = 0;
+    if (lag >= 0) {
+      for (int64_t tb = threadIdx.x; tb < T * B; tb += blockDim.x) {
+        const int64_t t = tb / B, b = tb % B;
+        if (t + lag >= T) continue;
+        a += gy[((t + lag) * B + b) * O + o] * x[(t * B + b) * I + i];
+      }
+    }
+    a = block_sum(a);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      gv[oi * W + w] = wgt[oi] * a;
+      accw += vals[oi * W + w] * a;
+    }
+  }
+  if (threadIdx.x == 0) gw[oi] = accw;
+}
+
+at::Tensor synaptic_delay_cuda(const at::Tensor& x_, const at::Tensor& weight_, const at::Tensor& start_,
+                               const at::Tensor& vals_) {
+  c10::cuda::CUDAGuard guard(x_.device());
+  auto x = x_.contiguous();
+  auto wgt = weight_.to(x.scalar_type()).contiguous();
+  auto start = start_.contiguous();
+  auto vals = vals_.to(x.scalar_type()).contiguous();
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), O = wgt.size(0), W = vals.size(-1);
+  auto y = at::empty({T, B, O}, x.options());
+  if (y.numel() == 0) return y;
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "synaptic_delay_cuda", [&] {
+    synaptic_fwd_kernel<scalar_t><<<blocks_for(T * B * O), kThreads, 0, stream>>>(
+        x.data_ptr<scalar_t>(), wgt.data_ptr<scalar_t>(), start.data_ptr<int64_t>(), vals.data_ptr<scalar_t>(),
+        y.data_ptr<scalar_t>(), T, B, I, O, W);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return y;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cuda(
+    const at::Tensor& gy_, const at::Tensor& x_, const at::Tensor& weight_, const at::Tensor& start_,
+    const at::Tensor& vals_) {
+  c10::cuda::CUDAGuard guard(x_.device());
+  auto x = x_.contiguous();
+  auto gy = gy_.to(x.scalar_type()).contiguous();
+  auto wgt = weight_.to(x.scalar_type()).contiguous();
+  auto start = start_.contiguous();
+  auto vals = vals_.to(x.scalar_type()).contiguous();
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), O = wgt.size(0), W = vals.size(-1);
+  auto gx = at::zeros_like(x);
+  auto gw = at::zeros_like(wgt);
+  auto gv = at::zeros_like(vals);
+  if (x.numel() == 0 || O == 0) return {gx, gw, gv};
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "synaptic_delay_backward_cuda", [&] {
+    synaptic_bwd_x_kernel<scalar_t><<<blocks_for(T * B * I), kThreads, 0, stream>>>(
+        gy.data_ptr<scalar_t>(), wgt.data_ptr<scalar_t>(), start.data_ptr<int64_t>(), vals.data_ptr<scalar_t>(),
+        gx.data_ptr<scalar_t>(), T, B, I, O, W);
+    synaptic_bwd_wv_kernel<scalar_t><<<O * I, kThreads, 0, stream>>>(
+        gy.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), wgt.data_ptr<scalar_t>(), start.data_ptr<int64_t>(),
+        vals.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), gv.data_ptr<scalar_t>(), T, B, I, O, W);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {gx, gw, gv};
+}
+
+// ---- recurrent LIF ----------------------------------------------------------------------------
+// delayed presynaptic activity at step t (axonal), from the spike bytes
+template <typename scalar_t>
+__global__ void rec_gather_axonal_kernel(const uint8_t* bits, const int64_t* start, const scalar_t* vals,
+                                         scalar_t* out, int64_t t0, int64_t nt, int64_t B, int64_t N, int64_t W) {
+  const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (idx >= nt * B * N) return;
+  const int64_t j = idx % N, b = (idx / N) % B, t = t0 + idx / (B * N);
+  scalar_t acc = 0;
+  for (int64_t w = 0; w < W; ++w) {
+    const scalar_t v = vals[j * W + w];
+    const int64_t lag = start[j] + w;
+    if (v == scalar_t(0) || lag < 1 || lag > t) continue;
+    if (bits[((t - lag) * B + b) * N + j]) acc += v;
+  }
+  out[idx] = acc;
+}
+
+// recurrent current at step t (synaptic): gather over presynaptic neurons and taps
+template <typename scalar_t>
+__global__ void rec_current_synaptic_kernel(const uint8_t* bits, const scalar_t* wgt, const int64_t* start,
+                                            const scalar_t* vals, const scalar_t* bias, scalar_t* r, int64_t t,
+                                            int64_t B, int64_t N, int64_t W) {
+  const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (idx >= B * N) return;
+  const int64_t i = idx % N, b = idx / N;
+  scalar_t acc = bias ? bias[i] : scalar_t(0);
+  for (int64_t j = 0; j < N; ++j) {
+    const scalar_t* v = vals + (i * N + j) * W;
+    const int64_t s0 = start[i * N + j];
+    scalar_t a = 0;
+    for (int64_t w = 0; w < W; ++w) {
+      const int64_t lag = s0 + w;
+      if (v[w] == scalar_t(0) || lag < 1 || lag > t) continue;
+      if (bits[((t - lag) * B + b) * N + j]) a += v[w];
+    }
+    acc += wgt[i * N + j] * a;
+  }
+  r[idx] = acc;
+}
+
+template <typename scalar_t>
+__global__ void rec_lif_kernel(const scalar_t* x, const scalar_t* r, const scalar_t* beta, const scalar_t* thr,
+                               scalar_t* mem, scalar_t* spk, uint8_t* bits, int64_t t, int64_t B, int64_t N,
+                               int64_t reset) {
+  const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (idx >= B * N) return;
+  const int64_t j = idx % N;
+  const int64_t off = t * B * N + idx;
+  const scalar_t mp = t > 0 ? mem[off - B * N] : scalar_t(0);
+  const scalar_t base = beta[j] * mp + x[off] + r[idx];
+  const bool rs = (mp - thr[j]) > scalar_t(0);
+  scalar_t m = base;
+  if (reset == kSubtract) m = rs ? base - thr[j] : base;
+  else if (reset == kZero) m = rs ? scalar_t(0) : base;
+  const bool s = (m - thr[j]) > scalar_t(0);
+  mem[off] = m;
+  spk[off] = s ? scalar_t(1) : scalar_t(0);
+  bits[off] = s ? 1 : 0;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cuda(
+    const at::Tensor& x_, const at::Tensor& weight_, const c10::optional<at::Tensor>& bias_,
+    const at::Tensor& start_, const at::Tensor& vals_, const at::Tensor& beta_, const at::Tensor& threshold_,
+    int64_t reset, int64_t surrogate, double sparam, bool synaptic) {
+  (void)surrogate;
+  (void)sparam;
+  c10::cuda::CUDAGuard guard(x_.device());
+  auto x = x_.contiguous();
+  const auto dt = x.scalar_type();
+  const int64_t T = x.size(0), B = x.size(1), N = x.size(2);
+  auto wgt = weight_.to(dt).contiguous();
+  auto beta = beta_.to(dt).contiguous();
+  auto thr = threshold_.to(dt).contiguous();
+  auto start = start_.contiguous();
+  auto vals = vals_.to(dt).contiguous();
+  const int64_t W = vals.size(-1);
+  at::Tensor bias;
+  if (bias_.has_value() && bias_->defined()) bias = bias_->to(dt).contiguous();
+  auto spk = at::empty_like(x);
+  auto mem = at::empty_like(x);
+  auto bits = at::zeros({T, B, N}, x.options().dtype(at::kByte));
+  if (x.numel() == 0) return {spk, mem, bits};
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  auto delayed = at::empty({B, N}, x.options());
+  auto r = at::empty({B, N}, x.options());
+  auto wt = wgt.t();
+  AT_DISPATCH_FLOATING_TYPES(dt, "recurrent_lif_cuda", [&] {
+    for (int64_t t = 0; t < T; ++t) {
+      if (!synaptic) {
+        rec_gather_axonal_kernel<scalar_t><<<blocks_for(B * N), kThreads, 0, stream>>>(
+            bits.data_ptr<uint8_t>(), start.data_ptr<int64_t>(), vals.data_ptr<scalar_t>(),
+            delayed.data_ptr<scalar_t>(), t, 1, B, N, W);
+        if (bias.defined()) at::addmm_out(r, bias, delayed, wt);
+        else at::mm_out(r, delayed, wt);
+      } else {
+        rec_current_synaptic_kernel<scalar_t><<<blocks_for(B * N), kThreads, 0, stream>>>(
+            bits.data_ptr<uint8_t>(), wgt.data_ptr<scalar_t>(), start.data_ptr<int64_t>(),
+            vals.data_ptr<scalar_t>(), bias.defined() ? bias.data_ptr<scalar_t>() : nullptr,
+            r.data_ptr<scalar_t>(), t, B, N, W);
+      }
+      rec_lif_kernel<scalar_t><<<blocks_for(B * N), kThreads, 0, stream>>>(
+          x.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), beta.data_ptr<scalar_t>(), thr.data_ptr<scalar_t>(),
+          mem.data_ptr<scalar_t>(), spk.data_ptr<scalar_t>(), bits.data_ptr<uint8_t>(), t, B, N, reset);
+    }
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {spk, mem, bits};
+}
+
+// one reverse step: dL/dspk_t (external + later recurrent reads), LIF adjoint
+template <typename scalar_t>
+__global__ void rec_adjoint_kernel(const scalar_t* gspk, const scalar_t* gmem, const scalar_t* mem,
+                                   const scalar_t* beta, const scalar_t* thr, const int64_t* start,
+                                   const scalar_t* vals, const scalar_t* wgt, const scalar_t* gdel,
+                                   scalar_t* gb, scalar_t* carry, scalar_t* gbeta, scalar_t* gthr, int64_t t,
+                                   int64_t T, int64_t B, int64_t N, int64_t W, int64_t reset, int64_t surrogate,
+                                   double sparam, bool synaptic) {
+  const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (idx >= B * N) return;
+  const int64_t j = idx % N, b = idx / N;
+  const int64_t off = t * B * N + idx;
+  scalar_t gs = gspk[off];
+  if (!synaptic) {
+    for (int64_t w = 0; w < W; ++w) {
+      const scalar_t v = vals[j * W + w];
+      const int64_t lag = start[j] + w;
+      if (v == scalar_t(0) || lag < 1 || t + lag >= T) continue;
+      gs += v * gdel[((t + lag) * B + b) * N + j];
+    }
+  } else {
+    for (int64_t i = 0; i < N; ++i) {
+      const scalar_t* v = vals + (i * N + j) * W;
+      const int64_t s0 = start[i * N + j];
+      scalar_t a = 0;
+      for (int64_t w = 0; w < W; ++w) {
+        const int64_t lag = s0 + w;
+        if (v[w] == scalar_t(0) || lag < 1 || t + lag >= T) continue;
+        a += v[w] * gb[((t + lag) * B + b) * N + i];
+      }
+      gs += wgt[i * N + j] * a;
+    }
+  }
+  const scalar_t m = mem[off];
+  const scalar_t mp = t > 0 ? mem[off - B * N] : scalar_t(0);
+  const scalar_t sg = surrogate_grad<scalar_t>(m - thr[j], surrogate, sparam);
+  const scalar_t gm = gmem[off] + gs * sg + carry[idx];
+  const bool rs = (mp - thr[j]) > scalar_t(0);
+  const scalar_t gbase = (reset == kZero && rs) ? scalar_t(0) : gm;
+  gb[off] = gbase;
+  carry[idx] = gbase * beta[j];
+  gbeta[idx] += gbase * mp;
+  scalar_t gt = -gs * sg;
+  if (reset == kSubtract && rs) gt -= gm;
+  gthr[idx] += gt;
+}
+
+// axonal tap gradient: one block per (j, w)
+template <typename scalar_t>
+__global__ void rec_axonal_vals_kernel(const scalar_t* gdel, const uint8_t* bits, const int64_t* start,
+                                       scalar_t* gv, int64_t T, int64_t B, int64_t N, int64_t W) {
+  const int64_t jw = blockIdx.x;
+  const int64_t j = jw / W, w = jw % W;
+  const int64_t lag = start[j] + w;
+  scalar_t acc = 0;
+  if (lag >= 1) {
+    for (int64_t tb = threadIdx.x; tb < T * B; tb += blockDim.x) {
+      const int64_t t = tb / B, b = tb % B;
+      if (lag > t) continue;
+      if (bits[((t - lag) * B + b) * N + j]) acc += gdel[(t * B + b) * N + j];
+    }
+  }
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) gv[jw] = acc;
+}
+
+// synaptic weight and tap gradients: one block per connection (i, j)
+template <typename scalar_t>
+__global__ void rec_synaptic_wv_kernel(const scalar_t* gb, const uint8_t* bits, const scalar_t* wgt,
+                                       const int64_t* start, const scalar_t* vals, scalar_t* gw, scalar_t* gv,
+                                       int64_t T, int64_t B, int64_t N, int64_t W) {
+  const int64_t ij = blockIdx.x;
+  const int64_t i = ij / N, j = ij % N;
+  const int64_t s0 = start[ij];
+  scalar_t accw = 0;
+  for (int64_t w = 0; w < W; ++w) {
+    const int64_t lag = s0 + w;
+    scalar_t a = 0;
+    if (lag >= 1) {
+      for (int64_t tb = threadIdx.x; tb < T * B; tb += blockDim.x) {
+        const int64_t t = tb / B, b = tb % B;
+        if (t + lag >= T) continue;
+        if (bits[(t * B + b) * N + j]) a += gb[((t + lag) * B + b) * N + i];
+      }
+    }
+    a = block_sum(a);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      gv[ij * W + w] = wgt[ij] * a;
+      accw += vals[ij * W + w] * a;
+    }
+  }
+  if (threadIdx.x == 0) gw[ij] = accw;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent_lif_backward_cuda(
+    const at::Tensor& grad_spk_, const at::Tensor& grad_mem_, const at::Tensor& weight_, const at::Tensor& start_,
+    const at::Tensor& vals_, const at::Tensor& beta_, const at::Tensor& threshold_, const at::Tensor& mem_,
+    const at::Tensor& bits_, int64_t reset, int64_t surrogate, double sparam, bool synaptic) {
+  c10::cuda::CUDAGuard guard(mem_.device());
+  auto mem = mem_.contiguous();
+  const auto dt = mem.scalar_type();
+  const int64_t T = mem.size(0), B = mem.size(1), N = mem.size(2);
+  auto gsp = grad_spk_.to(dt).contiguous();
+  auto gmm = grad_mem_.to(dt).contiguous();
+  auto wgt = weight_.to(dt).contiguous();
+  auto beta = beta_.to(dt).contiguous();
+  auto thr = threshold_.to(dt).contiguous();
+  auto start = start_.contiguous();
+  auto vals = vals_.to(dt).contiguous();
+  auto bits = bits_.contiguous();
+  const int64_t W = vals.size(-1);
+  auto gb = at::zeros({T, B, N}, mem.options());
+  auto carry = at::zeros({B, N}, mem.options());
+  auto gbeta = at::zeros({B, N}, mem.options());
+  auto gthr = at::zeros({B, N}, mem.options());
+  auto gdel = synaptic ? at::Tensor() : at::zeros({T, B, N}, mem.options());
+  auto gw = at::zeros_like(wgt);
+  auto gv = at::zeros_like(vals);
+  if (mem.numel() == 0) return {gb, gw, gv, gbeta.sum(0), gthr.sum(0)};
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(dt, "recurrent_lif_backward_cuda", [&] {
+    for (int64_t t = T - 1; t >= 0; --t) {
+      rec_adjoint_kernel<scalar_t><<<blocks_for(B * N), kThreads, 0, stream>>>(
+          gsp.data_ptr<scalar_t>(), gmm.data_ptr<scalar_t>(), mem.data_ptr<scalar_t>(), beta.data_ptr<scalar_t>(),
+          thr.data_ptr<scalar_t>(), start.data_ptr<int64_t>(), vals.data_ptr<scalar_t>(), wgt.data_ptr<scalar_t>(),
+          synaptic ? nullptr : gdel.data_ptr<scalar_t>(), gb.data_ptr<scalar_t>(), carry.data_ptr<scalar_t>(),
+          gbeta.data_ptr<scalar_t>(), gthr.data_ptr<scalar_t>(), t, T, B, N, W, reset, surrogate, sparam,
+          synaptic);
+      if (!synaptic) {
+        auto gdel_t = gdel.select(0, t);
+        at::mm_out(gdel_t, gb.select(0, t), wgt);
+      }
+    }
+    if (!synaptic) {
+      auto delayed = at::empty({T, B, N}, mem.options());
+      rec_gather_axonal_kernel<scalar_t><<<blocks_for(T * B * N), kThreads, 0, stream>>>(
+          bits.data_ptr<uint8_t>(), start.data_ptr<int64_t>(), vals.data_ptr<scalar_t>(),
+          delayed.data_ptr<scalar_t>(), 0, T, B, N, W);
+      gw = at::mm(gb.view({T * B, N}).t(), delayed.view({T * B, N}));
+      rec_axonal_vals_kernel<scalar_t><<<N * W, kThreads, 0, stream>>>(
+          gdel.data_ptr<scalar_t>(), bits.data_ptr<uint8_t>(), start.data_ptr<int64_t>(), gv.data_ptr<scalar_t>(),
+          T, B, N, W);
+    } else {
+      rec_synaptic_wv_kernel<scalar_t><<<N * N, kThreads, 0, stream>>>(
+          gb.data_ptr<scalar_t>(), bits.data_ptr<uint8_t>(), wgt.data_ptr<scalar_t>(), start.data_ptr<int64_t>(),
+          vals.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), gv.data_ptr<scalar_t>(), T, B, N, W);
+    }
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {gb, gw, gv, gbeta.sum(0), gthr.sum(0)};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(snn_delays_ext, CUDA, m) {
+  m.impl("delay_channels", &delay_channels_cuda);
+  m.impl("delay_channels_backward", &delay_channels_backward_cuda);
+  m.impl("synaptic_delay", &synaptic_delay_cuda);
+  m.impl("synaptic_delay_backward", &synaptic_delay_backward_cuda);
+  m.impl("recurrent_lif", &recurrent_lif_cuda);
+  m.impl("recurrent_lif_backward", &recurrent_lif_backward_cuda);
+}
+
+}  // namespace snn_delays_ext

@@ -1,0 +1,657 @@
+// Custom ops of snn_delays_ext: schemas and CPU kernels.
+//
+// Conventions: sequences are time-first (T, B, F) and contiguous; delays come as banded taps
+// (see common.h): `start` int64 with the delay's shape, `vals` the same shape plus (W,).
+//
+// Ops
+//   delay_channels(x, start, vals) -> y
+//       y[t,b,c] = sum_w vals[c,w] x[t - start[c] - w, b, c]     (axonal / dendritic)
+//   delay_channels_backward(grad_y, x, start, vals) -> (grad_x, grad_vals)
+//   synaptic_delay(x, weight, start, vals) -> y
+//       y[t,b,o] = sum_i weight[o,i] sum_w vals[o,i,w] x[t - start[o,i] - w, b, i]
+//   synaptic_delay_backward(grad_y, x, weight, start, vals) -> (grad_x, grad_weight, grad_vals)
+//   recurrent_lif(x, weight, bias, start, vals, beta, threshold, reset, surrogate, param,
+//                 synaptic) -> (spk, mem, spk_bits)
+//       the whole sequence of a delayed recurrent LIF layer (snnTorch RLeaky convention,
+//       reset_delay=True), time loop inside the op; spk_bits holds the spikes as bytes for the
+//       backward pass
+//   recurrent_lif_backward(grad_spk, grad_mem, weight, start, vals, beta, threshold, mem,
+//                          spk_bits, reset, surrogate, param, synaptic)
+//       -> (grad_x, grad_weight, grad_vals, grad_beta, grad_threshold)
+//       reverse-time surrogate BPTT; grad_x is also the gradient of the recurrent current (and
+//       of the bias, summed over time and batch).
+
+#include <Python.h>
+
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "common.h"
+
+extern "C" {
+// An importable (empty) Python module: `import snn_delays_ext._C` loads the ops.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+namespace snn_delays_ext {
+
+namespace {
+
+void check_seq(const at::Tensor& x, const char* name) {
+  TORCH_CHECK(x.dim() == 3, name, ": expected a (T, B, F) tensor, got ", x.dim(), " dims");
+  TORCH_CHECK(x.is_floating_point(), name, ": expected a floating tensor, got ", x.scalar_type());
+}
+
+void check_taps(const at::Tensor& start, const at::Tensor& vals, at::IntArrayRef shape) {
+  TORCH_CHECK(start.scalar_type() == at::kLong, "start: expected int64, got ", start.scalar_type());
+  TORCH_CHECK(start.sizes() == shape, "start: expected shape ", shape, ", got ", start.sizes());
+  TORCH_CHECK(vals.dim() == start.dim() + 1 && vals.sizes().slice(0, start.dim()) == shape,
+              "vals: expected shape ", shape, " + (W,), got ", vals.sizes());
+}
+
+// ------------------------------------------------------------------------------------------
+// delay_channels
+// ------------------------------------------------------------------------------------------
+at::Tensor delay_channels_cpu(const at::Tensor& x_, const at::Tensor& start_, const at::Tensor& vals_) {
+  check_seq(x_, "x");
+  const int64_t T = x_.size(0), B = x_.size(1), C = x_.size(2);
+  check_taps(start_, vals_, {C});
+  auto x = x_.contiguous();
+  auto start = start_.contiguous();
+  auto vals = vals_.to(x.scalar_type()).contiguous();
+  const int64_t W = vals.size(1);
+  auto y = at::zeros_like(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "delay_channels_cpu", [&] {
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    const scalar_t* vp = vals.data_ptr<scalar_t>();
+    const int64_t* sp = start.data_ptr<int64_t>();
+    scalar_t* yp = y.data_ptr<scalar_t>();
+    at::parallel_for(0, T * B, 16, [&](int64_t lo, int64_t hi) {
+      for (int64_t tb = lo; tb < hi; ++tb) {
+        const int64_t t = tb / B, b = tb % B;
+        scalar_t* yrow = yp + tb * C;
+        for (int64_t c = 0; c < C; ++c) {
+          scalar_t acc = 0;
+          for (int64_t w = 0; w < W; ++w) {
+            const scalar_t v = vp[c * W + w];
+            const int64_t lag = sp[c] + w;
+            if (v == scalar_t(0) || lag < 0 || lag > t) continue;
+            acc += v * xp[((t - lag) * B + b) * C + c];
+          }
+          yrow[c] = acc;
+        }
+      }
+    });
+  });
+  return y;
+}
+
+std::tuple<at::Tensor, at::Tensor> delay_channels_backward_cpu(
+    const at::Tensor& gy_, const at::Tensor& x_, const at::Tensor& start_, const at::Tensor& vals_) {
+  check_seq(x_, "x");
+  const int64_t T = x_.size(0), B = x_.size(1), C = x_.size(2);
+  check_taps(start_, vals_, {C});
+  auto x = x_.contiguous();
+  auto gy = gy_.to(x.scalar_type()).contiguous();
+  auto start = start_.contiguous();
+  auto vals = vals_.to(x.scalar_type()).contiguous();
+  const int64_t W = vals.size(1);
+  auto gx = at::zeros_like(x);
+  auto gv = at::zeros({C, W}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "delay_channels_backward_cpu", [&] {
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    const scalar_t* gyp = gy.data_ptr<scalar_t>();
+    const scalar_t* vp = vals.data_ptr<scalar_t>();
+    const int64_t* sp = start.data_ptr<int64_t>();
+    scalar_t* gxp = gx.data_ptr<scalar_t>();
+    scalar_t* gvp = gv.data_ptr<scalar_t>();
+    at::parallel_for(0, T * B, 16, [&](int64_t lo, int64_t hi) {
+      for (int64_t tb = lo; tb < hi; ++tb) {
+        const int64_t t = tb / B, b = tb % B;
+        for (int64_t c = 0; c < C; ++c) {
+          scalar_t acc = 0;
+          for (int64_t w = 0; w < W; ++w) {
+            const scalar_t v = vp[c * W + w];
+            const int64_t lag = sp[c] + w;
+            if (v == scalar_t(0) || lag < 0 || t + lag >= T) continue;
+            acc += v * gyp[((t + lag) * B + b) * C + c];
+          }
+          gxp[tb * C + c] = acc;
+        }
+      }
+    });
+    at::parallel_for(0, C, 1, [&](int64_t lo, int64_t hi) {
+      std::vector<scalar_t> acc(W);
+      for (int64_t c = lo; c < hi; ++c) {
+        std::fill(acc.begin(), acc.end(), scalar_t(0));
+        for (int64_t t = 0; t < T; ++t) {
+          for (int64_t w = 0; w < W; ++w) {
+            const int64_t lag = sp[c] + w;
+            if (lag < 0 || lag > t) continue;
+            const scalar_t* g = gyp + (t * B) * C + c;
+            const scalar_t* xx = xp + ((t - lag) * B) * C + c;
+            scalar_t a = 0;
+            for (int64_t b = 0; b < B; ++b) a += g[b * C] * xx[b * C];
+            acc[w] += a;
+          }
+        }
+        for (int64_t w = 0; w < W; ++w) gvp[c * W + w] = acc[w];
+      }
+    });
+  });
+  return {gx, gv};
+}
+
+// ------------------------------------------------------------------------------------------
+// synaptic_delay (feed-forward, one delay per connection)
+// ------------------------------------------------------------------------------------------
+at::Tensor synaptic_delay_cpu(const at::Tensor& x_, const at::Tensor& weight_, const at::Tensor& start_,
+                              const at::Tensor& vals_) {
+  check_seq(x_, "x");
+  const int64_t T = x_.size(0), B = x_.size(1), I = x_.size(2);
+  TORCH_CHECK(weight_.dim() == 2 && weight_.size(1) == I, "weight: expected (out, ", I, "), got ",
+              weight_.sizes());
+  const int64_t O = weight_.size(0);
+  check_taps(start_, vals_, {O, I});
+  auto x = x_.contiguous();
+  // input-major copies: the scatter walks the outputs of one active input
+  auto wT = weight_.to(x.scalar_type()).t().contiguous();                 // (I, O)
+  auto sT = start_.t().contiguous();                                       // (I, O)
+  auto vT = vals_.to(x.scalar_type()).transpose(0, 1).contiguous();        // (I, O, W)
+  const int64_t W = vT.size(2);
+  auto y = at::zeros({T, B, O}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "synaptic_delay_cpu", [&] {
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    const scalar_t* wp = wT.data_ptr<scalar_t>();
+    const int64_t* sp = sT.data_ptr<int64_t>();
+    const scalar_t* vp = vT.data_ptr<scalar_t>();
+    scalar_t* yp = y.data_ptr<scalar_t>();
+    // each batch element owns its output rows: no races
+    at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t b = lo; b < hi; ++b) {
+        for (int64_t t = 0; t < T; ++t) {
+          for (int64_t i = 0; i < I; ++i) {
+            const scalar_t xv = xp[(t * B + b) * I + i];
+            if (xv == scalar_t(0)) continue;  // sparse input: skip silent columns
+            for (int64_t o = 0; o < O; ++o) {
+              const scalar_t wx = wp[i * O + o] * xv;
+              const scalar_t* v = vp + (i * O + o) * W;
+              const int64_t s0 = sp[i * O + o];
+              for (int64_t w = 0; w < W; ++w) {
+                const int64_t lag = s0 + w;
+                if (v[w] == scalar_t(0) || lag < 0 || t + lag >= T) continue;
+                yp[((t + lag) * B + b) * O + o] += wx * v[w];
+              }
+            }
+          }
+        }
+      }
+    });
+  });
+  return y;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cpu(
+    const at::Tensor& gy_, const at::Tensor& x_, const at::Tensor& weight_, const at::Tensor& start_,
+    const at::Tensor& vals_) {
+  check_seq(x_, "x");
+  const int64_t T = x_.size(0), B = x_.size(1), I = x_.size(2);
+  const int64_t O = weight_.size(0);
+  check_taps(start_, vals_, {O, I});
+  auto x = x_.contiguous();
+  auto gy = gy_.to(x.scalar_type()).contiguous();
+  auto wT = weight_.to(x.scalar_type()).t().contiguous();
+  auto sT = start_.t().contiguous();
+  auto vT = vals_.to(x.scalar_type()).transpose(0, 1).contiguous();
+  const int64_t W = vT.size(2);
+  auto gx = at::zeros_like(x);
+  auto gwT = at::zeros({I, O}, x.options());
+  auto gvT = at::zeros({I, O, W}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "synaptic_delay_backward_cpu", [&] {
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    const scalar_t* gyp = gy.data_ptr<scalar_t>();
+    const scalar_t* wp = wT.data_ptr<scalar_t>();
+    const int64_t* sp = sT.data_ptr<int64_t>();
+    const scalar_t* vp = vT.data_ptr<scalar_t>();
+    scalar_t* gxp = gx.data_ptr<scalar_t>();
+    scalar_t* gwp = gwT.data_ptr<scalar_t>();
+    scalar_t* gvp = gvT.data_ptr<scalar_t>();
+    // grad_x: a gather over the outputs each input reaches
+    at::parallel_for(0, T * B, 4, [&](int64_t lo, int64_t hi) {
+      for (int64_t tb = lo; tb < hi; ++tb) {
+        const int64_t t = tb / B, b = tb % B;
+        for (int64_t i = 0; i < I; ++i) {
+          scalar_t acc = 0;
+          for (int64_t o = 0; o < O; ++o) {
+            const scalar_t* v = vp + (i * O + o) * W;
+            const int64_t s0 = sp[i * O + o];
+            scalar_t a = 0;
+            for (int64_t w = 0; w < W; ++w) {
+              const int64_t lag = s0 + w;
+              if (v[w] == scalar_t(0) || lag < 0 || t + lag >= T) continue;
+              a += v[w] * gyp[((t + lag) * B + b) * O + o];
+            }
+            acc += wp[i * O + o] * a;
+          }
+          gxp[tb * I + i] = acc;
+        }
+      }
+    });
+    // grad_weight, grad_vals: walk the non-zero inputs; each thread owns some input columns
+    at::parallel_for(0, I, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) {
+        for (int64_t t = 0; t < T; ++t) {
+          for (int64_t b = 0; b < B; ++b) {
+            const scalar_t xv = xp[(t * B + b) * I + i];
+            if (xv == scalar_t(0)) continue;
+            for (int64_t o = 0; o < O; ++o) {
+              const scalar_t* v = vp + (i * O + o) * W;
+              scalar_t* gv = gvp + (i * O + o) * W;
+              const int64_t s0 = sp[i * O + o];
+              const scalar_t wv = wp[i * O + o];
+              scalar_t gw = 0;
+              for (int64_t w = 0; w < W; ++w) {
+                const int64_t lag = s0 + w;
+                if (lag < 0 || t + lag >= T) continue;
+                const scalar_t g = gyp[((t + lag) * B + b) * O + o] * xv;
+                gv[w] += wv * g;
+                gw += v[w] * g;
+              }
+              gwp[i * O + o] += gw;
+            }
+          }
+        }
+      }
+    });
+  });
+  return {gx, gwT.t().contiguous(), gvT.transpose(0, 1).contiguous()};
+}
+
+// ------------------------------------------------------------------------------------------
+// recurrent LIF over a whole sequence
+// ------------------------------------------------------------------------------------------
+
+// delayed[b, j] = sum_w vals[j, w] s[t - lag, b, j] for one step t (axonal delays), s as bytes.
+template <typename scalar_t>
+inline void gather_axonal_step(const uint8_t* sb, const int64_t* sp, const scalar_t* vp, int64_t W,
+                               int64_t t, int64_t B, int64_t N, int64_t b, scalar_t* out) {
+  for (int64_t j = 0; j < N; ++j) {
+    scalar_t acc = 0;
+    for (int64_t w = 0; w < W; ++w) {
+      const scalar_t v = vp[j * W + w];
+      const int64_t lag = sp[j] + w;
+      if (v == scalar_t(0) || lag < 1 || lag > t) continue;
+      if (sb[((t - lag) * B + b) * N + j]) acc += v;
+    }
+    out[j] = acc;
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cpu(
+    const at::Tensor& x_, const at::Tensor& weight_, const c10::optional<at::Tensor>& bias_,
+    const at::Tensor& start_, const at::Tensor& vals_, const at::Tensor& beta_,
+    const at::Tensor& threshold_, int64_t reset, int64_t surrogate, double sparam, bool synaptic) {
+  (void)surrogate;
+  (void)sparam;
+  check_seq(x_, "x");
+  const int64_t T = x_.size(0), B = x_.size(1), N = x_.size(2);
+  TORCH_CHECK(weight_.sizes() == at::IntArrayRef({N, N}), "weight: expected (", N, ", ", N, "), got ",
+              weight_.sizes());
+  if (synaptic) check_taps(start_, vals_, {N, N}); else check_taps(start_, vals_, {N});
+  TORCH_CHECK(beta_.numel() == N && threshold_.numel() == N, "beta, threshold: expected ", N,
+              " values each");
+  TORCH_CHECK(reset >= 0 && reset <= 2, "reset: expected 0, 1 or 2, got ", reset);
+  auto x = x_.contiguous();
+  const auto dt = x.scalar_type();
+  auto weight = weight_.to(dt).contiguous();
+  auto beta = beta_.to(dt).contiguous();
+  auto thr = threshold_.to(dt).contiguous();
+  auto spk = at::empty_like(x);
+  auto mem = at::empty_like(x);
+  auto bits = at::zeros({T, B, N}, x.options().dtype(at::kByte));
+  if (T == 0) return {spk, mem, bits};
+
+  at::Tensor wT, sT, vT, wT_ax;
+  if (synaptic) {
+    // presynaptic-major copies for the scatter of active columns
+    wT = weight.t().contiguous();
+    sT = start_.t().contiguous();
+    vT = vals_.to(dt).transpose(0, 1).contiguous();
+  } else {
+    wT_ax = weight.t().contiguous();
+  }
+  auto vals = vals_.to(dt).contiguous();
+  auto start = start_.contiguous();
+  const int64_t W = vals.size(-1);
+  at::Tensor bias;
+  if (bias_.has_value() && bias_->defined()) bias = bias_->to(dt).contiguous();
+
+  AT_DISPATCH_FLOATING_TYPES(dt, "recurrent_lif_cpu", [&] {
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    const scalar_t* bp = beta.data_ptr<scalar_t>();
+    const scalar_t* hp = thr.data_ptr<scalar_t>();
+    scalar_t* spkp = spk.data_ptr<scalar_t>();
+    scalar_t* memp = mem.data_ptr<scalar_t>();
+    uint8_t* sb = bits.data_ptr<uint8_t>();
+    const int64_t* sp = start.data_ptr<int64_t>();
+    const scalar_t* vp = vals.data_ptr<scalar_t>();
+
+    auto lif = [&](int64_t t, int64_t b, const scalar_t* rrow) {
+      const scalar_t* xrow = xp + (t * B + b) * N;
+      const scalar_t* mprev = t > 0 ? memp + ((t - 1) * B + b) * N : nullptr;
+      scalar_t* mrow = memp + (t * B + b) * N;
+      scalar_t* srow = spkp + (t * B + b) * N;
+      uint8_t* brow = sb + (t * B + b) * N;
+      for (int64_t j = 0; j < N; ++j) {
+        const scalar_t mp = mprev ? mprev[j] : scalar_t(0);
+        const scalar_t base = bp[j] * mp + xrow[j] + rrow[j];
+        const bool rs = (mp - hp[j]) > scalar_t(0);
+        scalar_t m = base;
+        if (reset == kSubtract) m = rs ? base - hp[j] : base;
+        else if (reset == kZero) m = rs ? scalar_t(0) * base : base;
+        const bool s = (m - hp[j]) > scalar_t(0);
+        mrow[j] = m;
+        srow[j] = s ? scalar_t(1) : scalar_t(0);
+        brow[j] = s ? 1 : 0;
+      }
+    };
+
+    if (!synaptic) {
+      // Batch elements are independent: each thread runs the whole time loop for its batch
+      // elements (no synchronisation per step). Per step: gather the delayed presynaptic
+      // activity from the byte spike history (2s taps per neuron), multiply it into the
+      // weights skipping its zero entries (spikes are sparse), then the LIF update.
+      const scalar_t* wtp = wT_ax.data_ptr<scalar_t>();  // (pre j, post i)
+      const scalar_t* biasp = bias.defined() ? bias.data_ptr<scalar_t>() : nullptr;
+      at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+        std::vector<scalar_t> del(N), rr(N);
+        for (int64_t b = lo; b < hi; ++b) {
+          for (int64_t t = 0; t < T; ++t) {
+            gather_axonal_step<scalar_t>(sb, sp, vp, W, t, B, N, b, del.data());
+            for (int64_t i = 0; i < N; ++i) rr[i] = biasp ? biasp[i] : scalar_t(0);
+            for (int64_t j = 0; j < N; ++j) {
+              const scalar_t dj = del[j];
+              if (dj == scalar_t(0)) continue;
+              const scalar_t* wrow = wtp + j * N;
+              for (int64_t i = 0; i < N; ++i) rr[i] += dj * wrow[i];
+            }
+            lif(t, b, rr.data());
+          }
+        }
+      });
+    } else {
+      const scalar_t* wp = wT.data_ptr<scalar_t>();
+      const int64_t* stp = sT.data_ptr<int64_t>();
+      const scalar_t* vtp = vT.data_ptr<scalar_t>();
+      const scalar_t* biasp = bias.defined() ? bias.data_ptr<scalar_t>() : nullptr;
+      // each batch element is independent: the whole time loop runs per element, with the
+      // recurrent currents of its future steps in a thread-local (T, N) buffer
+      at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+        std::vector<scalar_t> lc(T * N);
+        for (int64_t b = lo; b < hi; ++b) {
+          for (int64_t t = 0; t < T; ++t)
+            for (int64_t i = 0; i < N; ++i) lc[t * N + i] = biasp ? biasp[i] : scalar_t(0);
+          for (int64_t t = 0; t < T; ++t) {
+            lif(t, b, lc.data() + t * N);
+            const uint8_t* brow = sb + (t * B + b) * N;
+            for (int64_t j = 0; j < N; ++j) {
+              if (!brow[j]) continue;  // scatter only the active presynaptic columns
+              for (int64_t i = 0; i < N; ++i) {
+                const scalar_t* v = vtp + (j * N + i) * W;
+                const int64_t s0 = stp[j * N + i];
+                const scalar_t wv = wp[j * N + i];
+                for (int64_t w = 0; w < W; ++w) {
+                  const int64_t lag = s0 + w;
+                  if (v[w] == scalar_t(0) || lag < 1 || t + lag >= T) continue;
+                  lc[(t + lag) * N + i] += wv * v[w];
+                }
+              }
+            }
+          }
+        }
+      });
+    }
+  });
+  return {spk, mem, bits};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent_lif_backward_cpu(
+    const at::Tensor& grad_spk_, const at::Tensor& grad_mem_, const at::Tensor& weight_,
+    const at::Tensor& start_, const at::Tensor& vals_, const at::Tensor& beta_,
+    const at::Tensor& threshold_, const at::Tensor& mem_, const at::Tensor& bits_, int64_t reset,
+    int64_t surrogate, double sparam, bool synaptic) {
+  check_seq(mem_, "mem");
+  const int64_t T = mem_.size(0), B = mem_.size(1), N = mem_.size(2);
+  auto mem = mem_.contiguous();
+  const auto dt = mem.scalar_type();
+  auto gsp = grad_spk_.to(dt).contiguous();
+  auto gmm = grad_mem_.to(dt).contiguous();
+  auto weight = weight_.to(dt).contiguous();
+  auto beta = beta_.to(dt).contiguous();
+  auto thr = threshold_.to(dt).contiguous();
+  auto bits = bits_.contiguous();
+  auto start = start_.contiguous();
+  auto vals = vals_.to(dt).contiguous();
+  const int64_t W = vals.size(-1);
+
+  auto gb = at::zeros({T, B, N}, mem.options());       // dL/d(beta m + x + r) per step
+  auto gbeta_acc = at::zeros({B, N}, mem.options());
+  auto gthr_acc = at::zeros({B, N}, mem.options());
+  auto carry = at::zeros({B, N}, mem.options());       // dL/dm_t from step t + 1
+  at::Tensor gdel;                                      // axonal: dL/d(delayed input)
+  at::Tensor grad_w, grad_vals;
+  if (!synaptic) gdel = at::zeros({T, B, N}, mem.options());
+  at::Tensor wT, sT, vT;
+  if (synaptic) {
+    wT = weight.t().contiguous();
+    sT = start.t().contiguous();
+    vT = vals.transpose(0, 1).contiguous();
+  }
+  if (T == 0) {
+    return {gb, at::zeros_like(weight), at::zeros_like(vals), at::zeros({N}, mem.options()),
+            at::zeros({N}, mem.options())};
+  }
+
+  AT_DISPATCH_FLOATING_TYPES(dt, "recurrent_lif_backward_cpu", [&] {
+    const scalar_t* memp = mem.data_ptr<scalar_t>();
+    const scalar_t* gsp_p = gsp.data_ptr<scalar_t>();
+    const scalar_t* gmm_p = gmm.data_ptr<scalar_t>();
+    const scalar_t* bp = beta.data_ptr<scalar_t>();
+    const scalar_t* hp = thr.data_ptr<scalar_t>();
+    const uint8_t* sb = bits.data_ptr<uint8_t>();
+    const int64_t* sp = start.data_ptr<int64_t>();
+    const scalar_t* vp = vals.data_ptr<scalar_t>();
+    scalar_t* gbp = gb.data_ptr<scalar_t>();
+    scalar_t* gbeta_p = gbeta_acc.data_ptr<scalar_t>();
+    scalar_t* gthr_p = gthr_acc.data_ptr<scalar_t>();
+    scalar_t* carry_p = carry.data_ptr<scalar_t>();
+
+    // one reverse step for batch element b given gs (dL/dspk_t from outside and from later
+    // recurrent inputs)
+    auto step = [&](int64_t t, int64_t b, const scalar_t* gs_row) {
+      const int64_t off = (t * B + b) * N;
+      const scalar_t* mprev = t > 0 ? memp + off - B * N : nullptr;
+      scalar_t* cr = carry_p + b * N;
+      for (int64_t j = 0; j < N; ++j) {
+        const scalar_t m = memp[off + j];
+        const scalar_t mp = mprev ? mprev[j] : scalar_t(0);
+        const scalar_t sg = surrogate_grad<scalar_t>(m - hp[j], surrogate, sparam);
+        const scalar_t gs = gs_row[j];
+        const scalar_t gm = gmm_p[off + j] + gs * sg + cr[j];
+        const bool rs = (mp - hp[j]) > scalar_t(0);
+        const scalar_t gbase = (reset == kZero && rs) ? scalar_t(0) : gm;
+        gbp[off + j] = gbase;
+        cr[j] = gbase * bp[j];
+        gbeta_p[b * N + j] += gbase * mp;
+        scalar_t gthr = -gs * sg;
+        if (reset == kSubtract && rs) gthr -= gm;
+        gthr_p[b * N + j] += gthr;
+      }
+    };
+
+    if (!synaptic) {
+      // Reverse time loop, again independent per batch element. Per step: dL/dspk from the
+      // later steps that read this spike (a gather of dL/d(delayed) over the 2s taps), the LIF
+      // adjoint, then dL/d(delayed)_t = gb_t W (skipping zero entries of gb_t). The weight
+      // gradient is one GEMM over all steps at the end; the delayed activity it needs is
+      // recomputed from the spike bytes rather than stored by the forward pass.
+      scalar_t* gdp = gdel.data_ptr<scalar_t>();
+      const scalar_t* wp = weight.data_ptr<scalar_t>();  // (post i, pre j)
+      auto delayed = at::empty({T, B, N}, mem.options());
+      scalar_t* dp = delayed.data_ptr<scalar_t>();
+      auto gv_acc = at::zeros({B, N, W}, mem.options());
+      scalar_t* gvap = gv_acc.data_ptr<scalar_t>();
+      at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+        std::vector<scalar_t> gs(N);
+        for (int64_t b = lo; b < hi; ++b) {
+          scalar_t* gva = gvap + b * N * W;
+          for (int64_t t = T - 1; t >= 0; --t) {
+            const int64_t off = (t * B + b) * N;
+            for (int64_t j = 0; j < N; ++j) {
+              scalar_t acc = gsp_p[off + j];
+              for (int64_t w = 0; w < W; ++w) {
+                const scalar_t v = vp[j * W + w];
+                const int64_t lag = sp[j] + w;
+                if (v == scalar_t(0) || lag < 1 || t + lag >= T) continue;
+                acc += v * gdp[((t + lag) * B + b) * N + j];
+              }
+              gs[j] = acc;
+            }
+            step(t, b, gs.data());
+            scalar_t* gd = gdp + off;
+            for (int64_t j = 0; j < N; ++j) gd[j] = scalar_t(0);
+            const scalar_t* gbr = gbp + off;
+            for (int64_t i = 0; i < N; ++i) {
+              const scalar_t g = gbr[i];
+              if (g == scalar_t(0)) continue;
+              const scalar_t* wrow = wp + i * N;
+              for (int64_t j = 0; j < N; ++j) gd[j] += g * wrow[j];
+            }
+            // tap gradient: dL/d(delayed)_t times the spikes `lag` steps earlier
+            for (int64_t j = 0; j < N; ++j) {
+              for (int64_t w = 0; w < W; ++w) {
+                const int64_t lag = sp[j] + w;
+                if (lag < 1 || lag > t) continue;
+                if (sb[((t - lag) * B + b) * N + j]) gva[j * W + w] += gd[j];
+              }
+            }
+            gather_axonal_step<scalar_t>(sb, sp, vp, W, t, B, N, b, dp + off);
+          }
+        }
+      });
+      grad_w = at::mm(gb.view({T * B, N}).t(), delayed.view({T * B, N}));
+      grad_vals = gv_acc.sum(0);
+    } else {
+      const scalar_t* wp = wT.data_ptr<scalar_t>();  // (pre j, post i)
+      const int64_t* stp = sT.data_ptr<int64_t>();
+      const scalar_t* vtp = vT.data_ptr<scalar_t>();
+      // batch elements are independent in the reverse loop too; each keeps its own copy of
+      // dL/dbase over time (T, N) so the gather over later steps stays in cache
+      // zero padding on both ends of the local buffer removes the bounds checks from the inner
+      // loop (taps outside the valid lags are zero)
+      int64_t smin = 0, smax = 0;
+      for (int64_t q = 0; q < N * N; ++q) {
+        smin = std::min(smin, stp[q]);
+        smax = std::max(smax, stp[q]);
+      }
+      const int64_t pad_lo = -smin, pad_hi = smax + W + 1;
+      at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+        std::vector<scalar_t> gs(N);
+        std::vector<scalar_t> gbl((pad_lo + T + pad_hi) * N, scalar_t(0));
+        scalar_t* g0 = gbl.data() + pad_lo * N;  // g0[t * N + i] = dL/dbase at step t
+        for (int64_t b = lo; b < hi; ++b) {
+          std::fill(gbl.begin(), gbl.end(), scalar_t(0));
+          for (int64_t t = T - 1; t >= 0; --t) {
+            const int64_t off = (t * B + b) * N;
+            for (int64_t j = 0; j < N; ++j) {
+              const scalar_t* vj = vtp + j * N * W;
+              const int64_t* sj = stp + j * N;
+              const scalar_t* wj = wp + j * N;
+              scalar_t acc = 0;
+              for (int64_t i = 0; i < N; ++i) {
+                const scalar_t* v = vj + i * W;
+                const scalar_t* g = g0 + (t + sj[i]) * N + i;
+                scalar_t a = 0;
+                for (int64_t w = 0; w < W; ++w) a += v[w] * g[w * N];
+                acc += wj[i] * a;
+              }
+              gs[j] = gsp_p[off + j] + acc;
+            }
+            step(t, b, gs.data());
+            for (int64_t i = 0; i < N; ++i) g0[t * N + i] = gbp[off + i];
+          }
+        }
+      });
+      // weight and tap gradients: walk the stored spikes; each thread owns presynaptic columns
+      auto gbT = gb.transpose(0, 1).contiguous();  // (B, T, N)
+      const scalar_t* gbtp = gbT.data_ptr<scalar_t>();
+      auto gwT = at::zeros({N, N}, mem.options());
+      auto gvT = at::zeros({N, N, W}, mem.options());
+      scalar_t* gwp = gwT.data_ptr<scalar_t>();
+      scalar_t* gvp = gvT.data_ptr<scalar_t>();
+      at::parallel_for(0, N, 1, [&](int64_t lo, int64_t hi) {
+        for (int64_t j = lo; j < hi; ++j) {
+          for (int64_t b = 0; b < B; ++b) {
+            for (int64_t t = 0; t < T; ++t) {
+              if (!sb[(t * B + b) * N + j]) continue;
+              const scalar_t* gbb = gbtp + b * T * N;
+              for (int64_t i = 0; i < N; ++i) {
+                const scalar_t* v = vtp + (j * N + i) * W;
+                scalar_t* gv = gvp + (j * N + i) * W;
+                const int64_t s0 = stp[j * N + i];
+                const scalar_t wv = wp[j * N + i];
+                scalar_t gw = 0;
+                for (int64_t w = 0; w < W; ++w) {
+                  const int64_t lag = s0 + w;
+                  if (lag < 1 || t + lag >= T) continue;
+                  const scalar_t g = gbb[(t + lag) * N + i];
+                  gv[w] += wv * g;
+                  gw += v[w] * g;
+                }
+                gwp[j * N + i] += gw;
+              }
+            }
+          }
+        }
+      });
+      grad_w = gwT.t().contiguous();
+      grad_vals = gvT.transpose(0, 1).contiguous();
+    }
+  });
+  return {gb, grad_w, grad_vals, gbeta_acc.sum(0), gthr_acc.sum(0)};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(snn_delays_ext, m) {
+  m.def("delay_channels(Tensor x, Tensor start, Tensor vals) -> Tensor");
+  m.def("delay_channels_backward(Tensor grad_y, Tensor x, Tensor start, Tensor vals) -> (Tensor, Tensor)");
+  m.def("synaptic_delay(Tensor x, Tensor weight, Tensor start, Tensor vals) -> Tensor");
+  m.def("synaptic_delay_backward(Tensor grad_y, Tensor x, Tensor weight, Tensor start, Tensor vals)"
+        " -> (Tensor, Tensor, Tensor)");
+  m.def("recurrent_lif(Tensor x, Tensor weight, Tensor? bias, Tensor start, Tensor vals, Tensor beta,"
+        " Tensor threshold, int reset, int surrogate, float surrogate_param, bool synaptic)"
+        " -> (Tensor, Tensor, Tensor)");
+  m.def("recurrent_lif_backward(Tensor grad_spk, Tensor grad_mem, Tensor weight, Tensor start,"
+        " Tensor vals, Tensor beta, Tensor threshold, Tensor mem, Tensor spk_bits, int reset,"
+        " int surrogate, float surrogate_param, bool synaptic)"
+        " -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(snn_delays_ext, CPU, m) {
+  m.impl("delay_channels", &delay_channels_cpu);
+  m.impl("delay_channels_backward", &delay_channels_backward_cpu);
+  m.impl("synaptic_delay", &synaptic_delay_cpu);
+  m.impl("synaptic_delay_backward", &synaptic_delay_backward_cpu);
+  m.impl("recurrent_lif", &recurrent_lif_cpu);
+  m.impl("recurrent_lif_backward", &recurrent_lif_backward_cpu);
+}
+
+}  // namespace snn_delays_ext

@@ -1,0 +1,371 @@
+"""Compiled delay kernels as PyTorch custom ops (``torch.ops.snn_delays_ext.*``).
+
+The C++ (CPU) and CUDA kernels are declared with ``TORCH_LIBRARY(snn_delays_ext, m)`` in
+``snn_delays_ext/csrc``; this module loads them, registers their fake (meta) implementations for
+``torch.compile`` and their autograd formulas, and offers differentiable wrappers that take the
+same arguments as the reference functions in :mod:`snn_delays_ext.functional`:
+
+* :func:`delayed_linear` -- feed-forward delays (synaptic, axonal, dendritic);
+* :func:`recurrent_leaky_sequence` -- a delayed recurrent LIF layer over a whole sequence (the
+  time loop runs inside one op; its backward op runs the reverse-time surrogate BPTT).
+
+Delays reach the kernels as *banded taps* (:func:`banded_taps`): for each delay the first
+integer lag of its triangle and the ``W = 2 ceil(s)`` (``2 ceil(s) + 1`` for ``"round"``) tap
+weights from there on, computed differentiably in Python, so the kernels' cost does not grow
+with ``max_delay`` and the delay gradient comes from the tap gradient by autograd (exactly as in
+the reference, including the straight-through ``"round"`` mode and the clamp).
+
+If the extension was not compiled, :data:`AVAILABLE` is ``False`` and the layers use the
+reference path; :func:`snn_delays_ext.backend` tells which path runs.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Optional, Set, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .functional.interpolation import _RoundTaps, tap_range, triangle
+
+__all__ = [
+    "AVAILABLE",
+    "LOAD_ERROR",
+    "available_devices",
+    "banded_taps",
+    "delayed_linear",
+    "recurrent_leaky_sequence",
+    "supports",
+    "warn_reference_once",
+]
+
+RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
+
+LOAD_ERROR: Optional[str] = None
+_DEVICES: Set[str] = set()
+try:
+    from . import _C  # noqa: F401  (registers the schemas and the CPU kernels)
+
+    _DEVICES.add("cpu")
+except ImportError as exc:  # pragma: no cover - depends on the build
+    import importlib.util
+
+    if importlib.util.find_spec(__name__.rsplit(".", 1)[0] + "._C") is None:
+        LOAD_ERROR = "the extension snn_delays_ext._C was not built"
+    else:
+        LOAD_ERROR = f"{type(exc).__name__}: {exc}"
+except Exception as exc:  # pragma: no cover - e.g. built against another torch version
+    LOAD_ERROR = f"{type(exc).__name__}: {exc}"
+if _DEVICES:
+    try:
+        from . import _C_cuda  # noqa: F401  (registers the CUDA kernels)
+
+        _DEVICES.add("cuda")
+    except Exception:  # no CUDA build: fine
+        pass
+
+#: Whether the compiled ops are loaded (for at least the CPU).
+AVAILABLE: bool = bool(_DEVICES)
+
+_warned = False
+
+
+def available_devices() -> Set[str]:
+    """Device types with compiled kernels, e.g. ``{"cpu"}`` or ``{"cpu", "cuda"}``.
+
+    Examples
+    --------
+    >>> available_devices() <= {"cpu", "cuda"}
+    True
+    """
+    return set(_DEVICES)
+
+
+def warn_reference_once() -> None:
+    """Warn (once per process) that the slower reference path runs for lack of compiled ops."""
+    global _warned
+    if _warned or AVAILABLE:
+        return
+    _warned = True
+    warnings.warn(
+        "snn_delays_ext: the compiled delay kernels could not be loaded "
+        f"({LOAD_ERROR}); using the plain-PyTorch reference path (slower). Reinstall with a "
+        "C++ compiler and torch present (pip install --no-build-isolation .) to build them.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def supports(x: torch.Tensor) -> bool:
+    """Whether a compiled kernel exists for the device and dtype of ``x``."""
+    return x.device.type in _DEVICES and x.dtype in (torch.float32, torch.float64)
+
+
+# ----------------------------------------------------------------------------------------------
+# banded taps
+# ----------------------------------------------------------------------------------------------
+def banded_taps(
+    delays: torch.Tensor,
+    max_delay: int,
+    sigma: float,
+    min_delay: int,
+    interpolation: str,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The non-zero band of :func:`~snn_delays_ext.functional.delay_taps`.
+
+    Parameters
+    ----------
+    delays : torch.Tensor
+        Delays of any shape ``S`` (clamped to ``[min_delay, max_delay]``).
+    max_delay, sigma, min_delay, interpolation
+        As for :func:`~snn_delays_ext.functional.delay_taps`.
+
+    Returns
+    -------
+    start : torch.Tensor
+        ``int64`` of shape ``S``: the first integer lag of the band.
+    vals : torch.Tensor
+        Shape ``S + (W,)``: the tap weights of lags ``start + w`` (differentiable w.r.t.
+        ``delays``); zero outside ``[min_delay, k_max]``. Every lag where the full tap vector or
+        its gradient is non-zero lies in the band.
+
+    Examples
+    --------
+    >>> start, vals = banded_taps(torch.tensor([1.25]), 3, 0.0, 0, "triangle")
+    >>> start.tolist(), vals.tolist()
+    ([1], [[0.75, 0.25]])
+    """
+    k_min, k_max = tap_range(max_delay, sigma, min_delay)
+    s = 1.0 + float(sigma)
+    cs = int(math.ceil(s))
+    d = delays.clamp(float(min_delay), float(max_delay))
+    with torch.no_grad():
+        if interpolation == "triangle":
+            start = torch.floor(d).to(torch.int64) - cs + 1
+            width = 2 * cs
+        elif interpolation == "round":
+            start = torch.floor(d + 0.5).to(torch.int64) - cs
+            width = 2 * cs + 1
+        else:
+            raise ValueError(f"interpolation: expected 'triangle' or 'round', got {interpolation!r}")
+        lags_i = start.unsqueeze(-1) + torch.arange(width, device=d.device)
+        valid = ((lags_i >= k_min) & (lags_i <= k_max)).to(d.dtype)
+        lags = lags_i.to(d.dtype)
+    if interpolation == "triangle":
+        vals = triangle(lags, d, s)  # same values and slopes as delay_taps
+    else:
+        vals = _RoundTaps.apply(d, lags, s)
+    return start, vals * valid
+
+
+# ----------------------------------------------------------------------------------------------
+# fake implementations (shapes only) for torch.compile / meta tensors
+# ----------------------------------------------------------------------------------------------
+if AVAILABLE:
+    _lib = "snn_delays_ext::"
+
+    @torch.library.register_fake(_lib + "delay_channels")
+    def _delay_channels_fake(x, start, vals):
+        return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake(_lib + "delay_channels_backward")
+    def _delay_channels_backward_fake(grad_y, x, start, vals):
+        return (
+            torch.empty_like(x, memory_format=torch.contiguous_format),
+            x.new_empty(vals.shape),
+        )
+
+    @torch.library.register_fake(_lib + "synaptic_delay")
+    def _synaptic_delay_fake(x, weight, start, vals):
+        return x.new_empty((x.shape[0], x.shape[1], weight.shape[0]))
+
+    @torch.library.register_fake(_lib + "synaptic_delay_backward")
+    def _synaptic_delay_backward_fake(grad_y, x, weight, start, vals):
+        return (
+            torch.empty_like(x, memory_format=torch.contiguous_format),
+            x.new_empty(weight.shape),
+            x.new_empty(vals.shape),
+        )
+
+    @torch.library.register_fake(_lib + "recurrent_lif")
+    def _recurrent_lif_fake(x, weight, bias, start, vals, beta, threshold, reset, surrogate,
+                            surrogate_param, synaptic):
+        shape = x.shape
+        return (x.new_empty(shape), x.new_empty(shape), x.new_empty(shape, dtype=torch.uint8))
+
+    @torch.library.register_fake(_lib + "recurrent_lif_backward")
+    def _recurrent_lif_backward_fake(grad_spk, grad_mem, weight, start, vals, beta, threshold, mem,
+                                     spk_bits, reset, surrogate, surrogate_param, synaptic):
+        n = mem.shape[-1]
+        return (
+            mem.new_empty(mem.shape),
+            mem.new_empty(weight.shape),
+            mem.new_empty(vals.shape),
+            mem.new_empty((n,)),
+            mem.new_empty((n,)),
+        )
+
+    # ------------------------------------------------------------------------------------------
+    # autograd
+    # ------------------------------------------------------------------------------------------
+    def _dc_setup(ctx, inputs, output):
+        x, start, vals = inputs
+        ctx.save_for_backward(x, start, vals)
+
+    def _dc_backward(ctx, grad):
+        x, start, vals = ctx.saved_tensors
+        gx, gv = torch.ops.snn_delays_ext.delay_channels_backward(grad.contiguous(), x, start, vals)
+        return gx, None, gv
+
+    torch.library.register_autograd(_lib + "delay_channels", _dc_backward, setup_context=_dc_setup)
+
+    def _sd_setup(ctx, inputs, output):
+        x, weight, start, vals = inputs
+        ctx.save_for_backward(x, weight, start, vals)
+
+    def _sd_backward(ctx, grad):
+        x, weight, start, vals = ctx.saved_tensors
+        gx, gw, gv = torch.ops.snn_delays_ext.synaptic_delay_backward(
+            grad.contiguous(), x, weight, start, vals)
+        return gx, gw, None, gv
+
+    torch.library.register_autograd(_lib + "synaptic_delay", _sd_backward, setup_context=_sd_setup)
+
+    def _rl_setup(ctx, inputs, output):
+        x, weight, bias, start, vals, beta, threshold, reset, surrogate, sparam, synaptic = inputs
+        _, mem, bits = output
+        ctx.save_for_backward(weight, start, vals, beta, threshold, mem, bits)
+        ctx.cfg = (reset, surrogate, sparam, synaptic)
+        ctx.has_bias = bias is not None
+
+    def _rl_backward(ctx, grad_spk, grad_mem, _grad_bits):
+        weight, start, vals, beta, threshold, mem, bits = ctx.saved_tensors
+        reset, surrogate, sparam, synaptic = ctx.cfg
+        if grad_spk is None:
+            grad_spk = torch.zeros_like(mem)
+        if grad_mem is None:
+            grad_mem = torch.zeros_like(mem)
+        gx, gw, gv, gbeta, gthr = torch.ops.snn_delays_ext.recurrent_lif_backward(
+            grad_spk.contiguous(), grad_mem.contiguous(), weight, start, vals, beta, threshold,
+            mem, bits, reset, surrogate, sparam, synaptic)
+        gbias = gx.sum((0, 1)) if ctx.has_bias else None
+        return gx, gw, gbias, None, gv, gbeta, gthr, None, None, None, None
+
+    torch.library.register_autograd(_lib + "recurrent_lif", _rl_backward, setup_context=_rl_setup)
+
+
+# ----------------------------------------------------------------------------------------------
+# differentiable wrappers (same arguments as the reference functions)
+# ----------------------------------------------------------------------------------------------
+def delayed_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    delays: torch.Tensor,
+    max_delay: int,
+    delay_type: str = "synaptic",
+    sigma: float = 0.0,
+    interpolation: str = "triangle",
+) -> torch.Tensor:
+    """Compiled counterpart of :func:`snn_delays_ext.functional.delayed_linear` (from silence).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(T, B, in)``.
+    weight, bias, delays, max_delay, delay_type, sigma, interpolation
+        As for the reference function.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(T, B, out)``, equal to the reference's ``y`` with ``past=None``.
+
+    Examples
+    --------
+    >>> x = torch.zeros(5, 1, 1); x[0, 0, 0] = 1.0
+    >>> if AVAILABLE:
+    ...     y = delayed_linear(x, torch.ones(1, 1), None, torch.tensor([[2.0]]), max_delay=4)
+    ...     print(y.flatten())
+    ... else:
+    ...     print(torch.tensor([0., 0., 1., 0., 0.]))
+    tensor([0., 0., 1., 0., 0.])
+    """
+    start, vals = banded_taps(delays, max_delay, sigma, 0, interpolation)
+    vals = vals.to(x.dtype)
+    x = x.contiguous()
+    ops = torch.ops.snn_delays_ext
+    if delay_type == "axonal":
+        return F.linear(ops.delay_channels(x, start, vals), weight, bias)
+    if delay_type == "dendritic":
+        y = ops.delay_channels(F.linear(x, weight).contiguous(), start, vals)
+        return y + bias if bias is not None else y
+    if delay_type == "synaptic":
+        y = ops.synaptic_delay(x, weight, start, vals)
+        return y + bias if bias is not None else y
+    raise ValueError(f"delay_type: expected 'synaptic', 'axonal' or 'dendritic', got {delay_type!r}")
+
+
+def recurrent_leaky_sequence(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    delays: torch.Tensor,
+    beta: torch.Tensor,
+    threshold: torch.Tensor,
+    max_delay: int,
+    delay_type: str = "axonal",
+    sigma: float = 0.0,
+    interpolation: str = "triangle",
+    reset_mechanism: str = "subtract",
+    surrogate: Tuple[int, float] = (0, 2.0),
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Compiled delayed recurrent LIF over a whole sequence, from a zero state.
+
+    Equals :func:`snn_delays_ext.functional.recurrent_leaky_sequence` started from zero membrane
+    and silent history, with ``reset_delay=True`` and the snnTorch surrogate given by
+    ``surrogate`` (a ``(kind, param)`` pair from :func:`snn_delays_ext.surrogate.surrogate_spec`).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Input current ``(T, B, N)``.
+    weight, bias : torch.Tensor
+        Recurrent weights ``(N, N)`` and bias ``(N,)`` or ``None``.
+    delays : torch.Tensor
+        ``(N,)`` axonal or ``(N, N)`` synaptic delays, clamped to ``[1, max_delay]``.
+    beta, threshold : torch.Tensor
+        Scalar or ``(N,)``; ``beta`` is clamped to ``[0, 1]`` as in snnTorch.
+    max_delay, delay_type, sigma, interpolation, reset_mechanism
+        As for the reference.
+    surrogate : (int, float)
+        Kernel code and parameter of the surrogate derivative.
+
+    Returns
+    -------
+    spk, mem : torch.Tensor
+        ``(T, B, N)`` spikes and membrane potentials.
+
+    Examples
+    --------
+    >>> if AVAILABLE:
+    ...     spk, mem = recurrent_leaky_sequence(
+    ...         torch.rand(20, 2, 4), torch.zeros(4, 4), None, torch.full((4,), 3.0),
+    ...         torch.tensor(0.5), torch.tensor(1.0), max_delay=5)
+    ...     print(tuple(spk.shape))
+    ... else:
+    ...     print((20, 2, 4))
+    (20, 2, 4)
+    """
+    n = x.shape[-1]
+    start, vals = banded_taps(delays, max_delay, sigma, 1, interpolation)
+    beta_v = beta.to(x.dtype).clamp(0, 1).expand(n).contiguous()
+    thr_v = threshold.to(x.dtype).expand(n).contiguous()
+    spk, mem, _ = torch.ops.snn_delays_ext.recurrent_lif(
+        x.contiguous(), weight, bias, start, vals.to(x.dtype), beta_v, thr_v,
+        RESET_CODES[reset_mechanism], int(surrogate[0]), float(surrogate[1]),
+        delay_type == "synaptic",
+    )
+    return spk, mem

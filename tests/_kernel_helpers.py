@@ -1,0 +1,50 @@
+"""Shared helpers of the kernel tests: float64 surrogates written from snnTorch's formulas and
+thin calls of the reference path."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from snn_delays_ext.functional import recurrent_leaky as R
+
+
+def _make(deriv):
+    class _Spike(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, u):
+            ctx.save_for_backward(u)
+            return (u > 0).to(u.dtype)
+
+        @staticmethod
+        def backward(ctx, g):
+            (u,) = ctx.saved_tensors
+            return g * deriv(u)
+
+    return _Spike.apply
+
+
+# The derivatives snnTorch's surrogate backward passes compute (snntorch/surrogate.py), written
+# independently here in the input's dtype (snnTorch's own functions return float32 spikes, which
+# rounds float64 gradients to float32 precision).
+SURROGATES = {
+    "atan": (0, 2.0, lambda a: _make(lambda u: a / 2 / (1 + (math.pi / 2 * a * u) ** 2))),
+    "fast_sigmoid": (1, 25.0, lambda k: _make(lambda u: 1 / (k * u.abs() + 1) ** 2)),
+    "sigmoid": (2, 5.0, lambda k: _make(lambda u: k * torch.exp(-k * u) / (torch.exp(-k * u) + 1) ** 2)),
+    "triangular": (3, 1.0, lambda c: _make(lambda u: torch.where(u >= 0, -c * torch.ones_like(u), c * torch.ones_like(u)))),
+    "straight_through_estimator": (4, 0.0, lambda _: _make(lambda u: torch.ones_like(u))),
+    "heaviside": (5, 0.0, lambda _: _make(lambda u: (u > 0).to(u.dtype))),
+}
+
+
+def reference_recurrent(x, weight, bias, delays, beta, threshold, spike_fn, max_delay, delay_type,
+                        sigma, interpolation, reset):
+    """The plain-PyTorch oracle from a zero state."""
+    T, B, N = x.shape
+    K = R.recurrent_history_length(max_delay, sigma)
+    state = R.RecurrentLeakyState(x.new_zeros(B, N), x.new_zeros(K, B, N))
+    params = R.RecurrentLeakyParameters(beta, threshold, spike_fn, reset, True)
+    spk, mem, _ = R.recurrent_leaky_sequence(x, state, weight, bias, delays, params, max_delay,
+                                             delay_type, sigma, interpolation)
+    return spk, mem
