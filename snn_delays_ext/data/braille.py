@@ -65,6 +65,7 @@ class Braille(Dataset):
             records = pickle.load(f)
         labels = np.array([BRAILLE_CLASSES.index(r["letter"]) for r in records], dtype=np.int64)
         idx = stratified_split(labels, (0.7, 0.1, 0.2), split_seed)[("train", "val", "test").index(split)]
+        self.indices = idx  # positions in the pickle
         self.labels = labels[idx]
         xs = []
         for i in idx:

@@ -93,7 +93,7 @@ class PermutedSequentialMNIST(Dataset):
             images, labels = images[:limit], labels[:limit]
         self.permutation = (np.arange(784) if permutation_seed is None
                             else np.random.RandomState(permutation_seed).permutation(784))
-        self.images = torch.from_numpy(np.ascontiguousarray(images.reshape(len(images), 784)))
+        self.images = torch.from_numpy(np.array(images.reshape(len(images), 784), copy=True))
         self.labels = labels.astype(np.int64)
         self._perm = torch.from_numpy(self.permutation)
 
