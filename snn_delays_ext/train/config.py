@@ -162,13 +162,16 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "sequence": dict(dataset="sequence", model="ff-delays", hidden=[], max_delay=12, gap=10,
                     delay_init=0.0, output_delays=True, readout="li_max", beta_out=0.5,
                     epochs=15, batch_size=50, lr=1e-2, delay_lr=0.5, sigma0=10.0, lr_schedule="none"),
+    # Yin-Yang 5(4 + bias)-30-3, time-to-first-spike input over 20 steps; "round" delays (integer
+    # forward, straight-through gradient, as mlGeNN) so rounding costs nothing at the end
     "yinyang": dict(dataset="yinyang", model="ff-delays", hidden=[30], max_delay=10, n_steps=30,
-                    delay_type="synaptic", readout="li_mean", beta=0.9, beta_out=0.9,
-                    epochs=60, batch_size=50, lr=5e-3, delay_lr=5e-2, sigma0=2.0),
-    "braille": dict(dataset="braille", model="ff-delays", hidden=[256, 256], max_delay=20, dt=0.01,
+                    delay_type="synaptic", interpolation="round", readout="li_mean", beta=0.9,
+                    beta_out=0.9, epochs=60, batch_size=100, lr=1e-2, delay_lr=5e-2, sigma0=2.0),
+    # Braille 24-256-256-27 feed-forward, axonal delays (per presynaptic neuron: cheap on CPU),
+    # 20 ms bins (66 steps), delays up to 20 steps (400 ms)
+    "braille": dict(dataset="braille", model="ff-delays", hidden=[256, 256], max_delay=20, dt=0.02,
                     delay_type="axonal", output_delays=False, readout="li_mean", beta=0.9,
-                    beta_out=0.95, epochs=40, batch_size=64, lr=2e-3, delay_lr=5e-2, sigma0=4.0,
-                    weight_decay=0.0),
+                    beta_out=0.95, epochs=40, batch_size=128, lr=1e-2, delay_lr=0.1, sigma0=4.0),
     "shd-delrec": dict(dataset="shd", model="delrec", hidden=[256, 256], max_delay=25, dt=0.01,
                        pool=5, beta=0.5, surrogate="triangular", readout="sum", delay_std=12.0,
                        epochs=100, batch_size=128, lr=1e-3, delay_lr=5e-2, sigma0=10.0),

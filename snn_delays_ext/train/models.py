@@ -75,8 +75,8 @@ def leaky_integrator(cur: torch.Tensor, beta: float) -> torch.Tensor:
     """Non-spiking leaky integrator ``v_t = beta v_{t-1} + I_t`` over a ``(T, B, C)`` current."""
     v = torch.zeros_like(cur[0])
     out = []
-    for t in range(cur.shape[0]):
-        v = beta * v + cur[t]
+    for c in cur.unbind(0):  # one backward node, not T (indexing cur[t] costs O(T^2) backward)
+        v = beta * v + c
         out.append(v)
     return torch.stack(out)
 
@@ -103,8 +103,8 @@ def _spike_grad(name: str) -> Callable:
 def _run_leaky(lif: snn.Leaky, cur: torch.Tensor) -> torch.Tensor:
     mem = lif.init_leaky()
     spikes = []
-    for t in range(cur.shape[0]):
-        spk, mem = lif(cur[t], mem)
+    for c in cur.unbind(0):
+        spk, mem = lif(c, mem)
         spikes.append(spk)
     return torch.stack(spikes)
 
