@@ -12,7 +12,6 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from snn_delays_ext.train import make_config, train
 
 REPO = Path(__file__).resolve().parents[1]
 

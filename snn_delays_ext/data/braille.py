@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 import torch

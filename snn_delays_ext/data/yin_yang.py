@@ -3,7 +3,6 @@ encoding (time to first spike)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np

@@ -105,7 +105,13 @@ def _train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
-    train(cfg, run_dir=run_dir, resume=args.resume is not None)
+    try:
+        train(cfg, run_dir=run_dir, resume=args.resume is not None)
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():  # started by the engine under torchrun
+            dist.destroy_process_group()
     return 0
 
 
