@@ -83,7 +83,7 @@ def plot_run(run_dir: Union[str, Path]) -> List[Path]:
         fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.2 * len(panels)), squeeze=False)
         for ax, (title, s) in zip(axes[:, 0], panels):
             t, n = torch.nonzero(s > 0, as_tuple=True)
-            ax.scatter(t.numpy(), n.numpy(), s=2, c="k", marker="|")
+            ax.scatter(t.numpy(), n.numpy(), s=12, c="k", marker="|")
             ax.set_ylabel("neuron"); ax.set_title(title); ax.set_xlim(-0.5, s.shape[0] - 0.5)
         axes[-1, 0].set_xlabel("time step")
         fig.suptitle(f"one test sample (label {r['label']}, predicted {r['prediction']})")
