@@ -171,7 +171,8 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     # 20 ms bins (66 steps), delays up to 20 steps (400 ms)
     "braille": dict(dataset="braille", model="ff-delays", hidden=[256, 256], max_delay=20, dt=0.02,
                     delay_type="axonal", output_delays=False, readout="li_mean", beta=0.9,
-                    beta_out=0.95, epochs=40, batch_size=128, lr=1e-2, delay_lr=0.1, sigma0=4.0),
+                    beta_out=0.95, epochs=40, batch_size=128, lr=1e-2, delay_lr=0.1, sigma0=4.0,
+                    weight_decay=5e-4),
     "shd-delrec": dict(dataset="shd", model="delrec", hidden=[256, 256], max_delay=25, dt=0.01,
                        pool=5, beta=0.5, surrogate="triangular", readout="sum", delay_std=12.0,
                        epochs=100, batch_size=128, lr=1e-3, delay_lr=5e-2, sigma0=10.0),
