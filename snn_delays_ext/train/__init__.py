@@ -1,0 +1,30 @@
+"""Training engine and command line (``snn-delays train``, ``snn-delays plot``).
+
+Examples
+--------
+>>> from snn_delays_ext.train import make_config
+>>> cfg = make_config("default", overrides={"epochs": 1})
+>>> cfg.dataset, cfg.model
+('sequence', 'ff-delays')
+"""
+
+from .config import PRESETS, TrainConfig, load_config_file, make_config
+from .engine import evaluate, make_datasets, train
+from .models import FeedForwardSNN, RecurrentSNN, available_models, build_model, register_model
+from .plots import plot_run
+
+__all__ = [
+    "FeedForwardSNN",
+    "PRESETS",
+    "RecurrentSNN",
+    "TrainConfig",
+    "available_models",
+    "build_model",
+    "evaluate",
+    "load_config_file",
+    "make_config",
+    "make_datasets",
+    "plot_run",
+    "register_model",
+    "train",
+]

@@ -1,0 +1,142 @@
+"""``snn-delays``: command-line training and plotting.
+
+``snn-delays train`` (no arguments) trains the embedded default (sequence detection, no
+download, well under a minute on a laptop CPU) and prints the final accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from .config import PRESETS, TrainConfig, make_config
+from .models import available_models
+
+__all__ = ["main", "build_parser"]
+
+
+def _int_list(s: str) -> List[int]:
+    s = s.strip()
+    if s in ("", "none", "[]"):
+        return []
+    try:
+        if "x" in s:
+            n, width = s.split("x")
+            return [int(width)] * int(n)
+        return [int(v) for v in s.split(",") if v.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected layer sizes like '256,256' or '2x256', got {s!r}") from e
+
+
+def _delay_init(s: str) -> Any:
+    try:
+        return float(s)
+    except ValueError:
+        return s
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="snn-delays", description="Train and inspect spiking networks with learnable delays.")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a model (no arguments: the embedded default task)",
+                       description="Settings: defaults < --preset < --config file < flags.")
+    t.add_argument("--preset", choices=sorted(PRESETS), help="a paper configuration (default: 'default')")
+    t.add_argument("--config", type=Path, help="config file (.json, .toml; .yaml with PyYAML)")
+    t.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    t.add_argument("--out", type=Path, metavar="RUN_DIR", help="run folder (default runs/<dataset>-<model>-<time>)")
+    g = t.add_argument_group("data")
+    g.add_argument("--dataset", choices=["sequence", "yinyang", "braille", "shd", "ssc", "psmnist"])
+    g.add_argument("--data-dir", dest="data_dir")
+    g.add_argument("--dt", type=float, help="bin width in seconds (SHD/SSC/Braille)")
+    g.add_argument("--n-steps", dest="n_steps", type=int, help="fixed number of time steps")
+    g.add_argument("--pool", type=int, help="SHD/SSC channel pooling (5: 700 -> 140)")
+    g.add_argument("--train-limit", dest="train_limit", type=int, help="use only this many training samples")
+    g.add_argument("--eval-limit", dest="eval_limit", type=int, help="... and validation/test samples")
+    m = t.add_argument_group("model")
+    m.add_argument("--model", help=f"model preset: {', '.join(sorted(available_models()))}")
+    m.add_argument("--hidden", type=_int_list, help="hidden layer sizes, e.g. 256,256 or 2x256")
+    m.add_argument("--max-delay", dest="max_delay", type=int)
+    m.add_argument("--delay-type", dest="delay_type", choices=["synaptic", "axonal", "dendritic"])
+    m.add_argument("--delay-init", dest="delay_init", type=_delay_init, help="'uniform', 'half_normal' or a number")
+    m.add_argument("--interpolation", choices=["triangle", "round"])
+    m.add_argument("--beta", type=float)
+    m.add_argument("--readout", choices=["sum", "li_mean", "li_max"])
+    o = t.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=int)
+    o.add_argument("--batch-size", dest="batch_size", type=int, help="global batch (split over processes)")
+    o.add_argument("--lr", type=float, help="learning rate of the weights")
+    o.add_argument("--delay-lr", dest="delay_lr", type=float, help="learning rate of the delays")
+    o.add_argument("--weight-decay", dest="weight_decay", type=float)
+    o.add_argument("--lr-schedule", dest="lr_schedule", choices=["cosine", "none"])
+    o.add_argument("--sigma0", type=float, help="initial extra width of the delay triangle (0: none)")
+    o.add_argument("--seed", type=int)
+    o.add_argument("--device", help="'auto' (default), 'cpu', 'cuda', 'cuda:N'")
+    o.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no tqdm bars")
+    o.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+    pl = sub.add_parser("plot", help="write PNG plots of a run folder")
+    pl.add_argument("run_dir", type=Path)
+    sub.add_parser("presets", help="list the presets and model presets")
+    return p
+
+
+_NOT_CONFIG = {"command", "preset", "config", "resume", "out", "print_config"}
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .engine import train
+
+    overrides: Dict[str, Any] = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG and v is not None}
+    if args.resume is not None:
+        cfg_file = args.resume / "config.json"
+        if not cfg_file.is_file():
+            raise FileNotFoundError(f"resume: '{args.resume}' has no config.json (not a run folder)")
+        saved = json.loads(cfg_file.read_text())
+        saved.update({k: v for k, v in overrides.items() if k in ("device", "progress", "num_workers")})
+        cfg = TrainConfig.from_dict(saved).validate()
+        run_dir = args.resume
+    else:
+        preset = args.preset if args.preset is not None or args.config is not None else "default"
+        cfg = make_config(preset, args.config, overrides)
+        run_dir = args.out if args.out is not None else (Path(cfg.out) if cfg.out else None)
+    if args.print_config:
+        print(json.dumps(cfg.to_dict(), indent=2))
+        return 0
+    try:
+        train(cfg, run_dir=run_dir, resume=args.resume is not None)
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():  # started by the engine under torchrun
+            dist.destroy_process_group()
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the ``snn-delays`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            return _train(args)
+        if args.command == "plot":
+            from .plots import plot_run
+
+            for p in plot_run(args.run_dir):
+                print(p)
+            return 0
+        if args.command == "presets":
+            print("presets (--preset):")
+            for name, values in PRESETS.items():
+                print(f"  {name:16s} dataset={values.get('dataset')} model={values.get('model')} hidden={values.get('hidden')}")
+            print("model presets (--model):")
+            for name, desc in available_models().items():
+                print(f"  {name:16s} {desc}")
+            return 0
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"snn-delays: error: {e}", file=sys.stderr)
+        return 2
+    return 1  # pragma: no cover

@@ -1,0 +1,243 @@
+"""Training configuration: a dataclass, paper presets, loading from JSON/TOML/YAML, validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+__all__ = ["TrainConfig", "PRESETS", "load_config_file", "make_config", "DATASETS"]
+
+DATASETS = ("sequence", "yinyang", "braille", "shd", "ssc", "psmnist")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; saved as ``config.json`` in the run folder.
+
+    Examples
+    --------
+    >>> cfg = TrainConfig(epochs=3)
+    >>> cfg.validate().epochs
+    3
+    >>> try:
+    ...     TrainConfig(epochs=0).validate()
+    ... except ValueError as e:
+    ...     print(e)
+    epochs: expected an int >= 1, got 0
+    """
+
+    # data
+    dataset: str = "sequence"
+    data_dir: Optional[str] = None
+    dt: Optional[float] = None          # bin width in seconds (SHD/SSC/Braille)
+    n_steps: Optional[int] = None       # fixed number of steps (SHD/SSC; Yin-Yang/sequence length)
+    pool: int = 1                       # SHD/SSC channel pooling (5: 700 -> 140)
+    train_limit: Optional[int] = None   # keep only this many training samples (quick runs)
+    eval_limit: Optional[int] = None    # ... and validation/test samples
+    gap: int = 10                       # sequence detection: steps between the two spikes
+    # model
+    model: str = "ff-delays"
+    hidden: List[int] = field(default_factory=lambda: [32])
+    max_delay: int = 12
+    delay_type: str = "synaptic"
+    output_delays: bool = True
+    delay_init: Union[str, float] = "uniform"
+    delay_std: Optional[float] = None
+    interpolation: str = "triangle"
+    beta: float = 0.9
+    beta_out: float = 0.9
+    readout: str = "li_mean"
+    surrogate: str = "atan"
+    # optimisation
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-2
+    delay_lr: float = 1e-1
+    weight_decay: float = 0.0
+    lr_schedule: str = "cosine"
+    sigma0: float = 0.0
+    sigma_decay: float = 0.95
+    # run
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    out: Optional[str] = None
+    progress: bool = True
+    tensorboard: bool = True
+
+    def validate(self) -> "TrainConfig":
+        """Check every value; raise ``ValueError``/``TypeError`` naming the field."""
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def need_int(name: str, minimum: int, optional: bool = False) -> None:
+            v = getattr(self, name)
+            if optional and v is None:
+                return
+            if not is_int(v):
+                raise TypeError(f"{name}: expected an int, got {type(v).__name__} ({v!r})")
+            if v < minimum:
+                raise ValueError(f"{name}: expected an int >= {minimum}, got {v}")
+
+        def need_float(name: str, lo: float, hi: float = math.inf, optional: bool = False,
+                       lo_open: bool = False) -> None:
+            v = getattr(self, name)
+            if optional and v is None:
+                return
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"{name}: expected a number, got {type(v).__name__} ({v!r})")
+            bad = (not math.isfinite(float(v))) or v > hi or (v <= lo if lo_open else v < lo)
+            if bad:
+                rng = f"{'(' if lo_open else '['}{lo}, {hi}]"
+                raise ValueError(f"{name}: expected a number in {rng}, got {v}")
+            setattr(self, name, float(v))
+
+        def need_choice(name: str, choices) -> None:
+            v = getattr(self, name)
+            if v not in choices:
+                raise ValueError(f"{name}: expected one of {list(choices)}, got {v!r}")
+
+        need_choice("dataset", DATASETS)
+        for n in ("epochs", "batch_size", "max_delay"):
+            need_int(n, 1)
+        need_int("pool", 1)
+        need_int("gap", 1)
+        need_int("seed", 0)
+        need_int("num_workers", 0)
+        for n in ("n_steps", "train_limit", "eval_limit"):
+            need_int(n, 1, optional=True)
+        need_float("dt", 0.0, optional=True, lo_open=True)
+        for n in ("lr", "delay_lr"):
+            need_float(n, 0.0)
+        need_float("weight_decay", 0.0)
+        need_float("sigma0", 0.0)
+        need_float("sigma_decay", 0.0, 1.0, lo_open=True)
+        need_float("beta", 0.0, 1.0)
+        need_float("beta_out", 0.0, 1.0)
+        need_float("delay_std", 0.0, optional=True, lo_open=True)
+        if not isinstance(self.hidden, (list, tuple)) or not all(is_int(h) and h >= 1 for h in self.hidden):
+            raise ValueError(f"hidden: expected a list of layer sizes (ints >= 1), got {self.hidden!r}")
+        self.hidden = list(self.hidden)
+        need_choice("delay_type", ("synaptic", "axonal", "dendritic"))
+        need_choice("interpolation", ("triangle", "round"))
+        need_choice("readout", ("sum", "li_mean", "li_max"))
+        need_choice("surrogate", ("atan", "fast_sigmoid", "triangular"))
+        need_choice("lr_schedule", ("cosine", "none"))
+        if isinstance(self.delay_init, bool) or not (
+            isinstance(self.delay_init, (int, float)) or self.delay_init in ("uniform", "half_normal")
+        ):
+            raise ValueError(f"delay_init: expected 'uniform', 'half_normal' or a number, got {self.delay_init!r}")
+        if not isinstance(self.device, str):
+            raise TypeError(f"device: expected a string such as 'cpu', 'cuda' or 'auto', got {self.device!r}")
+        from .models import available_models
+
+        if self.model not in available_models():
+            raise ValueError(f"model: expected one of {sorted(available_models())}, got {self.model!r}")
+        return self
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"config: unknown key(s) {unknown}; valid keys are {sorted(names)}")
+        return cls(**d)
+
+
+#: Paper configurations (DESIGN section 6) and the embedded default. Values not given come
+#: from :class:`TrainConfig`'s defaults. ``snn-delays train --preset NAME``.
+PRESETS: Dict[str, Dict[str, Any]] = {
+    # embedded default: no download, about a minute on a laptop CPU
+    "default": dict(dataset="sequence", model="ff-delays", hidden=[], max_delay=12, gap=10,
+                    delay_init=0.0, output_delays=True, readout="li_max", beta_out=0.5,
+                    epochs=15, batch_size=50, lr=1e-2, delay_lr=0.5, sigma0=10.0, lr_schedule="none"),
+    "sequence": dict(dataset="sequence", model="ff-delays", hidden=[], max_delay=12, gap=10,
+                    delay_init=0.0, output_delays=True, readout="li_max", beta_out=0.5,
+                    epochs=15, batch_size=50, lr=1e-2, delay_lr=0.5, sigma0=10.0, lr_schedule="none"),
+    # Yin-Yang 5(4 + bias)-30-3, time-to-first-spike input over 20 steps; "round" delays (integer
+    # forward, straight-through gradient, as mlGeNN) so rounding costs nothing at the end
+    "yinyang": dict(dataset="yinyang", model="ff-delays", hidden=[30], max_delay=10, n_steps=30,
+                    delay_type="synaptic", interpolation="round", readout="li_mean", beta=0.9,
+                    beta_out=0.9, epochs=60, batch_size=100, lr=1e-2, delay_lr=5e-2, sigma0=2.0),
+    # Braille 24-256-256-27 feed-forward, axonal delays (per presynaptic neuron: cheap on CPU),
+    # 20 ms bins (66 steps), delays up to 20 steps (400 ms)
+    "braille": dict(dataset="braille", model="ff-delays", hidden=[256, 256], max_delay=20, dt=0.02,
+                    delay_type="axonal", output_delays=False, readout="li_mean", beta=0.9,
+                    beta_out=0.95, epochs=40, batch_size=128, lr=1e-2, delay_lr=0.1, sigma0=4.0,
+                    weight_decay=5e-4),
+    "shd-delrec": dict(dataset="shd", model="delrec", hidden=[256, 256], max_delay=25, dt=0.01,
+                       pool=5, beta=0.5, surrogate="triangular", readout="sum", delay_std=12.0,
+                       epochs=100, batch_size=128, lr=1e-3, delay_lr=5e-2, sigma0=10.0),
+    "ssc-delrec": dict(dataset="ssc", model="delrec", hidden=[256, 256, 256], max_delay=50, n_steps=250,
+                       pool=5, beta=0.5, surrogate="triangular", readout="sum", delay_std=12.0,
+                       epochs=100, batch_size=128, lr=1e-3, delay_lr=5e-2, sigma0=10.0),
+    "psmnist-delrec": dict(dataset="psmnist", model="delrec", hidden=[64, 212, 212], max_delay=50,
+                           beta=0.5, surrogate="triangular", readout="sum", delay_std=12.0,
+                           epochs=100, batch_size=128, lr=1e-3, delay_lr=5e-2, sigma0=10.0),
+}
+
+
+def load_config_file(path: Union[str, Path]) -> Dict[str, Any]:
+    """Read a config file: ``.json``, ``.toml`` (``tomllib``, Python >= 3.11, or ``tomli``) or
+    ``.yaml``/``.yml`` (needs PyYAML). A ``[train]`` table/section, if present, is used."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config: file '{p}' not found")
+    suffix = p.suffix.lower()
+    if suffix == ".json":
+        data = json.loads(p.read_text())
+    elif suffix == ".toml":
+        try:
+            import tomllib  # type: ignore[import-not-found]
+        except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
+            try:
+                import tomli as tomllib  # type: ignore[no-redef]
+            except ModuleNotFoundError as e:
+                raise ValueError("config: reading TOML needs Python >= 3.11 or `pip install tomli`; "
+                                 "or use a .json file") from e
+        data = tomllib.loads(p.read_text())
+    elif suffix in (".yaml", ".yml"):
+        try:
+            import yaml  # type: ignore[import-untyped]
+        except ModuleNotFoundError as e:
+            raise ValueError("config: reading YAML needs `pip install pyyaml`; or use .json/.toml") from e
+        data = yaml.safe_load(p.read_text())
+    else:
+        raise ValueError(f"config: expected a .json, .toml or .yaml file, got '{p.name}'")
+    if not isinstance(data, dict):
+        raise ValueError(f"config: expected a mapping of settings in '{p}', got {type(data).__name__}")
+    if "train" in data and isinstance(data["train"], dict):
+        data = data["train"]
+    return data
+
+
+def make_config(preset: Optional[str] = None, config_file: Optional[Union[str, Path]] = None,
+                overrides: Optional[Dict[str, Any]] = None) -> TrainConfig:
+    """Build a validated config: defaults < ``preset`` < ``config_file`` < ``overrides``.
+
+    A config file may name its own ``preset``.
+
+    Examples
+    --------
+    >>> make_config("yinyang", overrides={"epochs": 2}).hidden
+    [30]
+    """
+    values: Dict[str, Any] = {}
+    file_values = load_config_file(config_file) if config_file is not None else {}
+    file_preset = file_values.pop("preset", None)
+    preset = preset if preset is not None else file_preset
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {preset!r}")
+        values.update(PRESETS[preset])
+    values.update(file_values)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return TrainConfig.from_dict(values).validate()

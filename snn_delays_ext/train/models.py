@@ -1,0 +1,255 @@
+"""Network presets for training: a registry of model builders.
+
+A preset is a function ``builder(n_inputs, n_classes, cfg) -> torch.nn.Module`` registered under
+a name with :func:`register_model`. The module maps a time-first batch ``(T, B, F)`` to logits
+``(B, C)``; ``forward(x, record=True)`` also returns the hidden spike trains (for rasters).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import snntorch as snn
+import torch
+from snntorch import surrogate
+from torch import nn
+
+from ..delayed_linear import DelayedLinear
+from ..delayed_recurrent_leaky import DelayedRecurrentLeaky
+
+__all__ = ["register_model", "build_model", "available_models", "FeedForwardSNN", "RecurrentSNN",
+           "leaky_integrator", "readout_logits"]
+
+ModelBuilder = Callable[[int, int, "object"], nn.Module]
+_REGISTRY: Dict[str, Tuple[ModelBuilder, str]] = {}
+READOUTS = ("sum", "li_mean", "li_max")
+
+
+def register_model(name: str, builder: ModelBuilder, description: str = "", overwrite: bool = False) -> None:
+    """Register a model preset under ``name`` (what ``--model`` accepts).
+
+    Parameters
+    ----------
+    name : str
+        Preset name.
+    builder : callable
+        ``builder(n_inputs, n_classes, cfg)`` returning an ``nn.Module`` that maps ``(T, B, F)``
+        to logits ``(B, C)`` and accepts ``record=True`` (then returns ``(logits, spikes)``,
+        ``spikes`` a list of ``(T, B, H)`` tensors). ``cfg`` is the
+        :class:`~snn_delays_ext.train.TrainConfig`.
+    description : str
+        One line for ``--help``.
+    overwrite : bool
+        Replace an existing preset of that name.
+
+    Examples
+    --------
+    >>> import torch
+    >>> register_model("tiny-linear", lambda n_in, n_out, cfg: FeedForwardSNN(n_in, [], n_out, delays=False),
+    ...                "a readout only", overwrite=True)
+    >>> "tiny-linear" in available_models()
+    True
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name: expected a non-empty string, got {name!r}")
+    if not callable(builder):
+        raise TypeError(f"builder: expected a callable, got {type(builder).__name__}")
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(f"name: model preset {name!r} is already registered (pass overwrite=True)")
+    _REGISTRY[name] = (builder, description)
+
+
+def available_models() -> Dict[str, str]:
+    """Registered model presets: name -> description."""
+    return {k: v[1] for k, v in _REGISTRY.items()}
+
+
+def build_model(name: str, n_inputs: int, n_classes: int, cfg: object) -> nn.Module:
+    """Build the preset ``name`` (see :func:`register_model`)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"model: expected one of {sorted(_REGISTRY)}, got {name!r}")
+    return _REGISTRY[name][0](n_inputs, n_classes, cfg)
+
+
+def leaky_integrator(cur: torch.Tensor, beta: float) -> torch.Tensor:
+    """Non-spiking leaky integrator ``v_t = beta v_{t-1} + I_t`` over a ``(T, B, C)`` current."""
+    v = torch.zeros_like(cur[0])
+    out = []
+    for c in cur.unbind(0):  # one backward node, not T (indexing cur[t] costs O(T^2) backward)
+        v = beta * v + c
+        out.append(v)
+    return torch.stack(out)
+
+
+def readout_logits(cur: torch.Tensor, readout: str, beta: float) -> torch.Tensor:
+    """Logits from the readout current ``(T, B, C)``: summed over time (DelRec), or the mean /
+    max over time of a leaky integrator's voltage."""
+    if readout == "sum":
+        return cur.sum(0)
+    v = leaky_integrator(cur, beta)
+    return v.mean(0) if readout == "li_mean" else v.max(0).values
+
+
+def _spike_grad(name: str) -> Callable:
+    if name == "atan":
+        return surrogate.atan()
+    if name == "fast_sigmoid":
+        return surrogate.fast_sigmoid()
+    if name == "triangular":
+        return surrogate.triangular()
+    raise ValueError(f"surrogate: expected one of ['atan', 'fast_sigmoid', 'triangular'], got {name!r}")
+
+
+def _run_leaky(lif: snn.Leaky, cur: torch.Tensor) -> torch.Tensor:
+    mem = lif.init_leaky()
+    spikes = []
+    for c in cur.unbind(0):
+        spk, mem = lif(c, mem)
+        spikes.append(spk)
+    return torch.stack(spikes)
+
+
+class FeedForwardSNN(nn.Module):
+    """Feed-forward spiking network: ``[DelayedLinear -> snntorch.Leaky] x L -> DelayedLinear ->
+    readout``; with ``delays=False`` the linear maps are plain ``nn.Linear`` (the baseline).
+
+    Parameters
+    ----------
+    n_inputs, hidden, n_classes
+        Input features, hidden layer sizes, classes.
+    max_delay : int
+        Largest delay in steps (delay layers).
+    delays : bool
+        Use delay layers (``False``: no-delay baseline).
+    delay_type : str
+        ``DelayedLinear``'s ``delay_type``.
+    output_delays : bool
+        Delays also on the readout connections.
+    beta, beta_out : float
+        Membrane decay of the hidden LIF neurons and of the leaky-integrator readout.
+    readout : {"sum", "li_mean", "li_max"}
+    surrogate : str
+        ``"atan"``, ``"fast_sigmoid"`` or ``"triangular"`` (snnTorch surrogates).
+    delay_init : str or float
+        Initial delays (see :class:`~snn_delays_ext.DelayedLinear`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = FeedForwardSNN(3, [8], 2, max_delay=5)
+    >>> net(torch.rand(10, 4, 3)).shape
+    torch.Size([4, 2])
+    """
+
+    def __init__(self, n_inputs: int, hidden: Sequence[int], n_classes: int, max_delay: int = 10,
+                 delays: bool = True, delay_type: str = "synaptic", output_delays: bool = True,
+                 beta: float = 0.9, beta_out: float = 0.9, readout: str = "li_mean",
+                 surrogate: str = "atan", delay_init: Union[str, float] = "uniform",
+                 interpolation: str = "triangle") -> None:
+        super().__init__()
+        if readout not in READOUTS:
+            raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
+        self.readout, self.beta_out = readout, float(beta_out)
+        sizes = [n_inputs] + list(hidden)
+
+        def lin(a: int, b: int, with_delay: bool) -> nn.Module:
+            if with_delay:
+                return DelayedLinear(a, b, max_delay, delay_type=delay_type, delay_init=delay_init,
+                                     interpolation=interpolation)
+            return nn.Linear(a, b)
+
+        self.linears = nn.ModuleList(lin(a, b, delays) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.lifs = nn.ModuleList(snn.Leaky(beta=beta, spike_grad=_spike_grad(surrogate)) for _ in hidden)
+        self.out = lin(sizes[-1], n_classes, delays and output_delays)
+
+    def forward(self, x: torch.Tensor, record: bool = False):
+        spikes: List[torch.Tensor] = []
+        h = x
+        for lin, lif in zip(self.linears, self.lifs):
+            h = _run_leaky(lif, lin(h))
+            spikes.append(h)
+        logits = readout_logits(self.out(h), self.readout, self.beta_out)
+        return (logits, spikes) if record else logits
+
+
+class RecurrentSNN(nn.Module):
+    """DelRec-style recurrent network: ``[Linear -> DelayedRecurrentLeaky] x L -> Linear``,
+    output summed over time; with ``delays=False`` the recurrent layers are ``snntorch.RLeaky``
+    semantics (every recurrent lag 1, delays fixed).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = RecurrentSNN(3, [8, 8], 2, max_delay=5)
+    >>> net(torch.rand(10, 4, 3)).shape
+    torch.Size([4, 2])
+    """
+
+    def __init__(self, n_inputs: int, hidden: Sequence[int], n_classes: int, max_delay: int = 25,
+                 delays: bool = True, beta: float = 0.5, readout: str = "sum", beta_out: float = 0.9,
+                 surrogate: str = "triangular", delay_std: Optional[float] = None,
+                 delay_type: str = "axonal") -> None:
+        super().__init__()
+        if readout not in READOUTS:
+            raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
+        self.readout, self.beta_out = readout, float(beta_out)
+        sizes = [n_inputs] + list(hidden)
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.recs = nn.ModuleList(
+            DelayedRecurrentLeaky(beta, h, max_delay, delay_type=delay_type, spike_grad=_spike_grad(surrogate),
+                                  delay_init="half_normal" if delays else 1.0, delay_std=delay_std,
+                                  learn_delays=delays)
+            for h in hidden
+        )
+        self.out = nn.Linear(sizes[-1], n_classes)
+
+    def forward(self, x: torch.Tensor, record: bool = False):
+        spikes: List[torch.Tensor] = []
+        h = x
+        for lin, rec in zip(self.linears, self.recs):
+            h, _ = rec(lin(h))
+            spikes.append(h)
+        logits = readout_logits(self.out(h), self.readout, self.beta_out)
+        return (logits, spikes) if record else logits
+
+
+def _ff(delays: bool) -> ModelBuilder:
+    def build(n_in: int, n_out: int, cfg) -> nn.Module:
+        return FeedForwardSNN(
+            n_in, cfg.hidden, n_out, max_delay=cfg.max_delay, delays=delays, delay_type=cfg.delay_type,
+            output_delays=cfg.output_delays, beta=cfg.beta, beta_out=cfg.beta_out, readout=cfg.readout,
+            surrogate=cfg.surrogate, delay_init=cfg.delay_init, interpolation=cfg.interpolation,
+        )
+    return build
+
+
+def _rec(delays: bool) -> ModelBuilder:
+    def build(n_in: int, n_out: int, cfg) -> nn.Module:
+        dtype = cfg.delay_type if cfg.delay_type in ("axonal", "synaptic") else "axonal"
+        return RecurrentSNN(
+            n_in, cfg.hidden, n_out, max_delay=cfg.max_delay, delays=delays, beta=cfg.beta,
+            readout=cfg.readout, beta_out=cfg.beta_out, surrogate=cfg.surrogate,
+            delay_std=cfg.delay_std, delay_type=dtype,
+        )
+    return build
+
+
+register_model("ff-delays", _ff(True), "feed-forward: DelayedLinear + snntorch.Leaky (surrogate BPTT)")
+register_model("ff-nodelay", _ff(False), "feed-forward baseline: nn.Linear + snntorch.Leaky, no delays")
+register_model("delrec", _rec(True), "DelRec-style recurrent: Linear + DelayedRecurrentLeaky (axonal delays)")
+register_model("rec-nodelay", _rec(False), "recurrent baseline: Linear + RLeaky-equivalent (all lags 1, fixed)")
+
+
+def _register_optional_presets() -> None:
+    """Presets from optional sub-packages: ``snn_delays_ext.eventprop`` may define
+    ``register_train_models(register_model)`` to add its EventProp presets here."""
+    try:
+        from .. import eventprop  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    hook = getattr(eventprop, "register_train_models", None)
+    if callable(hook):
+        hook(register_model)
+
+
+_register_optional_presets()

@@ -1,0 +1,204 @@
+"""Dataset loaders: tiny files in the real layouts, and the shared real data."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import shutil
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from snn_delays_ext.data import (SHD, SSC, Braille, PermutedSequentialMNIST, SequenceDetection, YinYang,
+                                 bin_events, make_loader, read_heidelberg_h5, read_idx, time_first_collate,
+                                 yin_yang_points)
+
+h5py = pytest.importorskip("h5py")
+
+
+def write_hsd(path, times, units, labels):
+    """An h5 file in the SHD/SSC layout (ragged spikes/times, spikes/units, labels)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        ft = f.create_dataset("spikes/times", (len(times),), dtype=h5py.vlen_dtype(np.float16))
+        fu = f.create_dataset("spikes/units", (len(units),), dtype=h5py.vlen_dtype(np.uint16))
+        for i, (t, u) in enumerate(zip(times, units)):
+            ft[i] = np.asarray(t, dtype=np.float16)
+            fu[i] = np.asarray(u, dtype=np.uint16)
+        f.create_dataset("labels", data=np.asarray(labels, dtype=np.uint8))
+
+
+TIMES = [[0.0, 0.0042, 0.0158, 0.5, 1.2], [0.0312, 0.0312, 0.099]]
+UNITS = [[3, 699, 3, 10, 5], [0, 4, 699]]
+
+
+def test_collate_time_first_and_padding():
+    a, b = torch.arange(6.0).reshape(3, 2), torch.ones(5, 2)
+    x, y = time_first_collate([(a, 2), (b, 0)])
+    assert x.shape == (5, 2, 2) and y.tolist() == [2, 0]
+    assert torch.equal(x[:3, 0], a) and torch.equal(x[3:, 0], torch.zeros(2, 2))
+    assert torch.equal(x[:, 1], b)
+    with pytest.raises(ValueError, match="batch"):
+        time_first_collate([])
+
+
+def test_bin_events_counts_by_hand():
+    x = bin_events(np.array([0.0, 0.009, 0.01, 0.025, 0.03]), np.array([1, 1, 0, 2, 2]), 0.01, 3, 4, pool=2)
+    # bins: [0,10) ms -> units 1,1 -> pooled ch 0 twice; [10,20) -> unit 0 -> ch 0; [20,30) -> unit 2 -> ch 1
+    assert x.tolist() == [[2.0, 0.0], [1.0, 0.0], [0.0, 1.0]]
+
+
+def test_shd_tiny_file_binning_pooling(tmp_path, monkeypatch):
+    write_hsd(tmp_path / "shd_train.h5", TIMES, UNITS, [7, 19])
+    write_hsd(tmp_path / "SHD" / "shd_test.h5", TIMES[:1], UNITS[:1], [3])  # tonic's sub-folder layout
+    import tonic
+
+    def no_download(*a, **k):
+        raise AssertionError("a download was attempted although the files are present")
+
+    monkeypatch.setattr(tonic.datasets, "SHD", no_download)
+    ds = SHD(tmp_path, "train", dt=0.01, download=True)
+    assert len(ds) == 2 and ds.n_steps == 100 and ds.n_features == 700
+    x, y = ds[0]
+    assert y == 7 and x.shape == (100, 700)
+    # stored as float16 like the real files: 0.0042 -> bin 0, 0.0158 -> bin 1, 1.2 s is after 1 s
+    assert x[0, 3] == 1 and x[0, 699] == 1 and x[1, 3] == 1 and x[50, 10] == 1
+    assert x.sum() == 4
+    x1, _ = ds[1]
+    assert x1[3, 0] == 1 and x1[3, 4] == 1 and x1[9, 699] == 1
+    pooled = SHD(tmp_path, "train", dt=0.01, pool=5)
+    xp, _ = pooled[0]
+    assert xp.shape == (100, 140)
+    assert torch.equal(xp, x.reshape(100, 140, 5).sum(-1))
+    fixed = SHD(tmp_path, "test", n_steps=4, duration=1.4)
+    xf, yf = fixed[0]
+    assert yf == 3 and xf.shape == (4, 700) and xf.sum() == 5  # 1.2 s kept: bins of 0.35 s
+    assert xf[3, 5] == 1
+    xb, yb = next(iter(make_loader(ds, batch_size=2)))
+    assert xb.shape == (100, 2, 700) and yb.tolist() == [7, 19]
+
+
+def test_shd_gz_is_unpacked_and_ssc_splits(tmp_path):
+    src = tmp_path / "tmp.h5"
+    write_hsd(src, TIMES, UNITS, [1, 2])
+    with open(src, "rb") as a, gzip.open(tmp_path / "ssc_valid.h5.gz", "wb") as b:
+        shutil.copyfileobj(a, b)
+    ds = SSC(tmp_path, "valid", n_steps=250)
+    assert len(ds) == 2 and ds[0][0].shape == (250, 700) and (tmp_path / "ssc_valid.h5").is_file()
+    with pytest.raises(ValueError, match="split"):
+        SSC(tmp_path, "validation")
+
+
+def test_heidelberg_missing_folder_says_where(tmp_path):
+    with pytest.raises(FileNotFoundError, match="zenkelab"):
+        SHD(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="pool"):
+        write_hsd(tmp_path / "shd_train.h5", TIMES, UNITS, [0, 1])
+        SHD(tmp_path, pool=3)
+
+
+def test_shd_layout_demo_file(shared_data, tmp_path):
+    path = shared_data / "shd_format_demo" / "hd_lauscher700_speaker04_demo.h5"
+    times, units, labels = read_heidelberg_h5(path)
+    assert len(times) == len(labels) == 6
+    (tmp_path / "shd_test.h5").symlink_to(path)
+    ds = SHD(tmp_path, "test", dt=0.01, duration=2.0)
+    for i in range(len(ds)):
+        x, y = ds[i]
+        t = np.asarray(times[i])
+        assert x.sum() == int((t < 2.0).sum()) and y == int(labels[i])
+
+
+def test_braille_shared(shared_data):
+    root = shared_data / "braille"
+    parts = [Braille(root, s) for s in ("train", "val", "test")]
+    assert [len(p) for p in parts] == [3780, 540, 1080]
+    idx = [set(p.indices.tolist()) for p in parts]
+    assert not (idx[0] & idx[1]) and not (idx[0] & idx[2]) and not (idx[1] & idx[2])
+    assert np.bincount(parts[0].labels).tolist() == [140] * 27
+    with open(root / "data_braille_letters_th10.pkl", "rb") as f:
+        records = pickle.load(f)
+    tr = parts[0]
+    for k in range(3):
+        rec = records[tr.indices[k]]
+        x, y = tr[k]
+        assert x.shape == (131, 24)
+        # independent count: ON spikes of taxel 5 -> channel 10, OFF -> channel 11
+        assert x[:, 10].sum() == len(rec["events"][5][0]) and x[:, 11].sum() == len(rec["events"][5][1])
+        assert y == (0 if rec["letter"] == "Space" else ord(rec["letter"]) - ord("A") + 1)
+    x, y = next(iter(make_loader(tr, batch_size=8)))
+    assert x.shape == (131, 8, 24)
+
+
+def test_braille_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="6556273"):
+        Braille(tmp_path / "none")
+
+
+@pytest.mark.parametrize("split", ["train", "validation", "test"])
+def test_yin_yang_generator_matches_published_arrays(shared_data, split):
+    x, y = yin_yang_points({"train": 5000, "validation": 1000, "test": 1000}[split],
+                           {"train": 42, "validation": 41, "test": 40}[split])
+    ref_x = np.load(shared_data / "yin_yang" / f"{split}_samples.npy")
+    ref_y = np.load(shared_data / "yin_yang" / f"{split}_labels.npy")
+    assert np.array_equal(x, ref_x) and np.array_equal(y, ref_y)
+
+
+def test_yin_yang_encoding(shared_data):
+    ds = YinYang("test", root=shared_data / "yin_yang", n_steps_enc=11, n_steps=15)
+    x, y = ds[3]
+    p = np.load(shared_data / "yin_yang" / "test_samples.npy")[3]
+    assert x.shape == (15, 5) and x.sum() == 5 and x[0, 4] == 1
+    for f in range(4):
+        assert int(x[:, f].argmax()) == int(np.rint(p[f] * 10))
+    gen = YinYang("test", size=50, n_steps_enc=11, n_steps=15)
+    assert torch.equal(gen.x, ds.x[:50])
+
+
+def _write_idx(path, arr, code):
+    header = bytes([0, 0, code, arr.ndim]) + b"".join(struct.pack(">I", s) for s in arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.astype(arr.dtype.newbyteorder(">")).tobytes())
+
+
+def test_read_idx_hand_made(tmp_path):
+    a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    _write_idx(tmp_path / "a.gz", a, 0x08)
+    assert np.array_equal(read_idx(tmp_path / "a.gz"), a)
+    (tmp_path / "bad").write_bytes(b"\x01\x02\x03")
+    with pytest.raises(ValueError, match="IDX"):
+        read_idx(tmp_path / "bad")
+
+
+def test_psmnist_shared(shared_data):
+    ds = PermutedSequentialMNIST(shared_data / "mnist", "test", limit=16)
+    raw = read_idx(shared_data / "mnist" / "t10k-images-idx3-ubyte.gz")[:16].reshape(16, 784)
+    perm = ds.permutation
+    assert sorted(perm.tolist()) == list(range(784)) and not np.array_equal(perm, np.arange(784))
+    x, y = ds[5]
+    assert x.shape == (784, 1)
+    assert torch.allclose(x[:, 0], torch.from_numpy(raw[5][perm].astype(np.float32) / 255.0))
+    val = PermutedSequentialMNIST(shared_data / "mnist", "val", limit=4)
+    assert val.images.shape[0] == 4
+    xb, yb = next(iter(make_loader(ds, batch_size=4)))
+    assert xb.shape == (784, 4, 1)
+
+
+def test_psmnist_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="MNIST"):
+        PermutedSequentialMNIST(tmp_path / "none")
+
+
+def test_sequence_detection_semantics():
+    ds = SequenceDetection("val", size=20, n_steps=30, gap=7)
+    for i in range(len(ds)):
+        x, y = ds[i]
+        t0, t1 = int(x[:, 0].argmax()), int(x[:, 1].argmax())
+        assert x.sum() == 2
+        assert (t1 - t0 == 7) if y == 0 else (t0 - t1 == 7)
+        assert max(t0, t1) + 7 < 30  # room for a delay of `gap` steps
+    assert not torch.equal(ds.x, SequenceDetection("train", size=20, n_steps=30, gap=7).x)
+    with pytest.raises(ValueError, match="n_steps"):
+        SequenceDetection(n_steps=15, gap=10)

@@ -1,0 +1,194 @@
+"""Training engine and CLI: embedded default end to end, resume, plots, configs, bad values."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from snn_delays_ext.train import (PRESETS, TrainConfig, available_models, build_model, make_config,
+                                  plot_run, register_model, train)
+from snn_delays_ext.train.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK = dict(dataset="sequence", model="ff-delays", hidden=[], max_delay=12, gap=10, delay_init=0.0,
+             readout="li_max", beta_out=0.5, epochs=4, batch_size=50, lr=1e-2, delay_lr=0.5,
+             sigma0=10.0, train_limit=200, eval_limit=100, progress=False, tensorboard=False)
+
+
+def test_cli_default_end_to_end(tmp_path, capsys):
+    """`snn-delays train` with no arguments (plus a run folder): accuracy, checkpoint, CSV."""
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "test accuracy" in text and "rounded" in text
+    res = json.loads((out / "results.json").read_text())
+    assert res["test_acc"] > 0.9 and res["test_acc_rounded"] > 0.9  # chance is 0.5
+    assert (out / "checkpoint.pt").is_file() and (out / "model_best.pt").is_file()
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert len(rows) == PRESETS["default"]["epochs"]
+    assert {"train_loss", "val_acc", "sigma", "epoch_time_s"} <= set(rows[0])
+    # the width schedule ran and the best epoch was chosen on validation accuracy
+    assert float(rows[0]["sigma"]) == pytest.approx(PRESETS["default"]["sigma0"])
+    assert float(rows[-1]["sigma"]) < float(rows[0]["sigma"])
+    val = [float(r["val_acc"]) for r in rows]
+    assert res["best_epoch"] == val.index(max(val)) + 1
+    # the delays moved away from their (useless) start at 0
+    final = torch.load(out / "delays_final.pt")["out"]
+    assert final.max() > 3.0
+
+
+def test_no_delay_baseline_fails_where_delays_succeed(tmp_path):
+    """The default task needs the delays: the same network without them stays well below 100%."""
+    res = train(make_config(overrides={**QUICK, "model": "ff-nodelay", "train_limit": None, "eval_limit": None}),
+                run_dir=tmp_path, verbose=False)
+    assert res["test_acc"] < 0.9
+
+
+def _weights(path):
+    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+
+
+def test_resume_after_interruption_gives_same_weights(tmp_path):
+    cfg = make_config(overrides=QUICK)
+    full = train(cfg, run_dir=tmp_path / "full", verbose=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_2(epoch, row):
+        if epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(cfg, run_dir=tmp_path / "cut", on_epoch_end=kill_after_2, verbose=False)
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["epoch"] == 2
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    a, b = _weights(tmp_path / "full" / "checkpoint.pt"), _weights(tmp_path / "cut" / "checkpoint.pt")
+    for k, v in a.items():
+        if isinstance(v, torch.Tensor):
+            assert torch.equal(v, b[k]), k
+    ra = json.loads((tmp_path / "full" / "results.json").read_text())
+    rb = json.loads((tmp_path / "cut" / "results.json").read_text())
+    assert ra["test_acc"] == rb["test_acc"] and ra["best_epoch"] == rb["best_epoch"]
+    assert len(list(csv.DictReader(open(tmp_path / "cut" / "metrics.csv")))) == 4
+    # plots from the resumed run
+    pngs = plot_run(tmp_path / "cut")
+    names = {p.name for p in pngs}
+    assert {"learning_curves.png", "delays_out.png", "raster.png"} <= names
+    for p in pngs:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 1000
+
+
+def test_plot_cli_and_bad_run_dir(tmp_path, capsys):
+    assert main(["plot", str(tmp_path / "missing")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_separate_delay_learning_rate_and_clamp(tmp_path):
+    """Delay lr 0 keeps the delays; weight lr 0 keeps the weights; delays stay in range."""
+    cfg = make_config(overrides={**QUICK, "epochs": 1, "delay_lr": 0.0})
+    train(cfg, run_dir=tmp_path / "a", verbose=False)
+    init = torch.load(tmp_path / "a" / "delays_init.pt")["out"]
+    w = _weights(tmp_path / "a" / "checkpoint.pt")
+    assert torch.equal(w["out.delays"], init)
+    cfg = make_config(overrides={**QUICK, "epochs": 1, "lr": 0.0})
+    train(cfg, run_dir=tmp_path / "b", verbose=False)
+    torch.manual_seed(cfg.seed)  # same seed -> same initial weights
+    w0 = build_model("ff-delays", 2, 2, cfg).state_dict()
+    w = _weights(tmp_path / "b" / "checkpoint.pt")
+    assert torch.equal(w["out.weight"], w0["out.weight"])
+    assert not torch.equal(w["out.delays"], w0["out.delays"])
+    assert float(w["out.delays"].min()) >= 0.0 and float(w["out.delays"].max()) <= cfg.max_delay
+
+
+def test_config_files_and_precedence(tmp_path):
+    (tmp_path / "c.toml").write_text('preset = "yinyang"\nepochs = 3\n[unused]\nx = 1\n'.replace("[unused]\nx = 1\n", ""))
+    cfg = make_config(config_file=tmp_path / "c.toml", overrides={"lr": 0.5})
+    assert cfg.dataset == "yinyang" and cfg.hidden == [30] and cfg.epochs == 3 and cfg.lr == 0.5
+    (tmp_path / "c.json").write_text(json.dumps({"train": {"dataset": "sequence", "hidden": [4], "epochs": 2}}))
+    cfg = make_config(config_file=tmp_path / "c.json")
+    assert cfg.hidden == [4] and cfg.epochs == 2
+    (tmp_path / "bad.json").write_text(json.dumps({"epoch": 2}))
+    with pytest.raises(ValueError, match="unknown key.*epoch"):
+        make_config(config_file=tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="expected a .json"):
+        (tmp_path / "c.ini").write_text("x")
+        make_config(config_file=tmp_path / "c.ini")
+
+
+@pytest.mark.parametrize("key, value, exc, words", [
+    ("epochs", 0, ValueError, "epochs: expected an int >= 1, got 0"),
+    ("epochs", 2.5, TypeError, "epochs: expected an int"),
+    ("lr", -1.0, ValueError, "lr: expected a number in"),
+    ("delay_lr", float("nan"), ValueError, "delay_lr"),
+    ("dataset", "mnist", ValueError, "dataset: expected one of"),
+    ("model", "transformer", ValueError, "model: expected one of"),
+    ("hidden", [0], ValueError, "hidden: expected a list"),
+    ("beta", 1.5, ValueError, "beta: expected a number in [0.0, 1.0]"),
+    ("sigma_decay", 0.0, ValueError, "sigma_decay"),
+    ("delay_init", "random", ValueError, "delay_init"),
+    ("readout", "spikes", ValueError, "readout: expected one of"),
+])
+def test_bad_config_values(key, value, exc, words):
+    with pytest.raises(exc) as e:
+        make_config(overrides={key: value})
+    assert words in str(e.value)
+
+
+def test_bad_values_through_cli(tmp_path, capsys):
+    assert main(["train", "--epochs", "-3", "--out", str(tmp_path)]) == 2
+    assert "epochs: expected an int >= 1, got -3" in capsys.readouterr().err
+    assert main(["train", "--dataset", "braille", "--out", str(tmp_path)]) == 2
+    assert "data_dir" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "nope")]) == 2
+    assert main(["train", "--device", "cuda:0", "--out", str(tmp_path), "--epochs", "1"]) == (
+        2 if not torch.cuda.is_available() else 0)
+
+
+def test_model_registry_and_presets():
+    cfg = make_config(overrides={"hidden": [8, 8], "max_delay": 5})
+    for name in ("ff-delays", "ff-nodelay", "delrec", "rec-nodelay"):
+        net = build_model(name, 3, 4, cfg)
+        assert net(torch.rand(12, 2, 3)).shape == (2, 4)
+        logits, spikes = net(torch.rand(12, 2, 3), record=True)
+        assert [s.shape for s in spikes] == [(12, 2, 8), (12, 2, 8)]
+    register_model("test-readout-only", lambda n_in, n_out, c: torch.nn.Sequential(), "x", overwrite=True)
+    assert "test-readout-only" in available_models()
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("ff-delays", lambda *a: None)
+    for name, values in PRESETS.items():  # every paper preset is a valid config
+        TrainConfig.from_dict(dict(values)).validate()
+
+
+def test_rec_nodelay_matches_snntorch_rleaky():
+    """The recurrent baseline (all lags 1, fixed) is exactly snnTorch's RLeaky."""
+    import snntorch as snn
+
+    cfg = make_config(overrides={"hidden": [6], "max_delay": 4, "surrogate": "atan", "beta": 0.8})
+    torch.manual_seed(1)
+    net = build_model("rec-nodelay", 3, 2, cfg)
+    rl = snn.RLeaky(beta=0.8, linear_features=6, reset_mechanism="subtract")
+    rl.recurrent.load_state_dict(net.recs[0].recurrent.state_dict())
+    x = torch.rand(20, 2, 3) * 2
+    cur = net.linears[0](x)
+    _, spikes = net(x, record=True)
+    spk, mem = rl.init_rleaky()
+    ref = []
+    for t in range(20):
+        spk, mem = rl(cur[t], spk, mem)
+        ref.append(spk)
+    assert torch.allclose(spikes[0], torch.stack(ref))
+
+
+def test_module_entry_point_runs():
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    r = subprocess.run([sys.executable, "-m", "snn_delays_ext.train", "train", "--preset", "braille", "--print-config"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout)["hidden"] == [256, 256]
