@@ -19,7 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed gloo")
 def test_torchrun_two_processes_match_one(tmp_path):
-    args = ["--dataset", "sequence", "--hidden", "4", "--max-delay", "12", "--epochs", "2", "--batch-size", "50",
+    # one epoch (4 optimiser steps): the two runs differ only by float summation order, which
+    # later epochs can amplify into different spikes (a threshold crossing is discontinuous)
+    args = ["--dataset", "sequence", "--hidden", "4", "--max-delay", "12", "--epochs", "1", "--batch-size", "50",
             "--train-limit", "200", "--eval-limit", "100", "--sigma0", "3", "--lr", "0.01", "--delay-lr", "0.3",
             "--device", "cpu", "--no-progress"]
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
