@@ -5,13 +5,14 @@ Wunderlich & Pehle 2021), per neuron and time step ``t``:
 
 .. math::
 
-    S_t &= \\beta_s S_{t-1} + a_t, \\qquad a_t = \\sum_i w_i\\, x_i(t - d_i)
+    S_t &= \\alpha S_{t-1} + a_t, \\qquad a_t = \\sum_i w_i\\, x_i(t - d_i)
            + \\sum_n r_n\\, z_n(t - e_n) \\\\
-    I_t &= c\\, S_t, \\qquad c = \\frac{\\tau_s}{\\Delta t}(1 - \\beta_s) \\\\
-    U_t &= \\alpha_m V_{t-1} + (1 - \\alpha_m) I_t \\\\
+    I_t &= c\\, S_t, \\qquad c = \\frac{\\tau_s}{\\Delta t}(1 - \\alpha) \\\\
+    U_t &= \\beta V_{t-1} + (1 - \\beta) I_t \\\\
     z_t &= [U_t \\ge \\vartheta], \\qquad V_t = U_t (1 - z_t)
 
-with ``alpha_m = exp(-dt / tau_mem)`` (membrane), ``beta_s = exp(-dt / tau_syn)`` (synapse),
+with ``beta = exp(-dt / tau_mem)`` (membrane) and ``alpha = exp(-dt / tau_syn)`` (synapse), named as
+in snnTorch's ``Synaptic`` (the paper writes them the other way round),
 integer delays ``d`` (feed-forward, ``[0, max_delay]``) and ``e`` (recurrent,
 ``[1, max_delay]``), obtained by rounding the real-valued delays (halves up). ``S`` is
 mlGeNN's ``inSyn``.
@@ -19,24 +20,24 @@ mlGeNN's ``inSyn``.
 Backward (``eventprop_lif``)
 ----------------------------
 The forward pass keeps only the spikes as flat integer indices and, per spike, the voltage rise
-of its step ``U_t - V_{t-1} = (1 - alpha_m)(I_t - V_{t-1})`` (the ``I - V`` of the paper, in
+of its step ``U_t - V_{t-1} = (1 - beta)(I_t - V_{t-1})`` (the ``I - V`` of the paper, in
 per-step units). The backward pass runs the adjoint in reverse time. Its variables are the
 sensitivities ``g_U = dL/dU_t`` and ``g_S = dL/dS_t``, i.e. the adjoints ``lambda_V`` and
 ``lambda_I`` of the paper up to the constant factors ``-tau_m`` and ``-tau_s``; between events
 they follow the exact transpose of the discrete forward map
 
-.. math:: g_{V,t} = \\alpha_m g_{U,t+1} + \\partial l / \\partial V_t, \\quad
-          g_{S,t} = (1 - \\alpha_m) c\\, g_{U,t} + \\beta_s g_{S,t+1},
+.. math:: g_{V,t} = \\beta g_{U,t+1} + \\partial l / \\partial V_t, \\quad
+          g_{S,t} = (1 - \\beta) c\\, g_{U,t} + \\alpha g_{S,t+1},
 
 so between spikes the gradient is exactly the discrete one. At a spike the loss depends on the
 spike *time*: with ``dU`` the stored rise, the time shifts by ``-delta U_t / dU``, so
 
 .. math:: g_{U,t} = -\\frac{1}{dU}\\Big[\\frac{\\partial L}{\\partial t_k}
-          + \\sum_m r_{mn} G_m(t + e_{mn}) - (dU + (1-\\alpha_m)\\vartheta)\\, g_{V,t}\\Big]
+          + \\sum_m r_{mn} G_m(t + e_{mn}) - (dU + (1-\\beta)\\vartheta)\\, g_{V,t}\\Big]
 
 (the paper's jump ``lambda_V^- = lambda_V^+ + [theta lambda_V^+ + dl_p/dt_k + sum_m w_mn
-(lambda_V - lambda_I)_m(t_k + d_mn)] / (tau_m dV/dt^-)``), where ``G_m(t) = (1 - beta_s)
-g_{S,m,t} - (1 - alpha_m) c\\, g_{U,m,t}`` is the sensitivity of the loss to the *arrival time* of
+(lambda_V - lambda_I)_m(t_k + d_mn)] / (tau_m dV/dt^-)``), where ``G_m(t) = (1 - alpha)
+g_{S,m,t} - (1 - beta) c\\, g_{U,m,t}`` is the sensitivity of the loss to the *arrival time* of
 a unit weight at neuron ``m`` (``(lambda_I - lambda_V)`` of the paper). A per-neuron history of
 ``g_S`` and ``G`` of ``max_delay + 1`` steps is kept and sampled at ``t_k + d`` for every
 presynaptic spike ``t_k``:
@@ -180,7 +181,8 @@ class _EventPropLIF(torch.autograd.Function):
         N = weight.shape[0]
         K = cfg.max_delay + 1
         dev, dt = x.device, x.dtype
-        a, b, c, theta = cfg.alpha, cfg.beta, cfg.syn_scale, cfg.threshold
+        # a: membrane decay (snnTorch beta), b: synaptic decay (snnTorch alpha)
+        a, b, c, theta = cfg.beta, cfg.alpha, cfg.syn_scale, cfg.threshold
         recurrent = rec_weight is not None
 
         d_ff = rounded_delays(delays, cfg.max_delay, 0)
@@ -270,7 +272,8 @@ class _EventPropLIF(torch.autograd.Function):
         x_idx, s_idx, s_rise, weight, d_ff = saved[:5]
         recurrent = ctx.recurrent
         dev, dt = weight.device, weight.dtype
-        a, b, c, theta = cfg.alpha, cfg.beta, cfg.syn_scale, cfg.threshold
+        # a: membrane decay (snnTorch beta), b: synaptic decay (snnTorch alpha)
+        a, b, c, theta = cfg.beta, cfg.alpha, cfg.syn_scale, cfg.threshold
         col = torch.arange(N, device=dev)
 
         x_idx = x_idx.long()
@@ -430,7 +433,7 @@ def eventprop_lif(
 
     Examples
     --------
-    >>> cfg = EventPropConfig(alpha=0.8, beta=0.9, threshold=1.0, max_delay=3, syn_scale=1.0)
+    >>> cfg = EventPropConfig(alpha=0.9, beta=0.8, threshold=1.0, max_delay=3, syn_scale=1.0)
     >>> x = torch.zeros(10, 1, 1); x[0] = 1.0
     >>> w = torch.tensor([[3.0]], requires_grad=True); d = torch.tensor([[2.0]], requires_grad=True)
     >>> spk, mem = eventprop_lif(x, w, d, config=cfg)
@@ -467,7 +470,7 @@ def lif_sequence_surrogate(
 
     Examples
     --------
-    >>> cfg = EventPropConfig(alpha=0.8, beta=0.9, max_delay=3)
+    >>> cfg = EventPropConfig(alpha=0.9, beta=0.8, max_delay=3)
     >>> x = torch.zeros(10, 1, 1); x[0] = 1.0
     >>> spk, mem = lif_sequence_surrogate(x, torch.tensor([[3.0]]), torch.tensor([[2.0]]), config=cfg)
     >>> spk[:, 0, 0].nonzero().flatten().tolist()
@@ -482,7 +485,7 @@ def lif_sequence_surrogate(
     T, B, _ = x.shape
     N = weight.shape[0]
     md = config.max_delay
-    a, b, c, theta = config.alpha, config.beta, config.syn_scale, config.threshold
+    a, b, c, theta = config.beta, config.alpha, config.syn_scale, config.threshold  # membrane, synaptic
     arr, _ = delayed_linear(x, weight, None, delays, md, "synaptic", 0.0, "round")
     recurrent = rec_weight is not None
     if recurrent:
@@ -500,7 +503,7 @@ def lif_sequence_surrogate(
         S = b * S + inp
         U = a * V + (1.0 - a) * c * S
         if config.spiking:
-            z = spike_fn(U - theta)
+            z = spike_fn(U - theta).to(U.dtype)
             V = U * (1.0 - z.detach())
             if recurrent:
                 fut = fut + (z @ wmat).view(B, md, N)
