@@ -208,15 +208,20 @@ class _EventPropLIF(torch.autograd.Function):
         spike_rise: List[torch.Tensor] = []
         n_spikes = 0
 
-        def scatter(t: int, bb: torch.Tensor, src: torch.Tensor, lag_t: torch.Tensor, w_rows: torch.Tensor) -> None:
-            slots = (t + lag_t[src]) % K  # (E, N)
-            flat = (slots * B + bb.unsqueeze(1)) * N + col
-            ring.index_add_(0, flat.reshape(-1), w_rows[src].reshape(-1))
+        BN, KBN = B * N, K * B * N
+        # flat ring offset of (lag, target) per source; slot of step t + lag is (t + lag) mod K
+        base_ff = d_t * BN + col
+        if recurrent:
+            base_rec = e_t * BN + col
+
+        def scatter(t: int, bb: torch.Tensor, src: torch.Tensor, base: torch.Tensor, w_rows: torch.Tensor) -> None:
+            flat = (base[src] + (t * BN + bb * N).unsqueeze(1)) % KBN  # (E, N)
+            ring.scatter_add_(0, flat.reshape(-1), w_rows[src].reshape(-1))
 
         for t in range(T):
             e0, e1 = in_off[t], in_off[t + 1]
             if e1 > e0:
-                scatter(t, in_b[e0:e1], in_i[e0:e1], d_t, w_t)
+                scatter(t, in_b[e0:e1], in_i[e0:e1], base_ff, w_t)
             slot = ring[(t % K) * B * N:(t % K + 1) * B * N].view(B, N)
             S = b * S + slot
             slot.zero_()
@@ -238,7 +243,7 @@ class _EventPropLIF(torch.autograd.Function):
                     spk_out[t] = z.to(dt)
                     V = torch.where(z, torch.zeros_like(U), U)
                     if recurrent:
-                        scatter(t, sb, sn, e_t, r_t)
+                        scatter(t, sb, sn, base_rec, r_t)
                 else:
                     V = U
             else:
@@ -313,9 +318,13 @@ class _EventPropLIF(torch.autograd.Function):
         gS_next = torch.zeros(B, N, dtype=dt, device=dev)
         one_a_c = (1.0 - a) * c
 
-        def sample(t: int, bb: torch.Tensor, src: torch.Tensor, lag_t: torch.Tensor):
-            slots = (t + lag_t[src]) % K
-            flat = ((slots * B + bb.unsqueeze(1)) * N + col).reshape(-1)
+        BN, KBN = B * N, K * B * N
+        base_ff = d_t * BN + col
+        if recurrent:
+            base_rec = e_t * BN + col
+
+        def sample(t: int, bb: torch.Tensor, src: torch.Tensor, base: torch.Tensor):
+            flat = ((base[src] + (t * BN + bb * N).unsqueeze(1)) % KBN).reshape(-1)
             E = src.shape[0]
             return hist_gs[flat].view(E, N), hist_G[flat].view(E, N)
 
@@ -329,7 +338,7 @@ class _EventPropLIF(torch.autograd.Function):
                 bb, nn_ = sb[e0:e1], sn[e0:e1]
                 tsens = grad_spk[t, bb, nn_] if has_gs else torch.zeros(e1 - e0, dtype=dt, device=dev)
                 if recurrent:
-                    gs_s, G_s = sample(t, bb, nn_, e_t)
+                    gs_s, G_s = sample(t, bb, nn_, base_rec)
                     wG = r_t[nn_] * G_s
                     tsens = tsens + wG.sum(1)
                     gr_t.index_add_(0, nn_, gs_s)
@@ -350,7 +359,7 @@ class _EventPropLIF(torch.autograd.Function):
             e0, e1 = in_off[t], in_off[t + 1]
             if e1 > e0:
                 bb, ii = in_b[e0:e1], in_i[e0:e1]
-                gs_s, G_s = sample(t, bb, ii, d_t)
+                gs_s, G_s = sample(t, bb, ii, base_ff)
                 wG = w_t[ii] * G_s
                 gw_t.index_add_(0, ii, gs_s)
                 gd_t.index_add_(0, ii, wG)

@@ -1,0 +1,140 @@
+"""Memory and time of one training step: EventProp vs BPTT (surrogate) on the same network.
+
+Network: a delayed feed-forward synapse (64 -> 256, one delay per connection) into a recurrent
+current-based LIF layer with delayed recurrent connections (``DelayedRecurrentSynaptic``), max
+delay 50 steps, batch 32, input spikes at about 5 % per step and channel. One training step is
+forward + ``loss.backward()``.
+
+Reported per method and ``T``:
+
+* ``saved_MB`` -- bytes of the tensors saved for backward, counted with
+  ``torch.autograd.graph.saved_tensors_hooks`` (each storage once);
+* ``peak_MB`` -- peak memory of the step above what was allocated before it
+  (``torch.cuda.max_memory_allocated`` on CUDA; on CPU the growth of the process's peak
+  resident set, each measurement in a fresh subprocess);
+* ``time_s`` -- wall time of the step; ``rate`` -- hidden spikes per neuron and step.
+
+Usage::
+
+    PYTHONPATH=$PWD python benchmarks/eventprop_memory.py                 # T = 250 1000 2500
+    PYTHONPATH=$PWD python benchmarks/eventprop_memory.py --T 250 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def measure(method: str, T: int, B: int, n_in: int, n_hid: int, max_delay: int, rate: float,
+            device: str, seed: int = 0) -> dict:
+    from snn_delays_ext.eventprop import DelayedRecurrentSynaptic
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    layer = DelayedRecurrentSynaptic(n_in, n_hid, max_delay=max_delay, backward=method, record_mem=True,
+                                     device=device)
+    with torch.no_grad():  # calibrated for a hidden rate of a few % per step
+        layer.weight.uniform_(0.0, 0.2)
+        layer.rec_weight.uniform_(-0.05, 0.05)
+    x = (torch.rand(T, B, n_in, device=device) < rate).float()
+
+    storages: dict = {}
+
+    def pack(t: torch.Tensor):
+        try:
+            key = (t.untyped_storage().data_ptr(), t.device)
+            size = t.untyped_storage().nbytes()
+        except Exception:  # pragma: no cover
+            key, size = id(t), t.numel() * t.element_size()
+        storages[key] = size
+        return t
+
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _rss_mb()
+    t0 = time.perf_counter()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        spk, mem = layer(x)
+    loss = mem.mean() + 0.0 * spk.sum()
+    loss.backward()
+    if cuda:
+        torch.cuda.synchronize()
+        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:
+        peak = _maxrss_mb() - base
+    elapsed = time.perf_counter() - t0
+    return {
+        "method": method, "T": T, "B": B, "in": n_in, "hidden": n_hid, "max_delay": max_delay,
+        "device": device, "saved_MB": sum(storages.values()) / 2**20, "peak_MB": peak,
+        "time_s": elapsed, "rate": float(spk.detach().mean()), "input_rate": float(x.mean()),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--T", type=int, nargs="+", default=[250, 1000, 2500])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--inputs", type=int, default=64)
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--max-delay", type=int, default=50)
+    ap.add_argument("--rate", type=float, default=0.05)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--methods", nargs="+", default=["eventprop", "surrogate"])
+    ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--single", nargs=2, metavar=("METHOD", "T"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    kw = dict(B=args.batch, n_in=args.inputs, n_hid=args.hidden, max_delay=args.max_delay,
+              rate=args.rate, device=args.device)
+    if args.single:
+        print(json.dumps(measure(args.single[0], int(args.single[1]), **kw)))
+        return
+    rows = []
+    for T in args.T:
+        for m in args.methods:
+            if args.device.startswith("cuda"):
+                r = measure(m, T, **kw)
+            else:  # a fresh process per measurement: the peak RSS is per process
+                cmd = [sys.executable, __file__, "--single", m, str(T), "--batch", str(args.batch),
+                       "--inputs", str(args.inputs), "--hidden", str(args.hidden), "--max-delay",
+                       str(args.max_delay), "--rate", str(args.rate), "--device", args.device]
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                r = json.loads(out.strip().splitlines()[-1])
+            rows.append(r)
+            print(f"T={T:5d} {m:10s} saved {r['saved_MB']:9.1f} MB  peak {r['peak_MB']:9.1f} MB  "
+                  f"time {r['time_s']:7.2f} s  hidden rate {r['rate']:.3f}", flush=True)
+    print("\n   T  saved BPTT/EventProp  peak BPTT/EventProp")
+    for T in args.T:
+        by = {r["method"]: r for r in rows if r["T"] == T}
+        if "eventprop" in by and "surrogate" in by:
+            e, s = by["eventprop"], by["surrogate"]
+            print(f"{T:5d}  {s['saved_MB'] / max(e['saved_MB'], 1e-9):19.1f}x  "
+                  f"{s['peak_MB'] / max(e['peak_MB'], 1e-9):18.1f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
