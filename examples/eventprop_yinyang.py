@@ -53,9 +53,11 @@ def encode(samples: torch.Tensor, t_in: int, T: int) -> torch.Tensor:
 
 
 class Net(torch.nn.Module):
-    def __init__(self, hidden: int, max_delay: int, tau_syn: float, tau_mem: float, dt: float):
+    def __init__(self, hidden: int, max_delay: int, tau_syn: float, tau_mem: float, dt: float,
+                 min_denominator: float = 1e-6):
         super().__init__()
         kw = dict(max_delay=max_delay, tau_syn=tau_syn, tau_mem=tau_mem, dt=dt, recurrent=False,
+                  min_denominator=min_denominator,
                   backward="eventprop", record_mem=False, delay_init="uniform")
         self.hidden = DelayedRecurrentSynaptic(5, hidden, weight_scale=1.0, **kw)
         self.out = DelayedRecurrentSynaptic(hidden, 3, weight_scale=1.0, **kw)
@@ -90,6 +92,8 @@ def main() -> None:
     ap.add_argument("--T", type=int, default=80, help="simulated steps")
     ap.add_argument("--tau0", type=float, default=3.0)
     ap.add_argument("--mse", type=float, default=1e-3, help="weight of the first-spike-time MSE")
+    ap.add_argument("--min-denominator", type=float, default=1e-2,
+                    help="floor of the per-step voltage rise in the spike-time jump (grazing spikes)")
     ap.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (0: off)")
     ap.add_argument("--time-budget", type=float, default=None, help="stop after this many seconds")
     ap.add_argument("--seed", type=int, default=0)
@@ -99,7 +103,7 @@ def main() -> None:
     folder = Path(args.data)
     (xtr, ytr), (xva, yva), (xte, yte) = (load(folder, s) for s in ("train", "validation", "test"))
     Xtr, Xva, Xte = (encode(s, args.t_in, args.T) for s in (xtr, xva, xte))
-    net = Net(args.hidden, args.max_delay, tau_syn=5.0, tau_mem=20.0, dt=1.0)
+    net = Net(args.hidden, args.max_delay, tau_syn=5.0, tau_mem=20.0, dt=1.0, min_denominator=args.min_denominator)
     delays = [net.hidden.delays, net.out.delays]
     weights = [net.hidden.weight, net.out.weight]
     opt = torch.optim.Adam([{"params": weights, "lr": args.lr}, {"params": delays, "lr": args.lr_delay}])
