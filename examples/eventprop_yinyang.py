@@ -9,9 +9,13 @@ synaptic delays, are trained with EventProp on a first-spike-time loss (cross-en
 weights bumped. The class is the earliest output spike. The model is selected on the
 validation split; test accuracy is reported with the (integer) delays the forward pass uses.
 
+Measured on a shared 2-core CPU with the defaults (15 epochs, about 15 minutes): best
+validation accuracy 93.1 %, test accuracy 90.9 % -- below the 97-98 % of the papers, which
+train for hundreds of epochs.
+
 Usage::
 
-    PYTHONPATH=$PWD python examples/eventprop_yinyang.py --data ../shared/data/yin_yang --epochs 30
+    PYTHONPATH=$PWD python examples/eventprop_yinyang.py --data ../shared/data/yin_yang
 """
 
 from __future__ import annotations
@@ -82,14 +86,14 @@ def accuracy(net: Net, x: torch.Tensor, y: torch.Tensor) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "yin_yang"))
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=5e-3)
-    ap.add_argument("--lr-delay", type=float, default=0.1)
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr-delay", type=float, default=0.05)
     ap.add_argument("--hidden", type=int, default=30)
     ap.add_argument("--max-delay", type=int, default=20)
     ap.add_argument("--t-in", type=int, default=30, help="input latency range in steps")
-    ap.add_argument("--T", type=int, default=80, help="simulated steps")
+    ap.add_argument("--T", type=int, default=64, help="simulated steps")
     ap.add_argument("--tau0", type=float, default=3.0)
     ap.add_argument("--mse", type=float, default=1e-3, help="weight of the first-spike-time MSE")
     ap.add_argument("--min-denominator", type=float, default=1e-2,
