@@ -14,6 +14,18 @@ Reported per method and ``T``:
   resident set, each measurement in a fresh subprocess);
 * ``time_s`` -- wall time of the step; ``rate`` -- hidden spikes per neuron and step.
 
+Measured on a shared, heavily loaded 2-core CPU (hidden rate 4-5 %; times are not meaningful
+there)::
+
+       T  method     saved MB  peak MB
+     250  EventProp       1.5     49.3
+     250  BPTT           58.1    233.1     (38.7x saved, 4.7x peak)
+    1000  EventProp       4.1    139.5
+    1000  BPTT          134.3    860.2     (32.6x saved, 6.2x peak)
+
+The EventProp peak is dominated by the dense ``(T, B, N)`` outputs ``spk``, ``mem`` and their
+incoming gradients, which the layer's interface returns.
+
 Usage::
 
     PYTHONPATH=$PWD python benchmarks/eventprop_memory.py                 # T = 250 1000 2500
