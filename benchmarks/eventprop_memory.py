@@ -22,6 +22,7 @@ there)::
      250  BPTT           58.1    233.1     (38.7x saved, 4.7x peak)
     1000  EventProp       4.1    139.5
     1000  BPTT          134.3    860.2     (32.6x saved, 6.2x peak)
+    2500  EventProp       9.4    335.4
 
 The EventProp peak is dominated by the dense ``(T, B, N)`` outputs ``spk``, ``mem`` and their
 incoming gradients, which the layer's interface returns.
