@@ -1,185 +1,153 @@
-"""Memory and time of one training step, EventProp vs surrogate BPTT (issue 4's benchmark).
+"""Memory and time of one training step: EventProp vs BPTT (surrogate) on the same network.
 
-The network of issue 4: a delayed feed-forward synapse ``64 -> 256`` into a recurrent
-current-based LIF layer with delays (max delay 50), input spikes at ~5 % rate, ``B 32``,
-``T = 250, 1000, 2500``. For each ``T`` and each method the script reports the bytes autograd
-saves for backward (:mod:`benchmarks.saved_bytes`, exact) and the peak extra memory of one
-forward + backward (see ``benchmarks/run.py`` for the method), plus the time of a step.
+Network: a delayed feed-forward synapse (64 -> 256, one delay per connection) into a recurrent
+current-based LIF layer with delayed recurrent connections (``DelayedRecurrentSynaptic``), max
+delay 50 steps, batch 32, input spikes at about 5 % per step and channel. One training step is
+forward + ``loss.backward()``.
 
-Methods (rows):
+Reported per method and ``T``:
 
-- ``synaptic-eventprop`` / ``synaptic-surrogate``:
-  ``snn_delays_ext.eventprop.DelayedRecurrentSynaptic(64, 256, max_delay=50,
-  backward="eventprop" | "surrogate")`` when that layer is importable (skipped, with the reason,
-  where it is not);
-- ``leaky-surrogate``: the surrogate BPTT path that exists in the core package, a
-  ``DelayedLinear(64, 256, 50)`` into a ``DelayedRecurrentLeaky(256, 50)`` (voltage-based
-  neurons: the same cost structure as BPTT through the current-based layer, one more state).
+* ``saved_MB`` -- bytes of the tensors saved for backward, counted with
+  ``torch.autograd.graph.saved_tensors_hooks`` (each storage once);
+* ``peak_MB`` -- peak memory of the step above what was allocated before it
+  (``torch.cuda.max_memory_allocated`` on CUDA; on CPU the growth of the process's peak
+  resident set, each measurement in a fresh subprocess);
+* ``time_s`` -- wall time of the step; ``rate`` -- hidden spikes per neuron and step.
+
+Measured on a shared, heavily loaded 2-core CPU (hidden rate 4-5 %; times are not meaningful
+there)::
+
+       T  method     saved MB  peak MB
+     250  EventProp       1.5     49.3
+     250  BPTT           58.1    233.1     (38.7x saved, 4.7x peak)
+    1000  EventProp       4.1    139.5
+    1000  BPTT          134.3    860.2     (32.6x saved, 6.2x peak)
+    2500  EventProp       9.4    335.4
+
+The EventProp peak is dominated by the dense ``(T, B, N)`` outputs ``spk``, ``mem`` and their
+incoming gradients, which the layer's interface returns.
 
 Usage::
 
-    python -m benchmarks.eventprop_memory                       # B 8, T 250 1000 (CPU-sized)
-    python -m benchmarks.eventprop_memory --batch 32 --T 250 1000 2500 --device cuda
-
-Target (issue 4): at ``T = 2500`` EventProp saves at least 5x fewer bytes than BPTT and needs at
-most half its peak memory.
+    PYTHONPATH=$PWD python benchmarks/eventprop_memory.py                 # T = 250 1000 2500
+    PYTHONPATH=$PWD python benchmarks/eventprop_memory.py --T 250 --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import statistics
+import os
+import resource
+import subprocess
 import sys
 import time
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from .run import PEAK_METHOD_CPU, RESULTS, _live_bytes, _PeakSampler, _sync, format_table
-from .saved_bytes import SavedTensorCounter
 
-IN, HIDDEN, MAX_DELAY, RATE = 64, 256, 50, 0.05
-
-
-def _build(method: str, device: str, weight_scale: float = 2.0,
-           ) -> Tuple[Callable[[torch.Tensor], Tuple[torch.Tensor, torch.Tensor]], List[torch.Tensor]]:
-    """``(loss_fn(x), params)`` of one method; raises ImportError/TypeError if unavailable."""
-    if method.startswith("synaptic-"):
-        from snn_delays_ext.eventprop import DelayedRecurrentSynaptic  # may not exist yet
-
-        layer = DelayedRecurrentSynaptic(IN, HIDDEN, max_delay=MAX_DELAY, weight_scale=weight_scale,
-                                         backward=method.split("-", 1)[1]).to(device)
-
-        def loss(x):
-            spk, mem = layer(x)
-            return mem.square().mean() + spk.mean(), spk
-
-        return loss, list(layer.parameters())
-    if method == "leaky-surrogate":
-        import snn_delays_ext
-
-        ff = snn_delays_ext.DelayedLinear(IN, HIDDEN, max_delay=MAX_DELAY).to(device)
-        with torch.no_grad():
-            ff.weight.mul_(4.0)
-        rec = snn_delays_ext.DelayedRecurrentLeaky(beta=0.9, linear_features=HIDDEN,
-                                                   max_delay=MAX_DELAY).to(device)
-
-        def loss(x):
-            spk, mem = rec(ff(x))
-            return mem.square().mean() + spk.mean(), spk
-
-        return loss, list(ff.parameters()) + list(rec.parameters())
-    raise ValueError(f"method: unknown {method!r}")
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-METHODS = ("synaptic-eventprop", "synaptic-surrogate", "leaky-surrogate")
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def measure(method: str, T: int, batch: int, device: str, repeats: int, seed: int = 0,
-            weight_scale: float = 2.0) -> Dict[str, Any]:
-    """Saved bytes, peak memory and median step time of one method at one ``T``."""
-    r: Dict[str, Any] = dict(impl=method, label=method, status="ok")
+def measure(method: str, T: int, B: int, n_in: int, n_hid: int, max_delay: int, rate: float,
+            device: str, seed: int = 0) -> dict:
+    from snn_delays_ext.eventprop import DelayedRecurrentSynaptic
+
     torch.manual_seed(seed)
-    try:
-        loss_fn, params = _build(method, device, weight_scale)
-    except Exception as e:
-        r.update(status="skipped", reason=f"{type(e).__name__}: {e}")
-        return r
-    gen = torch.Generator().manual_seed(seed)
-    x = (torch.rand(T, batch, IN, generator=gen) < RATE).float().to(device)
-    try:
-        loss, _ = loss_fn(x)  # warm-up
-        loss.backward()
-        del loss
-        for p in params:
-            p.grad = None
-        gc.collect()
-        _sync(device)
-        if device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-            before = torch.cuda.memory_allocated()
-            with SavedTensorCounter(exclude=params + [x]) as c:
-                loss, spk = loss_fn(x)
-            loss.backward()
-            _sync(device)
-            peak = torch.cuda.max_memory_allocated() - before
-        else:
-            before = _live_bytes()
-            with _PeakSampler() as s:
-                with SavedTensorCounter(exclude=params + [x]) as c:
-                    loss, spk = loss_fn(x)
-                loss.backward()
-            peak = s.peak - before
-        r.update(saved_MB=c.stats.total_bytes / 2**20, peak_MB=max(peak, 0) / 2**20,
-                 saved_by_dtype_MB={k: v / 2**20 for k, v in c.stats.by_dtype.items()},
-                 spike_rate=float(spk.detach().float().mean()))
-        del loss, spk
-        times = []
-        for _ in range(repeats):
-            for p in params:
-                p.grad = None
-            _sync(device)
-            t0 = time.perf_counter()
-            loss, _ = loss_fn(x)
-            loss.backward()
-            _sync(device)
-            times.append((time.perf_counter() - t0) * 1e3)
-            del loss
-        r.update(times_ms=times, time_ms=statistics.median(times))
-    except Exception as e:
-        r.update(status="error", reason=f"{type(e).__name__}: {e}")
-    return r
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    layer = DelayedRecurrentSynaptic(n_in, n_hid, max_delay=max_delay, backward=method, record_mem=True,
+                                     device=device)
+    with torch.no_grad():  # calibrated for a hidden rate of a few % per step
+        layer.weight.uniform_(0.0, 0.2)
+        layer.rec_weight.uniform_(-0.05, 0.05)
+    x = (torch.rand(T, B, n_in, device=device) < rate).float()
+
+    storages: dict = {}
+
+    def pack(t: torch.Tensor):
+        try:
+            key = (t.untyped_storage().data_ptr(), t.device)
+            size = t.untyped_storage().nbytes()
+        except Exception:  # pragma: no cover
+            key, size = id(t), t.numel() * t.element_size()
+        storages[key] = size
+        return t
+
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _rss_mb()
+    t0 = time.perf_counter()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        spk, mem = layer(x)
+    loss = mem.mean() + 0.0 * spk.sum()
+    loss.backward()
+    if cuda:
+        torch.cuda.synchronize()
+        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:
+        peak = _maxrss_mb() - base
+    elapsed = time.perf_counter() - t0
+    return {
+        "method": method, "T": T, "B": B, "in": n_in, "hidden": n_hid, "max_delay": max_delay,
+        "device": device, "saved_MB": sum(storages.values()) / 2**20, "peak_MB": peak,
+        "time_s": elapsed, "rate": float(spk.detach().mean()), "input_rate": float(x.mean()),
+    }
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.eventprop_memory", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--T", type=int, nargs="+", default=[250, 1000])
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads on CPU (0: torch's)")
-    ap.add_argument("--weight-scale", type=float, default=2.0,
-                    help="input weight scale of the current-based layer (2: a few %% spikes)")
-    ap.add_argument("--out", default=None)
-    args = ap.parse_args(argv)
-    if args.threads and not args.device.startswith("cuda"):
-        torch.set_num_threads(args.threads)
-    import snn_delays_ext
-
-    groups = []
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--T", type=int, nargs="+", default=[250, 1000, 2500])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--inputs", type=int, default=64)
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--max-delay", type=int, default=50)
+    ap.add_argument("--rate", type=float, default=0.05)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--methods", nargs="+", default=["eventprop", "surrogate"])
+    ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--single", nargs=2, metavar=("METHOD", "T"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    kw = dict(B=args.batch, n_in=args.inputs, n_hid=args.hidden, max_delay=args.max_delay,
+              rate=args.rate, device=args.device)
+    if args.single:
+        print(json.dumps(measure(args.single[0], int(args.single[1]), **kw)))
+        return
+    rows = []
     for T in args.T:
-        res = [measure(m, T, args.batch, args.device, args.repeats, weight_scale=args.weight_scale)
-               for m in args.methods]
-        ref = next((r for r in res if r["impl"] == "synaptic-surrogate" and "saved_MB" in r), None)
-        for r in res:  # ratios against BPTT through the same layer (> 1: lighter than BPTT)
-            if ref is not None and r.get("saved_MB"):
-                r["saved_vs_ours"] = r["saved_MB"] / ref["saved_MB"]
-                r["peak_vs_ours"] = r["peak_MB"] / ref["peak_MB"] if ref["peak_MB"] else None
-                r["time_vs_ours"] = r["time_ms"] / ref["time_ms"] if ref.get("time_ms") else None
-        g = dict(name=f"T{T}", scenario="eventprop", shape=dict(B=args.batch, T=T, C=IN,
-                 N=HIDDEN, D=MAX_DELAY), results=res)
-        groups.append(g)
-        print(format_table([g]).split("\n", 2)[-1], flush=True)
-    meta = dict(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), argv=sys.argv[1:],
-                backend=snn_delays_ext.backend(), torch=torch.__version__, device=args.device,
-                peak_method=("torch.cuda.max_memory_allocated" if args.device.startswith("cuda")
-                             else PEAK_METHOD_CPU),
-                ratio_note="x ours columns: method / synaptic-surrogate (BPTT through the same layer)")
-    print()
-    print(format_table(groups).replace("x ours", "x bptt"))
-    out = Path(args.out) if args.out else RESULTS / (
-        f"eventprop-memory-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(dict(meta=meta, groups=groups), indent=1))
-    print(f"\nwrote {out}")
-    return 0
+        for m in args.methods:
+            if args.device.startswith("cuda"):
+                r = measure(m, T, **kw)
+            else:  # a fresh process per measurement: the peak RSS is per process
+                cmd = [sys.executable, __file__, "--single", m, str(T), "--batch", str(args.batch),
+                       "--inputs", str(args.inputs), "--hidden", str(args.hidden), "--max-delay",
+                       str(args.max_delay), "--rate", str(args.rate), "--device", args.device]
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                r = json.loads(out.strip().splitlines()[-1])
+            rows.append(r)
+            print(f"T={T:5d} {m:10s} saved {r['saved_MB']:9.1f} MB  peak {r['peak_MB']:9.1f} MB  "
+                  f"time {r['time_s']:7.2f} s  hidden rate {r['rate']:.3f}", flush=True)
+    print("\n   T  saved BPTT/EventProp  peak BPTT/EventProp")
+    for T in args.T:
+        by = {r["method"]: r for r in rows if r["T"] == T}
+        if "eventprop" in by and "surrogate" in by:
+            e, s = by["eventprop"], by["surrogate"]
+            print(f"{T:5d}  {s['saved_MB'] / max(e['saved_MB'], 1e-9):19.1f}x  "
+                  f"{s['peak_MB'] / max(e['peak_MB'], 1e-9):18.1f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -10,6 +10,7 @@ from ._checks import set_validation
 from ._version import __version__
 from .delayed_linear import DelayedLinear
 from .delayed_recurrent_leaky import DelayedRecurrentLeaky
+from .eventprop import DelayedRecurrentSynaptic, LeakyIntegrator
 from .schedule import SigmaScheduler
 from .utils import (
     clamp_delays_,
@@ -25,6 +26,8 @@ from .utils import (
 __all__ = [
     "DelayedLinear",
     "DelayedRecurrentLeaky",
+    "DelayedRecurrentSynaptic",
+    "LeakyIntegrator",
     "SigmaScheduler",
     "__version__",
     "backend",

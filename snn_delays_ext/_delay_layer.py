@@ -141,7 +141,8 @@ class DelayLayerMixin:
 
     def weight_parameters(self) -> List[nn.Parameter]:
         """Every learnable parameter except the delays (weights, bias, beta, threshold)."""
-        return [p for p in self.parameters() if p is not self.delays and p.requires_grad]  # type: ignore[attr-defined]
+        delays = {id(p) for p in self.delay_parameters()} | {id(self.delays)}
+        return [p for p in self.parameters() if id(p) not in delays and p.requires_grad]  # type: ignore[attr-defined]
 
     def _delay_repr(self) -> str:
         return (

@@ -133,7 +133,11 @@ def weight_parameters(net: nn.Module) -> List[nn.Parameter]:
     >>> len(sde.weight_parameters(net)), len(sde.delay_parameters(net))
     (4, 1)
     """
-    delays: Dict[int, bool] = {id(p): True for m in delay_layers(net) for p in [m.delays]}  # type: ignore[attr-defined]
+    delays: Dict[int, bool] = {
+        id(p): True
+        for m in delay_layers(net)
+        for p in [m.delays, *m.delay_parameters()]  # type: ignore[attr-defined]
+    }
     return [p for p in net.parameters() if p.requires_grad and id(p) not in delays]
 
 

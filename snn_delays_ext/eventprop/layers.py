@@ -1,0 +1,330 @@
+"""Current-based LIF and leaky-integrator layers with learnable delays, trained by EventProp or BPTT."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .._checks import check_choice, check_int, check_tensor
+from .._delay_layer import DelayInit, DelayLayerMixin, init_delays
+from ..functional.interpolation import round_half_up
+from .functional import (
+    EventPropConfig,
+    decays_from_taus,
+    eventprop_lif,
+    lif_sequence_surrogate,
+    synaptic_scale,
+)
+
+__all__ = ["DelayedRecurrentSynaptic", "LeakyIntegrator", "BACKWARDS"]
+
+#: Gradient methods of the EventProp layers.
+BACKWARDS = ("surrogate", "eventprop")
+
+
+def _decay(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a float in (0, 1), got {type(value).__name__} ({value!r})")
+    value = float(value)
+    if not (0.0 < value < 1.0):
+        raise ValueError(f"{name}: expected a decay in (0, 1) (exclusive), got {value}")
+    return value
+
+
+def _resolve_decays(alpha, beta, tau_syn, tau_mem, dt) -> Tuple[float, float]:
+    if (alpha is None) != (beta is None):
+        raise ValueError("alpha, beta: give both decays or neither (then tau_syn, tau_mem and dt are used)")
+    if alpha is not None:
+        return _decay("alpha", alpha), _decay("beta", beta)
+    return decays_from_taus(tau_syn, tau_mem, dt)
+
+
+class _EventPropBase(DelayLayerMixin, nn.Module):
+    """Shared parts: decays, delays, config, clamping of several delay tensors."""
+
+    def _setup(self, in_features, out_features, max_delay, alpha, beta, tau_syn, tau_mem, dt,
+               backward, delay_init, weight_scale, device, dtype) -> None:
+        self.in_features = check_int("in_features", in_features, minimum=1)
+        self.out_features = check_int("out_features", out_features, minimum=1)
+        self.max_delay = check_int("max_delay", max_delay, minimum=1)
+        self.min_delay = 0
+        self.delay_type = "synaptic"
+        self.interpolation = "round"
+        self._sigma = 0.0
+        self.backward = check_choice("backward", backward, BACKWARDS)
+        self.alpha, self.beta = _resolve_decays(alpha, beta, tau_syn, tau_mem, dt)
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, **factory))
+        bound = weight_scale / math.sqrt(in_features)
+        nn.init.uniform_(self.weight, -bound, bound)
+        d = init_delays("delay_init", (out_features, in_features), self.max_delay, 0, delay_init,
+                        None, dtype, device)
+        self.delays = nn.Parameter(d)
+
+    def _delay_tensors(self) -> List[Tuple[nn.Parameter, int]]:
+        return [(self.delays, 0)]
+
+    def effective_delays(self) -> torch.Tensor:
+        """The integer feed-forward delays the forward pass uses (clamped, rounded halves up)."""
+        return round_half_up(self.delays.detach().clamp(0.0, float(self.max_delay)))
+
+    @torch.no_grad()
+    def clamp_delays_(self) -> None:
+        """Clamp every delay tensor in place (feed-forward to ``[0, max_delay]``, recurrent to
+        ``[1, max_delay]``); call after each optimiser step."""
+        for p, lo in self._delay_tensors():
+            p.clamp_(float(lo), float(self.max_delay))
+
+    @torch.no_grad()
+    def quantize_delays(self, max_hardware_delay: Optional[int] = None) -> torch.Tensor:
+        """Round every delay tensor in place (clamped, halves up); returns the feed-forward ones."""
+        out = None
+        for p, lo in self._delay_tensors():
+            d = round_half_up(p.clamp(float(lo), float(self.max_delay)))
+            if max_hardware_delay is not None and bool((d > max_hardware_delay).any()):
+                raise ValueError(
+                    f"max_hardware_delay: {int((d > max_hardware_delay).sum())} rounded delays exceed "
+                    f"{max_hardware_delay} (largest {int(d.max())})"
+                )
+            p.copy_(d)
+            out = d.clone() if out is None else out
+        return out
+
+    def delay_parameters(self) -> List[nn.Parameter]:
+        """Every learnable delay tensor."""
+        return [p for p, _ in self._delay_tensors() if p.requires_grad]
+
+    def weight_parameters(self) -> List[nn.Parameter]:
+        """Every learnable parameter except the delays."""
+        ids = {id(p) for p, _ in self._delay_tensors()}
+        return [p for p in self.parameters() if id(p) not in ids and p.requires_grad]
+
+    def reset_state(self) -> None:
+        """No state is kept between calls (whole-sequence layer); provided for :func:`reset`."""
+
+    def _check_x(self, x: torch.Tensor) -> None:
+        check_tensor("input_", x, ranks=(3,), last_dim=self.in_features, dtype=self.weight.dtype,
+                     device=self.weight.device)
+
+
+class DelayedRecurrentSynaptic(_EventPropBase):
+    """Current-based LIF layer with learnable synaptic delays, trained by EventProp or BPTT.
+
+    A feed-forward delayed synapse (one delay per connection, like
+    :class:`~snn_delays_ext.DelayedLinear` with ``delay_type="synaptic"``) and optional
+    delayed recurrent connections feed current-based LIF neurons (snnTorch ``RSynaptic``
+    convention: ``alpha`` synaptic decay, ``beta`` membrane decay) in mlGeNN's discrete form:
+
+    .. math::
+
+        S_t = \\alpha S_{t-1} + \\sum_i w_i x_i(t - d_i) + \\sum_n r_n z_n(t - e_n), \\quad
+        U_t = \\beta V_{t-1} + (1 - \\beta) c S_t, \\quad z_t = [U_t \\ge \\vartheta], \\quad
+        V_t = U_t (1 - z_t)
+
+    with ``c = (tau_syn / dt)(1 - alpha)``. Delays are rounded to whole steps in the forward
+    pass; the gradient reaches the real-valued delays (call :meth:`clamp_delays_` after each
+    optimiser step). ``backward="eventprop"`` gives the exact event-based gradient of
+    :func:`~snn_delays_ext.eventprop.eventprop_lif` (forward memory independent of ``T``
+    except for the spikes); ``backward="surrogate"`` runs BPTT through the same dynamics with
+    ``spike_grad``. Works on whole sequences ``(T, B, in_features)`` only.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Input channels and neurons.
+    max_delay : int
+        Largest delay in steps (>= 1).
+    alpha, beta : float, optional
+        Synaptic and membrane decays per step in ``(0, 1)``; if omitted they come from
+        ``tau_syn``, ``tau_mem`` and ``dt`` (``exp(-dt / tau)``).
+    tau_syn, tau_mem, dt : float
+        Time constants and step (defaults 5 ms, 20 ms, 1 ms, the paper's).
+    threshold : float
+        Firing threshold (default 1).
+    recurrent : bool
+        Add delayed recurrent connections ``(out, out)`` with delays in ``[1, max_delay]``.
+    backward : {"surrogate", "eventprop"}
+        Gradient method.
+    spike_grad : callable, optional
+        Surrogate spike function for ``backward="surrogate"`` (default
+        ``snntorch.surrogate.atan()``).
+    delay_init, rec_delay_init : str, float or torch.Tensor
+        As for :class:`~snn_delays_ext.DelayedLinear` (default ``"uniform"``).
+    weight_scale, rec_weight_scale : float
+        Weights start uniform in ``+-scale / sqrt(fan_in)``.
+    min_denominator, reg_strength, reg_target, max_spikes
+        EventProp options, see :class:`~snn_delays_ext.eventprop.EventPropConfig`.
+    record_mem : bool
+        Return the membrane sequence (``False``: return an empty tensor, less memory).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from snn_delays_ext.eventprop import DelayedRecurrentSynaptic
+    >>> layer = DelayedRecurrentSynaptic(4, 8, max_delay=10, backward="eventprop")
+    >>> x = (torch.rand(50, 2, 4) < 0.2).float()
+    >>> spk, mem = layer(x)
+    >>> spk.shape, mem.shape
+    (torch.Size([50, 2, 8]), torch.Size([50, 2, 8]))
+    >>> (mem.sum() + spk.sum()).backward()
+    >>> layer.rec_delays.grad.shape
+    torch.Size([8, 8])
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        max_delay: int,
+        alpha: Optional[float] = None,
+        beta: Optional[float] = None,
+        tau_syn: float = 5.0,
+        tau_mem: float = 20.0,
+        dt: float = 1.0,
+        threshold: float = 1.0,
+        recurrent: bool = True,
+        backward: str = "surrogate",
+        spike_grad: Optional[Callable] = None,
+        delay_init: DelayInit = "uniform",
+        rec_delay_init: DelayInit = "uniform",
+        weight_scale: float = 1.0,
+        rec_weight_scale: float = 0.5,
+        min_denominator: float = 1e-6,
+        reg_strength: float = 0.0,
+        reg_target: float = 0.0,
+        max_spikes: Optional[int] = None,
+        record_mem: bool = True,
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
+    ) -> None:
+        super().__init__()
+        self._setup(in_features, out_features, max_delay, alpha, beta, tau_syn, tau_mem, dt,
+                    backward, delay_init, weight_scale, device, dtype)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (
+            math.isfinite(threshold) and threshold > 0
+        ):
+            raise ValueError(f"threshold: expected a finite float > 0, got {threshold!r}")
+        self.threshold = float(threshold)
+        self.recurrent = bool(recurrent)
+        self.spike_grad = spike_grad
+        self.min_denominator = float(min_denominator)
+        self.reg_strength = float(reg_strength)
+        self.reg_target = float(reg_target)
+        self.max_spikes = None if max_spikes is None else check_int("max_spikes", max_spikes, minimum=1)
+        self.record_mem = bool(record_mem)
+        if self.recurrent:
+            factory = {"device": device, "dtype": dtype}
+            self.rec_weight = nn.Parameter(torch.empty(out_features, out_features, **factory))
+            bound = rec_weight_scale / math.sqrt(out_features)
+            nn.init.uniform_(self.rec_weight, -bound, bound)
+            e = init_delays("rec_delay_init", (out_features, out_features), self.max_delay, 1,
+                            rec_delay_init, None, dtype, device)
+            self.rec_delays = nn.Parameter(e)
+        else:
+            self.register_parameter("rec_weight", None)
+            self.register_parameter("rec_delays", None)
+
+    def _delay_tensors(self):
+        out = [(self.delays, 0)]
+        if self.recurrent:
+            out.append((self.rec_delays, 1))
+        return out
+
+    def config(self) -> EventPropConfig:
+        """The :class:`~snn_delays_ext.eventprop.EventPropConfig` of this layer."""
+        return EventPropConfig(
+            alpha=self.alpha, beta=self.beta, threshold=self.threshold, max_delay=self.max_delay,
+            syn_scale=synaptic_scale(self.alpha), min_denominator=self.min_denominator,
+            reg_strength=self.reg_strength, reg_target=self.reg_target,
+            max_spikes=self.max_spikes, record_mem=self.record_mem,
+        )
+
+    def forward(self, input_: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Run the layer on a sequence ``(T, B, in_features)``.
+
+        Returns
+        -------
+        spk, mem : torch.Tensor
+            ``(T, B, out_features)`` spikes and membranes after reset.
+        """
+        self._check_x(input_)
+        cfg = self.config()
+        if self.backward == "eventprop":
+            return eventprop_lif(input_, self.weight, self.delays, self.rec_weight, self.rec_delays, config=cfg)
+        return lif_sequence_surrogate(input_, self.weight, self.delays, self.rec_weight, self.rec_delays,
+                                      config=cfg, spike_fn=self.spike_grad)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, max_delay={self.max_delay}, "
+            f"alpha={self.alpha:.4g}, beta={self.beta:.4g}, threshold={self.threshold:g}, "
+            f"recurrent={self.recurrent}, backward={self.backward!r}"
+        )
+
+
+class LeakyIntegrator(_EventPropBase):
+    """Non-spiking leaky-integrator readout with learnable synaptic delays.
+
+    The same dynamics as :class:`DelayedRecurrentSynaptic` without threshold (and without
+    recurrence): the returned membrane ``V`` of shape ``(T, B, out_features)`` feeds a loss
+    such as :func:`~snn_delays_ext.eventprop.loss_shaping_ce` or
+    :func:`~snn_delays_ext.eventprop.max_voltage_ce`. With ``backward="eventprop"`` the
+    gradient is the exact discrete one and the gradient of the input spikes is their time
+    sensitivity, which an upstream EventProp layer consumes.
+
+    Parameters
+    ----------
+    in_features, out_features, max_delay, alpha, beta, tau_syn, tau_mem, dt, backward, delay_init, weight_scale
+        As for :class:`DelayedRecurrentSynaptic`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from snn_delays_ext.eventprop import LeakyIntegrator
+    >>> readout = LeakyIntegrator(3, 2, max_delay=5, backward="eventprop")
+    >>> x = (torch.rand(20, 4, 3) < 0.3).float()
+    >>> readout(x).shape
+    torch.Size([20, 4, 2])
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        max_delay: int,
+        alpha: Optional[float] = None,
+        beta: Optional[float] = None,
+        tau_syn: float = 5.0,
+        tau_mem: float = 20.0,
+        dt: float = 1.0,
+        backward: str = "surrogate",
+        delay_init: DelayInit = "uniform",
+        weight_scale: float = 1.0,
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
+    ) -> None:
+        super().__init__()
+        self._setup(in_features, out_features, max_delay, alpha, beta, tau_syn, tau_mem, dt,
+                    backward, delay_init, weight_scale, device, dtype)
+
+    def config(self) -> EventPropConfig:
+        """The :class:`~snn_delays_ext.eventprop.EventPropConfig` (threshold ``inf``)."""
+        return EventPropConfig(alpha=self.alpha, beta=self.beta, threshold=math.inf,
+                               max_delay=self.max_delay, syn_scale=synaptic_scale(self.alpha))
+
+    def forward(self, input_: torch.Tensor) -> torch.Tensor:
+        """Membrane sequence ``(T, B, out_features)`` for input spikes ``(T, B, in_features)``."""
+        self._check_x(input_)
+        cfg = self.config()
+        if self.backward == "eventprop":
+            return eventprop_lif(input_, self.weight, self.delays, config=cfg)[1]
+        return lif_sequence_surrogate(input_, self.weight, self.delays, config=cfg)[1]
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, max_delay={self.max_delay}, "
+            f"alpha={self.alpha:.4g}, beta={self.beta:.4g}, backward={self.backward!r}"
+        )
