@@ -91,10 +91,12 @@ def test_cli_writes_json_and_table(tmp_path, capsys):
 def test_eventprop_memory_measure_runs():
     from benchmarks.eventprop_memory import measure
 
-    r = measure("leaky-surrogate", T=8, batch=1, device="cpu", repeats=1)
-    assert r["status"] == "ok" and r["saved_MB"] > 0 and len(r["times_ms"]) == 1
-    r2 = measure("synaptic-eventprop", T=8, batch=1, device="cpu", repeats=1)
-    assert r2["status"] in {"ok", "skipped"}  # skipped where the EventProp layer is absent
+    kw = dict(T=12, B=2, n_in=4, n_hid=6, max_delay=3, rate=0.3, device="cpu")
+    ev = measure("eventprop", **kw)
+    bp = measure("surrogate", **kw)
+    assert ev["saved_MB"] > 0 and bp["saved_MB"] > 0 and ev["time_s"] > 0
+    # BPTT keeps dense per-step state; EventProp only the spikes: never more at equal shape
+    assert ev["saved_MB"] <= bp["saved_MB"]
 
 
 def test_sweep_group_interleaves_values():
