@@ -22,7 +22,8 @@ there)::
      250  BPTT           58.1    233.1     (38.7x saved, 4.7x peak)
     1000  EventProp       4.1    139.5
     1000  BPTT          134.3    860.2     (32.6x saved, 6.2x peak)
-    2500  EventProp       9.4    335.4
+    2500  EventProp       9.4    330.8
+    2500  BPTT          286.6   1988.6     (30.6x saved, 6.0x peak; quiet machine, 10.8 s vs 63.6 s)
 
 The EventProp peak is dominated by the dense ``(T, B, N)`` outputs ``spk``, ``mem`` and their
 incoming gradients, which the layer's interface returns.

@@ -15,7 +15,7 @@ train for hundreds of epochs.
 
 Usage::
 
-    PYTHONPATH=$PWD python examples/eventprop_yinyang.py --data ../shared/data/yin_yang
+    PYTHONPATH=$PWD python benchmarks/eventprop_yinyang.py --data ../shared/data/yin_yang
 """
 
 from __future__ import annotations
