@@ -166,7 +166,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     # forward, straight-through gradient, as mlGeNN) so rounding costs nothing at the end
     "yinyang": dict(dataset="yinyang", model="ff-delays", hidden=[30], max_delay=10, n_steps=30,
                     delay_type="synaptic", interpolation="round", readout="li_mean", beta=0.9,
-                    beta_out=0.9, epochs=60, batch_size=100, lr=1e-2, delay_lr=5e-2, sigma0=2.0),
+                    beta_out=0.9, epochs=100, batch_size=100, lr=1e-2, delay_lr=5e-2, sigma0=2.0),
     # Braille 24-256-256-27 feed-forward, axonal delays (per presynaptic neuron: cheap on CPU),
     # 20 ms bins (66 steps), delays up to 20 steps (400 ms)
     "braille": dict(dataset="braille", model="ff-delays", hidden=[256, 256], max_delay=20, dt=0.02,
