@@ -133,6 +133,30 @@ def _membrane_update(
     return spk, new_mem
 
 
+def recurrent_current(
+    past: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    taps: torch.Tensor,
+    delay_type: str,
+) -> torch.Tensor:
+    """Recurrent input ``r_t`` read from a spike history through precomputed taps.
+
+    ``past`` is ``(K, B, N)``, oldest first; ``taps`` is ``(N, K)`` (axonal) or ``(N, N, K)``
+    (synaptic) over lags ``1..K``. Returns ``(B, N)``.
+    """
+    by_lag = past.flip(0)  # by_lag[k - 1] = spikes k steps ago
+    if delay_type == "axonal":
+        delayed = torch.einsum("jk,kbj->bj", taps, by_lag)
+        return F.linear(delayed, weight, bias)
+    if delay_type == "synaptic":
+        r = torch.einsum("ijk,kbj->bi", weight.unsqueeze(-1) * taps, by_lag)
+        return r + bias if bias is not None else r
+    raise ValueError(
+        f"delay_type: expected one of {list(DELAY_TYPES_RECURRENT)}, got {delay_type!r}"
+    )
+
+
 def _taps(delays, max_delay, sigma, interpolation):
     return delay_taps(delays, max_delay, sigma, 1, interpolation)
 
@@ -191,18 +215,7 @@ def recurrent_leaky_step(
     tensor([[1., 0.]])
     """
     taps = _taps(delays, max_delay, sigma, interpolation)  # (..., K), lags 1..K
-    by_lag = state.past.flip(0)  # by_lag[k - 1] = spikes k steps ago
-    if delay_type == "axonal":
-        delayed = torch.einsum("jk,kbj->bj", taps, by_lag)
-        r = F.linear(delayed, weight, bias)
-    elif delay_type == "synaptic":
-        r = torch.einsum("ijk,kbj->bi", weight.unsqueeze(-1) * taps, by_lag)
-        if bias is not None:
-            r = r + bias
-    else:
-        raise ValueError(
-            f"delay_type: expected one of {list(DELAY_TYPES_RECURRENT)}, got {delay_type!r}"
-        )
+    r = recurrent_current(state.past, weight, bias, taps, delay_type)
     spk, mem = _membrane_update(x, r, state.mem, params)
     past = torch.cat([state.past[1:], spk.unsqueeze(0)], 0)
     return spk, RecurrentLeakyState(mem, past)

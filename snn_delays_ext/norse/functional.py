@@ -33,6 +33,7 @@ from norse.torch.functional.threshold import threshold
 
 from ..functional.delayed_linear import _fit_history, delayed_linear
 from ..functional.interpolation import delay_taps
+from ..functional.recurrent_leaky import recurrent_current
 
 __all__ = [
     "DelayedLIFState",
@@ -130,14 +131,7 @@ def _recurrent_from_taps(
     past: torch.Tensor, weight: torch.Tensor, taps: torch.Tensor, delay_type: str
 ) -> torch.Tensor:
     """``r_t`` from precomputed taps (``(N, K)`` axonal or ``(N, N, K)`` weighted synaptic)."""
-    K = taps.shape[-1]
-    by_lag = _fit_history(past, K).flip(0)  # by_lag[k - 1] = spikes k steps ago
-    if delay_type == "axonal":
-        delayed = torch.einsum("jk,kbj->bj", taps, by_lag)
-        return F.linear(delayed, weight)
-    if delay_type == "synaptic":
-        return torch.einsum("ijk,kbj->bi", weight.unsqueeze(-1) * taps, by_lag)
-    raise ValueError(f"delay_type: expected one of ['axonal', 'synaptic'], got {delay_type!r}")
+    return recurrent_current(_fit_history(past, taps.shape[-1]), weight, None, taps, delay_type)
 
 
 def _lif_update(
