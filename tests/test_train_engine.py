@@ -135,6 +135,8 @@ def test_config_files_and_precedence(tmp_path):
     ("sigma_decay", 0.0, ValueError, "sigma_decay"),
     ("delay_init", "random", ValueError, "delay_init"),
     ("readout", "spikes", ValueError, "readout: expected one of"),
+    ("dropout", 1.0, ValueError, "dropout: expected a probability in [0, 1)"),
+    ("dropout", -0.1, ValueError, "dropout"),
 ])
 def test_bad_config_values(key, value, exc, words):
     with pytest.raises(exc) as e:
@@ -165,6 +167,27 @@ def test_model_registry_and_presets():
         register_model("ff-delays", lambda *a: None)
     for name, values in PRESETS.items():  # every paper preset is a valid config
         TrainConfig.from_dict(dict(values)).validate()
+
+
+@pytest.mark.parametrize("name", ["ff-delays", "delrec"])
+def test_dropout_acts_in_training_only(name):
+    cfg = make_config(overrides={"hidden": [16, 16], "max_delay": 3, "dropout": 0.5})
+    torch.manual_seed(0)
+    net = build_model(name, 4, 3, cfg)
+    x = (torch.rand(20, 8, 4) < 0.5).float() * 3.0
+    net.eval()
+    a, b = net(x), net(x)
+    assert torch.equal(a, b)  # evaluation: deterministic
+    net.train()
+    c, d = net(x), net(x)
+    assert not torch.equal(c, d)  # training: a new mask each call
+    # the mask sits between layers, not on the recorded spikes: the first layer's spikes are
+    # those of the evaluation pass
+    _, s_train = net(x, record=True)
+    net.eval()
+    _, s_eval = net(x, record=True)
+    assert torch.equal(s_train[0], s_eval[0])
+    assert not torch.equal(s_train[1], s_eval[1])
 
 
 def test_rec_nodelay_matches_snntorch_rleaky():

@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--interpolation", choices=["triangle", "round"])
     m.add_argument("--beta", type=float)
     m.add_argument("--readout", choices=["sum", "li_mean", "li_max"])
+    m.add_argument("--beta-out", dest="beta_out", type=float, help="decay of the leaky-integrator readout")
+    m.add_argument("--dropout", type=float, help="hidden-spike dropout probability (training only)")
     o = t.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int)
     o.add_argument("--batch-size", dest="batch_size", type=int, help="global batch (split over processes)")

@@ -53,6 +53,7 @@ class TrainConfig:
     beta_out: float = 0.9
     readout: str = "li_mean"
     surrogate: str = "atan"
+    dropout: float = 0.0                # hidden-spike dropout (training only)
     # optimisation
     epochs: int = 20
     batch_size: int = 64
@@ -119,6 +120,9 @@ class TrainConfig:
         need_float("sigma_decay", 0.0, 1.0, lo_open=True)
         need_float("beta", 0.0, 1.0)
         need_float("beta_out", 0.0, 1.0)
+        need_float("dropout", 0.0, 1.0)
+        if self.dropout >= 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
         need_float("delay_std", 0.0, optional=True, lo_open=True)
         if not isinstance(self.hidden, (list, tuple)) or not all(is_int(h) and h >= 1 for h in self.hidden):
             raise ValueError(f"hidden: expected a list of layer sizes (ints >= 1), got {self.hidden!r}")

@@ -100,6 +100,12 @@ def _spike_grad(name: str) -> Callable:
     raise ValueError(f"surrogate: expected one of ['atan', 'fast_sigmoid', 'triangular'], got {name!r}")
 
 
+def _dropout(p: float) -> nn.Module:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) < 1.0:
+        raise ValueError(f"dropout: expected a probability in [0, 1), got {p!r}")
+    return nn.Dropout(float(p)) if p > 0 else nn.Identity()
+
+
 def _run_leaky(lif: snn.Leaky, cur: torch.Tensor) -> torch.Tensor:
     mem = lif.init_leaky()
     spikes = []
@@ -132,6 +138,11 @@ class FeedForwardSNN(nn.Module):
         ``"atan"``, ``"fast_sigmoid"`` or ``"triangular"`` (snnTorch surrogates).
     delay_init : str or float
         Initial delays (see :class:`~snn_delays_ext.DelayedLinear`).
+    interpolation : {"triangle", "round"}
+        ``DelayedLinear``'s ``interpolation``.
+    dropout : float
+        Probability of dropping each hidden spike (``torch.nn.Dropout`` on the ``(T, B, H)``
+        spike trains between layers, training mode only); 0 disables it.
 
     Examples
     --------
@@ -145,11 +156,12 @@ class FeedForwardSNN(nn.Module):
                  delays: bool = True, delay_type: str = "synaptic", output_delays: bool = True,
                  beta: float = 0.9, beta_out: float = 0.9, readout: str = "li_mean",
                  surrogate: str = "atan", delay_init: Union[str, float] = "uniform",
-                 interpolation: str = "triangle") -> None:
+                 interpolation: str = "triangle", dropout: float = 0.0) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
         self.readout, self.beta_out = readout, float(beta_out)
+        self.drop = _dropout(dropout)
         sizes = [n_inputs] + list(hidden)
 
         def lin(a: int, b: int, with_delay: bool) -> nn.Module:
@@ -168,6 +180,7 @@ class FeedForwardSNN(nn.Module):
         for lin, lif in zip(self.linears, self.lifs):
             h = _run_leaky(lif, lin(h))
             spikes.append(h)
+            h = self.drop(h)
         logits = readout_logits(self.out(h), self.readout, self.beta_out)
         return (logits, spikes) if record else logits
 
@@ -188,11 +201,12 @@ class RecurrentSNN(nn.Module):
     def __init__(self, n_inputs: int, hidden: Sequence[int], n_classes: int, max_delay: int = 25,
                  delays: bool = True, beta: float = 0.5, readout: str = "sum", beta_out: float = 0.9,
                  surrogate: str = "triangular", delay_std: Optional[float] = None,
-                 delay_type: str = "axonal") -> None:
+                 delay_type: str = "axonal", dropout: float = 0.0) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
         self.readout, self.beta_out = readout, float(beta_out)
+        self.drop = _dropout(dropout)
         sizes = [n_inputs] + list(hidden)
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.recs = nn.ModuleList(
@@ -209,6 +223,7 @@ class RecurrentSNN(nn.Module):
         for lin, rec in zip(self.linears, self.recs):
             h, _ = rec(lin(h))
             spikes.append(h)
+            h = self.drop(h)
         logits = readout_logits(self.out(h), self.readout, self.beta_out)
         return (logits, spikes) if record else logits
 
@@ -219,6 +234,7 @@ def _ff(delays: bool) -> ModelBuilder:
             n_in, cfg.hidden, n_out, max_delay=cfg.max_delay, delays=delays, delay_type=cfg.delay_type,
             output_delays=cfg.output_delays, beta=cfg.beta, beta_out=cfg.beta_out, readout=cfg.readout,
             surrogate=cfg.surrogate, delay_init=cfg.delay_init, interpolation=cfg.interpolation,
+            dropout=cfg.dropout,
         )
     return build
 
@@ -229,7 +245,7 @@ def _rec(delays: bool) -> ModelBuilder:
         return RecurrentSNN(
             n_in, cfg.hidden, n_out, max_delay=cfg.max_delay, delays=delays, beta=cfg.beta,
             readout=cfg.readout, beta_out=cfg.beta_out, surrogate=cfg.surrogate,
-            delay_std=cfg.delay_std, delay_type=dtype,
+            delay_std=cfg.delay_std, delay_type=dtype, dropout=cfg.dropout,
         )
     return build
 
