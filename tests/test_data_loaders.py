@@ -202,3 +202,26 @@ def test_sequence_detection_semantics():
     assert not torch.equal(ds.x, SequenceDetection("train", size=20, n_steps=30, gap=7).x)
     with pytest.raises(ValueError, match="n_steps"):
         SequenceDetection(n_steps=15, gap=10)
+
+
+def test_random_time_shift_moves_each_sample_by_its_own_shift():
+    from snn_delays_ext.data import random_time_shift
+
+    T, B, F = 12, 40, 3
+    x = torch.rand(T, B, F)
+    g = torch.Generator().manual_seed(3)
+    y = random_time_shift(x, 4, generator=g)
+    shifts = torch.randint(-4, 5, (B,), generator=torch.Generator().manual_seed(3))
+    assert len(set(shifts.tolist())) > 3
+    for b in range(B):  # naive per-sample shift with zero fill
+        s = int(shifts[b])
+        ref = torch.zeros(T, F)
+        for t in range(T):
+            if 0 <= t - s < T:
+                ref[t] = x[t - s, b]
+        assert torch.equal(y[:, b], ref)
+    assert random_time_shift(x, 0) is x
+    with pytest.raises(ValueError, match="max_shift"):
+        random_time_shift(x, -1)
+    with pytest.raises(ValueError, match=r"x: expected a \(T, B, F\)"):
+        random_time_shift(x[0], 2)

@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dt", type=float, help="bin width in seconds (SHD/SSC/Braille)")
     g.add_argument("--n-steps", dest="n_steps", type=int, help="fixed number of time steps")
     g.add_argument("--pool", type=int, help="SHD/SSC channel pooling (5: 700 -> 140)")
+    g.add_argument("--time-shift", dest="time_shift", type=int,
+                   help="augment training samples by a random time shift of up to this many steps")
     g.add_argument("--train-limit", dest="train_limit", type=int, help="use only this many training samples")
     g.add_argument("--eval-limit", dest="eval_limit", type=int, help="... and validation/test samples")
     m = t.add_argument_group("model")

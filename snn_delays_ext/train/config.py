@@ -39,6 +39,7 @@ class TrainConfig:
     pool: int = 1                       # SHD/SSC channel pooling (5: 700 -> 140)
     train_limit: Optional[int] = None   # keep only this many training samples (quick runs)
     eval_limit: Optional[int] = None    # ... and validation/test samples
+    time_shift: int = 0                 # training augmentation: random shift of each sample, in steps
     gap: int = 10                       # sequence detection: steps between the two spikes
     # model
     model: str = "ff-delays"
@@ -107,6 +108,7 @@ class TrainConfig:
         for n in ("epochs", "batch_size", "max_delay"):
             need_int(n, 1)
         need_int("pool", 1)
+        need_int("time_shift", 0)
         need_int("gap", 1)
         need_int("seed", 0)
         need_int("num_workers", 0)
