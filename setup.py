@@ -46,7 +46,7 @@ def _extensions():
         exts.append(
             CppExtension(
                 "snn_delays_ext._C",
-                [os.path.join(CSRC, "delays.cpp")],
+                [os.path.join(CSRC, "delays.cpp"), os.path.join(CSRC, "eventprop.cpp")],
                 extra_compile_args={"cxx": cxx},
                 extra_link_args=["-fopenmp"] if sys.platform.startswith("linux") else [],
             )
@@ -60,7 +60,7 @@ def _extensions():
         exts.append(
             CUDAExtension(
                 "snn_delays_ext._C_cuda",
-                [os.path.join(CSRC, "cuda", "delays_cuda.cu")],
+                [os.path.join(CSRC, "cuda", "delays_cuda.cu"), os.path.join(CSRC, "cuda", "eventprop_cuda.cu")],
                 extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3"]},
             )
         )
