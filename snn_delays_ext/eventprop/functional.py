@@ -52,6 +52,16 @@ EventProp layer takes it as ``dL/dt_k`` of its own spikes. In the same conventio
 gradient arriving at the output spike tensor is read as ``dL/dt_k`` (see
 :func:`~snn_delays_ext.eventprop.first_spike_times`). Delay gradients are in loss per time step.
 Memory is ``O(B N (max_delay + 1))`` plus the spikes, independent of ``T``.
+
+Implementations
+---------------
+``_EventPropLIF`` below is the plain-PyTorch reference (a Python loop over the time
+steps). Where the extension is built, :func:`eventprop_lif` runs the compiled ops
+``torch.ops.snn_delays_ext.eventprop_lif_forward`` / ``eventprop_lif_backward`` instead
+(``snn_delays_ext/csrc/eventprop.cpp``, ``csrc/cuda/eventprop_cuda.cu``, wrapped by
+:func:`snn_delays_ext.ops.eventprop_lif`): the same arithmetic event by event, each batch
+element's time loop in native code, the same spikes, gradients and saved tensors. Pass
+``backend="reference"`` to force this module's version.
 """
 
 from __future__ import annotations
