@@ -40,6 +40,9 @@ def _extensions():
     cxx = ["-O3"]
     if sys.platform != "win32":
         cxx += ["-fopenmp"] if sys.platform.startswith("linux") else []
+        # no fused multiply-add contraction (default on e.g. aarch64): the EventProp forward
+        # reproduces the reference's separately rounded multiplies and adds, so its spikes match
+        cxx += ["-ffp-contract=off"]
     libs = ["gomp"] if sys.platform.startswith("linux") else []
     want_cpu = _flag("SNN_DELAYS_CPU")
     if want_cpu is not False and (shutil.which(os.environ.get("CXX", "c++")) or sys.platform == "win32"):

@@ -29,10 +29,11 @@
 //       elsewhere); the recurrent gradients are empty for a feed-forward layer.
 //
 // Layout of the CPU kernels: batch elements are independent, so each runs its whole time loop
-// in one task of at::parallel_for. Per element a ring buffer of the next max_delay + 1 steps
-// (arrivals in the forward pass, the adjoint history g_S, G in the backward pass) is indexed
-// [neuron][slot], so the scatter/gather of one presynaptic event over its targets walks memory
-// monotonically. Weight and delay gradients are summed per fixed chunk of the batch and then
+// in one task of at::parallel_for. Per element a ring buffer of L >= max_delay + 1 steps (L a
+// power of two, slot = step & (L - 1), no branch) holds the arrivals in the forward pass and the
+// adjoint history g_S, G in the backward pass, indexed [slot][neuron]: the per-step update reads
+// and writes one contiguous row, the scatter/gather of a presynaptic event over its targets
+// jumps between rows by the delays. Weight and delay gradients are summed per fixed chunk of the batch and then
 // over chunks in order (deterministic for a given thread count).
 
 #include <ATen/ATen.h>
@@ -52,6 +53,7 @@ namespace {
 using eventprop::check_backward_args;
 using eventprop::check_forward_args;
 using eventprop::index_dtype;
+using eventprop::ring_len;
 using eventprop::round_delays;
 
 // Stable counting sort of flat event indices by their (t, b) cell: `order` lists the events of
@@ -80,7 +82,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
     double /*reg_strength*/, double /*reg_target*/, int64_t max_spikes, bool record_mem) {
   check_forward_args(x_, weight, delays, rec_weight, rec_delays, max_delay);
   const auto x = x_.contiguous();
-  const int64_t T = x.size(0), B = x.size(1), F = x.size(2), N = weight.size(0), K = max_delay + 1;
+  const int64_t T = x.size(0), B = x.size(1), F = x.size(2), N = weight.size(0);
+  const int64_t L = ring_len(max_delay), mask = L - 1;
   const bool recurrent = rec_weight.has_value() && rec_weight->defined();
   const auto wT = weight.t().contiguous();                           // (F, N): outgoing weights of input i
   const auto dT = round_delays(delays, 0, max_delay).t().contiguous();  // (F, N) int32
@@ -117,7 +120,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
     std::vector<std::vector<scalar_t>> rise(B);
 
     at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
-      std::vector<scalar_t> ring(N * K), S(N), V(N);
+      std::vector<scalar_t> ring(L * N), S(N), V(N);
       std::vector<int32_t> fired;
       fired.reserve(N);
       for (int64_t b = lo; b < hi; ++b) {
@@ -126,24 +129,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
         std::fill(V.begin(), V.end(), scalar_t(0));
         for (int64_t t = 0; t < T; ++t) {
           if (overflow.load(std::memory_order_relaxed)) break;
-          const int64_t st = t % K;
-          // input spikes of step t arrive at t + d (slot (t + d) mod K)
+          const int64_t st = t & mask;
+          // input spikes of step t arrive at t + d (slot (t + d) mod L)
           const scalar_t* xr = xp + (t * B + b) * F;
           for (int64_t i = 0; i < F; ++i) {
             if (xr[i] == scalar_t(0)) continue;
             const scalar_t* wr = wtp + i * N;
             const int32_t* dr = dtp + i * N;
-            for (int64_t n = 0; n < N; ++n) {
-              int64_t s = st + dr[n];
-              if (s >= K) s -= K;
-              ring[n * K + s] += wr[n];
-            }
+            for (int64_t n = 0; n < N; ++n) ring[((st + dr[n]) & mask) * N + n] += wr[n];
           }
           fired.clear();
           scalar_t* srow = spkp + (t * B + b) * N;
           scalar_t* mrow = memp ? memp + (t * B + b) * N : nullptr;
+          scalar_t* row = ring.data() + st * N;
           for (int64_t n = 0; n < N; ++n) {
-            scalar_t& r = ring[n * K + st];
+            scalar_t& r = row[n];
             S[n] = bs * S[n] + r;
             r = scalar_t(0);
             const scalar_t U = a * V[n] + kc * S[n];
@@ -172,11 +172,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
             for (const int32_t j : fired) {
               const scalar_t* rr = rtp + static_cast<int64_t>(j) * N;
               const int32_t* er = etp + static_cast<int64_t>(j) * N;
-              for (int64_t m = 0; m < N; ++m) {
-                int64_t s = st + er[m];
-                if (s >= K) s -= K;
-                ring[m * K + s] += rr[m];
-              }
+              for (int64_t m = 0; m < N; ++m) ring[((st + er[m]) & mask) * N + m] += rr[m];
             }
           }
         }
@@ -217,7 +213,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
     int64_t max_delay, double alpha, double beta, double threshold, double syn_scale, double min_denominator,
     double reg_strength, double reg_target) {
   check_backward_args(grad_spk_, grad_mem_, x_idx, s_idx, s_rise_, weight, d_ff, rec_weight, d_rec, T, B, max_delay);
-  const int64_t N = weight.size(0), F = weight.size(1), K = max_delay + 1;
+  const int64_t N = weight.size(0), F = weight.size(1);
+  const int64_t L = ring_len(max_delay), mask = L - 1;
   const bool recurrent = rec_weight.has_value() && rec_weight->defined();
   const auto opts = weight.options();
   const auto grad_spk = grad_spk_.contiguous();
@@ -277,7 +274,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
     }
 
     at::parallel_for(0, chunks, 1, [&](int64_t c_lo, int64_t c_hi) {
-      std::vector<scalar_t> hist(N * K * 2), gU(N), gV(N), gUn(N), gSn(N);
+      std::vector<scalar_t> hist(L * N * 2), gU(N), gV(N), gUn(N), gSn(N);  // hist[slot][n][gS, G]
       for (int64_t ch = c_lo; ch < c_hi; ++ch) {
         scalar_t* gwT = affp + ch * 2 * F * N;
         scalar_t* gdT = gwT + F * N;
@@ -289,7 +286,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
           std::fill(gUn.begin(), gUn.end(), scalar_t(0));
           std::fill(gSn.begin(), gSn.end(), scalar_t(0));
           for (int64_t t = T - 1; t >= 0; --t) {
-            const int64_t st = t % K;
+            const int64_t st = t & mask;
             const int64_t cell = t * B + b;
             for (int64_t n = 0; n < N; ++n) {
               scalar_t v = a * gUn[n];
@@ -309,9 +306,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
                 scalar_t* ger = geT + n * N;
                 scalar_t sum = 0;
                 for (int64_t m = 0; m < N; ++m) {
-                  int64_t s = st + er[m];
-                  if (s >= K) s -= K;
-                  const scalar_t* h = hist.data() + (m * K + s) * 2;
+                  const scalar_t* h = hist.data() + (((st + er[m]) & mask) * N + m) * 2;
                   const scalar_t wG = rr[m] * h[1];
                   sum += wG;
                   grr[m] += h[0];
@@ -328,7 +323,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
             for (int64_t n = 0; n < N; ++n) {
               const scalar_t gS = one_a_c * gU[n] + bs * gSn[n];
               const scalar_t G = one_b * gS - one_a_c * gU[n];
-              scalar_t* h = hist.data() + (n * K + st) * 2;
+              scalar_t* h = hist.data() + (st * N + n) * 2;
               h[0] = gS;
               h[1] = G;
               gUn[n] = gU[n];
@@ -343,9 +338,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
               scalar_t* gdr = gdT + i * N;
               scalar_t sum = 0;
               for (int64_t n = 0; n < N; ++n) {
-                int64_t s = st + dr[n];
-                if (s >= K) s -= K;
-                const scalar_t* h = hist.data() + (n * K + s) * 2;
+                const scalar_t* h = hist.data() + (((st + dr[n]) & mask) * N + n) * 2;
                 const scalar_t wG = wr[n] * h[1];
                 gwr[n] += h[0];
                 gdr[n] += wG;

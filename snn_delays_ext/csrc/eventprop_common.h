@@ -22,6 +22,14 @@ inline at::ScalarType index_dtype(int64_t T, int64_t B, int64_t N, int64_t F) {
   return total < std::numeric_limits<int32_t>::max() ? at::kInt : at::kLong;
 }
 
+// Length of the per-element ring buffers: the smallest power of two >= max_delay + 1, so that
+// slot = step & (L - 1) needs no branch.
+inline int64_t ring_len(int64_t max_delay) {
+  int64_t L = 1;
+  while (L < max_delay + 1) L <<= 1;
+  return L;
+}
+
 // Clamp to [lo, max_delay], round halves up (floor(d + 0.5), in the delays' dtype, as
 // rounded_delays in Python) and return int32 lags.
 inline at::Tensor round_delays(const at::Tensor& d, int64_t lo, int64_t max_delay) {

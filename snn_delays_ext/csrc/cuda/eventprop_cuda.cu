@@ -4,7 +4,8 @@
 // functional.py). Kept deliberately simple: one thread block per batch element runs the whole
 // time loop; its threads own the neurons (n = threadIdx.x, threadIdx.x + blockDim.x, ...), so the
 // per-element ring buffers (arrivals forward, adjoint history backward, in global scratch
-// memory, [neuron][slot]) need no atomics. Recurrent spikes of a step are broadcast through a
+// memory, L >= max_delay + 1 slots, L a power of two, indexed [slot][neuron] so that the per-step
+// accesses of a warp are coalesced) need no atomics. Recurrent spikes of a step are broadcast through a
 // shared-memory flag array. The forward multiply-adds use round-to-nearest intrinsics (no FMA
 // contraction) so that the spikes are the same as on the CPU. The backward reduces the per-spike
 // and per-input-event sums over the block and adds the weight/delay gradients with atomics
@@ -31,6 +32,7 @@ namespace {
 using eventprop::check_backward_args;
 using eventprop::check_forward_args;
 using eventprop::index_dtype;
+using eventprop::ring_len;
 using eventprop::round_delays;
 
 constexpr int kEpThreads = 256;  // a power of two (block reduction)
@@ -60,29 +62,28 @@ __global__ void ep_forward_kernel(const scalar_t* __restrict__ x, const scalar_t
                                   const int32_t* __restrict__ dT, const scalar_t* __restrict__ rT,
                                   const int32_t* __restrict__ eT, scalar_t* ring, scalar_t* Sb, scalar_t* Vb,
                                   scalar_t* spk, scalar_t* mem, scalar_t* rise, int64_t T, int64_t B, int64_t F,
-                                  int64_t N, int64_t K, scalar_t a, scalar_t bs, scalar_t kc, scalar_t th) {
+                                  int64_t N, int64_t mask, scalar_t a, scalar_t bs, scalar_t kc, scalar_t th) {
   extern __shared__ unsigned char fired[];  // N flags: spikes of the current step
   const int64_t b = blockIdx.x;
-  scalar_t* rg = ring + b * N * K;
+  scalar_t* rg = ring + b * N * (mask + 1);
   scalar_t* S = Sb + b * N;
   scalar_t* V = Vb + b * N;
   const bool recurrent = rT != nullptr;
   for (int64_t t = 0; t < T; ++t) {
-    const int64_t st = t % K;
+    const int64_t st = t & mask;
     const scalar_t* xr = x + (t * B + b) * F;
     for (int64_t i = 0; i < F; ++i) {
       if (xr[i] == scalar_t(0)) continue;  // uniform over the block
       for (int64_t n = threadIdx.x; n < N; n += blockDim.x) {
-        int64_t s = st + dT[i * N + n];
-        if (s >= K) s -= K;
-        rg[n * K + s] = add_rn(rg[n * K + s], wT[i * N + n]);
+        scalar_t* r = rg + ((st + dT[i * N + n]) & mask) * N + n;
+        *r = add_rn(*r, wT[i * N + n]);
       }
     }
     int mine = 0;
     for (int64_t n = threadIdx.x; n < N; n += blockDim.x) {
       const int64_t idx = (t * B + b) * N + n;
-      const scalar_t r = rg[n * K + st];
-      rg[n * K + st] = scalar_t(0);
+      const scalar_t r = rg[st * N + n];
+      rg[st * N + n] = scalar_t(0);
       const scalar_t Sn = add_rn(mul_rn(bs, S[n]), r);
       S[n] = Sn;
       const scalar_t U = add_rn(mul_rn(a, V[n]), mul_rn(kc, Sn));
@@ -103,9 +104,8 @@ __global__ void ep_forward_kernel(const scalar_t* __restrict__ x, const scalar_t
         for (int64_t j = 0; j < N; ++j) {
           if (!fired[j]) continue;
           for (int64_t m = threadIdx.x; m < N; m += blockDim.x) {
-            int64_t s = st + eT[j * N + m];
-            if (s >= K) s -= K;
-            rg[m * K + s] = add_rn(rg[m * K + s], rT[j * N + m]);
+            scalar_t* r = rg + ((st + eT[j * N + m]) & mask) * N + m;
+            *r = add_rn(*r, rT[j * N + m]);
           }
         }
       }
@@ -123,7 +123,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
   TORCH_CHECK(x_.is_cuda(), "x: expected a CUDA tensor");
   const c10::cuda::CUDAGuard guard(x_.device());
   const auto x = x_.contiguous();
-  const int64_t T = x.size(0), B = x.size(1), F = x.size(2), N = weight.size(0), K = max_delay + 1;
+  const int64_t T = x.size(0), B = x.size(1), F = x.size(2), N = weight.size(0), L = ring_len(max_delay);
   const bool recurrent = rec_weight.has_value() && rec_weight->defined();
   const auto wT = weight.t().contiguous();
   const auto dT = round_delays(delays, 0, max_delay).t().contiguous();
@@ -141,7 +141,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
     return {spk, mem, x_idx, at::empty({0}, opts.dtype(idt)), at::empty({0}, opts)};
   }
   auto rise = at::empty({T, B, N}, opts);
-  auto ring = at::zeros({B, N, K}, opts);
+  auto ring = at::zeros({B, L, N}, opts);
   auto Sb = at::zeros({B, N}, opts);
   auto Vb = at::zeros({B, N}, opts);
   auto stream = c10::cuda::getCurrentCUDAStream();
@@ -150,7 +150,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
         x.data_ptr<scalar_t>(), wT.data_ptr<scalar_t>(), dT.data_ptr<int32_t>(),
         recurrent ? rT.data_ptr<scalar_t>() : nullptr, recurrent ? eT.data_ptr<int32_t>() : nullptr,
         ring.data_ptr<scalar_t>(), Sb.data_ptr<scalar_t>(), Vb.data_ptr<scalar_t>(), spk.data_ptr<scalar_t>(),
-        record_mem ? mem.data_ptr<scalar_t>() : nullptr, rise.data_ptr<scalar_t>(), T, B, F, N, K,
+        record_mem ? mem.data_ptr<scalar_t>() : nullptr, rise.data_ptr<scalar_t>(), T, B, F, N, L - 1,
         static_cast<scalar_t>(beta), static_cast<scalar_t>(alpha), static_cast<scalar_t>((1.0 - beta) * syn_scale),
         static_cast<scalar_t>(threshold));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -173,18 +173,18 @@ __global__ void ep_backward_kernel(const scalar_t* __restrict__ gs, const scalar
                                    const int32_t* __restrict__ eT, const scalar_t* __restrict__ reg, scalar_t* hist_all,
                                    scalar_t* gU_all, scalar_t* gV_all, scalar_t* gUn_all, scalar_t* gSn_all,
                                    scalar_t* gx, scalar_t* gwT, scalar_t* gdT, scalar_t* grT, scalar_t* geT,
-                                   int64_t T, int64_t B, int64_t F, int64_t N, int64_t K, scalar_t a, scalar_t bs,
+                                   int64_t T, int64_t B, int64_t F, int64_t N, int64_t mask, scalar_t a, scalar_t bs,
                                    scalar_t one_a_c, scalar_t one_b, scalar_t th_term, scalar_t min_den) {
   __shared__ scalar_t red[kEpThreads];
   const int64_t b = blockIdx.x;
-  scalar_t* hist = hist_all + b * N * K * 2;
+  scalar_t* hist = hist_all + b * N * (mask + 1) * 2;  // [slot][n][gS, G]
   scalar_t* gU = gU_all + b * N;
   scalar_t* gV = gV_all + b * N;
   scalar_t* gUn = gUn_all + b * N;
   scalar_t* gSn = gSn_all + b * N;
   const bool recurrent = rT != nullptr;
   for (int64_t t = T - 1; t >= 0; --t) {
-    const int64_t st = t % K;
+    const int64_t st = t & mask;
     const int64_t cell = t * B + b;
     for (int64_t n = threadIdx.x; n < N; n += blockDim.x) {
       scalar_t v = a * gUn[n];
@@ -199,9 +199,7 @@ __global__ void ep_backward_kernel(const scalar_t* __restrict__ gs, const scalar
       scalar_t part = 0;
       if (recurrent) {
         for (int64_t m = threadIdx.x; m < N; m += blockDim.x) {
-          int64_t s = st + eT[n * N + m];
-          if (s >= K) s -= K;
-          const scalar_t* h = hist + (m * K + s) * 2;
+          const scalar_t* h = hist + (((st + eT[n * N + m]) & mask) * N + m) * 2;
           const scalar_t wG = rT[n * N + m] * h[1];
           part += wG;
           gpuAtomicAdd(grT + n * N + m, h[0]);
@@ -224,7 +222,7 @@ __global__ void ep_backward_kernel(const scalar_t* __restrict__ gs, const scalar
       const scalar_t u = gU[n];
       const scalar_t gS = one_a_c * u + bs * gSn[n];
       const scalar_t G = one_b * gS - one_a_c * u;
-      scalar_t* h = hist + (n * K + st) * 2;
+      scalar_t* h = hist + (st * N + n) * 2;
       h[0] = gS;
       h[1] = G;
       gUn[n] = u;
@@ -236,9 +234,7 @@ __global__ void ep_backward_kernel(const scalar_t* __restrict__ gs, const scalar
       const int64_t i = x_i[q];
       scalar_t part = 0;
       for (int64_t n = threadIdx.x; n < N; n += blockDim.x) {
-        int64_t s = st + dT[i * N + n];
-        if (s >= K) s -= K;
-        const scalar_t* h = hist + (n * K + s) * 2;
+        const scalar_t* h = hist + (((st + dT[i * N + n]) & mask) * N + n) * 2;
         const scalar_t wG = wT[i * N + n] * h[1];
         part += wG;
         gpuAtomicAdd(gwT + i * N + n, h[0]);
@@ -271,7 +267,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
   check_backward_args(grad_spk_, grad_mem_, x_idx, s_idx, s_rise_, weight, d_ff, rec_weight, d_rec, T, B, max_delay);
   TORCH_CHECK(weight.is_cuda(), "weight: expected a CUDA tensor");
   const c10::cuda::CUDAGuard guard(weight.device());
-  const int64_t N = weight.size(0), F = weight.size(1), K = max_delay + 1;
+  const int64_t N = weight.size(0), F = weight.size(1), L = ring_len(max_delay);
   const bool recurrent = rec_weight.has_value() && rec_weight->defined();
   const auto opts = weight.options();
   const auto grad_spk = grad_spk_.contiguous();
@@ -300,7 +296,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
       auto counts = at::bincount(s_n, {}, N).to(weight.scalar_type());
       reg = ((counts - reg_target * static_cast<double>(B)) * reg_strength / static_cast<double>(B * B)).contiguous();
     }
-    auto hist = at::zeros({B, N, K, 2}, opts);
+    auto hist = at::zeros({B, L, N, 2}, opts);
     auto gU = at::zeros({B, N}, opts);
     auto gV = at::zeros({B, N}, opts);
     auto gUn = at::zeros({B, N}, opts);
@@ -316,7 +312,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
           hist.data_ptr<scalar_t>(), gU.data_ptr<scalar_t>(), gV.data_ptr<scalar_t>(), gUn.data_ptr<scalar_t>(),
           gSn.data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(), gwT.data_ptr<scalar_t>(), gdT.data_ptr<scalar_t>(),
           recurrent ? grT.data_ptr<scalar_t>() : nullptr, recurrent ? geT.data_ptr<scalar_t>() : nullptr, T, B, F, N,
-          K, static_cast<scalar_t>(beta), static_cast<scalar_t>(alpha),
+          L - 1, static_cast<scalar_t>(beta), static_cast<scalar_t>(alpha),
           static_cast<scalar_t>((1.0 - beta) * syn_scale), static_cast<scalar_t>(1.0 - alpha),
           static_cast<scalar_t>((1.0 - beta) * threshold), static_cast<scalar_t>(min_denominator));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
