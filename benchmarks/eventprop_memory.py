@@ -28,10 +28,25 @@ there)::
 The EventProp peak is dominated by the dense ``(T, B, N)`` outputs ``spk``, ``mem`` and their
 incoming gradients, which the layer's interface returns.
 
+Methods: ``eventprop`` (the layer; the compiled C++/CUDA EventProp ops where built),
+``eventprop-reference`` (the plain-PyTorch EventProp, a Python loop over time steps) and
+``surrogate`` (BPTT). One thread (``--threads 1``), same shared 2-core machine (load average
+4-5 from other jobs, so absolute times are inflated), float32::
+
+       T  method               saved MB  time s
+     250  eventprop (compiled)      1.5    0.18
+     250  eventprop-reference       1.5    2.07     (11.6x the compiled time)
+     250  surrogate                58.1    8.24
+    1000  eventprop (compiled)      4.1    1.05
+    1000  eventprop-reference       4.1   10.20     (9.7x)
+    1000  surrogate               134.3   31.66
+
 Usage::
 
     PYTHONPATH=$PWD python benchmarks/eventprop_memory.py                 # T = 250 1000 2500
     PYTHONPATH=$PWD python benchmarks/eventprop_memory.py --T 250 --json out.json
+    PYTHONPATH=$PWD python benchmarks/eventprop_memory.py --T 250 1000 --threads 1 \
+        --methods eventprop eventprop-reference surrogate       # compiled vs reference time
 """
 
 from __future__ import annotations
