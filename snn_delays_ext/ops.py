@@ -43,6 +43,7 @@ __all__ = [
     "eventprop_supports",
     "recurrent_leaky_sequence",
     "supports",
+    "warn_eventprop_reference_once",
     "warn_reference_once",
 ]
 
@@ -410,6 +411,41 @@ def eventprop_supports(x: torch.Tensor) -> bool:
     False
     """
     return x.device.type in _EP_DEVICES and x.dtype in (torch.float32, torch.float64)
+
+
+_ep_warned = False
+
+
+def warn_eventprop_reference_once(x: torch.Tensor) -> None:
+    """Warn (once per process) when EventProp falls back to the reference for lack of kernels.
+
+    Covers a missing extension (:func:`warn_reference_once`) and an extension built before the
+    EventProp ops existed (delay kernels present for the device, EventProp ones not).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        The input that could not take the compiled path (its device type is checked).
+
+    Examples
+    --------
+    >>> warn_eventprop_reference_once(torch.zeros(1))  # silent where the kernels are built
+    """
+    global _ep_warned
+    if not AVAILABLE:
+        warn_reference_once()
+        return
+    dev = x.device.type
+    if _ep_warned or dev in _EP_DEVICES or dev not in _DEVICES:
+        return
+    _ep_warned = True
+    warnings.warn(
+        f"snn_delays_ext: the compiled extension has no EventProp kernels for {dev!r} (built from "
+        "older sources?); EventProp runs the plain-PyTorch reference (slower). Rebuild the "
+        "extension (python setup.py build_ext --inplace, or reinstall).",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def _delay_dtype(max_delay: int) -> torch.dtype:

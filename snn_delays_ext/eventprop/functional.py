@@ -492,7 +492,7 @@ def eventprop_lif(
                 f"backend: 'compiled' needs a compiled EventProp kernel for device {x.device.type!r} and "
                 f"dtype {x.dtype} (available devices: {sorted(ops.eventprop_devices())}, float32/float64)"
             )
-        ops.warn_reference_once()
+        ops.warn_eventprop_reference_once(x)
     return _EventPropLIF.apply(x, weight, delays, rec_weight, rec_delays, config)
 
 
