@@ -97,7 +97,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
   const auto idt = index_dtype(T, B, N, F);
   auto x_idx = at::nonzero(x.reshape({-1})).reshape({-1}).to(idt);
 
-  std::vector<int64_t> cnt(T * B, 0);  // spikes per (t, b)
+  std::vector<int64_t> cnt(T * B, 0);  // spikes per (b, t)
   std::vector<std::vector<int32_t>> neuron(B);
   std::atomic<int64_t> total{0};
   std::atomic<bool> overflow{false};
@@ -124,6 +124,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
       std::vector<int32_t> fired;
       fired.reserve(N);
       for (int64_t b = lo; b < hi; ++b) {
+        // this element's spikes are collected in task-local vectors and handed over at the
+        // end (the vector headers of neighbouring elements share cache lines)
+        std::vector<int32_t> nb;
+        std::vector<scalar_t> rb;
         std::fill(ring.begin(), ring.end(), scalar_t(0));
         std::fill(S.begin(), S.end(), scalar_t(0));
         std::fill(V.begin(), V.end(), scalar_t(0));
@@ -149,7 +153,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
             const scalar_t U = a * V[n] + kc * S[n];
             if (U >= th) {
               fired.push_back(static_cast<int32_t>(n));
-              rise[b].push_back(U - V[n]);
+              rb.push_back(U - V[n]);
               srow[n] = scalar_t(1);
               V[n] = scalar_t(0);
             } else {
@@ -159,8 +163,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
           }
           if (fired.empty()) continue;
           const int64_t nf = static_cast<int64_t>(fired.size());
-          cnt[t * B + b] = nf;
-          neuron[b].insert(neuron[b].end(), fired.begin(), fired.end());
+          cnt[b * T + t] = nf;  // [b][t]: each task writes its own rows (no false sharing)
+          nb.insert(nb.end(), fired.begin(), fired.end());
           if (max_spikes >= 0 && total.fetch_add(nf) + nf > max_spikes) {
             overflow.store(true);
             int64_t prev = overflow_step.load();
@@ -176,6 +180,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
             }
           }
         }
+        neuron[b] = std::move(nb);
+        rise[b] = std::move(rb);
       }
     });
     TORCH_CHECK(!overflow.load(), "spike buffer overflow: more than max_spikes=", max_spikes,
@@ -184,7 +190,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
 
     // gather the spikes in (t, b, n) order, as the reference stores them
     std::vector<int64_t> off(T * B + 1, 0);
-    for (int64_t c = 0; c < T * B; ++c) off[c + 1] = off[c] + cnt[c];
+    for (int64_t c = 0; c < T * B; ++c) off[c + 1] = off[c] + cnt[(c % B) * T + c / B];
     const int64_t S_total = off[T * B];
     s_idx = at::empty({S_total}, x.options().dtype(at::kLong));
     s_rise = at::empty({S_total}, x.options());
