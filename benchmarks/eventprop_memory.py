@@ -35,11 +35,14 @@ Methods: ``eventprop`` (the layer; the compiled C++/CUDA EventProp ops where bui
 
        T  method               saved MB  time s
      250  eventprop (compiled)      1.5    0.18
-     250  eventprop-reference       1.5    2.07     (11.6x the compiled time)
-     250  surrogate                58.1    8.24
-    1000  eventprop (compiled)      4.1    1.05
-    1000  eventprop-reference       4.1   10.20     (9.7x)
-    1000  surrogate               134.3   31.66
+     250  eventprop-reference       1.5    1.69     (9.7x the compiled time)
+     250  surrogate                58.1    7.78
+    1000  eventprop (compiled)      4.1    0.72
+    1000  eventprop-reference       4.1    9.83     (13.6x)
+    1000  surrogate               134.3   33.95
+
+Rows in ``benchmarks/results/eventprop-compiled-B32-1thread.json``. An earlier run under the
+same load gave 0.18 / 2.07 / 8.24 s at T = 250 and 1.05 / 10.20 / 31.66 s at T = 1000.
 
 Usage::
 
