@@ -375,3 +375,14 @@ def test_cuda_opcheck_and_overflow():
     with pytest.raises(RuntimeError, match="spike buffer overflow"):
         eventprop_lif(torch.ones(10, 2, 1, device="cuda"), torch.tensor([[5.0]], device="cuda"),
                       torch.tensor([[0.0]], device="cuda"), config=cfg, backend="compiled")
+
+
+def test_memory_benchmark_compares_compiled_and_reference():
+    from benchmarks.eventprop_memory import measure
+
+    kw = dict(T=30, B=2, n_in=4, n_hid=6, max_delay=3, rate=0.3, device="cpu")
+    comp = measure("eventprop", **kw)
+    ref = measure("eventprop-reference", **kw)
+    assert comp["backend"] == "compiled" and ref["backend"] == "reference"
+    assert comp["saved_MB"] == ref["saved_MB"] > 0
+    assert comp["rate"] == ref["rate"]
