@@ -40,13 +40,16 @@ def _extensions():
     cxx = ["-O3"]
     if sys.platform != "win32":
         cxx += ["-fopenmp"] if sys.platform.startswith("linux") else []
+        # no fused multiply-add contraction (default on e.g. aarch64): the EventProp forward
+        # reproduces the reference's separately rounded multiplies and adds, so its spikes match
+        cxx += ["-ffp-contract=off"]
     libs = ["gomp"] if sys.platform.startswith("linux") else []
     want_cpu = _flag("SNN_DELAYS_CPU")
     if want_cpu is not False and (shutil.which(os.environ.get("CXX", "c++")) or sys.platform == "win32"):
         exts.append(
             CppExtension(
                 "snn_delays_ext._C",
-                [os.path.join(CSRC, "delays.cpp")],
+                [os.path.join(CSRC, "delays.cpp"), os.path.join(CSRC, "eventprop.cpp")],
                 extra_compile_args={"cxx": cxx},
                 extra_link_args=["-fopenmp"] if sys.platform.startswith("linux") else [],
             )
@@ -60,7 +63,7 @@ def _extensions():
         exts.append(
             CUDAExtension(
                 "snn_delays_ext._C_cuda",
-                [os.path.join(CSRC, "cuda", "delays_cuda.cu")],
+                [os.path.join(CSRC, "cuda", "delays_cuda.cu"), os.path.join(CSRC, "cuda", "eventprop_cuda.cu")],
                 extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3"]},
             )
         )

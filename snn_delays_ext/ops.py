@@ -7,7 +7,9 @@ same arguments as the reference functions in :mod:`snn_delays_ext.functional`:
 
 * :func:`delayed_linear` -- feed-forward delays (synaptic, axonal, dendritic);
 * :func:`recurrent_leaky_sequence` -- a delayed recurrent LIF layer over a whole sequence (the
-  time loop runs inside one op; its backward op runs the reverse-time surrogate BPTT).
+  time loop runs inside one op; its backward op runs the reverse-time surrogate BPTT);
+* :func:`eventprop_lif` -- the EventProp layer of :mod:`snn_delays_ext.eventprop` (event-driven
+  forward and exact adjoint backward, ops ``eventprop_lif_forward`` / ``eventprop_lif_backward``).
 
 Delays reach the kernels as *banded taps* (:func:`banded_taps`): for each delay the first
 integer lag of its triangle and the ``W = 2 ceil(s)`` (``2 ceil(s) + 1`` for ``"round"``) tap
@@ -36,8 +38,12 @@ __all__ = [
     "available_devices",
     "banded_taps",
     "delayed_linear",
+    "eventprop_devices",
+    "eventprop_lif",
+    "eventprop_supports",
     "recurrent_leaky_sequence",
     "supports",
+    "warn_eventprop_reference_once",
     "warn_reference_once",
 ]
 
@@ -369,3 +375,209 @@ def recurrent_leaky_sequence(
         delay_type == "synaptic",
     )
     return spk, mem
+
+
+# ----------------------------------------------------------------------------------------------
+# EventProp (csrc/eventprop.cpp, csrc/cuda/eventprop_cuda.cu)
+# ----------------------------------------------------------------------------------------------
+_EP_OPS = ("snn_delays_ext::eventprop_lif_forward", "snn_delays_ext::eventprop_lif_backward")
+_EP_DEVICES: Set[str] = set()
+if AVAILABLE:
+    for _dev, _key in (("cpu", "CPU"), ("cuda", "CUDA")):
+        try:
+            if all(torch._C._dispatch_has_kernel_for_dispatch_key(op, _key) for op in _EP_OPS):
+                _EP_DEVICES.add(_dev)
+        except RuntimeError:  # the ops are not in this build of the extension
+            break
+
+
+def eventprop_devices() -> Set[str]:
+    """Device types with compiled EventProp kernels, e.g. ``{"cpu"}`` (empty without a build).
+
+    Examples
+    --------
+    >>> eventprop_devices() <= {"cpu", "cuda"}
+    True
+    """
+    return set(_EP_DEVICES)
+
+
+def eventprop_supports(x: torch.Tensor) -> bool:
+    """Whether a compiled EventProp kernel exists for the device and dtype of ``x``.
+
+    Examples
+    --------
+    >>> eventprop_supports(torch.zeros(1, dtype=torch.int64))
+    False
+    """
+    return x.device.type in _EP_DEVICES and x.dtype in (torch.float32, torch.float64)
+
+
+_ep_warned = False
+
+
+def warn_eventprop_reference_once(x: torch.Tensor) -> None:
+    """Warn (once per process) when EventProp falls back to the reference for lack of kernels.
+
+    Covers a missing extension (:func:`warn_reference_once`) and an extension built before the
+    EventProp ops existed (delay kernels present for the device, EventProp ones not).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        The input that could not take the compiled path (its device type is checked).
+
+    Examples
+    --------
+    >>> warn_eventprop_reference_once(torch.zeros(1))  # silent where the kernels are built
+    """
+    global _ep_warned
+    if not AVAILABLE:
+        warn_reference_once()
+        return
+    dev = x.device.type
+    if _ep_warned or dev in _EP_DEVICES or dev not in _DEVICES:
+        return
+    _ep_warned = True
+    warnings.warn(
+        f"snn_delays_ext: the compiled extension has no EventProp kernels for {dev!r} (built from "
+        "older sources?); EventProp runs the plain-PyTorch reference (slower). Rebuild the "
+        "extension (python setup.py build_ext --inplace, or reinstall).",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def _delay_dtype(max_delay: int) -> torch.dtype:
+    return torch.int16 if max_delay < 2**15 else torch.int32
+
+
+if _EP_DEVICES:
+
+    @torch.library.register_fake(_lib + "eventprop_lif_forward")
+    def _ep_forward_fake(x, weight, delays, rec_weight, rec_delays, max_delay, alpha, beta, threshold,
+                         syn_scale, min_denominator, reg_strength, reg_target, max_spikes, record_mem):
+        T, B, F_ = x.shape
+        N = weight.shape[0]
+        ctx = torch.library.get_ctx()
+        n_in = ctx.new_dynamic_size()  # input spikes
+        n_out = ctx.new_dynamic_size()  # output spikes
+        idt = torch.int32 if T * B * (N if N > F_ else F_) < 2**31 - 1 else torch.int64
+        return (
+            x.new_empty((T, B, N)),
+            x.new_empty((T, B, N) if record_mem else (0,)),
+            x.new_empty((n_in,), dtype=idt),
+            x.new_empty((n_out,), dtype=idt),
+            x.new_empty((n_out,)),
+        )
+
+    @torch.library.register_fake(_lib + "eventprop_lif_backward")
+    def _ep_backward_fake(grad_spk, grad_mem, x_idx, s_idx, s_rise, weight, d_ff, rec_weight, d_rec, T, B,
+                          max_delay, alpha, beta, threshold, syn_scale, min_denominator, reg_strength,
+                          reg_target):
+        rec_shape = tuple(rec_weight.shape) if rec_weight is not None else (0,)
+        return (
+            weight.new_empty((T, B, weight.shape[1])),
+            weight.new_empty(weight.shape),
+            weight.new_empty(weight.shape),
+            weight.new_empty(rec_shape),
+            weight.new_empty(rec_shape),
+        )
+
+    def _ep_setup(ctx, inputs, output):
+        (x, weight, delays, rec_weight, rec_delays, max_delay, alpha, beta, threshold, syn_scale,
+         min_denominator, reg_strength, reg_target, _max_spikes, _record_mem) = inputs
+        _, _, x_idx, s_idx, s_rise = output
+        # compact: spike indices, one float per spike, the weights and int16 rounded delays
+        ddt = _delay_dtype(max_delay)
+        with torch.no_grad():
+            d_ff = torch.floor(delays.clamp(0.0, float(max_delay)) + 0.5).to(ddt)
+            saved = [x_idx, s_idx, s_rise, weight, d_ff]
+            if rec_weight is not None:
+                d_rec = torch.floor(rec_delays.clamp(1.0, float(max_delay)) + 0.5).to(ddt)
+                saved += [rec_weight, d_rec]
+        ctx.save_for_backward(*saved)
+        ctx.recurrent = rec_weight is not None
+        ctx.args = (x.shape[0], x.shape[1], max_delay, alpha, beta, threshold, syn_scale,
+                    min_denominator, reg_strength, reg_target)
+
+    def _ep_backward(ctx, grad_spk, grad_mem, _g_xidx, _g_sidx, _g_srise):
+        saved = ctx.saved_tensors
+        x_idx, s_idx, s_rise, weight, d_ff = saved[:5]
+        rec_weight, d_rec = (saved[5], saved[6]) if ctx.recurrent else (None, None)
+        empty = weight.new_empty((0,))
+        grad_spk = empty if grad_spk is None else grad_spk.contiguous()
+        grad_mem = empty if grad_mem is None else grad_mem.contiguous()
+        gx, gw, gd, gr, ge = torch.ops.snn_delays_ext.eventprop_lif_backward(
+            grad_spk, grad_mem, x_idx, s_idx, s_rise, weight, d_ff, rec_weight, d_rec, *ctx.args)
+        need = ctx.needs_input_grad
+        return (
+            gx if need[0] else None,
+            gw if need[1] else None,
+            gd if need[2] else None,
+            gr if ctx.recurrent and need[3] else None,
+            ge if ctx.recurrent and need[4] else None,
+        ) + (None,) * 10
+
+    torch.library.register_autograd(_lib + "eventprop_lif_forward", _ep_backward, setup_context=_ep_setup)
+
+
+def eventprop_lif(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    delays: torch.Tensor,
+    rec_weight: Optional[torch.Tensor] = None,
+    rec_delays: Optional[torch.Tensor] = None,
+    *,
+    max_delay: int,
+    alpha: float,
+    beta: float,
+    threshold: float = 1.0,
+    syn_scale: float = 1.0,
+    min_denominator: float = 1e-6,
+    reg_strength: float = 0.0,
+    reg_target: float = 0.0,
+    max_spikes: Optional[int] = None,
+    record_mem: bool = True,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Compiled counterpart of :func:`snn_delays_ext.eventprop.eventprop_lif`.
+
+    Same model, outputs and gradients (``weight``, real-valued ``delays``, the recurrent pair and
+    ``dL/dt`` of the input spikes); the keyword arguments are the fields of
+    :class:`~snn_delays_ext.eventprop.EventPropConfig`. Inputs are not validated here (the
+    public function does that); ``x`` must be binary.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Binary input spikes ``(T, B, F)``, float32 or float64.
+    weight, delays : torch.Tensor
+        ``(N, F)``; delays are clamped to ``[0, max_delay]`` and rounded halves up.
+    rec_weight, rec_delays : torch.Tensor, optional
+        ``(N, N)``; delays clamped to ``[1, max_delay]``.
+    max_delay, alpha, beta, threshold, syn_scale, min_denominator, reg_strength, reg_target,
+    max_spikes, record_mem
+        As in :class:`~snn_delays_ext.eventprop.EventPropConfig` (``max_spikes=None``: no limit).
+
+    Returns
+    -------
+    spk, mem : torch.Tensor
+        ``(T, B, N)`` spikes and post-reset membranes (``mem`` empty if not ``record_mem``).
+
+    Examples
+    --------
+    >>> x = torch.zeros(10, 1, 1); x[0] = 1.0
+    >>> if eventprop_supports(x):
+    ...     spk, _ = eventprop_lif(x, torch.tensor([[3.0]]), torch.tensor([[2.0]]), max_delay=3,
+    ...                            alpha=0.9, beta=0.8)
+    ...     print(spk[:, 0, 0].nonzero().flatten().tolist())
+    ... else:
+    ...     print([3, 6])
+    [3, 6]
+    """
+    out = torch.ops.snn_delays_ext.eventprop_lif_forward(
+        x.contiguous(), weight, delays, rec_weight, rec_delays, int(max_delay), float(alpha), float(beta),
+        float(threshold), float(syn_scale), float(min_denominator), float(reg_strength), float(reg_target),
+        -1 if max_spikes is None else int(max_spikes), bool(record_mem),
+    )
+    return out[0], out[1]

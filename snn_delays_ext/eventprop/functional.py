@@ -52,6 +52,16 @@ EventProp layer takes it as ``dL/dt_k`` of its own spikes. In the same conventio
 gradient arriving at the output spike tensor is read as ``dL/dt_k`` (see
 :func:`~snn_delays_ext.eventprop.first_spike_times`). Delay gradients are in loss per time step.
 Memory is ``O(B N (max_delay + 1))`` plus the spikes, independent of ``T``.
+
+Implementations
+---------------
+``_EventPropLIF`` below is the plain-PyTorch reference (a Python loop over the time
+steps). Where the extension is built, :func:`eventprop_lif` runs the compiled ops
+``torch.ops.snn_delays_ext.eventprop_lif_forward`` / ``eventprop_lif_backward`` instead
+(``snn_delays_ext/csrc/eventprop.cpp``, ``csrc/cuda/eventprop_cuda.cu``, wrapped by
+:func:`snn_delays_ext.ops.eventprop_lif`): the same arithmetic event by event, each batch
+element's time loop in native code, the same spikes, gradients and saved tensors. Pass
+``backend="reference"`` to force this module's version.
 """
 
 from __future__ import annotations
@@ -418,6 +428,7 @@ def eventprop_lif(
     rec_delays: Optional[torch.Tensor] = None,
     *,
     config: EventPropConfig,
+    backend: str = "auto",
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run a delayed current-based LIF layer over a sequence with the EventProp backward.
 
@@ -432,6 +443,13 @@ def eventprop_lif(
         ``[1, max_delay]``.
     config : EventPropConfig
         Decays, threshold (``inf``: leaky integrator), ``max_delay`` and backward options.
+    backend : {"auto", "compiled", "reference"}
+        ``"compiled"``: the C++/CUDA ops of :func:`snn_delays_ext.ops.eventprop_lif` (time loops
+        in native code, same outputs and gradients); ``"reference"``: the plain-PyTorch
+        implementation in this module (a Python loop over time steps; slow for long
+        sequences); ``"auto"`` (default): compiled where a kernel exists for the device and
+        dtype (float32/float64) of ``x``, else the reference (with a one-time warning if the
+        extension is not built at all).
 
     Returns
     -------
@@ -452,10 +470,29 @@ def eventprop_lif(
     >>> w.grad.shape, d.grad.shape
     (torch.Size([1, 1]), torch.Size([1, 1]))
     """
+    if backend not in ("auto", "compiled", "reference"):
+        raise ValueError(f"backend: expected 'auto', 'compiled' or 'reference', got {backend!r}")
     _check_inputs(x, weight, delays, rec_weight, rec_delays, config.max_delay)
     check_finite("x", x)
     if x.numel() and not bool(((x == 0) | (x == 1)).all()):
         raise ValueError("x: expected binary spikes (0 or 1) for the event-based forward, got other values")
+    if backend != "reference":
+        from .. import ops
+
+        if ops.eventprop_supports(x):
+            c = config
+            return ops.eventprop_lif(
+                x, weight, delays, rec_weight, rec_delays, max_delay=c.max_delay, alpha=c.alpha, beta=c.beta,
+                threshold=c.threshold, syn_scale=c.syn_scale, min_denominator=c.min_denominator,
+                reg_strength=c.reg_strength, reg_target=c.reg_target, max_spikes=c.max_spikes,
+                record_mem=c.record_mem,
+            )
+        if backend == "compiled":
+            raise ValueError(
+                f"backend: 'compiled' needs a compiled EventProp kernel for device {x.device.type!r} and "
+                f"dtype {x.dtype} (available devices: {sorted(ops.eventprop_devices())}, float32/float64)"
+            )
+        ops.warn_eventprop_reference_once(x)
     return _EventPropLIF.apply(x, weight, delays, rec_weight, rec_delays, config)
 
 

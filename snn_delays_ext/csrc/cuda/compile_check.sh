@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Compile (not link, not run) the CUDA kernels against a CUDA build of torch's headers, so a
-# CUDA compile error cannot land on a machine without a GPU or a CUDA torch.
+# Compile (not link, not run) the CUDA kernels (every .cu file in this folder) against a CUDA
+# build of torch's headers, so a CUDA compile error cannot land on a machine without a GPU or a CUDA torch.
 #
 #   snn_delays_ext/csrc/cuda/compile_check.sh /path/to/torch-2.14.1-...whl   (or an unpacked dir
 #   that contains torch/include)
 # Needs nvcc on PATH. Takes about 1-3 minutes.
 set -euo pipefail
-src="$(cd "$(dirname "$0")" && pwd)/delays_cuda.cu"
+here="$(cd "$(dirname "$0")" && pwd)"
 arg="${1:?usage: compile_check.sh TORCH_CUDA_WHEEL_OR_DIR}"
 if [ -f "$arg" ]; then
   dir="$(mktemp -d)"
@@ -16,8 +16,12 @@ else
   dir="$arg"
 fi
 pyinc="$(python -c "import sysconfig; print(sysconfig.get_paths()['include'])")"
-nvcc -c "$src" -o "${TMPDIR:-/tmp}/snn_delays_cuda_check.o" -std=c++20 -O1 --expt-relaxed-constexpr \
-  -Xcompiler -fPIC -I"$dir/torch/include" -I"$dir/torch/include/torch/csrc/api/include" -I"$pyinc" \
-  -D_GLIBCXX_USE_CXX11_ABI=1 -DTORCH_EXTENSION_NAME=_C_cuda -DTORCH_API_INCLUDE_EXTENSION_H \
-  -gencode arch=compute_90,code=sm_90
+for src in "$here"/*.cu; do
+  nvcc -c "$src" -o "${TMPDIR:-/tmp}/snn_delays_cuda_check_$(basename "$src" .cu).o" -std=c++20 -O1 \
+    --expt-relaxed-constexpr -Xcompiler -fPIC -I"$dir/torch/include" \
+    -I"$dir/torch/include/torch/csrc/api/include" -I"$pyinc" \
+    -D_GLIBCXX_USE_CXX11_ABI=1 -DTORCH_EXTENSION_NAME=_C_cuda -DTORCH_API_INCLUDE_EXTENSION_H \
+    -gencode arch=compute_90,code=sm_90
+  echo "compiled $(basename "$src")"
+done
 echo "CUDA sources compile OK"
