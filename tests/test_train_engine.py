@@ -190,6 +190,23 @@ def test_dropout_acts_in_training_only(name):
     assert not torch.equal(s_train[1], s_eval[1])
 
 
+def test_learn_beta_gives_one_trained_decay_per_hidden_neuron():
+    cfg = make_config(overrides={"hidden": [6, 5], "max_delay": 3, "learn_beta": True, "beta": 0.8})
+    torch.manual_seed(0)
+    net = build_model("ff-delays", 4, 3, cfg)
+    betas = [lif.beta for lif in net.lifs]
+    assert [tuple(b.shape) for b in betas] == [(6,), (5,)]
+    assert all(isinstance(b, torch.nn.Parameter) and torch.all(b == 0.8) for b in betas)
+    x = (torch.rand(20, 8, 4) < 0.5).float() * 3.0
+    net(x).square().sum().backward()
+    assert all(b.grad is not None and b.grad.abs().sum() > 0 for b in betas)
+    # with the default, beta is a fixed scalar, as before
+    net = build_model("ff-delays", 4, 3, make_config(overrides={"hidden": [6]}))
+    assert not any(n.endswith("beta") for n, _ in net.named_parameters())
+    with pytest.raises(TypeError, match="learn_beta: expected True or False"):
+        make_config(overrides={"learn_beta": "yes"})
+
+
 def test_rec_nodelay_matches_snntorch_rleaky():
     """The recurrent baseline (all lags 1, fixed) is exactly snnTorch's RLeaky."""
     import snntorch as snn

@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--readout", choices=["sum", "li_mean", "li_max"])
     m.add_argument("--beta-out", dest="beta_out", type=float, help="decay of the leaky-integrator readout")
     m.add_argument("--dropout", type=float, help="hidden-spike dropout probability (training only)")
+    m.add_argument("--learn-beta", dest="learn_beta", action="store_const", const=True,
+                   help="feed-forward presets: learn one membrane decay per hidden neuron")
     o = t.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int)
     o.add_argument("--batch-size", dest="batch_size", type=int, help="global batch (split over processes)")

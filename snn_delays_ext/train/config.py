@@ -55,6 +55,7 @@ class TrainConfig:
     readout: str = "li_mean"
     surrogate: str = "atan"
     dropout: float = 0.0                # hidden-spike dropout (training only)
+    learn_beta: bool = False            # ff-delays/ff-nodelay: one learnable decay per hidden neuron
     # optimisation
     epochs: int = 20
     batch_size: int = 64
@@ -123,6 +124,8 @@ class TrainConfig:
         need_float("beta", 0.0, 1.0)
         need_float("beta_out", 0.0, 1.0)
         need_float("dropout", 0.0, 1.0)
+        if not isinstance(self.learn_beta, bool):
+            raise TypeError(f"learn_beta: expected True or False, got {self.learn_beta!r}")
         if self.dropout >= 1.0:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
         need_float("delay_std", 0.0, optional=True, lo_open=True)

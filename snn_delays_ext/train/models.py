@@ -143,6 +143,9 @@ class FeedForwardSNN(nn.Module):
     dropout : float
         Probability of dropping each hidden spike (``torch.nn.Dropout`` on the ``(T, B, H)``
         spike trains between layers, training mode only); 0 disables it.
+    learn_beta : bool
+        Learn one membrane decay per hidden neuron (starting at ``beta``; snnTorch's
+        ``learn_beta`` with a per-neuron tensor), i.e. heterogeneous time constants.
 
     Examples
     --------
@@ -156,7 +159,7 @@ class FeedForwardSNN(nn.Module):
                  delays: bool = True, delay_type: str = "synaptic", output_delays: bool = True,
                  beta: float = 0.9, beta_out: float = 0.9, readout: str = "li_mean",
                  surrogate: str = "atan", delay_init: Union[str, float] = "uniform",
-                 interpolation: str = "triangle", dropout: float = 0.0) -> None:
+                 interpolation: str = "triangle", dropout: float = 0.0, learn_beta: bool = False) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
@@ -171,7 +174,11 @@ class FeedForwardSNN(nn.Module):
             return nn.Linear(a, b)
 
         self.linears = nn.ModuleList(lin(a, b, delays) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.lifs = nn.ModuleList(snn.Leaky(beta=beta, spike_grad=_spike_grad(surrogate)) for _ in hidden)
+        self.lifs = nn.ModuleList(
+            snn.Leaky(beta=torch.full((h,), float(beta)) if learn_beta else beta, learn_beta=learn_beta,
+                      spike_grad=_spike_grad(surrogate))
+            for h in hidden
+        )
         self.out = lin(sizes[-1], n_classes, delays and output_delays)
 
     def forward(self, x: torch.Tensor, record: bool = False):
@@ -234,7 +241,7 @@ def _ff(delays: bool) -> ModelBuilder:
             n_in, cfg.hidden, n_out, max_delay=cfg.max_delay, delays=delays, delay_type=cfg.delay_type,
             output_delays=cfg.output_delays, beta=cfg.beta, beta_out=cfg.beta_out, readout=cfg.readout,
             surrogate=cfg.surrogate, delay_init=cfg.delay_init, interpolation=cfg.interpolation,
-            dropout=cfg.dropout,
+            dropout=cfg.dropout, learn_beta=cfg.learn_beta,
         )
     return build
 
