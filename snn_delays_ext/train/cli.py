@@ -63,7 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--delay-init", dest="delay_init", type=_delay_init, help="'uniform', 'half_normal' or a number")
     m.add_argument("--interpolation", choices=["triangle", "round"])
     m.add_argument("--beta", type=float)
-    m.add_argument("--readout", choices=["sum", "li_mean", "li_max"])
+    m.add_argument("--readout", choices=["sum", "li_mean", "li_max", "li_shaped"])
+    m.add_argument("--tau-syn", dest="tau_syn", type=float, help="EventProp models: synaptic time constant (steps)")
+    m.add_argument("--tau-mem", dest="tau_mem", type=float, help="EventProp models: membrane time constant (steps)")
+    m.add_argument("--weight-mean", dest="weight_mean", type=float,
+                   help="EventProp models: initial weights ~ N(mean, std) / sqrt(fan_in) (with --weight-std)")
+    m.add_argument("--weight-std", dest="weight_std", type=float)
     o = t.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int)
     o.add_argument("--batch-size", dest="batch_size", type=int, help="global batch (split over processes)")

@@ -299,6 +299,9 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
             if hasattr(it, "set_postfix"):
                 it.set_postfix(loss=f"{float(loss.detach()):.3f}")
         loss_sum, correct, n = _all_sum([loss_sum, correct, n], device)
+        epoch_hook = getattr(model, "on_train_epoch_end", None)  # e.g. EventProp's silent-neuron bump
+        if callable(epoch_hook):
+            epoch_hook()
         val_loss, val_acc = evaluate(model, val_ds, cfg.batch_size, device)
         lrs = [g["lr"] for g in opt.param_groups]
         if lr_sched is not None:

@@ -1,0 +1,175 @@
+"""EventProp model presets in the training CLI: registry contract, engine integration, errors."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+
+from snn_delays_ext.eventprop import (
+    EventPropConfig,
+    EventPropSNN,
+    decays_from_taus,
+    lif_sequence_surrogate,
+    spike_count_planes,
+    synaptic_scale,
+)
+from snn_delays_ext.train import TrainConfig, make_config
+from snn_delays_ext.train.cli import main
+from snn_delays_ext.train.models import available_models, build_model
+from snn_delays_ext.utils import clamp_delays_, delay_parameters, quantize_delays, weight_parameters
+
+
+def test_presets_registered():
+    models = available_models()
+    assert "eventprop-ff" in models and "eventprop-rec" in models
+    cfg = make_config("braille-eventprop")
+    assert cfg.model == "eventprop-ff" and cfg.hidden == [256, 256]
+    assert make_config("shd-eventprop").model == "eventprop-rec"
+
+
+def test_cli_end_to_end_sequence_task(tmp_path):
+    # the paper's sequence-detection task (2 inputs -> 2 LI outputs) through the CLI
+    out = tmp_path / "run"
+    rc = main(["train", "--preset", "sequence-eventprop", "--out", str(out), "--no-progress", "--epochs", "3",
+               "--seed", "0", "--train-limit", "400", "--eval-limit", "100"])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["model"] == "eventprop-ff"
+    assert res["test_acc"] >= 0.9 and res["test_acc_rounded"] >= 0.9  # chance is 0.5
+    assert (out / "metrics.csv").is_file() and (out / "checkpoint.pt").is_file()
+
+
+def test_cli_model_flag_on_hidden_network(tmp_path):
+    # --model eventprop-ff on top of another preset, with a hidden layer; learns above chance
+    out = tmp_path / "run"
+    rc = main(["train", "--preset", "sequence", "--model", "eventprop-ff", "--hidden", "16", "--readout", "li_max",
+               "--weight-mean", "6", "--weight-std", "2", "--sigma0", "0", "--out", str(out), "--no-progress",
+               "--epochs", "3", "--lr", "0.01", "--delay-lr", "0.5", "--train-limit", "400", "--eval-limit", "100"])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["test_acc"] > 0.7, res
+
+
+def test_contract_and_engine_parameter_groups():
+    torch.manual_seed(0)
+    cfg = make_config("sequence", overrides={"model": "eventprop-rec", "hidden": [6], "readout": "li_shaped",
+                                              "weight_mean": 3.0, "weight_std": 1.0})
+    net = build_model("eventprop-rec", 2, 2, cfg)
+    x = (torch.rand(30, 5, 2) < 0.3).float()
+    logits = net(x)
+    assert logits.shape == (5, 2)
+    logits2, spikes = net(x, record=True)
+    assert torch.equal(logits, logits2) and len(spikes) == 1 and spikes[0].shape == (30, 5, 6)
+    # delays: ff + recurrent of the hidden layer and the readout's; weights: the rest
+    d_ids = {id(p) for p in delay_parameters(net)}
+    expected = {id(net.layers[0].delays), id(net.layers[0].rec_delays), id(net.out.delays)}
+    assert d_ids == expected
+    w_ids = {id(p) for p in weight_parameters(net)}
+    assert w_ids == {id(net.layers[0].weight), id(net.layers[0].rec_weight), id(net.out.weight)}
+    # gradients reach every delay tensor
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 0, 1, 0])).backward()
+    assert all(p.grad is not None for p in delay_parameters(net))
+    # clamping: ff to [0, max_delay], recurrent to [1, max_delay]
+    with torch.no_grad():
+        net.layers[0].delays.fill_(-3.0)
+        net.layers[0].rec_delays.fill_(0.2)
+        net.out.delays.fill_(99.0)
+    clamp_delays_(net)
+    assert float(net.layers[0].delays.detach().min()) == 0.0
+    assert float(net.layers[0].rec_delays.detach().min()) == 1.0
+    assert float(net.out.delays.detach().max()) == cfg.max_delay
+
+
+def test_quantize_delays_keeps_the_forward():
+    # the forward already runs the rounded delays, so quantising changes nothing
+    torch.manual_seed(1)
+    net = EventPropSNN(3, [8], 2, max_delay=6, weight_mean=3.0, weight_std=1.0)
+    with torch.no_grad():
+        for p in delay_parameters(net):
+            p.uniform_(0, 6)
+    x = (torch.rand(25, 4, 3) < 0.3).float()
+    q = copy.deepcopy(net)
+    quantize_delays(q)
+    assert all(torch.equal(p, torch.round(p)) for p in delay_parameters(q))
+    with torch.no_grad():
+        assert torch.equal(net(x), q(x))
+
+
+def test_output_delays_off():
+    net = EventPropSNN(3, [4], 2, max_delay=5, output_delays=False)
+    assert id(net.out.delays) not in {id(p) for p in delay_parameters(net)}
+    assert float(net.out.delays.abs().max()) == 0.0
+
+
+def test_spike_counts_match_reference():
+    # a bin with c spikes = c spikes at that step. Independent reference: the BPTT path takes the
+    # counts as they are (no planes). With a leaky-integrator readout only there is no spike
+    # nonlinearity, so the exact EventProp weight gradient equals the BPTT one.
+    torch.manual_seed(2)
+    x = torch.randint(0, 4, (20, 3, 4)).float() * (torch.rand(20, 3, 4) < 0.3)
+    assert float(x.max()) > 1
+    net = EventPropSNN(4, [], 2, max_delay=5, readout="li_mean")
+    with torch.no_grad():
+        net.out.delays.copy_(torch.randint(0, 6, (2, 4)).float())
+    v_ep = net.logits(net._first(net.out, x))
+    v_ep.sum().backward()
+    g_ep = net.out.weight.grad.clone()
+    a, b = decays_from_taus(5.0, 20.0, 1.0)
+    cfg = EventPropConfig(alpha=a, beta=b, threshold=math.inf, max_delay=5, syn_scale=synaptic_scale(a))
+    w = net.out.weight.detach().clone().requires_grad_(True)
+    _, mem = lif_sequence_surrogate(x, w, net.out.delays.detach(), config=cfg)
+    mem.mean(0).sum().backward()
+    assert torch.allclose(v_ep, mem.mean(0), atol=1e-5)
+    assert torch.allclose(g_ep, w.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_spike_counts_in_a_spiking_layer_match_bptt_forward():
+    torch.manual_seed(3)
+    x = torch.randint(0, 3, (30, 2, 5)).float() * (torch.rand(30, 2, 5) < 0.4)
+    net = EventPropSNN(5, [6], 2, max_delay=4, weight_mean=4.0, weight_std=1.0)
+    with torch.no_grad():
+        _, spikes = net(x, record=True)
+    layer = net.layers[0]
+    ref, _ = lif_sequence_surrogate(x, layer.weight.detach(), layer.delays.detach(), config=layer.config())
+    assert spikes[0].sum() > 0
+    assert torch.equal(spikes[0], ref)
+
+
+def test_silent_neurons_are_bumped_once_per_epoch():
+    net = EventPropSNN(3, [4], 2, max_delay=3, weight_mean=-5.0, weight_std=0.0, silent_bump=0.01)
+    w0 = net.layers[0].weight.detach().clone()
+    net.train()
+    x = (torch.rand(10, 2, 3) < 0.5).float()
+    net(x).sum().backward()
+    assert net.on_train_epoch_end() == 4
+    assert torch.allclose(net.layers[0].weight.detach() - w0, torch.full_like(w0, 0.01))
+    assert net.on_train_epoch_end() == 0  # counts reset: nothing recorded since
+
+
+def test_bad_values():
+    with pytest.raises(ValueError, match="tau_mem"):
+        TrainConfig(tau_mem=0.0).validate()
+    with pytest.raises(ValueError, match="tau_syn"):
+        TrainConfig(tau_syn=-1.0).validate()
+    with pytest.raises(ValueError, match="weight_mean, weight_std"):
+        TrainConfig(weight_mean=1.0).validate()
+    with pytest.raises(ValueError, match="weight_std"):
+        TrainConfig(weight_mean=1.0, weight_std=-0.5).validate()
+    with pytest.raises(ValueError, match="readout"):
+        EventPropSNN(2, [3], 2, readout="softmax")
+    with pytest.raises(ValueError, match="silent_bump"):
+        EventPropSNN(2, [3], 2, silent_bump=-1.0)
+    with pytest.raises(ValueError, match="input_"):
+        EventPropSNN(2, [3], 2)(torch.rand(5, 1, 2))  # analog values, not spike counts
+    with pytest.raises(TypeError, match="input_"):
+        spike_count_planes(torch.ones(3, 1, 2, dtype=torch.long))
+
+
+def test_cli_reports_bad_value(capsys):
+    rc = main(["train", "--preset", "sequence-eventprop", "--tau-mem", "0", "--print-config"])
+    assert rc == 2
+    assert "tau_mem" in capsys.readouterr().err
