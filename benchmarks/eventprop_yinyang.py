@@ -9,7 +9,27 @@ the earliest output spike. The model is selected on the validation split; test a
 reported once, with the integer delays the forward pass uses. Times are in ms; ``--dt`` sets
 the step.
 
-SETTINGS_PLACEHOLDER
+Defaults (the settings of the reported runs): dt 0.5 ms, tau_syn 5 ms, tau_mem 20 ms, inputs
+over 30 ms in a 64 ms window, delays up to 20 ms (start uniform in [0, 5] ms), Adam lr 2e-3
+(weights) and 0.05 steps (delays), batch 64, cosine schedule over 150 epochs, relative
+first-spike MSE with delta 2 ms (Göltz et al. 2025; mlGeNN's ``RelativeMeanSquareError``, the
+loss of the EventProp-with-delays Yin-Yang runs), silent neurons bumped by 0.02 per epoch.
+
+Results (shared 2-core CPU, one thread, torch 2.13): RESULTS_PLACEHOLDER
+
+Why the earlier defaults (dt 1 ms, cross-entropy on ``-t / tau0``, 15 epochs) stopped at
+90.9 %: (1) the cross-entropy pushes the wrong outputs later without bound; unless the learning
+rate shrinks fast, outputs go silent, and where the *correct* output is silent an exact gradient
+carries no signal back. With 150 epochs (near-constant lr early on) the validation share of
+samples whose correct output was silent jumped from 0 to 14-45 % within two epochs (epochs 8-9;
+78 % with a 100 ms window, 99 % without delay learning) and accuracy fell to 50-65 %; the 15-epoch
+cosine run only escaped because its lr decayed first. A lower lr (5e-4) was stable but slow.
+The relative MSE pulls each wrong output to ``t_correct + delta``, a bounded target, and no
+collapse occurred. (2) At dt = 1 ms 10-15 % of validation samples had two outputs firing in the
+same step (a tie, decided by the lower index); dt = 0.5 ms brings that to 2-3 %. Epochs are
+cheap (2-4 s at dt 1 ms, 4-10 s at 0.5 ms, depending on the machine's load), so the old
+"15 epochs, about 15 minutes" was load on the machine, not the method. ``val_ties`` and
+``val_silent_true`` in the log are these two diagnostics.
 
 Usage::
 
@@ -110,7 +130,7 @@ def steps(ms: float, dt: float) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "yin_yang"))
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=150)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--lr-delay", type=float, default=0.05, help="delay learning rate (steps per update)")
@@ -118,7 +138,7 @@ def main() -> None:
                     help="lr schedule per epoch: cosine to 0, or exponential (--lr-decay)")
     ap.add_argument("--lr-decay", type=float, default=0.99, help="per-epoch factor of --schedule exp")
     ap.add_argument("--hidden", type=int, default=30)
-    ap.add_argument("--dt", type=float, default=1.0, help="time step (ms)")
+    ap.add_argument("--dt", type=float, default=0.5, help="time step (ms)")
     ap.add_argument("--tau-syn", type=float, default=5.0, help="synaptic time constant (ms)")
     ap.add_argument("--tau-mem", type=float, default=20.0, help="membrane time constant (ms)")
     ap.add_argument("--max-delay", type=float, default=20.0, help="largest delay (ms)")
@@ -127,7 +147,7 @@ def main() -> None:
     ap.add_argument("--t-early", type=float, default=0.0, help="time of the bias spike and of value 0 (ms)")
     ap.add_argument("--t-in", type=float, default=30.0, help="input latency range (ms)")
     ap.add_argument("--T", type=float, default=64.0, help="simulated time (ms)")
-    ap.add_argument("--loss", choices=["ce", "relmse"], default="ce",
+    ap.add_argument("--loss", choices=["ce", "relmse"], default="relmse",
                     help="ce: cross-entropy on -t/tau0 plus a small MSE; relmse: relative MSE (Göltz 2025)")
     ap.add_argument("--tau0", type=float, default=3.0, help="ce: temperature (ms)")
     ap.add_argument("--mse", type=float, default=1e-3, help="ce: weight of the first-spike-time MSE")
