@@ -173,3 +173,23 @@ def test_cli_reports_bad_value(capsys):
     rc = main(["train", "--preset", "sequence-eventprop", "--tau-mem", "0", "--print-config"])
     assert rc == 2
     assert "tau_mem" in capsys.readouterr().err
+
+
+def test_relative_first_spike_loss_gradient_signs():
+    from snn_delays_ext.eventprop import relative_first_spike_loss
+
+    # correct output 0 fires at 5, wrong output 1 at 6, output 2 silent; delta 2:
+    # L = 0.5 * (6 - 5 - 2)^2 = 0.5 (silent output: no gradient)
+    spk = torch.zeros(12, 1, 3)
+    spk[5, 0, 0] = 1
+    spk[6, 0, 1] = 1
+    spk.requires_grad_(True)
+    loss = relative_first_spike_loss(spk, torch.tensor([0]), delta=2.0, no_spike=7.0)
+    assert float(loss) == pytest.approx(0.5 + 0.5 * (7 - 5 - 2) ** 2)
+    loss.backward()
+    g = spk.grad[:, 0]
+    assert float(g[6, 1]) == pytest.approx(-1.0)  # dL/dt of the wrong output: fire later
+    assert float(g[5, 0]) == pytest.approx(1.0)   # dL/dt of the correct output: fire earlier
+    assert float(g[:, 2].abs().sum()) == 0.0
+    with pytest.raises(ValueError, match="delta"):
+        relative_first_spike_loss(spk, torch.tensor([0]), delta=0.0)

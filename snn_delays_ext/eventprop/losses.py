@@ -179,7 +179,8 @@ def relative_first_spike_loss(spk: torch.Tensor, target: torch.Tensor, delta: fl
     Every wrong output is pulled to fire ``delta`` steps after the correct one, a bounded
     target: unlike a cross-entropy on ``-t``, it never pushes the wrong outputs towards
     silence, where exact gradients vanish. Silent outputs count as ``no_spike`` (default
-    ``T``) and get no gradient.
+    ``T``) and get no gradient; their terms still pull the correct output towards
+    ``no_spike - delta`` (a bounded pull, as with any finite stand-in for a missing spike).
 
     Parameters
     ----------
