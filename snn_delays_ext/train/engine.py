@@ -201,6 +201,9 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
     the test set is used once at the end, with the learned delays and with them rounded to
     integers (:func:`snn_delays_ext.quantize_delays` on a copy).
 
+    A model with an ``on_train_epoch_end()`` method has it called after each epoch's training
+    batches, before validation and the checkpoint (EventProp models bump silent neurons there).
+
     Under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in
     :class:`torch.nn.parallel.DistributedDataParallel` (NCCL on GPU, gloo on CPU);
     ``batch_size`` is the global batch, split evenly over the processes, and only rank 0
