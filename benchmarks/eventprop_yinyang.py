@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import platform
 import time
 from pathlib import Path

@@ -13,7 +13,7 @@ Mészáros et al. 2025), with ``"li_max"`` the maximum over time (the sequence t
 from __future__ import annotations
 
 import math
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -98,10 +98,10 @@ class EventPropSNN(nn.Module):
     output_delays : bool
         Learnable delays on the readout connections (``False``: fixed at zero).
     weight_mean, weight_std : float, optional
-        All input weights (hidden layers and readout) start ``Normal(weight_mean,
-        weight_std) / sqrt(fan_in)``; ``None``: each layer's uniform ``+-1/sqrt(fan_in)``. Exact gradients
-        need neurons that fire (and readouts whose voltage rises) from the start, so a
-        positive mean usually helps.
+        All input weights (hidden layers and readout) start
+        ``Normal(weight_mean, weight_std) / sqrt(fan_in)``; ``None``: each layer's uniform
+        ``+-1/sqrt(fan_in)``. Exact gradients need neurons that fire (and readouts whose
+        voltage rises) from the start, so a positive mean usually helps.
     backward : {"eventprop", "surrogate"}
         Gradient method (``"surrogate"``: BPTT through the same dynamics, for comparisons).
     max_spikes : int, optional
