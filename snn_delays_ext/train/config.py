@@ -194,8 +194,8 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     # tau_syn 5 / tau_mem 20 steps are 50 / 200 ms; delays up to 200 ms; loss-shaping readout
     "braille-eventprop": dict(dataset="braille", model="eventprop-ff", hidden=[256, 256], max_delay=20,
                               dt=0.01, delay_type="synaptic", output_delays=True, readout="li_shaped",
-                              tau_syn=5.0, tau_mem=20.0, weight_mean=1.5, weight_std=1.0, delay_init="uniform",
-                              epochs=40, batch_size=128, lr=2e-3, delay_lr=0.05, sigma0=0.0),
+                              tau_syn=5.0, tau_mem=20.0, weight_mean=2.0, weight_std=1.0, delay_init="uniform",
+                              epochs=40, batch_size=64, lr=2e-2, delay_lr=0.05, sigma0=0.0),
     # SHD 700-512rec-20 (the EventProp paper): 2 ms bins, tau_syn 5 ms / tau_mem 20 ms, recurrent
     # delayed current-based LIF; not run on this machine (needs the SHD files and a GPU day)
     "shd-eventprop": dict(dataset="shd", model="eventprop-rec", hidden=[512], max_delay=50, dt=0.002,
