@@ -26,17 +26,19 @@ Why the earlier defaults (dt 1 ms, cross-entropy on ``-t / tau0``, 15 epochs) st
 90.9 %: (1) the cross-entropy pushes the wrong outputs later without bound; unless the learning
 rate shrinks fast, outputs go silent, and where the *correct* output is silent an exact gradient
 carries no signal back. With 150 epochs (near-constant lr early on) the validation share of
-samples whose correct output was silent jumped from 0 to 14-45 % within two epochs (epochs 8-9;
-78 % with a 100 ms window, 99 % without delay learning) and accuracy fell to 50-65 %; the 15-epoch
-cosine run only escaped because its lr decayed first. A lower lr (5e-4) was stable but slow.
-The relative MSE pulls each wrong output to ``t_correct + delta``, a bounded target, and no
-collapse occurred; the same defaults with ``--loss ce`` (dt 0.5 ms) collapsed at epoch 6 (73 % of
-validation samples with a silent correct output; run stopped after 4 min: best validation and
-test 90.3 %, ``benchmarks/results/eventprop-yinyang-seed0-ce-loss-ablation.json``). (2) At dt = 1 ms 10-15 % of validation samples had two outputs firing in the
-same step (a tie, decided by the lower index); dt = 0.5 ms brings that to 2-3 %. Epochs are
-cheap (2-4 s at dt 1 ms, 4-10 s at 0.5 ms, depending on the machine's load), so the old
-"15 epochs, about 15 minutes" was load on the machine, not the method. ``val_ties`` and
-``val_silent_true`` in the log are these two diagnostics.
+samples whose correct output was silent jumped from 0 to 45 % within two epochs (epochs 8-9;
+78 % with a 100 ms window, 99 % without delay learning, both from epoch 6) and accuracy fell to
+50-65 %; the 15-epoch cosine run only escaped because its lr decayed first. A lower lr (5e-4)
+was stable but slow. The relative MSE pulls each wrong output to ``t_correct + delta``, a
+bounded target, and no collapse occurred in any run; the same defaults with ``--loss ce``
+(dt 0.5 ms) collapsed at epoch 6 (73 % of validation samples with a silent correct output; run
+stopped after 4 min: best validation and test 90.3 %,
+``benchmarks/results/eventprop-yinyang-seed0-ce-loss-ablation.json``). (2) At dt = 1 ms
+10-15 % of validation samples had two outputs firing in the same step (a tie, decided by the
+lower index); dt = 0.5 ms brings that to 2-3 %. Epochs are cheap (2-4 s at dt 1 ms, 4-10 s at
+0.5 ms, depending on the machine's load), so the old "15 epochs, about 15 minutes" was load on
+the machine, not the method. ``val_ties`` and ``val_silent_true`` in the log are these two
+diagnostics.
 
 Usage::
 
