@@ -224,3 +224,77 @@ def test_resume_and_plots_with_an_eventprop_model(tmp_path):
             assert torch.equal(v, b[k]), k
     names = {p.name for p in plot_run(tmp_path / "cut")}
     assert "learning_curves.png" in names and "raster.png" in names
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_match_one_with_the_bump(tmp_path):
+    # EventProp models train under torchrun (gloo) to the same weights as one process
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("needs torch.distributed gloo")
+    repo = Path(__file__).resolve().parents[1]
+    args = ["--preset", "sequence-eventprop", "--hidden", "8", "--weight-mean", "0", "--weight-std", "4",
+            "--epochs", "1", "--batch-size", "50", "--train-limit", "200", "--eval-limit", "100",
+            "--device", "cpu", "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=str(repo), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "snn_delays_ext.train", "train", "--out", str(tmp_path / "ddp")] + args
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert main(["train", "--out", str(tmp_path / "one")] + args) == 0
+    a = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=False)
+    assert a["world_size"] == 2 and b["world_size"] == 1
+    for k, v in b["model"].items():
+        if isinstance(v, torch.Tensor):
+            assert torch.allclose(a["model"][k], v, atol=1e-5, rtol=1e-4), k
+    assert a["history"][0]["val_acc"] == b["history"][0]["val_acc"]
+
+
+def _bump_worker(rank: int, world: int, port: int, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        net = EventPropSNN(2, [2], 2, max_delay=2, silent_bump=0.5)
+        with torch.no_grad():
+            net.layers[0].weight.copy_(torch.tensor([[20.0, 0.0], [0.0, 0.0]]))
+            net.layers[0].delays.zero_()
+        x = torch.zeros(10, 1, 2)
+        if rank == 0:
+            x[0, 0, 0] = 1.0  # only process 0 sees a spike that makes hidden neuron 0 fire
+        net.train()
+        net(x).sum().backward()
+        n = net.on_train_epoch_end()
+        torch.save((n, net.layers[0].weight.detach()), f"{out}/{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_bump_sums_spike_counts_over_processes(tmp_path):
+    # neuron 0 fires in process 0 only: summed over processes it is not silent, so each process
+    # bumps neuron 1 alone and the replicas stay identical
+    import socket
+
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("needs torch.distributed gloo")
+    with socket.socket() as sck:
+        sck.bind(("127.0.0.1", 0))
+        port = sck.getsockname()[1]
+    mp.spawn(_bump_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    (n0, w0), (n1, w1) = (torch.load(tmp_path / f"{r}.pt") for r in (0, 1))
+    assert n0 == n1 == 1
+    assert torch.equal(w0, w1)
+    assert torch.equal(w0, torch.tensor([[20.0, 0.0], [0.5, 0.5]]))
