@@ -19,8 +19,8 @@ Results (shared 2-core CPU, one thread, torch 2.13; ``benchmarks/results/eventpr
 test accuracy 96.0 / 96.3 / 96.8 % for seeds 0 / 1 / 2 (mean 96.4 +- 0.4 %; best validation
 96.9 / 97.4 / 97.1 % at epochs 62 / 133 / 93), identical with the quantised delays; 3-9 s per
 training epoch (median 4.2 s), 9-17 min per run. With the delays frozen at their random start
-(``--lr-delay 0``, seed 0): 94.8 % (best validation 95.0 %), so learning the delays adds 1.2
-points here.
+(``--lr-delay 0``): 94.8 / 94.7 % for seeds 0 / 1 (best validation 95.0 / 95.1 %), so learning
+the delays adds 1.2-1.6 points here.
 
 Why the earlier defaults (dt 1 ms, cross-entropy on ``-t / tau0``, 15 epochs) stopped at
 90.9 %: (1) the cross-entropy pushes the wrong outputs later without bound; unless the learning
