@@ -22,12 +22,16 @@ from .losses import (
     loss_shaping_ce,
     max_voltage_ce,
     predict_first_spike,
+    relative_first_spike_loss,
 )
+from .train_models import EVENTPROP_READOUTS, EventPropSNN, register_train_models, spike_count_planes
 
 __all__ = [
     "BACKWARDS",
     "DelayedRecurrentSynaptic",
+    "EVENTPROP_READOUTS",
     "EventPropConfig",
+    "EventPropSNN",
     "LeakyIntegrator",
     "bump_silent_neurons_",
     "decays_from_taus",
@@ -38,6 +42,9 @@ __all__ = [
     "loss_shaping_ce",
     "max_voltage_ce",
     "predict_first_spike",
+    "register_train_models",
+    "relative_first_spike_loss",
+    "spike_count_planes",
     "rounded_delays",
     "synaptic_scale",
 ]

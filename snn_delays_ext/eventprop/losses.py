@@ -17,6 +17,7 @@ __all__ = [
     "bump_silent_neurons_",
     "first_spike_time_loss",
     "first_spike_times",
+    "relative_first_spike_loss",
     "loss_shaping_ce",
     "max_voltage_ce",
     "predict_first_spike",
@@ -166,6 +167,50 @@ def first_spike_time_loss(
     if tau0 is not None:
         loss = loss + F.cross_entropy(-t / float(tau0), target)
     return loss
+
+
+def relative_first_spike_loss(spk: torch.Tensor, target: torch.Tensor, delta: float,
+                              no_spike: Optional[float] = None) -> torch.Tensor:
+    """Relative first-spike-time MSE (Göltz et al. 2025; mlGeNN's ``RelativeMeanSquareError``).
+
+    .. math:: L = \\frac{1}{B} \\sum_b \\frac{1}{2} \\sum_{i \\ne l_b}
+              (t_{b,i} - t_{b,l_b} - \\Delta)^2
+
+    Every wrong output is pulled to fire ``delta`` steps after the correct one, a bounded
+    target: unlike a cross-entropy on ``-t``, it never pushes the wrong outputs towards
+    silence, where exact gradients vanish. Silent outputs count as ``no_spike`` (default
+    ``T``) and get no gradient; their terms still pull the correct output towards
+    ``no_spike - delta`` (a bounded pull, as with any finite stand-in for a missing spike).
+
+    Parameters
+    ----------
+    spk : torch.Tensor
+        Output spikes ``(T, B, C)``.
+    target : torch.Tensor
+        Classes ``(B,)``.
+    delta : float
+        Wanted lead of the correct output, in steps (> 0).
+    no_spike : float, optional
+        Time of a silent output (default ``T``).
+
+    Examples
+    --------
+    >>> spk = torch.zeros(20, 1, 3); spk[3, 0, 0] = 1; spk[5, 0, 1] = 1; spk[8, 0, 2] = 1
+    >>> float(relative_first_spike_loss(spk, torch.tensor([0]), delta=2.0))   # (0**2 + 3**2) / 2
+    4.5
+    """
+    spk = _check_seq("spk", spk)
+    T, B, C = spk.shape
+    target = _check_target(target, B, C)
+    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not delta > 0:
+        raise ValueError(f"delta: expected a number > 0 (steps), got {delta!r}")
+    t = first_spike_times(spk, no_spike=no_spike)
+    idx = torch.arange(B, device=t.device)
+    t_true = t[idx, target].unsqueeze(1)
+    wrong = torch.ones_like(t, dtype=torch.bool)
+    wrong[idx, target] = False
+    diff = (t - t_true - float(delta)) * wrong.to(t.dtype)
+    return 0.5 * (diff ** 2).sum() / max(B, 1)
 
 
 def predict_first_spike(spk: torch.Tensor) -> torch.Tensor:

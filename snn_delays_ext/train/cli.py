@@ -65,11 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--delay-init", dest="delay_init", type=_delay_init, help="'uniform', 'half_normal' or a number")
     m.add_argument("--interpolation", choices=["triangle", "round"])
     m.add_argument("--beta", type=float)
-    m.add_argument("--readout", choices=["sum", "li_mean", "li_max"])
     m.add_argument("--beta-out", dest="beta_out", type=float, help="decay of the leaky-integrator readout")
     m.add_argument("--dropout", type=float, help="hidden-spike dropout probability (training only)")
     m.add_argument("--learn-beta", dest="learn_beta", action="store_const", const=True,
                    help="feed-forward presets: learn one membrane decay per hidden neuron")
+    m.add_argument("--readout", choices=["sum", "li_mean", "li_max", "li_shaped"])
+    m.add_argument("--tau-syn", dest="tau_syn", type=float, help="EventProp models: synaptic time constant (steps)")
+    m.add_argument("--tau-mem", dest="tau_mem", type=float, help="EventProp models: membrane time constant (steps)")
+    m.add_argument("--weight-mean", dest="weight_mean", type=float,
+                   help="EventProp models: initial weights ~ N(mean, std) / sqrt(fan_in) (with --weight-std)")
+    m.add_argument("--weight-std", dest="weight_std", type=float)
     o = t.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int)
     o.add_argument("--batch-size", dest="batch_size", type=int, help="global batch (split over processes)")

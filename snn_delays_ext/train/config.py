@@ -56,6 +56,10 @@ class TrainConfig:
     surrogate: str = "atan"
     dropout: float = 0.0                # hidden-spike dropout (training only)
     learn_beta: bool = False            # ff-delays/ff-nodelay: one learnable decay per hidden neuron
+    tau_syn: float = 5.0                # EventProp models: synaptic time constant (steps)
+    tau_mem: float = 20.0               # EventProp models: membrane time constant (steps)
+    weight_mean: Optional[float] = None  # EventProp models: weights ~ N(mean, std) / sqrt(fan_in)
+    weight_std: Optional[float] = None
     # optimisation
     epochs: int = 20
     batch_size: int = 64
@@ -129,12 +133,19 @@ class TrainConfig:
         if self.dropout >= 1.0:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
         need_float("delay_std", 0.0, optional=True, lo_open=True)
+        need_float("tau_syn", 0.0, lo_open=True)
+        need_float("tau_mem", 0.0, lo_open=True)
+        need_float("weight_mean", -math.inf, optional=True)
+        need_float("weight_std", 0.0, optional=True)
+        if (self.weight_mean is None) != (self.weight_std is None):
+            raise ValueError(f"weight_mean, weight_std: give both or neither, got {self.weight_mean!r} and "
+                             f"{self.weight_std!r}")
         if not isinstance(self.hidden, (list, tuple)) or not all(is_int(h) and h >= 1 for h in self.hidden):
             raise ValueError(f"hidden: expected a list of layer sizes (ints >= 1), got {self.hidden!r}")
         self.hidden = list(self.hidden)
         need_choice("delay_type", ("synaptic", "axonal", "dendritic"))
         need_choice("interpolation", ("triangle", "round"))
-        need_choice("readout", ("sum", "li_mean", "li_max"))
+        need_choice("readout", ("sum", "li_mean", "li_max", "li_shaped"))
         need_choice("surrogate", ("atan", "fast_sigmoid", "triangular"))
         need_choice("lr_schedule", ("cosine", "none"))
         if isinstance(self.delay_init, bool) or not (
@@ -182,6 +193,24 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                     delay_type="axonal", output_delays=False, readout="li_mean", beta=0.9,
                     beta_out=0.95, epochs=40, batch_size=128, lr=1e-2, delay_lr=0.1, sigma0=4.0,
                     weight_decay=5e-4),
+    # EventProp presets (exact gradients; time constants in steps, see EventPropSNN). Sequence
+    # task: 2 inputs -> 2 LI outputs, max-over-time voltage, delays learn the order
+    "sequence-eventprop": dict(dataset="sequence", model="eventprop-ff", hidden=[], max_delay=12, gap=10,
+                               delay_init=0.0, output_delays=True, readout="li_max", weight_mean=1.4,
+                               weight_std=0.1, epochs=5, batch_size=50, lr=1e-2, delay_lr=0.5, sigma0=0.0,
+                               lr_schedule="none"),
+    # Braille 24-256-256-27 feed-forward (the EventProp paper's 2x256 with delays): 10 ms bins, so
+    # tau_syn 5 / tau_mem 20 steps are 50 / 200 ms; delays up to 200 ms; loss-shaping readout
+    "braille-eventprop": dict(dataset="braille", model="eventprop-ff", hidden=[256, 256], max_delay=20,
+                              dt=0.01, delay_type="synaptic", output_delays=True, readout="li_shaped",
+                              tau_syn=5.0, tau_mem=20.0, weight_mean=2.0, weight_std=1.0, delay_init="uniform",
+                              epochs=40, batch_size=64, lr=2e-2, delay_lr=0.05, sigma0=0.0),
+    # SHD 700-512rec-20 (the EventProp paper): 2 ms bins, tau_syn 5 ms / tau_mem 20 ms, recurrent
+    # delayed current-based LIF; not run on this machine (needs the SHD files and a GPU day)
+    "shd-eventprop": dict(dataset="shd", model="eventprop-rec", hidden=[512], max_delay=50, dt=0.002,
+                          pool=1, readout="li_shaped", tau_syn=2.5, tau_mem=10.0, weight_mean=0.8,
+                          weight_std=0.26, delay_init="uniform", epochs=50, batch_size=32, lr=1e-3,
+                          delay_lr=0.05, sigma0=0.0),
     "shd-delrec": dict(dataset="shd", model="delrec", hidden=[256, 256], max_delay=25, dt=0.01,
                        pool=5, beta=0.5, surrogate="triangular", readout="sum", delay_std=12.0,
                        epochs=100, batch_size=128, lr=1e-3, delay_lr=5e-2, sigma0=10.0),

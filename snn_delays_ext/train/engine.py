@@ -201,6 +201,9 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
     the test set is used once at the end, with the learned delays and with them rounded to
     integers (:func:`snn_delays_ext.quantize_delays` on a copy).
 
+    A model with an ``on_train_epoch_end()`` method has it called after each epoch's training
+    batches, before validation and the checkpoint (EventProp models bump silent neurons there).
+
     Under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in
     :class:`torch.nn.parallel.DistributedDataParallel` (NCCL on GPU, gloo on CPU);
     ``batch_size`` is the global batch, split evenly over the processes, and only rank 0
@@ -299,6 +302,9 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
             if hasattr(it, "set_postfix"):
                 it.set_postfix(loss=f"{float(loss.detach()):.3f}")
         loss_sum, correct, n = _all_sum([loss_sum, correct, n], device)
+        epoch_hook = getattr(model, "on_train_epoch_end", None)  # e.g. EventProp's silent-neuron bump
+        if callable(epoch_hook):
+            epoch_hook()
         val_loss, val_acc = evaluate(model, val_ds, cfg.batch_size, device)
         lrs = [g["lr"] for g in opt.param_groups]
         if lr_sched is not None:

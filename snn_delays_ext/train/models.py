@@ -22,7 +22,7 @@ __all__ = ["register_model", "build_model", "available_models", "FeedForwardSNN"
 
 ModelBuilder = Callable[[int, int, "object"], nn.Module]
 _REGISTRY: Dict[str, Tuple[ModelBuilder, str]] = {}
-READOUTS = ("sum", "li_mean", "li_max")
+READOUTS = ("sum", "li_mean", "li_max", "li_shaped")
 
 
 def register_model(name: str, builder: ModelBuilder, description: str = "", overwrite: bool = False) -> None:
@@ -83,10 +83,15 @@ def leaky_integrator(cur: torch.Tensor, beta: float) -> torch.Tensor:
 
 def readout_logits(cur: torch.Tensor, readout: str, beta: float) -> torch.Tensor:
     """Logits from the readout current ``(T, B, C)``: summed over time (DelRec), or the mean /
-    max over time of a leaky integrator's voltage."""
+    max over time of a leaky integrator's voltage, or its exponentially weighted mean
+    ``(1/T) sum_t exp(-t/T) v_t`` (``"li_shaped"``, EventProp's loss shaping)."""
     if readout == "sum":
         return cur.sum(0)
     v = leaky_integrator(cur, beta)
+    if readout == "li_shaped":
+        T = v.shape[0]
+        w = torch.exp(-torch.arange(T, device=v.device, dtype=v.dtype) / T)
+        return (w.view(T, 1, 1) * v).sum(0) / T
     return v.mean(0) if readout == "li_mean" else v.max(0).values
 
 

@@ -1,0 +1,305 @@
+"""EventProp model presets in the training CLI: registry contract, engine integration, errors."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+
+from snn_delays_ext.eventprop import (
+    EventPropConfig,
+    EventPropSNN,
+    decays_from_taus,
+    lif_sequence_surrogate,
+    spike_count_planes,
+    synaptic_scale,
+)
+from snn_delays_ext.train import TrainConfig, make_config
+from snn_delays_ext.train.cli import main
+from snn_delays_ext.train.models import available_models, build_model
+from snn_delays_ext.utils import clamp_delays_, delay_parameters, quantize_delays, weight_parameters
+
+
+def test_presets_registered():
+    models = available_models()
+    assert "eventprop-ff" in models and "eventprop-rec" in models
+    cfg = make_config("braille-eventprop")
+    assert cfg.model == "eventprop-ff" and cfg.hidden == [256, 256]
+    assert make_config("shd-eventprop").model == "eventprop-rec"
+
+
+def test_cli_end_to_end_sequence_task(tmp_path):
+    # the paper's sequence-detection task (2 inputs -> 2 LI outputs) through the CLI
+    out = tmp_path / "run"
+    rc = main(["train", "--preset", "sequence-eventprop", "--out", str(out), "--no-progress", "--epochs", "3",
+               "--seed", "0", "--train-limit", "400", "--eval-limit", "100"])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["model"] == "eventprop-ff"
+    assert res["test_acc"] >= 0.9 and res["test_acc_rounded"] >= 0.9  # chance is 0.5
+    assert (out / "metrics.csv").is_file() and (out / "checkpoint.pt").is_file()
+
+
+def test_cli_model_flag_on_hidden_network(tmp_path):
+    # --model eventprop-ff on top of another preset, with a hidden layer; learns above chance
+    out = tmp_path / "run"
+    rc = main(["train", "--preset", "sequence", "--model", "eventprop-ff", "--hidden", "16", "--readout", "li_max",
+               "--weight-mean", "6", "--weight-std", "2", "--sigma0", "0", "--out", str(out), "--no-progress",
+               "--epochs", "3", "--lr", "0.01", "--delay-lr", "0.5", "--train-limit", "400", "--eval-limit", "100"])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["test_acc"] > 0.7, res
+
+
+def test_contract_and_engine_parameter_groups():
+    torch.manual_seed(0)
+    cfg = make_config("sequence", overrides={"model": "eventprop-rec", "hidden": [6], "readout": "li_shaped",
+                                              "weight_mean": 3.0, "weight_std": 1.0})
+    net = build_model("eventprop-rec", 2, 2, cfg)
+    x = (torch.rand(30, 5, 2) < 0.3).float()
+    logits = net(x)
+    assert logits.shape == (5, 2)
+    logits2, spikes = net(x, record=True)
+    assert torch.equal(logits, logits2) and len(spikes) == 1 and spikes[0].shape == (30, 5, 6)
+    # delays: ff + recurrent of the hidden layer and the readout's; weights: the rest
+    d_ids = {id(p) for p in delay_parameters(net)}
+    expected = {id(net.layers[0].delays), id(net.layers[0].rec_delays), id(net.out.delays)}
+    assert d_ids == expected
+    w_ids = {id(p) for p in weight_parameters(net)}
+    assert w_ids == {id(net.layers[0].weight), id(net.layers[0].rec_weight), id(net.out.weight)}
+    # gradients reach every delay tensor
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 0, 1, 0])).backward()
+    assert all(p.grad is not None for p in delay_parameters(net))
+    # clamping: ff to [0, max_delay], recurrent to [1, max_delay]
+    with torch.no_grad():
+        net.layers[0].delays.fill_(-3.0)
+        net.layers[0].rec_delays.fill_(0.2)
+        net.out.delays.fill_(99.0)
+    clamp_delays_(net)
+    assert float(net.layers[0].delays.detach().min()) == 0.0
+    assert float(net.layers[0].rec_delays.detach().min()) == 1.0
+    assert float(net.out.delays.detach().max()) == cfg.max_delay
+
+
+def test_quantize_delays_keeps_the_forward():
+    # the forward already runs the rounded delays, so quantising changes nothing
+    torch.manual_seed(1)
+    net = EventPropSNN(3, [8], 2, max_delay=6, weight_mean=3.0, weight_std=1.0)
+    with torch.no_grad():
+        for p in delay_parameters(net):
+            p.uniform_(0, 6)
+    x = (torch.rand(25, 4, 3) < 0.3).float()
+    q = copy.deepcopy(net)
+    quantize_delays(q)
+    assert all(torch.equal(p, torch.round(p)) for p in delay_parameters(q))
+    with torch.no_grad():
+        assert torch.equal(net(x), q(x))
+
+
+def test_output_delays_off():
+    net = EventPropSNN(3, [4], 2, max_delay=5, output_delays=False)
+    assert id(net.out.delays) not in {id(p) for p in delay_parameters(net)}
+    assert float(net.out.delays.abs().max()) == 0.0
+
+
+def test_spike_counts_match_reference():
+    # a bin with c spikes = c spikes at that step. Independent reference: the BPTT path takes the
+    # counts as they are (no planes). With a leaky-integrator readout only there is no spike
+    # nonlinearity, so the exact EventProp weight gradient equals the BPTT one.
+    torch.manual_seed(2)
+    x = torch.randint(0, 4, (20, 3, 4)).float() * (torch.rand(20, 3, 4) < 0.3)
+    assert float(x.max()) > 1
+    net = EventPropSNN(4, [], 2, max_delay=5, readout="li_mean")
+    with torch.no_grad():
+        net.out.delays.copy_(torch.randint(0, 6, (2, 4)).float())
+    v_ep = net.logits(net._first(net.out, x))
+    v_ep.sum().backward()
+    g_ep = net.out.weight.grad.clone()
+    a, b = decays_from_taus(5.0, 20.0, 1.0)
+    cfg = EventPropConfig(alpha=a, beta=b, threshold=math.inf, max_delay=5, syn_scale=synaptic_scale(a))
+    w = net.out.weight.detach().clone().requires_grad_(True)
+    _, mem = lif_sequence_surrogate(x, w, net.out.delays.detach(), config=cfg)
+    mem.mean(0).sum().backward()
+    assert torch.allclose(v_ep, mem.mean(0), atol=1e-5)
+    assert torch.allclose(g_ep, w.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_spike_counts_in_a_spiking_layer_match_bptt_forward():
+    torch.manual_seed(3)
+    x = torch.randint(0, 3, (30, 2, 5)).float() * (torch.rand(30, 2, 5) < 0.4)
+    net = EventPropSNN(5, [6], 2, max_delay=4, weight_mean=4.0, weight_std=1.0)
+    with torch.no_grad():
+        _, spikes = net(x, record=True)
+    layer = net.layers[0]
+    ref, _ = lif_sequence_surrogate(x, layer.weight.detach(), layer.delays.detach(), config=layer.config())
+    assert spikes[0].sum() > 0
+    assert torch.equal(spikes[0], ref)
+
+
+def test_silent_neurons_are_bumped_once_per_epoch():
+    net = EventPropSNN(3, [4], 2, max_delay=3, weight_mean=-5.0, weight_std=0.0, silent_bump=0.01)
+    w0 = net.layers[0].weight.detach().clone()
+    net.train()
+    x = (torch.rand(10, 2, 3) < 0.5).float()
+    net(x).sum().backward()
+    assert net.on_train_epoch_end() == 4
+    assert torch.allclose(net.layers[0].weight.detach() - w0, torch.full_like(w0, 0.01))
+    assert net.on_train_epoch_end() == 0  # counts reset: nothing recorded since
+
+
+def test_bad_values():
+    with pytest.raises(ValueError, match="tau_mem"):
+        TrainConfig(tau_mem=0.0).validate()
+    with pytest.raises(ValueError, match="tau_syn"):
+        TrainConfig(tau_syn=-1.0).validate()
+    with pytest.raises(ValueError, match="weight_mean, weight_std"):
+        TrainConfig(weight_mean=1.0).validate()
+    with pytest.raises(ValueError, match="weight_std"):
+        TrainConfig(weight_mean=1.0, weight_std=-0.5).validate()
+    with pytest.raises(ValueError, match="readout"):
+        EventPropSNN(2, [3], 2, readout="softmax")
+    with pytest.raises(ValueError, match="silent_bump"):
+        EventPropSNN(2, [3], 2, silent_bump=-1.0)
+    with pytest.raises(ValueError, match="input_"):
+        EventPropSNN(2, [3], 2)(torch.rand(5, 1, 2))  # analog values, not spike counts
+    with pytest.raises(TypeError, match="input_"):
+        spike_count_planes(torch.ones(3, 1, 2, dtype=torch.long))
+    # surrogate-model options are refused, not silently ignored
+    with pytest.raises(ValueError, match="dropout: the EventProp presets have no dropout"):
+        build_model("eventprop-ff", 2, 2, make_config("sequence-eventprop", overrides={"dropout": 0.2}))
+    with pytest.raises(ValueError, match="learn_beta"):
+        build_model("eventprop-rec", 2, 2, make_config("sequence-eventprop", overrides={"learn_beta": True}))
+
+
+def test_cli_reports_bad_value(capsys):
+    rc = main(["train", "--preset", "sequence-eventprop", "--tau-mem", "0", "--print-config"])
+    assert rc == 2
+    assert "tau_mem" in capsys.readouterr().err
+
+
+def test_relative_first_spike_loss_gradient_signs():
+    from snn_delays_ext.eventprop import relative_first_spike_loss
+
+    # correct output 0 fires at 5, wrong output 1 at 6, output 2 silent; delta 2:
+    # L = 0.5 * (6 - 5 - 2)^2 = 0.5 (silent output: no gradient)
+    spk = torch.zeros(12, 1, 3)
+    spk[5, 0, 0] = 1
+    spk[6, 0, 1] = 1
+    spk.requires_grad_(True)
+    loss = relative_first_spike_loss(spk, torch.tensor([0]), delta=2.0, no_spike=7.0)
+    assert float(loss) == pytest.approx(0.5 + 0.5 * (7 - 5 - 2) ** 2)
+    loss.backward()
+    g = spk.grad[:, 0]
+    assert float(g[6, 1]) == pytest.approx(-1.0)  # dL/dt of the wrong output: fire later
+    assert float(g[5, 0]) == pytest.approx(1.0)   # dL/dt of the correct output: fire earlier
+    assert float(g[:, 2].abs().sum()) == 0.0
+    with pytest.raises(ValueError, match="delta"):
+        relative_first_spike_loss(spk, torch.tensor([0]), delta=0.0)
+
+
+def test_resume_and_plots_with_an_eventprop_model(tmp_path):
+    # the silent-neuron bump runs before each checkpoint, so a resumed run ends with the same
+    # weights as an uninterrupted one; the plot command handles the EventProp layers
+    from snn_delays_ext.train import plot_run, train
+
+    cfg = make_config("sequence-eventprop", overrides=dict(
+        hidden=[8], weight_mean=0.0, weight_std=4.0, epochs=3, train_limit=100, eval_limit=50,
+        progress=False, tensorboard=False))
+    net = build_model(cfg.model, 2, 2, cfg)
+    assert net.silent_bump > 0
+    train(cfg, run_dir=tmp_path / "full", verbose=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_1(epoch, row):
+        if epoch == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(cfg, run_dir=tmp_path / "cut", on_epoch_end=kill_after_1, verbose=False)
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["model"]
+    for k, v in a.items():
+        if isinstance(v, torch.Tensor):
+            assert torch.equal(v, b[k]), k
+    names = {p.name for p in plot_run(tmp_path / "cut")}
+    assert "learning_curves.png" in names and "raster.png" in names
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_match_one_with_the_bump(tmp_path):
+    # EventProp models train under torchrun (gloo) to the same weights as one process
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("needs torch.distributed gloo")
+    repo = Path(__file__).resolve().parents[1]
+    args = ["--preset", "sequence-eventprop", "--hidden", "8", "--weight-mean", "0", "--weight-std", "4",
+            "--epochs", "1", "--batch-size", "50", "--train-limit", "200", "--eval-limit", "100",
+            "--device", "cpu", "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=str(repo), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "snn_delays_ext.train", "train", "--out", str(tmp_path / "ddp")] + args
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert main(["train", "--out", str(tmp_path / "one")] + args) == 0
+    a = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=False)
+    assert a["world_size"] == 2 and b["world_size"] == 1
+    for k, v in b["model"].items():
+        if isinstance(v, torch.Tensor):
+            assert torch.allclose(a["model"][k], v, atol=1e-5, rtol=1e-4), k
+    assert a["history"][0]["val_acc"] == b["history"][0]["val_acc"]
+
+
+def _bump_worker(rank: int, world: int, port: int, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        net = EventPropSNN(2, [2], 2, max_delay=2, silent_bump=0.5)
+        with torch.no_grad():
+            net.layers[0].weight.copy_(torch.tensor([[20.0, 0.0], [0.0, 0.0]]))
+            net.layers[0].delays.zero_()
+        x = torch.zeros(10, 1, 2)
+        if rank == 0:
+            x[0, 0, 0] = 1.0  # only process 0 sees a spike that makes hidden neuron 0 fire
+        net.train()
+        net(x).sum().backward()
+        n = net.on_train_epoch_end()
+        torch.save((n, net.layers[0].weight.detach()), f"{out}/{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_bump_sums_spike_counts_over_processes(tmp_path):
+    # neuron 0 fires in process 0 only: summed over processes it is not silent, so each process
+    # bumps neuron 1 alone and the replicas stay identical
+    import socket
+
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("needs torch.distributed gloo")
+    with socket.socket() as sck:
+        sck.bind(("127.0.0.1", 0))
+        port = sck.getsockname()[1]
+    mp.spawn(_bump_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    (n0, w0), (n1, w1) = (torch.load(tmp_path / f"{r}.pt") for r in (0, 1))
+    assert n0 == n1 == 1
+    assert torch.equal(w0, w1)
+    assert torch.equal(w0, torch.tensor([[20.0, 0.0], [0.5, 0.5]]))
