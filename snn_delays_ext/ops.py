@@ -555,9 +555,8 @@ def eventprop_lif(
         ``(N, F)``; delays are clamped to ``[0, max_delay]`` and rounded halves up.
     rec_weight, rec_delays : torch.Tensor, optional
         ``(N, N)``; delays clamped to ``[1, max_delay]``.
-    max_delay, alpha, beta, threshold, syn_scale, min_denominator, reg_strength, reg_target,
-    max_spikes, record_mem
-        As in :class:`~snn_delays_ext.eventprop.EventPropConfig` (``max_spikes=None``: no limit).
+    max_delay, alpha, beta, threshold, syn_scale, min_denominator, reg_strength, reg_target, max_spikes, record_mem
+        Keyword arguments, as in :class:`~snn_delays_ext.eventprop.EventPropConfig` (``max_spikes=None``: no limit).
 
     Returns
     -------
