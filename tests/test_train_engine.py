@@ -232,3 +232,7 @@ def test_module_entry_point_runs():
     r = subprocess.run([sys.executable, "-m", "snn_delays_ext.train", "train", "--preset", "braille", "--print-config"],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0 and json.loads(r.stdout)["hidden"] == [256, 256]
+    assert json.loads(r.stdout)["learn_beta"] is True
+    r = subprocess.run([sys.executable, "-m", "snn_delays_ext.train", "train", "--preset", "braille", "--no-learn-beta",
+                        "--print-config"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout)["learn_beta"] is False

@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--beta", type=float)
     m.add_argument("--beta-out", dest="beta_out", type=float, help="decay of the leaky-integrator readout")
     m.add_argument("--dropout", type=float, help="hidden-spike dropout probability (training only)")
-    m.add_argument("--learn-beta", dest="learn_beta", action="store_const", const=True,
-                   help="feed-forward presets: learn one membrane decay per hidden neuron")
+    m.add_argument("--learn-beta", dest="learn_beta", action=argparse.BooleanOptionalAction, default=None,
+                   help="feed-forward presets: learn one membrane decay per hidden neuron (or not)")
     m.add_argument("--readout", choices=["sum", "li_mean", "li_max", "li_shaped"])
     m.add_argument("--tau-syn", dest="tau_syn", type=float, help="EventProp models: synaptic time constant (steps)")
     m.add_argument("--tau-mem", dest="tau_mem", type=float, help="EventProp models: membrane time constant (steps)")
