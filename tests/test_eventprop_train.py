@@ -234,31 +234,12 @@ def test_resume_and_plots_with_an_eventprop_model(tmp_path):
 @pytest.mark.slow
 def test_torchrun_two_processes_match_one_with_the_bump(tmp_path):
     # EventProp models train under torchrun (gloo) to the same weights as one process
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from _ddp_helpers import train_ddp_and_single
 
-    import torch.distributed as dist
-
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("needs torch.distributed gloo")
-    repo = Path(__file__).resolve().parents[1]
     args = ["--preset", "sequence-eventprop", "--hidden", "8", "--weight-mean", "0", "--weight-std", "4",
             "--epochs", "1", "--batch-size", "50", "--train-limit", "200", "--eval-limit", "100",
             "--device", "cpu", "--no-progress"]
-    env = dict(os.environ, PYTHONPATH=str(repo), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "snn_delays_ext.train", "train", "--out", str(tmp_path / "ddp")] + args
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-    assert main(["train", "--out", str(tmp_path / "one")] + args) == 0
-    a = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=False)
-    b = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=False)
-    assert a["world_size"] == 2 and b["world_size"] == 1
-    for k, v in b["model"].items():
-        if isinstance(v, torch.Tensor):
-            assert torch.allclose(a["model"][k], v, atol=1e-5, rtol=1e-4), k
+    a, b = train_ddp_and_single(tmp_path, args)
     assert a["history"][0]["val_acc"] == b["history"][0]["val_acc"]
 
 
