@@ -190,6 +190,15 @@ def test_dropout_acts_in_training_only(name):
     assert not torch.equal(s_train[1], s_eval[1])
 
 
+@pytest.mark.parametrize("p, exc", [(1.0, ValueError), (-0.1, ValueError), ("0.2", TypeError)])
+def test_model_dropout_bad_values(p, exc):
+    from snn_delays_ext.train import FeedForwardSNN, RecurrentSNN
+
+    for cls in (FeedForwardSNN, RecurrentSNN):
+        with pytest.raises(exc, match="dropout: expected"):
+            cls(2, [3], 2, dropout=p)
+
+
 def test_learn_beta_gives_one_trained_decay_per_hidden_neuron():
     cfg = make_config(overrides={"hidden": [6, 5], "max_delay": 3, "learn_beta": True, "beta": 0.8})
     torch.manual_seed(0)

@@ -6,6 +6,8 @@ from typing import Optional
 
 import torch
 
+from .._checks import check_int
+
 __all__ = ["random_time_shift"]
 
 
@@ -40,8 +42,7 @@ def random_time_shift(x: torch.Tensor, max_shift: int, generator: Optional[torch
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 3:
         raise ValueError(f"x: expected a (T, B, F) tensor, got {getattr(x, 'shape', type(x).__name__)}")
-    if isinstance(max_shift, bool) or not isinstance(max_shift, int) or max_shift < 0:
-        raise ValueError(f"max_shift: expected an int >= 0, got {max_shift!r}")
+    max_shift = check_int("max_shift", max_shift, minimum=0)
     if max_shift == 0:
         return x
     T, B, _ = x.shape

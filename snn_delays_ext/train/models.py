@@ -14,6 +14,7 @@ import torch
 from snntorch import surrogate
 from torch import nn
 
+from .._checks import check_nonneg_float
 from ..delayed_linear import DelayedLinear
 from ..delayed_recurrent_leaky import DelayedRecurrentLeaky
 
@@ -106,9 +107,10 @@ def _spike_grad(name: str) -> Callable:
 
 
 def _dropout(p: float) -> nn.Module:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) < 1.0:
-        raise ValueError(f"dropout: expected a probability in [0, 1), got {p!r}")
-    return nn.Dropout(float(p)) if p > 0 else nn.Identity()
+    p = check_nonneg_float("dropout", p)
+    if p >= 1.0:
+        raise ValueError(f"dropout: expected a probability in [0, 1), got {p}")
+    return nn.Dropout(p) if p > 0 else nn.Identity()
 
 
 def _run_leaky(lif: snn.Leaky, cur: torch.Tensor) -> torch.Tensor:
