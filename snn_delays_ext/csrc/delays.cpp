@@ -152,6 +152,27 @@ std::tuple<at::Tensor, at::Tensor> delay_channels_backward_cpu(
 // ------------------------------------------------------------------------------------------
 // synaptic_delay (feed-forward, one delay per connection)
 // ------------------------------------------------------------------------------------------
+// Feature-major helpers for the synaptic kernels: with sequences laid out (F, T, B), the
+// contribution of one tap at lag L is a shift by L*B of a whole contiguous row, so the inner
+// loops are unit-stride axpys and dot products the compiler vectorises.
+template <typename scalar_t>
+inline void axpy(scalar_t* __restrict__ y, const scalar_t* __restrict__ x, scalar_t a, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) y[k] += a * x[k];
+}
+
+template <typename scalar_t>
+inline scalar_t dot(const scalar_t* __restrict__ a, const scalar_t* __restrict__ b, int64_t n) {
+  constexpr int64_t kLanes = 8;  // independent partial sums: vectorisable without -ffast-math
+  scalar_t acc[kLanes] = {};
+  int64_t k = 0;
+  for (; k + kLanes <= n; k += kLanes)
+    for (int64_t j = 0; j < kLanes; ++j) acc[j] += a[k + j] * b[k + j];
+  scalar_t s = 0;
+  for (; k < n; ++k) s += a[k] * b[k];
+  for (int64_t j = 0; j < kLanes; ++j) s += acc[j];
+  return s;
+}
+
 at::Tensor synaptic_delay_cpu(const at::Tensor& x_, const at::Tensor& weight_, const at::Tensor& start_,
                               const at::Tensor& vals_) {
   check_seq(x_, "x");
@@ -160,42 +181,40 @@ at::Tensor synaptic_delay_cpu(const at::Tensor& x_, const at::Tensor& weight_, c
               weight_.sizes());
   const int64_t O = weight_.size(0);
   check_taps(start_, vals_, {O, I});
-  auto x = x_.contiguous();
-  // input-major copies: the scatter walks the outputs of one active input
-  auto wT = weight_.to(x.scalar_type()).t().contiguous();                 // (I, O)
-  auto sT = start_.t().contiguous();                                       // (I, O)
-  auto vT = vals_.to(x.scalar_type()).transpose(0, 1).contiguous();        // (I, O, W)
-  const int64_t W = vT.size(2);
-  auto y = at::zeros({T, B, O}, x.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "synaptic_delay_cpu", [&] {
-    const scalar_t* xp = x.data_ptr<scalar_t>();
-    const scalar_t* wp = wT.data_ptr<scalar_t>();
-    const int64_t* sp = sT.data_ptr<int64_t>();
-    const scalar_t* vp = vT.data_ptr<scalar_t>();
-    scalar_t* yp = y.data_ptr<scalar_t>();
-    // each batch element owns its output rows: no races
-    at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
-      for (int64_t b = lo; b < hi; ++b) {
-        for (int64_t t = 0; t < T; ++t) {
-          for (int64_t i = 0; i < I; ++i) {
-            const scalar_t xv = xp[(t * B + b) * I + i];
-            if (xv == scalar_t(0)) continue;  // sparse input: skip silent columns
-            for (int64_t o = 0; o < O; ++o) {
-              const scalar_t wx = wp[i * O + o] * xv;
-              const scalar_t* v = vp + (i * O + o) * W;
-              const int64_t s0 = sp[i * O + o];
-              for (int64_t w = 0; w < W; ++w) {
-                const int64_t lag = s0 + w;
-                if (v[w] == scalar_t(0) || lag < 0 || t + lag >= T) continue;
-                yp[((t + lag) * B + b) * O + o] += wx * v[w];
-              }
-            }
+  // feature-major (F, T, B): a tap at lag L adds a whole input row, shifted by L*B, to an
+  // output row (a unit-stride axpy); each thread owns some output rows
+  auto xF = x_.permute({2, 0, 1}).contiguous();
+  auto w = weight_.to(x_.scalar_type()).contiguous();                 // (O, I)
+  auto st = start_.contiguous();                                     // (O, I)
+  auto v = vals_.to(x_.scalar_type()).contiguous();                  // (O, I, W)
+  const int64_t W = v.size(2);
+  const int64_t TB = T * B;
+  auto yF = at::zeros({O, T, B}, xF.options());
+  AT_DISPATCH_FLOATING_TYPES(xF.scalar_type(), "synaptic_delay_cpu", [&] {
+    const scalar_t* xp = xF.data_ptr<scalar_t>();
+    const scalar_t* wp = w.data_ptr<scalar_t>();
+    const int64_t* sp = st.data_ptr<int64_t>();
+    const scalar_t* vp = v.data_ptr<scalar_t>();
+    scalar_t* yp = yF.data_ptr<scalar_t>();
+    at::parallel_for(0, O, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t o = lo; o < hi; ++o) {
+        scalar_t* yo = yp + o * TB;
+        for (int64_t i = 0; i < I; ++i) {
+          const scalar_t wv = wp[o * I + i];
+          if (wv == scalar_t(0)) continue;
+          const scalar_t* vv = vp + (o * I + i) * W;
+          const int64_t s0 = sp[o * I + i];
+          for (int64_t k = 0; k < W; ++k) {
+            const int64_t lag = s0 + k;
+            const int64_t t0 = lag < 0 ? -lag : 0, t1 = lag < 0 ? T : T - lag;
+            if (vv[k] == scalar_t(0) || t1 <= t0) continue;
+            axpy(yo + (t0 + lag) * B, xp + i * TB + t0 * B, wv * vv[k], (t1 - t0) * B);
           }
         }
       }
     });
   });
-  return y;
+  return yF.permute({1, 2, 0}).contiguous();
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cpu(
@@ -205,73 +224,59 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cpu(
   const int64_t T = x_.size(0), B = x_.size(1), I = x_.size(2);
   const int64_t O = weight_.size(0);
   check_taps(start_, vals_, {O, I});
-  auto x = x_.contiguous();
-  auto gy = gy_.to(x.scalar_type()).contiguous();
-  auto wT = weight_.to(x.scalar_type()).t().contiguous();
-  auto sT = start_.t().contiguous();
-  auto vT = vals_.to(x.scalar_type()).transpose(0, 1).contiguous();
+  // feature-major copies (F, T, B): one row per input / output feature
+  auto xF = x_.permute({2, 0, 1}).contiguous();
+  auto gyF = gy_.to(x_.scalar_type()).permute({2, 0, 1}).contiguous();
+  auto wT = weight_.to(x_.scalar_type()).t().contiguous();                  // (I, O)
+  auto sT = start_.t().contiguous();                                        // (I, O)
+  auto vT = vals_.to(x_.scalar_type()).transpose(0, 1).contiguous();        // (I, O, W)
   const int64_t W = vT.size(2);
-  auto gx = at::zeros_like(x);
-  auto gwT = at::zeros({I, O}, x.options());
-  auto gvT = at::zeros({I, O, W}, x.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "synaptic_delay_backward_cpu", [&] {
-    const scalar_t* xp = x.data_ptr<scalar_t>();
-    const scalar_t* gyp = gy.data_ptr<scalar_t>();
+  const int64_t TB = T * B;
+  auto gxF = at::zeros({I, T, B}, xF.options());
+  auto gwT = at::empty({I, O}, xF.options());
+  auto gvT = at::empty({I, O, W}, xF.options());
+  AT_DISPATCH_FLOATING_TYPES(xF.scalar_type(), "synaptic_delay_backward_cpu", [&] {
+    const scalar_t* xp = xF.data_ptr<scalar_t>();
+    const scalar_t* gyp = gyF.data_ptr<scalar_t>();
     const scalar_t* wp = wT.data_ptr<scalar_t>();
     const int64_t* sp = sT.data_ptr<int64_t>();
     const scalar_t* vp = vT.data_ptr<scalar_t>();
-    scalar_t* gxp = gx.data_ptr<scalar_t>();
+    scalar_t* gxp = gxF.data_ptr<scalar_t>();
     scalar_t* gwp = gwT.data_ptr<scalar_t>();
     scalar_t* gvp = gvT.data_ptr<scalar_t>();
-    // grad_x: a gather over the outputs each input reaches
-    at::parallel_for(0, T * B, 4, [&](int64_t lo, int64_t hi) {
-      for (int64_t tb = lo; tb < hi; ++tb) {
-        const int64_t t = tb / B, b = tb % B;
-        for (int64_t i = 0; i < I; ++i) {
-          scalar_t acc = 0;
-          for (int64_t o = 0; o < O; ++o) {
-            const scalar_t* v = vp + (i * O + o) * W;
-            const int64_t s0 = sp[i * O + o];
-            scalar_t a = 0;
-            for (int64_t w = 0; w < W; ++w) {
-              const int64_t lag = s0 + w;
-              if (v[w] == scalar_t(0) || lag < 0 || t + lag >= T) continue;
-              a += v[w] * gyp[((t + lag) * B + b) * O + o];
-            }
-            acc += wp[i * O + o] * a;
-          }
-          gxp[tb * I + i] = acc;
-        }
-      }
-    });
-    // grad_weight, grad_vals: walk the non-zero inputs; each thread owns some input columns
+    // each thread owns some input features i: its rows of grad_x, grad_weight^T, grad_vals^T
     at::parallel_for(0, I, 1, [&](int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; ++i) {
-        for (int64_t t = 0; t < T; ++t) {
-          for (int64_t b = 0; b < B; ++b) {
-            const scalar_t xv = xp[(t * B + b) * I + i];
-            if (xv == scalar_t(0)) continue;
-            for (int64_t o = 0; o < O; ++o) {
-              const scalar_t* v = vp + (i * O + o) * W;
-              scalar_t* gv = gvp + (i * O + o) * W;
-              const int64_t s0 = sp[i * O + o];
-              const scalar_t wv = wp[i * O + o];
-              scalar_t gw = 0;
-              for (int64_t w = 0; w < W; ++w) {
-                const int64_t lag = s0 + w;
-                if (lag < 0 || t + lag >= T) continue;
-                const scalar_t g = gyp[((t + lag) * B + b) * O + o] * xv;
-                gv[w] += wv * g;
-                gw += v[w] * g;
-              }
-              gwp[i * O + o] += gw;
+        const scalar_t* xi = xp + i * TB;
+        scalar_t* gxi = gxp + i * TB;
+        for (int64_t o = 0; o < O; ++o) {
+          const scalar_t* gyo = gyp + o * TB;
+          const scalar_t* v = vp + (i * O + o) * W;
+          scalar_t* gv = gvp + (i * O + o) * W;
+          const int64_t s0 = sp[i * O + o];
+          const scalar_t wv = wp[i * O + o];
+          scalar_t gw = 0;
+          for (int64_t w = 0; w < W; ++w) {
+            // x[t] reaches y[t + lag]: rows overlap on max(0, -lag) <= t < min(T, T - lag)
+            const int64_t lag = s0 + w;
+            const int64_t t0 = lag < 0 ? -lag : 0, t1 = lag < 0 ? T : T - lag;
+            if (t1 <= t0) {
+              gv[w] = 0;
+              continue;
             }
+            const int64_t n = (t1 - t0) * B;
+            const scalar_t* gy_shift = gyo + (t0 + lag) * B;
+            const scalar_t g = dot(xi + t0 * B, gy_shift, n);  // sum_t,b x[t] gy[t + lag]
+            gv[w] = wv * g;
+            gw += v[w] * g;
+            if (v[w] != scalar_t(0)) axpy(gxi + t0 * B, gy_shift, wv * v[w], n);
           }
+          gwp[i * O + o] = gw;
         }
       }
     });
   });
-  return {gx, gwT.t().contiguous(), gvT.transpose(0, 1).contiguous()};
+  return {gxF.permute({1, 2, 0}).contiguous(), gwT.t().contiguous(), gvT.transpose(0, 1).contiguous()};
 }
 
 // ------------------------------------------------------------------------------------------
