@@ -20,9 +20,9 @@ RESETS = ("subtract", "zero", "none")
 TOL = {torch.float64: dict(rtol=1e-9, atol=1e-10), torch.float32: dict(rtol=1e-4, atol=2e-5)}
 
 
-def _ff_case(kind, T, B, I, O, D, sigma, dtype, gen):
+def _ff_case(kind, T, B, I, O, D, sigma, dtype, gen, density=0.5):
     x = torch.randn(T, B, I, dtype=dtype, generator=gen)
-    x = x * (torch.rand(T, B, I, dtype=dtype, generator=gen) < 0.5)  # some exact zeros
+    x = x * (torch.rand(T, B, I, dtype=dtype, generator=gen) < density)  # some exact zeros
     w = torch.randn(O, I, dtype=dtype, generator=gen)
     b = torch.randn(O, dtype=dtype, generator=gen)
     shape = {"synaptic": (O, I), "axonal": (I,), "dendritic": (O,)}[kind]
@@ -30,9 +30,9 @@ def _ff_case(kind, T, B, I, O, D, sigma, dtype, gen):
     return [t.requires_grad_() for t in (x, w, b, d)]
 
 
-def _ff_compare(kind, mode, T, B, I, O, D, sigma, dtype, seed):
+def _ff_compare(kind, mode, T, B, I, O, D, sigma, dtype, seed, density=0.5):
     gen = torch.Generator().manual_seed(seed)
-    x, w, b, d = _ff_case(kind, T, B, I, O, D, sigma, dtype, gen)
+    x, w, b, d = _ff_case(kind, T, B, I, O, D, sigma, dtype, gen, density)
     y_ref, _ = ref_delayed_linear(x, w, b, d, D, kind, sigma, mode)
     y = ops.delayed_linear(x, w, b, d, D, kind, sigma, mode)
     torch.testing.assert_close(y, y_ref, **TOL[dtype])
@@ -58,6 +58,14 @@ def test_feedforward_parity_float64(kind, mode, T, B, I, O, D, sigma, seed):
 @pytest.mark.parametrize("mode", MODES)
 def test_feedforward_parity_float32(kind, mode):
     _ff_compare(kind, mode, 40, 4, 9, 7, 12, 1.5, torch.float32, 3)
+
+
+# the compiled synaptic kernels switch to a compressed copy of x below 15% non-zeros (spike
+# trains): both sides of the switch, no non-zeros at all, and a fully dense input
+@pytest.mark.parametrize("density", (0.0, 0.03, 0.12, 0.18, 1.0))
+@pytest.mark.parametrize("dtype", (torch.float64, torch.float32))
+def test_synaptic_parity_across_input_density(density, dtype):
+    _ff_compare("synaptic", "triangle", 37, 5, 23, 9, 11, 1.5, dtype, 7, density=density)
 
 
 def _rec_compare(kind, mode, reset, surrogate, T, B, N, D, sigma, dtype, seed, scale=1.2, beta_v=0.8,
