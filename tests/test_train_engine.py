@@ -214,6 +214,8 @@ def test_learn_beta_gives_one_trained_decay_per_hidden_neuron():
     assert not any(n.endswith("beta") for n, _ in net.named_parameters())
     with pytest.raises(TypeError, match="learn_beta: expected True or False"):
         make_config(overrides={"learn_beta": "yes"})
+    with pytest.raises(TypeError, match="output_delays: expected True or False"):
+        make_config(overrides={"output_delays": 1})
 
 
 def test_rec_nodelay_matches_snntorch_rleaky():
@@ -245,3 +247,7 @@ def test_module_entry_point_runs():
     r = subprocess.run([sys.executable, "-m", "snn_delays_ext.train", "train", "--preset", "braille", "--no-learn-beta",
                         "--print-config"], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0 and json.loads(r.stdout)["learn_beta"] is False
+    assert json.loads(r.stdout)["output_delays"] is False  # the braille preset's value
+    r = subprocess.run([sys.executable, "-m", "snn_delays_ext.train", "train", "--preset", "braille", "--output-delays",
+                        "--print-config"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout)["output_delays"] is True

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--max-delay", dest="max_delay", type=int)
     m.add_argument("--delay-type", dest="delay_type", choices=["synaptic", "axonal", "dendritic"])
     m.add_argument("--delay-init", dest="delay_init", type=_delay_init, help="'uniform', 'half_normal' or a number")
+    m.add_argument("--output-delays", dest="output_delays", action=argparse.BooleanOptionalAction, default=None,
+                   help="learnable delays also on the readout connections (or not)")
     m.add_argument("--interpolation", choices=["triangle", "round"])
     m.add_argument("--beta", type=float)
     m.add_argument("--beta-out", dest="beta_out", type=float, help="decay of the leaky-integrator readout")

@@ -128,8 +128,9 @@ class TrainConfig:
         need_float("beta", 0.0, 1.0)
         need_float("beta_out", 0.0, 1.0)
         need_float("dropout", 0.0, 1.0)
-        if not isinstance(self.learn_beta, bool):
-            raise TypeError(f"learn_beta: expected True or False, got {self.learn_beta!r}")
+        for n in ("learn_beta", "output_delays"):
+            if not isinstance(getattr(self, n), bool):
+                raise TypeError(f"{n}: expected True or False, got {getattr(self, n)!r}")
         if self.dropout >= 1.0:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
         need_float("delay_std", 0.0, optional=True, lo_open=True)
