@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import pickle
 import shutil
 import struct
@@ -225,3 +226,37 @@ def test_random_time_shift_moves_each_sample_by_its_own_shift():
         random_time_shift(x, -1)
     with pytest.raises(ValueError, match=r"x: expected a \(T, B, F\)"):
         random_time_shift(x[0], 2)
+
+
+def test_random_time_stretch_moves_each_event_to_its_stretched_bin():
+    from snn_delays_ext.data import random_time_stretch
+
+    T, B, F = 30, 25, 4
+    x = torch.poisson(torch.full((T, B, F), 0.3))  # event counts per bin
+    y = random_time_stretch(x, 0.3, generator=torch.Generator().manual_seed(5))
+    s = 1.0 + 0.3 * (2.0 * torch.rand(B, generator=torch.Generator().manual_seed(5), dtype=torch.float64) - 1.0)
+    assert s.min() < 0.9 and s.max() > 1.1
+    for b in range(B):  # naive: every event of bin t sits at the bin centre t + 0.5, times s, re-binned
+        ref = torch.zeros(T, F)
+        for t in range(T):
+            for f in range(F):
+                for _ in range(int(x[t, b, f])):
+                    k = math.floor((t + 0.5) * float(s[b]))
+                    if k < T:
+                        ref[k, f] += 1
+        assert torch.equal(y[:, b], ref)
+        if s[b] <= 1.0:  # compressing keeps every event
+            assert y[:, b].sum() == x[:, b].sum()
+        # the events' mean time scales with the sample's factor
+        w = torch.arange(T, dtype=torch.float64) + 0.5
+        mx = (x[:, b].sum(1).double() * w).sum() / x[:, b].sum()
+        my = (y[:, b].sum(1).double() * w).sum() / y[:, b].sum()
+        if s[b] <= 1.0:
+            assert abs(float(my) - float(mx * s[b])) < 0.6
+    assert random_time_stretch(x, 0.0) is x
+    with pytest.raises(ValueError, match="max_stretch"):
+        random_time_stretch(x, 1.0)
+    with pytest.raises(ValueError, match="max_stretch"):
+        random_time_stretch(x, -0.1)
+    with pytest.raises(ValueError, match=r"x: expected a \(T, B, F\)"):
+        random_time_stretch(x[0], 0.1)

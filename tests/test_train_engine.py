@@ -216,6 +216,8 @@ def test_learn_beta_gives_one_trained_decay_per_hidden_neuron():
         make_config(overrides={"learn_beta": "yes"})
     with pytest.raises(TypeError, match="output_delays: expected True or False"):
         make_config(overrides={"output_delays": 1})
+    with pytest.raises(ValueError, match=r"time_stretch: expected a number in \[0, 1\)"):
+        make_config(overrides={"time_stretch": 1.0})
 
 
 def test_rec_nodelay_matches_snntorch_rleaky():

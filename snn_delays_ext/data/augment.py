@@ -6,9 +6,9 @@ from typing import Optional
 
 import torch
 
-from .._checks import check_int
+from .._checks import check_int, check_nonneg_float
 
-__all__ = ["random_time_shift"]
+__all__ = ["random_time_shift", "random_time_stretch"]
 
 
 def random_time_shift(x: torch.Tensor, max_shift: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -51,3 +51,52 @@ def random_time_shift(x: torch.Tensor, max_shift: int, generator: Optional[torch
     valid = (src >= 0) & (src < T)
     out = torch.gather(x, 0, src.clamp(0, T - 1).unsqueeze(2).expand_as(x))
     return out * valid.unsqueeze(2).to(x.dtype)
+
+
+def random_time_stretch(x: torch.Tensor, max_stretch: float,
+                        generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Stretch or compress every sample of a binned ``(T, B, F)`` batch in time by its own random
+    factor ``s`` drawn uniformly from ``[1 - max_stretch, 1 + max_stretch]``.
+
+    The content of step ``t`` moves to step ``floor((t + 0.5) * s)`` and is *added* there, so
+    event counts are conserved (compressed steps merge, stretched ones leave empty steps between
+    them), as if each event's time had been multiplied by ``s`` before binning; content moved
+    past the last step is lost. The binned counterpart of ``tonic.transforms.TimeStretch``: for
+    recordings made at varying speed (e.g. a finger sliding over Braille letters).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Time-first batch ``(T, B, F)``.
+    max_stretch : float
+        Largest relative change of duration, in ``[0, 1)`` (0 returns ``x`` unchanged).
+    generator : torch.Generator, optional
+        CPU random source for the factors (default: the global one).
+
+    Returns
+    -------
+    torch.Tensor
+        The stretched batch, same shape, dtype and device.
+
+    Examples
+    --------
+    >>> x = torch.zeros(10, 1, 1); x[4, 0, 0] = 1.0
+    >>> y = random_time_stretch(x, 0.2)
+    >>> y.sum().item(), int(y[:, 0, 0].argmax()) in (3, 4, 5)
+    (1.0, True)
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() != 3:
+        raise ValueError(f"x: expected a (T, B, F) tensor, got {getattr(x, 'shape', type(x).__name__)}")
+    max_stretch = check_nonneg_float("max_stretch", max_stretch)
+    if max_stretch >= 1.0:
+        raise ValueError(f"max_stretch: expected a number in [0, 1), got {max_stretch}")
+    if max_stretch == 0.0:
+        return x
+    T, B, F = x.shape
+    s = 1.0 + max_stretch * (2.0 * torch.rand(B, generator=generator, dtype=torch.float64) - 1.0)
+    t = torch.arange(T, dtype=torch.float64)
+    dst = torch.floor((t.unsqueeze(1) + 0.5) * s.unsqueeze(0)).long()  # (T, B)
+    dst = dst.clamp(max=T).to(x.device)  # row T collects what is lost
+    out = torch.zeros(T + 1, B, F, dtype=x.dtype, device=x.device)
+    out.scatter_add_(0, dst.unsqueeze(2).expand(T, B, F), x)
+    return out[:T]

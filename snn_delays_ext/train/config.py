@@ -40,6 +40,7 @@ class TrainConfig:
     train_limit: Optional[int] = None   # keep only this many training samples (quick runs)
     eval_limit: Optional[int] = None    # ... and validation/test samples
     time_shift: int = 0                 # training augmentation: random shift of each sample, in steps
+    time_stretch: float = 0.0           # training augmentation: random stretch factor in [1 - x, 1 + x]
     gap: int = 10                       # sequence detection: steps between the two spikes
     # model
     model: str = "ff-delays"
@@ -128,6 +129,9 @@ class TrainConfig:
         need_float("beta", 0.0, 1.0)
         need_float("beta_out", 0.0, 1.0)
         need_float("dropout", 0.0, 1.0)
+        need_float("time_stretch", 0.0, 1.0)
+        if self.time_stretch >= 1.0:
+            raise ValueError(f"time_stretch: expected a number in [0, 1), got {self.time_stretch}")
         for n in ("learn_beta", "output_delays"):
             if not isinstance(getattr(self, n), bool):
                 raise TypeError(f"{n}: expected True or False, got {getattr(self, n)!r}")

@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from ..data import (SHD, SSC, Braille, PermutedSequentialMNIST, SequenceDetection, YinYang,
-                    random_time_shift, stratified_split, time_first_collate)
+                    random_time_shift, random_time_stretch, stratified_split, time_first_collate)
 from ..schedule import SigmaScheduler
 from ..utils import clamp_delays_, delay_layers, delay_parameters, quantize_delays, set_sigma, weight_parameters
 from .config import TrainConfig
@@ -289,7 +289,8 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
             it = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True)
         loss_sum, correct, n = 0.0, 0.0, 0.0
         for x, y in it:
-            x, y = random_time_shift(x, cfg.time_shift).to(device), y.to(device)
+            x = random_time_stretch(random_time_shift(x, cfg.time_shift), cfg.time_stretch)
+            x, y = x.to(device), y.to(device)
             logits = net(x)
             loss = nn.functional.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
