@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -49,6 +50,20 @@ def test_no_delay_baseline_fails_where_delays_succeed(tmp_path):
     res = train(make_config(overrides={**QUICK, "model": "ff-nodelay", "train_limit": None, "eval_limit": None}),
                 run_dir=tmp_path, verbose=False)
     assert res["test_acc"] < 0.9
+
+
+def test_label_smoothing_bounds_the_training_loss_only(tmp_path):
+    """With smoothing eps over C classes the training cross-entropy cannot go below the entropy
+    of the smoothed target; the validation loss stays the plain cross-entropy."""
+    eps, C = 0.2, 2
+    cfg = make_config(overrides={"label_smoothing": eps, "progress": False, "tensorboard": False})  # default task
+    res = train(cfg, run_dir=tmp_path, verbose=False)
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    p_true, p_other = 1 - eps + eps / C, eps / C
+    floor = -(p_true * math.log(p_true) + (C - 1) * p_other * math.log(p_other))  # 0.325 nats
+    assert min(float(r["train_loss"]) for r in rows) >= floor - 1e-6
+    assert res["test_acc"] > 0.9  # still learns the task
+    assert min(float(r["val_loss"]) for r in rows) < floor  # plain loss: can go below the floor
 
 
 def _weights(path):
@@ -137,6 +152,8 @@ def test_config_files_and_precedence(tmp_path):
     ("readout", "spikes", ValueError, "readout: expected one of"),
     ("dropout", 1.0, ValueError, "dropout: expected a probability in [0, 1)"),
     ("dropout", -0.1, ValueError, "dropout"),
+    ("label_smoothing", 1.5, ValueError, "label_smoothing: expected a number in [0.0, 1.0]"),
+    ("time_stretch", -0.2, ValueError, "time_stretch"),
 ])
 def test_bad_config_values(key, value, exc, words):
     with pytest.raises(exc) as e:

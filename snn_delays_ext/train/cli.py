@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--lr", type=float, help="learning rate of the weights")
     o.add_argument("--delay-lr", dest="delay_lr", type=float, help="learning rate of the delays")
     o.add_argument("--weight-decay", dest="weight_decay", type=float)
+    o.add_argument("--label-smoothing", dest="label_smoothing", type=float,
+                   help="label smoothing of the training cross-entropy (0: none)")
     o.add_argument("--lr-schedule", dest="lr_schedule", choices=["cosine", "none"])
     o.add_argument("--sigma0", type=float, help="initial extra width of the delay triangle (0: none)")
     o.add_argument("--seed", type=int)

@@ -67,6 +67,7 @@ class TrainConfig:
     lr: float = 1e-2
     delay_lr: float = 1e-1
     weight_decay: float = 0.0
+    label_smoothing: float = 0.0        # training loss only; validation/test losses are plain
     lr_schedule: str = "cosine"
     sigma0: float = 0.0
     sigma_decay: float = 0.95
@@ -124,6 +125,7 @@ class TrainConfig:
         for n in ("lr", "delay_lr"):
             need_float(n, 0.0)
         need_float("weight_decay", 0.0)
+        need_float("label_smoothing", 0.0, 1.0)
         need_float("sigma0", 0.0)
         need_float("sigma_decay", 0.0, 1.0, lo_open=True)
         need_float("beta", 0.0, 1.0)

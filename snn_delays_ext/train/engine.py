@@ -292,7 +292,7 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
             x = random_time_stretch(random_time_shift(x, cfg.time_shift), cfg.time_stretch)
             x, y = x.to(device), y.to(device)
             logits = net(x)
-            loss = nn.functional.cross_entropy(logits, y)
+            loss = nn.functional.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
