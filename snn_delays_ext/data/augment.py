@@ -11,6 +11,11 @@ from .._checks import check_int, check_nonneg_float
 __all__ = ["random_time_shift", "random_time_stretch"]
 
 
+def _check_batch(x: object) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 3:
+        raise ValueError(f"x: expected a (T, B, F) tensor, got {getattr(x, 'shape', type(x).__name__)}")
+
+
 def random_time_shift(x: torch.Tensor, max_shift: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Shift every sample of a ``(T, B, F)`` batch in time by its own random whole number of
     steps in ``[-max_shift, max_shift]``; steps shifted in are zero, steps shifted out are lost.
@@ -40,8 +45,7 @@ def random_time_shift(x: torch.Tensor, max_shift: int, generator: Optional[torch
     >>> y.sum().item(), y.shape
     (1.0, torch.Size([5, 1, 1]))
     """
-    if not isinstance(x, torch.Tensor) or x.dim() != 3:
-        raise ValueError(f"x: expected a (T, B, F) tensor, got {getattr(x, 'shape', type(x).__name__)}")
+    _check_batch(x)
     max_shift = check_int("max_shift", max_shift, minimum=0)
     if max_shift == 0:
         return x
@@ -85,8 +89,7 @@ def random_time_stretch(x: torch.Tensor, max_stretch: float,
     >>> y.sum().item(), int(y[:, 0, 0].argmax()) in (3, 4, 5)
     (1.0, True)
     """
-    if not isinstance(x, torch.Tensor) or x.dim() != 3:
-        raise ValueError(f"x: expected a (T, B, F) tensor, got {getattr(x, 'shape', type(x).__name__)}")
+    _check_batch(x)
     max_stretch = check_nonneg_float("max_stretch", max_stretch)
     if max_stretch >= 1.0:
         raise ValueError(f"max_stretch: expected a number in [0, 1), got {max_stretch}")
