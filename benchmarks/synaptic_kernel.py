@@ -36,7 +36,7 @@ def _time(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, repeats: 
     return {"forward_s": best_f, "backward_s": best_b, "total_s": best_f + best_b}
 
 
-def main(argv: List[str] | None = None) -> int:
+def main(argv: List[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--T", type=int, default=66)
@@ -70,6 +70,8 @@ def main(argv: List[str] | None = None) -> int:
             impls = {"compiled": lambda z: ops.delayed_linear(z, w, b, d, D, "synaptic", sigma, "triangle")}
             if not a.no_reference:
                 impls["reference"] = lambda z: functional.delayed_linear(z, w, b, d, D, "synaptic", sigma)[0]
+            if "reference" in impls:  # both compute the same function
+                torch.testing.assert_close(impls["compiled"](x), impls["reference"](x), rtol=1e-4, atol=1e-4)
             res = {k: _time(f, x, a.repeats) for k, f in impls.items()}
             for k, r in res.items():
                 ratio = r["total_s"] / res["compiled"]["total_s"]
@@ -82,8 +84,8 @@ def main(argv: List[str] | None = None) -> int:
     path.write_text(json.dumps(dict(args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
                                     torch=torch.__version__, rows=rows), indent=1))
     print(f"wrote {path}")
-    return 0
+    return path
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

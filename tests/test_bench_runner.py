@@ -111,3 +111,16 @@ def test_sweep_group_interleaves_values():
     # more history is more saved state on the reference path, never less
     assert rows[2]["saved_MB"] >= rows[0]["saved_MB"]
     assert "x first" in bench_run.format_table([res])
+
+
+@pytest.mark.skipif(__import__("snn_delays_ext").backend() != "compiled", reason="needs the compiled ops")
+def test_synaptic_kernel_benchmark_checks_and_writes_json(tmp_path, capsys):
+    from benchmarks import synaptic_kernel
+
+    path = synaptic_kernel.main(["--batch", "3", "--T", "9", "--inputs", "7", "--outputs", "5", "--max-delay", "4",
+                                 "--sigmas", "0", "1.5", "--repeats", "1", "--out", str(tmp_path)])
+    rows = json.loads(path.read_text())["rows"]
+    assert {(r["input"], r["sigma"], r["impl"]) for r in rows} == {
+        (i, s, k) for i in ("spikes 5%", "dense") for s in (0.0, 1.5) for k in ("compiled", "reference")}
+    assert all(r["total_s"] > 0 and r["ratio_to_compiled"] > 0 for r in rows)
+    assert "reference" in capsys.readouterr().out
