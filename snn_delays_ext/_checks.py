@@ -85,6 +85,15 @@ def check_nonneg_float(name: str, value: object) -> float:
     return value
 
 
+def check_fraction(name: str, value: object, what: str = "a number") -> float:
+    """Check that ``value`` is a finite real number in ``[0, 1)`` (a dropout probability, a
+    relative change) and return it as a float; ``what`` names it in the error."""
+    value = check_nonneg_float(name, value)
+    if value >= 1.0:
+        raise ValueError(f"{name}: expected {what} in [0, 1), got {value}")
+    return value
+
+
 def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
     """Check that ``value`` is one of the strings in ``choices``."""
     if not isinstance(value, str) or value not in choices:

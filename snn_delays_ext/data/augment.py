@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from .._checks import check_int, check_nonneg_float
+from .._checks import check_fraction, check_int
 
 __all__ = ["random_time_shift", "random_time_stretch"]
 
@@ -90,9 +90,7 @@ def random_time_stretch(x: torch.Tensor, max_stretch: float,
     (1.0, True)
     """
     _check_batch(x)
-    max_stretch = check_nonneg_float("max_stretch", max_stretch)
-    if max_stretch >= 1.0:
-        raise ValueError(f"max_stretch: expected a number in [0, 1), got {max_stretch}")
+    max_stretch = check_fraction("max_stretch", max_stretch)
     if max_stretch == 0.0:
         return x
     T, B, F = x.shape

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
+from .._checks import check_fraction
+
 __all__ = ["TrainConfig", "PRESETS", "load_config_file", "make_config", "DATASETS"]
 
 DATASETS = ("sequence", "yinyang", "braille", "shd", "ssc", "psmnist")
@@ -130,15 +132,11 @@ class TrainConfig:
         need_float("sigma_decay", 0.0, 1.0, lo_open=True)
         need_float("beta", 0.0, 1.0)
         need_float("beta_out", 0.0, 1.0)
-        need_float("dropout", 0.0, 1.0)
-        need_float("time_stretch", 0.0, 1.0)
-        if self.time_stretch >= 1.0:
-            raise ValueError(f"time_stretch: expected a number in [0, 1), got {self.time_stretch}")
+        self.dropout = check_fraction("dropout", self.dropout, "a probability")
+        self.time_stretch = check_fraction("time_stretch", self.time_stretch)
         for n in ("learn_beta", "output_delays"):
             if not isinstance(getattr(self, n), bool):
                 raise TypeError(f"{n}: expected True or False, got {getattr(self, n)!r}")
-        if self.dropout >= 1.0:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
         need_float("delay_std", 0.0, optional=True, lo_open=True)
         need_float("tau_syn", 0.0, lo_open=True)
         need_float("tau_mem", 0.0, lo_open=True)

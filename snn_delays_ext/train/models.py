@@ -14,7 +14,7 @@ import torch
 from snntorch import surrogate
 from torch import nn
 
-from .._checks import check_nonneg_float
+from .._checks import check_fraction
 from ..delayed_linear import DelayedLinear
 from ..delayed_recurrent_leaky import DelayedRecurrentLeaky
 
@@ -107,9 +107,7 @@ def _spike_grad(name: str) -> Callable:
 
 
 def _dropout(p: float) -> nn.Module:
-    p = check_nonneg_float("dropout", p)
-    if p >= 1.0:
-        raise ValueError(f"dropout: expected a probability in [0, 1), got {p}")
+    p = check_fraction("dropout", p, "a probability")
     return nn.Dropout(p) if p > 0 else nn.Identity()
 
 
