@@ -29,6 +29,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "common.h"
@@ -216,9 +217,19 @@ struct SparseRows {
   int64_t begin(int64_t f, int64_t t) const { return ptr[f * (T + 1) + t]; }
 };
 
-inline bool use_sparse(const at::Tensor& x) {
-  const int64_t n = x.numel();
-  return n > 0 && static_cast<double>(at::count_nonzero(x).item<int64_t>()) < kSparseDensity * n;
+// The compressed copy of a feature-major (F, T, B) sequence when it is sparse enough, else null
+// (the kernels then use the dense rows).
+template <typename scalar_t>
+std::unique_ptr<SparseRows<scalar_t>> sparse_rows_if_sparse(const at::Tensor& xF) {
+  const int64_t n = xF.numel();
+  if (n == 0 || static_cast<double>(at::count_nonzero(xF).item<int64_t>()) >= kSparseDensity * n) return nullptr;
+  return std::make_unique<SparseRows<scalar_t>>(xF.data_ptr<scalar_t>(), xF.size(0), xF.size(1), xF.size(2));
+}
+
+// Steps t of a source row whose tap at `lag` lands inside a T-step target row: x[t] reaches
+// y[t + lag] for max(0, -lag) <= t < min(T, T - lag); empty (t1 <= t0) when |lag| >= T.
+inline std::pair<int64_t, int64_t> lag_overlap(int64_t lag, int64_t T) {
+  return lag < 0 ? std::make_pair(-lag, T) : std::make_pair(int64_t(0), T - lag);
 }
 
 at::Tensor synaptic_delay_cpu(const at::Tensor& x_, const at::Tensor& weight_, const at::Tensor& start_,
@@ -244,8 +255,7 @@ at::Tensor synaptic_delay_cpu(const at::Tensor& x_, const at::Tensor& weight_, c
     const int64_t* sp = st.data_ptr<int64_t>();
     const scalar_t* vp = v.data_ptr<scalar_t>();
     scalar_t* yp = yF.data_ptr<scalar_t>();
-    std::unique_ptr<SparseRows<scalar_t>> sx;
-    if (use_sparse(xF)) sx = std::make_unique<SparseRows<scalar_t>>(xp, I, T, B);
+    const auto sx = sparse_rows_if_sparse<scalar_t>(xF);
     at::parallel_for(0, O, 1, [&](int64_t lo, int64_t hi) {
       for (int64_t o = lo; o < hi; ++o) {
         scalar_t* yo = yp + o * TB;
@@ -255,9 +265,8 @@ at::Tensor synaptic_delay_cpu(const at::Tensor& x_, const at::Tensor& weight_, c
           const scalar_t* vv = vp + (o * I + i) * W;
           const int64_t s0 = sp[o * I + i];
           for (int64_t k = 0; k < W; ++k) {
-            // x[t] reaches y[t + lag]: rows overlap on max(0, -lag) <= t < min(T, T - lag)
             const int64_t lag = s0 + k;
-            const int64_t t0 = lag < 0 ? -lag : 0, t1 = lag < 0 ? T : T - lag;
+            const auto [t0, t1] = lag_overlap(lag, T);
             if (vv[k] == scalar_t(0) || t1 <= t0) continue;
             const scalar_t c = wv * vv[k];
             if (sx) {
@@ -302,8 +311,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cpu(
     scalar_t* gxp = gxF.data_ptr<scalar_t>();
     scalar_t* gwp = gwT.data_ptr<scalar_t>();
     scalar_t* gvp = gvT.data_ptr<scalar_t>();
-    std::unique_ptr<SparseRows<scalar_t>> sx;
-    if (use_sparse(xF)) sx = std::make_unique<SparseRows<scalar_t>>(xp, I, T, B);
+    const auto sx = sparse_rows_if_sparse<scalar_t>(xF);
     // each thread owns some input features i: its rows of grad_x, grad_weight^T, grad_vals^T
     at::parallel_for(0, I, 1, [&](int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; ++i) {
@@ -317,9 +325,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cpu(
           const scalar_t wv = wp[i * O + o];
           scalar_t gw = 0;
           for (int64_t w = 0; w < W; ++w) {
-            // x[t] reaches y[t + lag]: rows overlap on max(0, -lag) <= t < min(T, T - lag)
             const int64_t lag = s0 + w;
-            const int64_t t0 = lag < 0 ? -lag : 0, t1 = lag < 0 ? T : T - lag;
+            const auto [t0, t1] = lag_overlap(lag, T);
             if (t1 <= t0) {
               gv[w] = 0;
               continue;
