@@ -9,6 +9,7 @@ Examples
 """
 
 from .config import PRESETS, TrainConfig, load_config_file, make_config
+from .ema import ParameterEMA
 from .engine import evaluate, make_datasets, train
 from .models import FeedForwardSNN, RecurrentSNN, available_models, build_model, register_model
 from .plots import plot_run
@@ -16,6 +17,7 @@ from .plots import plot_run
 __all__ = [
     "FeedForwardSNN",
     "PRESETS",
+    "ParameterEMA",
     "RecurrentSNN",
     "TrainConfig",
     "available_models",

@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--label-smoothing", dest="label_smoothing", type=float,
                    help="label smoothing of the training cross-entropy (0: none)")
     o.add_argument("--lr-schedule", dest="lr_schedule", choices=["cosine", "none"])
+    o.add_argument("--ema", type=float, metavar="DECAY",
+                   help="validate and test an exponential moving average of the weights (decay per step, e.g. 0.99; 0: off)")
     o.add_argument("--sigma0", type=float, help="initial extra width of the delay triangle (0: none)")
     o.add_argument("--seed", type=int)
     o.add_argument("--device", help="'auto' (default), 'cpu', 'cuda', 'cuda:N'")

@@ -71,6 +71,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     label_smoothing: float = 0.0        # training loss only; validation/test losses are plain
     lr_schedule: str = "cosine"
+    ema: float = 0.0                    # decay of a parameter moving average used for validation/test (0: off)
     sigma0: float = 0.0
     sigma_decay: float = 0.95
     # run
@@ -134,6 +135,7 @@ class TrainConfig:
         need_float("beta_out", 0.0, 1.0)
         self.dropout = check_fraction("dropout", self.dropout, "a probability")
         self.time_stretch = check_fraction("time_stretch", self.time_stretch)
+        self.ema = check_fraction("ema", self.ema, "an averaging decay")
         for n in ("learn_beta", "output_delays"):
             if not isinstance(getattr(self, n), bool):
                 raise TypeError(f"{n}: expected True or False, got {getattr(self, n)!r}")

@@ -4,6 +4,7 @@ DistributedDataParallel, and the final test with delays before and after roundin
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import json
@@ -25,6 +26,7 @@ from ..data import (SHD, SSC, Braille, PermutedSequentialMNIST, SequenceDetectio
 from ..schedule import SigmaScheduler
 from ..utils import clamp_delays_, delay_layers, delay_parameters, quantize_delays, set_sigma, weight_parameters
 from .config import TrainConfig
+from .ema import ParameterEMA
 from .models import build_model
 
 __all__ = ["train", "make_datasets", "evaluate", "CHECKPOINT", "METRICS"]
@@ -199,7 +201,10 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
 
     The model is selected on the validation set (best validation accuracy, earliest on ties);
     the test set is used once at the end, with the learned delays and with them rounded to
-    integers (:func:`snn_delays_ext.quantize_delays` on a copy).
+    integers (:func:`snn_delays_ext.quantize_delays` on a copy). With ``ema > 0`` a
+    :class:`~snn_delays_ext.train.ParameterEMA` of the weights is updated after every
+    optimiser step, and validation, model selection and the test use the average instead of
+    the live weights (training continues from the live weights).
 
     A model with an ``on_train_epoch_end()`` method has it called after each epoch's training
     batches, before validation and the checkpoint (EventProp models bump silent neurons there).
@@ -240,6 +245,7 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
     sigma_sched = SigmaScheduler(model, cfg.epochs, cfg.sigma0, cfg.sigma_decay) if has_delays and cfg.sigma0 > 0 else None
     if has_delays and sigma_sched is None:
         set_sigma(model, 0.0)
+    ema = ParameterEMA(model, cfg.ema) if cfg.ema > 0 else None
 
     start_epoch, history, best = 0, [], {"val_acc": -1.0, "epoch": -1, "state": None}
     if resume:
@@ -250,6 +256,10 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
             lr_sched.load_state_dict(ck["lr_scheduler"])
         if sigma_sched is not None:
             sigma_sched.load_state_dict(ck["sigma_scheduler"])
+        if ema is not None:
+            if ck.get("ema") is None:
+                raise ValueError(f"resume: '{ckpt_path}' holds no weight average but the config asks for ema={cfg.ema}")
+            ema.load_state_dict(ck["ema"])
         start_epoch, history, best = ck["epoch"], ck["history"], ck["best"]
         _set_rng_state(ck["rng"])
         if verbose and is_main:
@@ -297,6 +307,8 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
             loss.backward()
             opt.step()
             clamp_delays_(model)
+            if ema is not None:
+                ema.update(model)
             loss_sum += float(loss.detach()) * len(y)
             correct += float((logits.detach().argmax(1) == y).sum())
             n += len(y)
@@ -306,15 +318,17 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
         epoch_hook = getattr(model, "on_train_epoch_end", None)  # e.g. EventProp's silent-neuron bump
         if callable(epoch_hook):
             epoch_hook()
-        val_loss, val_acc = evaluate(model, val_ds, cfg.batch_size, device)
+        with ema.swapped(model) if ema is not None else contextlib.nullcontext():
+            # validation (and the saved best state) use the weight average when there is one
+            val_loss, val_acc = evaluate(model, val_ds, cfg.batch_size, device)
+            if val_acc > best["val_acc"]:
+                best = {"val_acc": val_acc, "epoch": epoch + 1,
+                        "state": copy.deepcopy(model.state_dict())}
         lrs = [g["lr"] for g in opt.param_groups]
         if lr_sched is not None:
             lr_sched.step()
         if sigma_sched is not None:
             sigma_sched.step()
-        if val_acc > best["val_acc"]:
-            best = {"val_acc": val_acc, "epoch": epoch + 1,
-                    "state": copy.deepcopy(model.state_dict())}
         row = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_acc": correct / n, "val_loss": val_loss,
                "val_acc": val_acc, "sigma": sigma, "lr": lrs[0], "delay_lr": lrs[1] if len(lrs) > 1 else 0.0,
                "epoch_time_s": time.perf_counter() - t0}
@@ -331,6 +345,7 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
                 "lr_scheduler": lr_sched.state_dict() if lr_sched is not None else None,
                 "sigma_scheduler": sigma_sched.state_dict() if sigma_sched is not None else None,
                 "history": history, "best": best, "rng": _rng_state(), "world_size": world,
+                "ema": ema.state_dict() if ema is not None else None,
             }, ckpt_path)
             if verbose:
                 print(f"epoch {epoch + 1:3d}/{cfg.epochs}  loss {row['train_loss']:.4f}  train {100 * row['train_acc']:.2f}%"
