@@ -1,4 +1,4 @@
-"""Shared fixtures: the shared data folder, CUDA skipping, seeding."""
+"""Shared fixtures: the shared data folder, CUDA skipping, seeding, interrupted-and-resumed runs."""
 
 from __future__ import annotations
 
@@ -42,3 +42,32 @@ def pytest_collection_modifyitems(config, items):
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+class _Killed(Exception):
+    """Raised from ``on_epoch_end`` to stand for a run killed after an epoch's checkpoint."""
+
+
+@pytest.fixture
+def train_killed_then_resumed():
+    """``run(cfg, root, kill_after) -> (full_dir, cut_dir)``: trains ``cfg`` uninterrupted in
+    ``root/full``; in ``root/cut`` it stops the run after epoch ``kill_after`` (checkpoint
+    written) and finishes it with ``snn-delays train --resume``."""
+    from snn_delays_ext.train import train
+    from snn_delays_ext.train.cli import main
+
+    def run(cfg, root: Path, kill_after: int):
+        full, cut = root / "full", root / "cut"
+        train(cfg, run_dir=full, verbose=False)
+
+        def kill(epoch, row):
+            if epoch == kill_after:
+                raise _Killed
+
+        with pytest.raises(_Killed):
+            train(cfg, run_dir=cut, on_epoch_end=kill, verbose=False)
+        assert torch.load(cut / "checkpoint.pt", weights_only=False)["epoch"] == kill_after
+        assert main(["train", "--resume", str(cut), "--no-progress"]) == 0
+        return full, cut
+
+    return run

@@ -200,28 +200,17 @@ def test_relative_first_spike_loss_gradient_signs():
         relative_first_spike_loss(spk, torch.tensor([0]), delta=0.0)
 
 
-def test_resume_and_plots_with_an_eventprop_model(tmp_path):
+def test_resume_and_plots_with_an_eventprop_model(tmp_path, train_killed_then_resumed):
     # the silent-neuron bump runs before each checkpoint, so a resumed run ends with the same
     # weights as an uninterrupted one; the plot command handles the EventProp layers
-    from snn_delays_ext.train import plot_run, train
+    from snn_delays_ext.train import plot_run
 
     cfg = make_config("sequence-eventprop", overrides=dict(
         hidden=[8], weight_mean=0.0, weight_std=4.0, epochs=3, train_limit=100, eval_limit=50,
         progress=False, tensorboard=False))
     net = build_model(cfg.model, 2, 2, cfg)
     assert net.silent_bump > 0
-    train(cfg, run_dir=tmp_path / "full", verbose=False)
-
-    class Killed(Exception):
-        pass
-
-    def kill_after_1(epoch, row):
-        if epoch == 1:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(cfg, run_dir=tmp_path / "cut", on_epoch_end=kill_after_1, verbose=False)
-    assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    train_killed_then_resumed(cfg, tmp_path, kill_after=1)
     a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["model"]
     b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["model"]
     for k, v in a.items():

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from snn_delays_ext.train import ParameterEMA, make_config, train
-from snn_delays_ext.train.cli import main
 
 QUICK = dict(dataset="sequence", model="ff-delays", hidden=[], max_delay=12, gap=10, delay_init=0.0,
              readout="li_max", beta_out=0.5, epochs=3, batch_size=50, lr=1e-2, delay_lr=0.5,
@@ -95,20 +94,9 @@ def _model_like(cfg):
     return build_model(cfg.model, 2, 2, cfg)
 
 
-def test_resume_with_average_gives_the_same_run(tmp_path):
+def test_resume_with_average_gives_the_same_run(tmp_path, train_killed_then_resumed):
     cfg = make_config(overrides={**QUICK, "ema": 0.8})
-    train(cfg, run_dir=tmp_path / "full", verbose=False)
-
-    class Killed(Exception):
-        pass
-
-    def kill_after_1(epoch, row):
-        if epoch == 1:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(cfg, run_dir=tmp_path / "cut", on_epoch_end=kill_after_1, verbose=False)
-    assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    train_killed_then_resumed(cfg, tmp_path, kill_after=1)
     a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)
     b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
     for x, y in zip(a["ema"]["average"], b["ema"]["average"]):

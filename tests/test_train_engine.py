@@ -70,21 +70,8 @@ def _weights(path):
     return torch.load(path, map_location="cpu", weights_only=False)["model"]
 
 
-def test_resume_after_interruption_gives_same_weights(tmp_path):
-    cfg = make_config(overrides=QUICK)
-    full = train(cfg, run_dir=tmp_path / "full", verbose=False)
-
-    class Killed(Exception):
-        pass
-
-    def kill_after_2(epoch, row):
-        if epoch == 2:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(cfg, run_dir=tmp_path / "cut", on_epoch_end=kill_after_2, verbose=False)
-    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["epoch"] == 2
-    assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+def test_resume_after_interruption_gives_same_weights(tmp_path, train_killed_then_resumed):
+    train_killed_then_resumed(make_config(overrides=QUICK), tmp_path, kill_after=2)
     a, b = _weights(tmp_path / "full" / "checkpoint.pt"), _weights(tmp_path / "cut" / "checkpoint.pt")
     for k, v in a.items():
         if isinstance(v, torch.Tensor):
