@@ -260,3 +260,36 @@ def test_random_time_stretch_moves_each_event_to_its_stretched_bin():
         random_time_stretch(x, -0.1)
     with pytest.raises(ValueError, match=r"x: expected a \(T, B, F\)"):
         random_time_stretch(x[0], 0.1)
+
+
+def test_random_drop_event_thins_each_event_independently():
+    """Per event: kept with probability 1 - p. Over many draws a bin of n events keeps on
+    average n (1 - p) with the binomial variance n p (1 - p); 0/1 spikes become Bernoulli."""
+    from snn_delays_ext.data import random_drop_event
+
+    p, draws = 0.3, 4000
+    x = torch.tensor([0.0, 1.0, 2.0, 7.0]).view(1, 1, 4).expand(draws, 1, 4).contiguous()  # draws as time steps
+    y = random_drop_event(x, p, generator=torch.Generator().manual_seed(3))
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert bool((y <= x).all()) and bool((y >= 0).all()) and bool((y == y.round()).all())
+    n = torch.tensor([0.0, 1.0, 2.0, 7.0])
+    mean, var = y[:, 0].mean(0), y[:, 0].var(0)
+    se = torch.sqrt(n * p * (1 - p) / draws)
+    assert torch.all((mean - n * (1 - p)).abs() <= 4 * se + 1e-12)
+    assert torch.allclose(var[1:], n[1:] * p * (1 - p), rtol=0.1)
+    assert float(y[:, 0, 0].abs().sum()) == 0.0  # nothing appears where there was nothing
+    # each event is dropped independently: for n = 2, P(0, 1, 2 kept) = p^2, 2p(1-p), (1-p)^2
+    freq = torch.bincount(y[:, 0, 2].long(), minlength=3).double() / draws
+    expect = torch.tensor([p * p, 2 * p * (1 - p), (1 - p) ** 2], dtype=torch.float64)
+    assert torch.allclose(freq, expect, atol=0.03)
+    assert random_drop_event(x, 0.0) is x
+    with pytest.raises(ValueError, match=r"p: expected a probability in \[0, 1\)"):
+        random_drop_event(x, 1.0)
+    with pytest.raises(ValueError, match="x: expected event counts"):
+        random_drop_event(torch.full((3, 2, 2), 0.5), 0.1)  # graded input (e.g. a TTFS code)
+    with pytest.raises(ValueError, match="x: expected event counts"):
+        random_drop_event(-torch.ones(3, 2, 2), 0.1)
+    with pytest.raises(TypeError, match="x: expected a floating-point tensor"):
+        random_drop_event(torch.ones(3, 2, 2, dtype=torch.long), 0.1)
+    with pytest.raises(ValueError, match=r"x: expected a \(T, B, F\)"):
+        random_drop_event(x[0], 0.1)

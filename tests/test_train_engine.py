@@ -66,6 +66,19 @@ def test_label_smoothing_bounds_the_training_loss_only(tmp_path):
     assert min(float(r["val_loss"]) for r in rows) < floor  # plain loss: can go below the floor
 
 
+def test_drop_event_thins_training_input_only(tmp_path):
+    """Dropping 90% of the input spikes leaves most training samples of the two-spike order task
+    without an answer (training accuracy near chance), while validation sees the full input."""
+    def rows(drop, sub):
+        cfg = make_config(overrides={"drop_event": drop, "progress": False, "tensorboard": False})  # default task
+        train(cfg, run_dir=tmp_path / sub, verbose=False)
+        return list(csv.DictReader(open(tmp_path / sub / "metrics.csv")))
+
+    plain, thinned = rows(0.0, "plain"), rows(0.9, "thinned")
+    assert float(thinned[-1]["train_acc"]) < 0.7 < float(plain[-1]["train_acc"])
+    assert float(thinned[-1]["train_acc"]) < float(thinned[-1]["val_acc"])
+
+
 def _weights(path):
     return torch.load(path, map_location="cpu", weights_only=False)["model"]
 
@@ -141,6 +154,7 @@ def test_config_files_and_precedence(tmp_path):
     ("dropout", -0.1, ValueError, "dropout"),
     ("label_smoothing", 1.5, ValueError, "label_smoothing: expected a number in [0.0, 1.0]"),
     ("time_stretch", -0.2, ValueError, "time_stretch"),
+    ("drop_event", 1.0, ValueError, "drop_event: expected a probability in [0, 1)"),
 ])
 def test_bad_config_values(key, value, exc, words):
     with pytest.raises(exc) as e:

@@ -8,7 +8,7 @@ import torch
 
 from .._checks import check_fraction, check_int
 
-__all__ = ["random_time_shift", "random_time_stretch"]
+__all__ = ["random_drop_event", "random_time_shift", "random_time_stretch"]
 
 
 def _check_batch(x: object) -> None:
@@ -101,3 +101,47 @@ def random_time_stretch(x: torch.Tensor, max_stretch: float,
     out = torch.zeros(T + 1, B, F, dtype=x.dtype, device=x.device)
     out.scatter_add_(0, dst.unsqueeze(2).expand(T, B, F), x)
     return out[:T]
+
+
+def random_drop_event(x: torch.Tensor, p: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Drop every event of a binned ``(T, B, F)`` batch of event counts independently with
+    probability ``p``.
+
+    A bin holding ``n`` events keeps ``Binomial(n, 1 - p)`` of them, which is exactly what
+    binning after ``tonic.transforms.DropEvent`` (each event removed with probability ``p``)
+    gives; for 0/1 spike trains it is dropout on the input spikes without the ``1 / (1 - p)``
+    rescaling. Models the recording noise of event sensors (missed taxel or cochlea events).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Time-first batch ``(T, B, F)`` of event counts (non-negative whole numbers, any float
+        dtype).
+    p : float
+        Probability of dropping each event, in ``[0, 1)`` (0 returns ``x`` unchanged).
+    generator : torch.Generator, optional
+        Random source on ``x``'s device (default: the global one).
+
+    Returns
+    -------
+    torch.Tensor
+        The thinned batch, same shape, dtype and device; no count grows.
+
+    Examples
+    --------
+    >>> x = torch.full((4, 2, 3), 5.0)
+    >>> y = random_drop_event(x, 0.5)
+    >>> bool((y <= x).all()), bool((y == y.round()).all())
+    (True, True)
+    """
+    _check_batch(x)
+    p = check_fraction("p", p, "a probability")
+    if p == 0.0:
+        return x
+    if not x.is_floating_point():
+        raise TypeError(f"x: expected a floating-point tensor of event counts, got dtype {x.dtype}")
+    if bool((x < 0).any()) or not bool((x == x.round()).all()):
+        raise ValueError("x: expected event counts (non-negative whole numbers); dropping events is undefined "
+                         "for graded or negative input such as time-to-first-spike codes")
+    keep = torch.full_like(x, 1.0 - p)
+    return torch.binomial(x, keep, generator=generator)

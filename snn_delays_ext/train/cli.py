@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="augment training samples by a random time shift of up to this many steps")
     g.add_argument("--time-stretch", dest="time_stretch", type=float,
                    help="training augmentation: stretch each sample in time by a random factor in [1-X, 1+X]")
+    g.add_argument("--drop-event", dest="drop_event", type=float, metavar="P",
+                   help="training augmentation: drop each input event with probability P (event-count inputs)")
     g.add_argument("--train-limit", dest="train_limit", type=int, help="use only this many training samples")
     g.add_argument("--eval-limit", dest="eval_limit", type=int, help="... and validation/test samples")
     m = t.add_argument_group("model")

@@ -43,6 +43,7 @@ class TrainConfig:
     eval_limit: Optional[int] = None    # ... and validation/test samples
     time_shift: int = 0                 # training augmentation: random shift of each sample, in steps
     time_stretch: float = 0.0           # training augmentation: random stretch factor in [1 - x, 1 + x]
+    drop_event: float = 0.0             # training augmentation: each input event dropped with this probability
     gap: int = 10                       # sequence detection: steps between the two spikes
     # model
     model: str = "ff-delays"
@@ -135,6 +136,7 @@ class TrainConfig:
         need_float("beta_out", 0.0, 1.0)
         self.dropout = check_fraction("dropout", self.dropout, "a probability")
         self.time_stretch = check_fraction("time_stretch", self.time_stretch)
+        self.drop_event = check_fraction("drop_event", self.drop_event, "a probability")
         self.ema = check_fraction("ema", self.ema, "an averaging decay")
         for n in ("learn_beta", "output_delays"):
             if not isinstance(getattr(self, n), bool):

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from ..data import (SHD, SSC, Braille, PermutedSequentialMNIST, SequenceDetection, YinYang,
+from ..data import (SHD, SSC, Braille, PermutedSequentialMNIST, SequenceDetection, YinYang, random_drop_event,
                     random_time_shift, random_time_stretch, stratified_split, time_first_collate)
 from ..schedule import SigmaScheduler
 from ..utils import clamp_delays_, delay_layers, delay_parameters, quantize_delays, set_sigma, weight_parameters
@@ -300,6 +300,7 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
         loss_sum, correct, n = 0.0, 0.0, 0.0
         for x, y in it:
             x = random_time_stretch(random_time_shift(x, cfg.time_shift), cfg.time_stretch)
+            x = random_drop_event(x, cfg.drop_event)
             x, y = x.to(device), y.to(device)
             logits = net(x)
             loss = nn.functional.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
