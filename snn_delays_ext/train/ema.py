@@ -13,6 +13,10 @@ from .._checks import check_fraction
 __all__ = ["ParameterEMA"]
 
 
+def _same_shapes(xs: List[torch.Tensor], ys: List[torch.Tensor]) -> bool:
+    return len(xs) == len(ys) and all(x.shape == y.shape for x, y in zip(xs, ys))
+
+
 class ParameterEMA:
     r"""Keep ``a <- decay * a + (1 - decay) * p`` for every parameter ``p`` of ``model``.
 
@@ -60,7 +64,7 @@ class ParameterEMA:
 
     def _params(self, model: nn.Module) -> List[torch.Tensor]:
         params = list(model.parameters())
-        if len(params) != len(self.average) or any(p.shape != a.shape for p, a in zip(params, self.average)):
+        if not _same_shapes(params, self.average):
             raise ValueError("model: expected the model this average was made for (same parameters and shapes)")
         return params
 
@@ -93,7 +97,7 @@ class ParameterEMA:
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Restore from :meth:`state_dict`."""
         average = state["average"]
-        if len(average) != len(self.average) or any(a.shape != b.shape for a, b in zip(average, self.average)):
+        if not _same_shapes(average, self.average):
             raise ValueError("state: expected an average of the same parameters and shapes")
         self.decay = check_fraction("decay", state["decay"], "an averaging decay")
         self.n_updates = int(state["n_updates"])
