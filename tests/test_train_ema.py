@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from snn_delays_ext.train import ParameterEMA, make_config, train
+from snn_delays_ext.train import ParameterEMA, build_model, make_config, train
 
 QUICK = dict(dataset="sequence", model="ff-delays", hidden=[], max_delay=12, gap=10, delay_init=0.0,
              readout="li_max", beta_out=0.5, epochs=3, batch_size=50, lr=1e-2, delay_lr=0.5,
@@ -78,7 +78,7 @@ def test_engine_selects_and_tests_the_average(tmp_path):
     res = train(cfg, run_dir=tmp_path, verbose=False)
     ck = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     best = torch.load(tmp_path / "model_best.pt", weights_only=False)["model"]
-    names = [n for n, _ in torch.nn.Module.named_parameters(_model_like(cfg))]
+    names = [n for n, _ in build_model(cfg.model, 2, 2, cfg).named_parameters()]  # the average's order
     assert len(names) == len(ck["ema"]["average"]) and ck["ema"]["n_updates"] == 4  # 200 / 50 steps
     differs = False
     for name, avg in zip(names, ck["ema"]["average"]):
@@ -86,12 +86,6 @@ def test_engine_selects_and_tests_the_average(tmp_path):
         differs |= not torch.equal(ck["model"][name], avg)
     assert differs  # the live weights moved on; the average lags behind
     assert res["best_epoch"] == 1 and 0.0 <= res["test_acc"] <= 1.0
-
-
-def _model_like(cfg):
-    from snn_delays_ext.train import build_model
-
-    return build_model(cfg.model, 2, 2, cfg)
 
 
 def test_resume_with_average_gives_the_same_run(tmp_path, train_killed_then_resumed):
