@@ -232,6 +232,9 @@ def _builder(recurrent: bool) -> Callable[[int, int, object], nn.Module]:
                              f"expected 0, got {cfg.dropout}")
         if getattr(cfg, "learn_beta", False):
             raise ValueError("learn_beta: the EventProp presets use fixed tau_syn/tau_mem; expected False, got True")
+        if getattr(cfg, "batch_norm", False):
+            raise ValueError("batch_norm: the EventProp presets have no batch norm (exact event-based gradients); "
+                             "expected False, got True")
         return EventPropSNN(
             n_in, list(cfg.hidden), n_out, max_delay=cfg.max_delay, recurrent=recurrent,
             tau_syn=float(getattr(cfg, "tau_syn", 5.0)), tau_mem=float(getattr(cfg, "tau_mem", 20.0)),

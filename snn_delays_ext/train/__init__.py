@@ -11,7 +11,8 @@ Examples
 from .config import PRESETS, TrainConfig, load_config_file, make_config
 from .ema import ParameterEMA
 from .engine import evaluate, make_datasets, train
-from .models import FeedForwardSNN, RecurrentSNN, available_models, build_model, register_model
+from .models import (FeedForwardSNN, RecurrentSNN, TimeBatchNorm, available_models, build_model, readout_logits,
+                     register_model)
 from .plots import plot_run
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "PRESETS",
     "ParameterEMA",
     "RecurrentSNN",
+    "TimeBatchNorm",
     "TrainConfig",
     "available_models",
     "build_model",
@@ -27,6 +29,7 @@ __all__ = [
     "make_config",
     "make_datasets",
     "plot_run",
+    "readout_logits",
     "register_model",
     "train",
 ]

@@ -75,7 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--dropout", type=float, help="hidden-spike dropout probability (training only)")
     m.add_argument("--learn-beta", dest="learn_beta", action=argparse.BooleanOptionalAction, default=None,
                    help="feed-forward presets: learn one membrane decay per hidden neuron (or not)")
-    m.add_argument("--readout", choices=["sum", "li_mean", "li_max", "li_shaped"])
+    m.add_argument("--batch-norm", dest="batch_norm", action=argparse.BooleanOptionalAction, default=None,
+                   help="surrogate presets: batch-normalise each hidden layer's input current (or not)")
+    m.add_argument("--readout", choices=["sum", "li_mean", "li_max", "li_shaped", "li_softmax"],
+                   help="logits from the readout: sum over time, leaky-integrator mean / max / "
+                        "loss-shaped mean, or the time-averaged softmax")
     m.add_argument("--tau-syn", dest="tau_syn", type=float, help="EventProp models: synaptic time constant (steps)")
     m.add_argument("--tau-mem", dest="tau_mem", type=float, help="EventProp models: membrane time constant (steps)")
     m.add_argument("--weight-mean", dest="weight_mean", type=float,

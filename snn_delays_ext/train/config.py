@@ -60,6 +60,7 @@ class TrainConfig:
     surrogate: str = "atan"
     dropout: float = 0.0                # hidden-spike dropout (training only)
     learn_beta: bool = False            # ff-delays/ff-nodelay: one learnable decay per hidden neuron
+    batch_norm: bool = False            # surrogate models: batch norm of each hidden layer's input current
     tau_syn: float = 5.0                # EventProp models: synaptic time constant (steps)
     tau_mem: float = 20.0               # EventProp models: membrane time constant (steps)
     weight_mean: Optional[float] = None  # EventProp models: weights ~ N(mean, std) / sqrt(fan_in)
@@ -138,7 +139,7 @@ class TrainConfig:
         self.time_stretch = check_fraction("time_stretch", self.time_stretch)
         self.drop_event = check_fraction("drop_event", self.drop_event, "a probability")
         self.ema = check_fraction("ema", self.ema, "an averaging decay")
-        for n in ("learn_beta", "output_delays"):
+        for n in ("learn_beta", "output_delays", "batch_norm"):
             if not isinstance(getattr(self, n), bool):
                 raise TypeError(f"{n}: expected True or False, got {getattr(self, n)!r}")
         need_float("delay_std", 0.0, optional=True, lo_open=True)
@@ -154,7 +155,7 @@ class TrainConfig:
         self.hidden = list(self.hidden)
         need_choice("delay_type", ("synaptic", "axonal", "dendritic"))
         need_choice("interpolation", ("triangle", "round"))
-        need_choice("readout", ("sum", "li_mean", "li_max", "li_shaped"))
+        need_choice("readout", ("sum", "li_mean", "li_max", "li_shaped", "li_softmax"))
         need_choice("surrogate", ("atan", "fast_sigmoid", "triangular"))
         need_choice("lr_schedule", ("cosine", "none"))
         if isinstance(self.delay_init, bool) or not (

@@ -266,6 +266,13 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
             print(f"resuming {run_dir} after epoch {start_epoch}")
 
     net: nn.Module = model
+    if world > 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        # per-process batch statistics would make N processes differ from one on the same global batch
+        if device.type != "cuda":
+            raise ValueError("batch_norm: under torchrun the batch statistics must be synchronised "
+                             "(torch.nn.SyncBatchNorm), which needs CUDA devices; got device "
+                             f"{device.type!r}. Train on one process or on GPUs")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if world > 1:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                       broadcast_buffers=False)

@@ -7,6 +7,7 @@ a name with :func:`register_model`. The module maps a time-first batch ``(T, B, 
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import snntorch as snn
@@ -19,11 +20,11 @@ from ..delayed_linear import DelayedLinear
 from ..delayed_recurrent_leaky import DelayedRecurrentLeaky
 
 __all__ = ["register_model", "build_model", "available_models", "FeedForwardSNN", "RecurrentSNN",
-           "leaky_integrator", "readout_logits"]
+           "leaky_integrator", "readout_logits", "TimeBatchNorm"]
 
 ModelBuilder = Callable[[int, int, "object"], nn.Module]
 _REGISTRY: Dict[str, Tuple[ModelBuilder, str]] = {}
-READOUTS = ("sum", "li_mean", "li_max", "li_shaped")
+READOUTS = ("sum", "li_mean", "li_max", "li_shaped", "li_softmax")
 
 
 def register_model(name: str, builder: ModelBuilder, description: str = "", overwrite: bool = False) -> None:
@@ -83,12 +84,28 @@ def leaky_integrator(cur: torch.Tensor, beta: float) -> torch.Tensor:
 
 
 def readout_logits(cur: torch.Tensor, readout: str, beta: float) -> torch.Tensor:
-    """Logits from the readout current ``(T, B, C)``: summed over time (DelRec), or the mean /
-    max over time of a leaky integrator's voltage, or its exponentially weighted mean
-    ``(1/T) sum_t exp(-t/T) v_t`` (``"li_shaped"``, EventProp's loss shaping)."""
+    """Logits from the readout current ``(T, B, C)``.
+
+    ``"sum"``: summed over time (DelRec); ``"li_mean"`` / ``"li_max"``: the mean / max over time
+    of a leaky integrator's voltage ``v``; ``"li_shaped"``: its exponentially weighted mean
+    ``(1/T) sum_t exp(-t/T) v_t`` (EventProp's loss shaping); ``"li_softmax"``: the log of the
+    time-averaged class probabilities, ``log((1/T) sum_t softmax(v_t))`` (every step votes with
+    a probability vector, as the DCLS SHD models; ``softmax`` of these logits is that average, so
+    ``cross_entropy`` on them is the negative log of the averaged probability of the target).
+
+    Examples
+    --------
+    >>> import torch
+    >>> cur = torch.randn(5, 2, 3)
+    >>> p = readout_logits(cur, "li_softmax", 0.9).softmax(-1)
+    >>> torch.allclose(p, leaky_integrator(cur, 0.9).softmax(-1).mean(0))
+    True
+    """
     if readout == "sum":
         return cur.sum(0)
     v = leaky_integrator(cur, beta)
+    if readout == "li_softmax":  # log-mean-exp of the per-step log-probabilities: no exp overflow
+        return torch.logsumexp(torch.log_softmax(v, -1), 0) - math.log(v.shape[0])
     if readout == "li_shaped":
         T = v.shape[0]
         w = torch.exp(-torch.arange(T, device=v.device, dtype=v.dtype) / T)
@@ -109,6 +126,47 @@ def _spike_grad(name: str) -> Callable:
 def _dropout(p: float) -> nn.Module:
     p = check_fraction("dropout", p, "a probability")
     return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
+class TimeBatchNorm(nn.Module):
+    """Batch normalisation over the features of a time-first ``(T, B, F)`` sequence: the
+    statistics pool every step of every sample (``torch.nn.BatchNorm1d`` on the ``T * B`` rows).
+
+    The normalisation is the ``bn`` attribute, a plain ``BatchNorm1d``, so
+    :meth:`torch.nn.SyncBatchNorm.convert_sync_batchnorm` swaps it for the synchronised one
+    under DistributedDataParallel (the engine does this on CUDA).
+
+    Parameters
+    ----------
+    num_features : int
+        ``F``.
+    **kwargs
+        Passed to ``torch.nn.BatchNorm1d`` (``eps``, ``momentum``, ``affine``, ...).
+
+    Examples
+    --------
+    >>> import torch
+    >>> bn = TimeBatchNorm(4)
+    >>> y = bn(torch.randn(10, 8, 4) * 3 + 1)
+    >>> y.shape, bool(y.mean((0, 1)).abs().max() < 1e-5)
+    (torch.Size([10, 8, 4]), True)
+    """
+
+    def __init__(self, num_features: int, **kwargs) -> None:
+        super().__init__()
+        self.bn: nn.Module = nn.BatchNorm1d(num_features, **kwargs)
+        self.num_features = int(num_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[-1] != self.num_features:
+            raise ValueError(f"x: expected a (T, B, {self.num_features}) sequence, got shape {tuple(x.shape)}")
+        return self.bn(x.reshape(-1, x.shape[-1])).view(x.shape)
+
+
+def _norm(batch_norm: bool, n: int) -> nn.Module:
+    if not isinstance(batch_norm, bool):
+        raise TypeError(f"batch_norm: expected True or False, got {batch_norm!r}")
+    return TimeBatchNorm(n) if batch_norm else nn.Identity()
 
 
 def _run_leaky(lif: snn.Leaky, cur: torch.Tensor) -> torch.Tensor:
@@ -151,6 +209,9 @@ class FeedForwardSNN(nn.Module):
     learn_beta : bool
         Learn one membrane decay per hidden neuron (starting at ``beta``; snnTorch's
         ``learn_beta`` with a per-neuron tensor), i.e. heterogeneous time constants.
+    batch_norm : bool
+        Normalise each hidden layer's input current with :class:`TimeBatchNorm` (statistics over
+        time and batch, learnable scale and shift) before its neurons, as the DCLS models.
 
     Examples
     --------
@@ -164,7 +225,8 @@ class FeedForwardSNN(nn.Module):
                  delays: bool = True, delay_type: str = "synaptic", output_delays: bool = True,
                  beta: float = 0.9, beta_out: float = 0.9, readout: str = "li_mean",
                  surrogate: str = "atan", delay_init: Union[str, float] = "uniform",
-                 interpolation: str = "triangle", dropout: float = 0.0, learn_beta: bool = False) -> None:
+                 interpolation: str = "triangle", dropout: float = 0.0, learn_beta: bool = False,
+                 batch_norm: bool = False) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
@@ -179,6 +241,7 @@ class FeedForwardSNN(nn.Module):
             return nn.Linear(a, b)
 
         self.linears = nn.ModuleList(lin(a, b, delays) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.norms = nn.ModuleList(_norm(batch_norm, h) for h in hidden)
         self.lifs = nn.ModuleList(
             snn.Leaky(beta=torch.full((h,), float(beta)) if learn_beta else beta, learn_beta=learn_beta,
                       spike_grad=_spike_grad(surrogate))
@@ -189,8 +252,8 @@ class FeedForwardSNN(nn.Module):
     def forward(self, x: torch.Tensor, record: bool = False):
         spikes: List[torch.Tensor] = []
         h = x
-        for lin, lif in zip(self.linears, self.lifs):
-            h = _run_leaky(lif, lin(h))
+        for lin, norm, lif in zip(self.linears, self.norms, self.lifs):
+            h = _run_leaky(lif, norm(lin(h)))
             spikes.append(h)
             h = self.drop(h)
         logits = readout_logits(self.out(h), self.readout, self.beta_out)
@@ -213,7 +276,7 @@ class RecurrentSNN(nn.Module):
     def __init__(self, n_inputs: int, hidden: Sequence[int], n_classes: int, max_delay: int = 25,
                  delays: bool = True, beta: float = 0.5, readout: str = "sum", beta_out: float = 0.9,
                  surrogate: str = "triangular", delay_std: Optional[float] = None,
-                 delay_type: str = "axonal", dropout: float = 0.0) -> None:
+                 delay_type: str = "axonal", dropout: float = 0.0, batch_norm: bool = False) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
@@ -221,6 +284,7 @@ class RecurrentSNN(nn.Module):
         self.drop = _dropout(dropout)
         sizes = [n_inputs] + list(hidden)
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.norms = nn.ModuleList(_norm(batch_norm, h) for h in hidden)
         self.recs = nn.ModuleList(
             DelayedRecurrentLeaky(beta, h, max_delay, delay_type=delay_type, spike_grad=_spike_grad(surrogate),
                                   delay_init="half_normal" if delays else 1.0, delay_std=delay_std,
@@ -232,8 +296,8 @@ class RecurrentSNN(nn.Module):
     def forward(self, x: torch.Tensor, record: bool = False):
         spikes: List[torch.Tensor] = []
         h = x
-        for lin, rec in zip(self.linears, self.recs):
-            h, _ = rec(lin(h))
+        for lin, norm, rec in zip(self.linears, self.norms, self.recs):
+            h, _ = rec(norm(lin(h)))
             spikes.append(h)
             h = self.drop(h)
         logits = readout_logits(self.out(h), self.readout, self.beta_out)
@@ -246,7 +310,7 @@ def _ff(delays: bool) -> ModelBuilder:
             n_in, cfg.hidden, n_out, max_delay=cfg.max_delay, delays=delays, delay_type=cfg.delay_type,
             output_delays=cfg.output_delays, beta=cfg.beta, beta_out=cfg.beta_out, readout=cfg.readout,
             surrogate=cfg.surrogate, delay_init=cfg.delay_init, interpolation=cfg.interpolation,
-            dropout=cfg.dropout, learn_beta=cfg.learn_beta,
+            dropout=cfg.dropout, learn_beta=cfg.learn_beta, batch_norm=cfg.batch_norm,
         )
     return build
 
@@ -257,7 +321,7 @@ def _rec(delays: bool) -> ModelBuilder:
         return RecurrentSNN(
             n_in, cfg.hidden, n_out, max_delay=cfg.max_delay, delays=delays, beta=cfg.beta,
             readout=cfg.readout, beta_out=cfg.beta_out, surrogate=cfg.surrogate,
-            delay_std=cfg.delay_std, delay_type=dtype, dropout=cfg.dropout,
+            delay_std=cfg.delay_std, delay_type=dtype, dropout=cfg.dropout, batch_norm=cfg.batch_norm,
         )
     return build
 
