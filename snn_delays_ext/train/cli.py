@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .config import PRESETS, TrainConfig, make_config
-from .models import available_models
+from .models import READOUTS, available_models
 
 __all__ = ["main", "build_parser"]
 
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="feed-forward presets: learn one membrane decay per hidden neuron (or not)")
     m.add_argument("--batch-norm", dest="batch_norm", action=argparse.BooleanOptionalAction, default=None,
                    help="surrogate presets: batch-normalise each hidden layer's input current (or not)")
-    m.add_argument("--readout", choices=["sum", "li_mean", "li_max", "li_shaped", "li_softmax"],
+    m.add_argument("--readout", choices=list(READOUTS),
                    help="logits from the readout: sum over time, leaky-integrator mean / max / "
                         "loss-shaped mean, or the time-averaged softmax")
     m.add_argument("--tau-syn", dest="tau_syn", type=float, help="EventProp models: synaptic time constant (steps)")

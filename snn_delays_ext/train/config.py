@@ -155,7 +155,6 @@ class TrainConfig:
         self.hidden = list(self.hidden)
         need_choice("delay_type", ("synaptic", "axonal", "dendritic"))
         need_choice("interpolation", ("triangle", "round"))
-        need_choice("readout", ("sum", "li_mean", "li_max", "li_shaped", "li_softmax"))
         need_choice("surrogate", ("atan", "fast_sigmoid", "triangular"))
         need_choice("lr_schedule", ("cosine", "none"))
         if isinstance(self.delay_init, bool) or not (
@@ -164,8 +163,9 @@ class TrainConfig:
             raise ValueError(f"delay_init: expected 'uniform', 'half_normal' or a number, got {self.delay_init!r}")
         if not isinstance(self.device, str):
             raise TypeError(f"device: expected a string such as 'cpu', 'cuda' or 'auto', got {self.device!r}")
-        from .models import available_models
+        from .models import READOUTS, available_models
 
+        need_choice("readout", READOUTS)
         if self.model not in available_models():
             raise ValueError(f"model: expected one of {sorted(available_models())}, got {self.model!r}")
         return self
