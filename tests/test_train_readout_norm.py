@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
+from _ddp_helpers import torchrun_train
 
 from snn_delays_ext.train import FeedForwardSNN, RecurrentSNN, build_model, make_config, train
 from snn_delays_ext.train.cli import main
 from snn_delays_ext.train.models import TimeBatchNorm, readout_logits
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _li_by_hand(cur: torch.Tensor, beta: float) -> torch.Tensor:
@@ -124,13 +118,8 @@ def test_engine_trains_with_batch_norm_and_keeps_its_statistics(tmp_path):
 
 @pytest.mark.slow
 def test_torchrun_on_cpu_refuses_unsynchronised_batch_norm(tmp_path):
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("needs torch.distributed gloo")
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "snn_delays_ext.train", "train", "--out", str(tmp_path / "ddp"), "--dataset", "sequence",
-           "--hidden", "4", "--epochs", "1", "--batch-size", "50", "--train-limit", "100", "--eval-limit", "50",
-           "--device", "cpu", "--no-progress", "--batch-norm"]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    r = torchrun_train(tmp_path / "ddp", [
+        "--dataset", "sequence", "--hidden", "4", "--epochs", "1", "--batch-size", "50", "--train-limit", "100",
+        "--eval-limit", "50", "--device", "cpu", "--no-progress", "--batch-norm"])
     assert r.returncode != 0
     assert "batch_norm: under torchrun the batch statistics must be synchronised" in r.stdout + r.stderr
