@@ -68,6 +68,10 @@ def test_time_batch_norm_normalises_each_feature_over_time_and_batch():
     assert torch.allclose(bn(x)[:, :1], bn(x[:, :1]), atol=1e-12)
     with pytest.raises(ValueError, match=r"x: expected a \(T, B, 3\) sequence, got shape \(6, 5, 4\)"):
         bn(torch.zeros(6, 5, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="num_features"):
+        TimeBatchNorm(0)
+    with pytest.raises(TypeError, match="num_features"):
+        TimeBatchNorm(2.5)
 
 
 @pytest.mark.parametrize("cls", [FeedForwardSNN, RecurrentSNN])

@@ -15,7 +15,7 @@ import torch
 from snntorch import surrogate
 from torch import nn
 
-from .._checks import check_fraction
+from .._checks import check_fraction, check_int
 from ..delayed_linear import DelayedLinear
 from ..delayed_recurrent_leaky import DelayedRecurrentLeaky
 
@@ -154,8 +154,8 @@ class TimeBatchNorm(nn.Module):
 
     def __init__(self, num_features: int, **kwargs) -> None:
         super().__init__()
-        self.bn: nn.Module = nn.BatchNorm1d(num_features, **kwargs)
-        self.num_features = int(num_features)
+        self.num_features = check_int("num_features", num_features, minimum=1)
+        self.bn: nn.Module = nn.BatchNorm1d(self.num_features, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[-1] != self.num_features:
