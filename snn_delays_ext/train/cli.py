@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .config import PRESETS, TrainConfig, make_config
-from .models import READOUTS, available_models
+from .models import BETA_PARAMETRIZATIONS, READOUTS, available_models
 
 __all__ = ["main", "build_parser"]
 
@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--dropout", type=float, help="hidden-spike dropout probability (training only)")
     m.add_argument("--learn-beta", dest="learn_beta", action=argparse.BooleanOptionalAction, default=None,
                    help="feed-forward presets: learn one membrane decay per hidden neuron (or not)")
+    m.add_argument("--beta-parametrization", dest="beta_parametrization", choices=list(BETA_PARAMETRIZATIONS),
+                   help="with --learn-beta: learn beta clipped to [0, 1] (clamp, snnTorch) or its logit (sigmoid)")
     m.add_argument("--batch-norm", dest="batch_norm", action=argparse.BooleanOptionalAction, default=None,
                    help="surrogate presets: batch-normalise each hidden layer's input current (or not)")
     m.add_argument("--readout", choices=list(READOUTS),

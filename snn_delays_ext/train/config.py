@@ -60,6 +60,7 @@ class TrainConfig:
     surrogate: str = "atan"
     dropout: float = 0.0                # hidden-spike dropout (training only)
     learn_beta: bool = False            # ff-delays/ff-nodelay: one learnable decay per hidden neuron
+    beta_parametrization: str = "clamp"  # learn_beta: "clamp" (snnTorch: beta clipped to [0, 1]) or "sigmoid" (a logit)
     batch_norm: bool = False            # surrogate models: batch norm of each hidden layer's input current
     tau_syn: float = 5.0                # EventProp models: synaptic time constant (steps)
     tau_mem: float = 20.0               # EventProp models: membrane time constant (steps)
@@ -163,9 +164,17 @@ class TrainConfig:
             raise ValueError(f"delay_init: expected 'uniform', 'half_normal' or a number, got {self.delay_init!r}")
         if not isinstance(self.device, str):
             raise TypeError(f"device: expected a string such as 'cpu', 'cuda' or 'auto', got {self.device!r}")
-        from .models import READOUTS, available_models
+        from .models import BETA_PARAMETRIZATIONS, READOUTS, available_models
 
         need_choice("readout", READOUTS)
+        need_choice("beta_parametrization", BETA_PARAMETRIZATIONS)
+        if self.beta_parametrization == "sigmoid":
+            if not self.learn_beta:
+                raise ValueError("beta_parametrization: 'sigmoid' parametrises a learnable decay; "
+                                 "expected learn_beta=True, got False")
+            if not 0.0 < self.beta < 1.0:
+                raise ValueError(f"beta: expected a number in (0, 1) with beta_parametrization='sigmoid', "
+                                 f"got {self.beta}")
         if self.model not in available_models():
             raise ValueError(f"model: expected one of {sorted(available_models())}, got {self.model!r}")
         return self

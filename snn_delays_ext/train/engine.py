@@ -27,7 +27,7 @@ from ..schedule import SigmaScheduler
 from ..utils import clamp_delays_, delay_layers, delay_parameters, quantize_delays, set_sigma, weight_parameters
 from .config import TrainConfig
 from .ema import ParameterEMA
-from .models import build_model
+from .models import build_model, sigmoid_beta_logits
 
 __all__ = ["train", "make_datasets", "evaluate", "CHECKPOINT", "METRICS"]
 
@@ -188,6 +188,21 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 
 
 # -- training ----------------------------------------------------------------------------------
+def _param_groups(model: nn.Module, cfg: TrainConfig) -> List[Dict[str, Any]]:
+    """Optimiser groups: weights (``cfg.lr``, ``cfg.weight_decay``: weights, biases and clipped
+    decays), decay logits (``cfg.lr``, no weight decay) and delays (``cfg.delay_lr``, no weight
+    decay); empty groups are left out."""
+    logits = sigmoid_beta_logits(model)
+    ids = {id(p) for p in logits}
+    groups = [{"params": [p for p in weight_parameters(model) if id(p) not in ids], "lr": cfg.lr,
+               "weight_decay": cfg.weight_decay, "name": "weights"}]
+    if logits:
+        groups.append({"params": logits, "lr": cfg.lr, "weight_decay": 0.0, "name": "decay_logits"})
+    if delay_parameters(model):
+        groups.append({"params": delay_parameters(model), "lr": cfg.delay_lr, "weight_decay": 0.0, "name": "delays"})
+    return groups
+
+
 def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool = False,
           on_epoch_end: Optional[Callable[[int, Dict[str, float]], None]] = None,
           verbose: bool = True) -> Dict[str, Any]:
@@ -237,10 +252,7 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
     if is_main and not resume:
         torch.save(_delay_snapshot(model), run_dir / "delays_init.pt")
 
-    groups = [{"params": weight_parameters(model), "lr": cfg.lr, "weight_decay": cfg.weight_decay, "name": "weights"}]
-    if delay_parameters(model):
-        groups.append({"params": delay_parameters(model), "lr": cfg.delay_lr, "weight_decay": 0.0, "name": "delays"})
-    opt = torch.optim.Adam(groups)
+    opt = torch.optim.Adam(_param_groups(model, cfg))
     lr_sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs) if cfg.lr_schedule == "cosine" else None
     sigma_sched = SigmaScheduler(model, cfg.epochs, cfg.sigma0, cfg.sigma_decay) if has_delays and cfg.sigma0 > 0 else None
     if has_delays and sigma_sched is None:
@@ -332,13 +344,13 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
             if val_acc > best["val_acc"]:
                 best = {"val_acc": val_acc, "epoch": epoch + 1,
                         "state": copy.deepcopy(model.state_dict())}
-        lrs = [g["lr"] for g in opt.param_groups]
+        lrs = {g["name"]: g["lr"] for g in opt.param_groups}
         if lr_sched is not None:
             lr_sched.step()
         if sigma_sched is not None:
             sigma_sched.step()
         row = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_acc": correct / n, "val_loss": val_loss,
-               "val_acc": val_acc, "sigma": sigma, "lr": lrs[0], "delay_lr": lrs[1] if len(lrs) > 1 else 0.0,
+               "val_acc": val_acc, "sigma": sigma, "lr": lrs["weights"], "delay_lr": lrs.get("delays", 0.0),
                "epoch_time_s": time.perf_counter() - t0}
         history.append(row)
         if is_main:

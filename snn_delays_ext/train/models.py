@@ -14,17 +14,20 @@ import snntorch as snn
 import torch
 from snntorch import surrogate
 from torch import nn
+from torch.nn.utils import parametrize
 
 from .._checks import check_fraction, check_int
 from ..delayed_linear import DelayedLinear
 from ..delayed_recurrent_leaky import DelayedRecurrentLeaky
 
 __all__ = ["register_model", "build_model", "available_models", "FeedForwardSNN", "RecurrentSNN",
-           "leaky_integrator", "readout_logits", "TimeBatchNorm"]
+           "leaky_integrator", "readout_logits", "TimeBatchNorm", "SigmoidBeta", "BETA_PARAMETRIZATIONS"]
 
 ModelBuilder = Callable[[int, int, "object"], nn.Module]
 _REGISTRY: Dict[str, Tuple[ModelBuilder, str]] = {}
 READOUTS = ("sum", "li_mean", "li_max", "li_shaped", "li_softmax")
+#: How a learnable membrane decay is stored: snnTorch's clipped value, or a logit.
+BETA_PARAMETRIZATIONS = ("clamp", "sigmoid")
 
 
 def register_model(name: str, builder: ModelBuilder, description: str = "", overwrite: bool = False) -> None:
@@ -169,6 +172,64 @@ def _norm(batch_norm: bool, n: int) -> nn.Module:
     return TimeBatchNorm(n) if batch_norm else nn.Identity()
 
 
+class SigmoidBeta(nn.Module):
+    """Parametrisation of a learnable decay as ``beta = sigmoid(logit)``.
+
+    snnTorch's ``learn_beta`` learns ``beta`` itself and clips it to ``[0, 1]`` in the forward
+    pass, so a decay pushed below 0 or above 1 gets a zero gradient and stays there (a neuron
+    that lost its memory for good, ``beta = 0``, is common after training). Registered with
+    :func:`torch.nn.utils.parametrize.register_parametrization` on a neuron's ``beta``, the
+    stored parameter becomes the logit: the decay stays in ``(0, 1)`` and always gets a gradient.
+    The neuron's own clipping is then a no-op. The training engine does not apply weight decay
+    to these logits (decaying a logit pulls ``beta`` towards 0.5).
+
+    Examples
+    --------
+    >>> import snntorch as snn
+    >>> import torch
+    >>> from torch.nn.utils import parametrize
+    >>> lif = snn.Leaky(beta=torch.full((3,), 0.9), learn_beta=True)
+    >>> parametrize.register_parametrization(lif, "beta", SigmoidBeta())
+    Leaky(...)
+    >>> round(float(lif.parametrizations.beta.original[0]), 4)  # logit(0.9)
+    2.1972
+    >>> torch.allclose(lif.beta, torch.full((3,), 0.9))
+    True
+    """
+
+    def forward(self, logit: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logit)
+
+    def right_inverse(self, beta: torch.Tensor) -> torch.Tensor:
+        if not bool(((beta > 0) & (beta < 1)).all()):
+            raise ValueError(f"beta: a sigmoid-parametrised decay must lie in (0, 1), got values in "
+                             f"[{float(beta.min()):g}, {float(beta.max()):g}]")
+        return torch.logit(beta)
+
+
+def sigmoid_beta_logits(model: nn.Module) -> List[nn.Parameter]:
+    """The stored logits of every :class:`SigmoidBeta`-parametrised ``beta`` in ``model``."""
+    out: List[nn.Parameter] = []
+    for m in model.modules():
+        plist = getattr(getattr(m, "parametrizations", None), "beta", None)
+        if plist is not None and any(isinstance(f, SigmoidBeta) for f in plist):
+            out.append(plist.original)
+    return out
+
+
+def _leaky(h: int, beta: float, learn_beta: bool, beta_parametrization: str, surrogate_name: str) -> snn.Leaky:
+    if beta_parametrization not in BETA_PARAMETRIZATIONS:
+        raise ValueError(f"beta_parametrization: expected one of {list(BETA_PARAMETRIZATIONS)}, "
+                         f"got {beta_parametrization!r}")
+    lif = snn.Leaky(beta=torch.full((h,), float(beta)) if learn_beta else beta, learn_beta=learn_beta,
+                    spike_grad=_spike_grad(surrogate_name))
+    if learn_beta and beta_parametrization == "sigmoid":
+        if not 0.0 < float(beta) < 1.0:
+            raise ValueError(f"beta: expected a number in (0, 1) with beta_parametrization='sigmoid', got {beta}")
+        parametrize.register_parametrization(lif, "beta", SigmoidBeta())
+    return lif
+
+
 def _run_leaky(lif: snn.Leaky, cur: torch.Tensor) -> torch.Tensor:
     mem = lif.init_leaky()
     spikes = []
@@ -209,6 +270,10 @@ class FeedForwardSNN(nn.Module):
     learn_beta : bool
         Learn one membrane decay per hidden neuron (starting at ``beta``; snnTorch's
         ``learn_beta`` with a per-neuron tensor), i.e. heterogeneous time constants.
+    beta_parametrization : {"clamp", "sigmoid"}
+        With ``learn_beta``: ``"clamp"`` learns ``beta`` itself, clipped to ``[0, 1]`` by the
+        neuron (snnTorch's behaviour); ``"sigmoid"`` learns its logit (:class:`SigmoidBeta`), so
+        no decay gets stuck at 0 or 1. ``beta`` must then lie in ``(0, 1)``.
     batch_norm : bool
         Normalise each hidden layer's input current with :class:`TimeBatchNorm` (statistics over
         time and batch, learnable scale and shift) before its neurons, as the DCLS models.
@@ -226,7 +291,7 @@ class FeedForwardSNN(nn.Module):
                  beta: float = 0.9, beta_out: float = 0.9, readout: str = "li_mean",
                  surrogate: str = "atan", delay_init: Union[str, float] = "uniform",
                  interpolation: str = "triangle", dropout: float = 0.0, learn_beta: bool = False,
-                 batch_norm: bool = False) -> None:
+                 batch_norm: bool = False, beta_parametrization: str = "clamp") -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
@@ -242,11 +307,7 @@ class FeedForwardSNN(nn.Module):
 
         self.linears = nn.ModuleList(lin(a, b, delays) for a, b in zip(sizes[:-1], sizes[1:]))
         self.norms = nn.ModuleList(_norm(batch_norm, h) for h in hidden)
-        self.lifs = nn.ModuleList(
-            snn.Leaky(beta=torch.full((h,), float(beta)) if learn_beta else beta, learn_beta=learn_beta,
-                      spike_grad=_spike_grad(surrogate))
-            for h in hidden
-        )
+        self.lifs = nn.ModuleList(_leaky(h, beta, learn_beta, beta_parametrization, surrogate) for h in hidden)
         self.out = lin(sizes[-1], n_classes, delays and output_delays)
 
     def forward(self, x: torch.Tensor, record: bool = False):
@@ -311,12 +372,16 @@ def _ff(delays: bool) -> ModelBuilder:
             output_delays=cfg.output_delays, beta=cfg.beta, beta_out=cfg.beta_out, readout=cfg.readout,
             surrogate=cfg.surrogate, delay_init=cfg.delay_init, interpolation=cfg.interpolation,
             dropout=cfg.dropout, learn_beta=cfg.learn_beta, batch_norm=cfg.batch_norm,
+            beta_parametrization=cfg.beta_parametrization,
         )
     return build
 
 
 def _rec(delays: bool) -> ModelBuilder:
     def build(n_in: int, n_out: int, cfg) -> nn.Module:
+        if getattr(cfg, "learn_beta", False):
+            raise ValueError("learn_beta: the recurrent presets keep one fixed decay per layer (DelRec); "
+                             "expected False, got True")
         dtype = cfg.delay_type if cfg.delay_type in ("axonal", "synaptic") else "axonal"
         return RecurrentSNN(
             n_in, cfg.hidden, n_out, max_delay=cfg.max_delay, delays=delays, beta=cfg.beta,
