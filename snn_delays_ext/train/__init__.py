@@ -11,8 +11,8 @@ Examples
 from .config import PRESETS, TrainConfig, load_config_file, make_config
 from .ema import ParameterEMA
 from .engine import evaluate, make_datasets, train
-from .models import (FeedForwardSNN, RecurrentSNN, TimeBatchNorm, available_models, build_model, readout_logits,
-                     register_model)
+from .models import (FeedForwardSNN, RecurrentSNN, SigmoidBeta, TimeBatchNorm, available_models, build_model,
+                     readout_logits, register_model)
 from .plots import plot_run
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "PRESETS",
     "ParameterEMA",
     "RecurrentSNN",
+    "SigmoidBeta",
     "TimeBatchNorm",
     "TrainConfig",
     "available_models",
