@@ -88,6 +88,9 @@ def test_optimiser_groups_leave_decay_logits_and_delays_out_of_weight_decay():
     assert groups["weights"]["weight_decay"] == cfg.weight_decay > 0
     assert groups["decay_logits"]["weight_decay"] == 0.0 and groups["delays"]["weight_decay"] == 0.0
     assert groups["decay_logits"]["lr"] == cfg.lr and groups["delays"]["lr"] == cfg.delay_lr
+    cfg_lr = make_config("braille", overrides={"beta_parametrization": "sigmoid", "hidden": [8], "beta_lr": 0.1})
+    lrs = {g["name"]: g["lr"] for g in _param_groups(build_model(cfg_lr.model, 24, 27, cfg_lr), cfg_lr)}
+    assert lrs == {"weights": cfg_lr.lr, "decay_logits": 0.1, "delays": cfg_lr.delay_lr}
     # every trainable parameter in exactly one group
     grouped = [id(p) for g in groups.values() for p in g["params"]]
     assert sorted(grouped) == sorted(id(p) for p in model.parameters() if p.requires_grad)
@@ -104,6 +107,10 @@ def test_config_and_cli_check_the_parametrization():
         make_config("braille", overrides={"beta_parametrization": "tanh"})
     with pytest.raises(ValueError, match=r"beta: expected a number in \(0, 1\)"):
         make_config("braille", overrides={"beta_parametrization": "sigmoid", "beta": 0.0})
+    with pytest.raises(ValueError, match="beta_lr: applies to decay logits"):
+        make_config("braille", overrides={"beta_lr": 0.1})
+    with pytest.raises(ValueError, match="beta_lr: expected a number"):
+        make_config("braille", overrides={"beta_parametrization": "sigmoid", "beta_lr": -1.0})
     with pytest.raises(SystemExit):
         main(["train", "--preset", "braille", "--beta-parametrization", "exp", "--print-config"])
 

@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--batch-size", dest="batch_size", type=int, help="global batch (split over processes)")
     o.add_argument("--lr", type=float, help="learning rate of the weights")
     o.add_argument("--delay-lr", dest="delay_lr", type=float, help="learning rate of the delays")
+    o.add_argument("--beta-lr", dest="beta_lr", type=float,
+                   help="learning rate of the decay logits (--beta-parametrization sigmoid; default: --lr)")
     o.add_argument("--weight-decay", dest="weight_decay", type=float)
     o.add_argument("--label-smoothing", dest="label_smoothing", type=float,
                    help="label smoothing of the training cross-entropy (0: none)")

@@ -61,6 +61,7 @@ class TrainConfig:
     dropout: float = 0.0                # hidden-spike dropout (training only)
     learn_beta: bool = False            # ff-delays/ff-nodelay: one learnable decay per hidden neuron
     beta_parametrization: str = "clamp"  # learn_beta: "clamp" (snnTorch: beta clipped to [0, 1]) or "sigmoid" (a logit)
+    beta_lr: Optional[float] = None      # learning rate of the decay logits (beta_parametrization "sigmoid"); None: lr
     batch_norm: bool = False            # surrogate models: batch norm of each hidden layer's input current
     tau_syn: float = 5.0                # EventProp models: synaptic time constant (steps)
     tau_mem: float = 20.0               # EventProp models: membrane time constant (steps)
@@ -175,6 +176,10 @@ class TrainConfig:
             if not 0.0 < self.beta < 1.0:
                 raise ValueError(f"beta: expected a number in (0, 1) with beta_parametrization='sigmoid', "
                                  f"got {self.beta}")
+        need_float("beta_lr", 0.0, optional=True)
+        if self.beta_lr is not None and self.beta_parametrization != "sigmoid":
+            raise ValueError(f"beta_lr: applies to decay logits; expected beta_parametrization='sigmoid', "
+                             f"got {self.beta_parametrization!r}")
         if self.model not in available_models():
             raise ValueError(f"model: expected one of {sorted(available_models())}, got {self.model!r}")
         return self

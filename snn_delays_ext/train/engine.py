@@ -190,14 +190,15 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 # -- training ----------------------------------------------------------------------------------
 def _param_groups(model: nn.Module, cfg: TrainConfig) -> List[Dict[str, Any]]:
     """Optimiser groups: weights (``cfg.lr``, ``cfg.weight_decay``: weights, biases and clipped
-    decays), decay logits (``cfg.lr``, no weight decay) and delays (``cfg.delay_lr``, no weight
-    decay); empty groups are left out."""
+    decays), decay logits (``cfg.beta_lr``, else ``cfg.lr``; no weight decay) and delays
+    (``cfg.delay_lr``, no weight decay); empty groups are left out."""
     logits = sigmoid_beta_logits(model)
     ids = {id(p) for p in logits}
     groups = [{"params": [p for p in weight_parameters(model) if id(p) not in ids], "lr": cfg.lr,
                "weight_decay": cfg.weight_decay, "name": "weights"}]
     if logits:
-        groups.append({"params": logits, "lr": cfg.lr, "weight_decay": 0.0, "name": "decay_logits"})
+        lr = cfg.lr if getattr(cfg, "beta_lr", None) is None else cfg.beta_lr
+        groups.append({"params": logits, "lr": lr, "weight_decay": 0.0, "name": "decay_logits"})
     if delay_parameters(model):
         groups.append({"params": delay_parameters(model), "lr": cfg.delay_lr, "weight_decay": 0.0, "name": "delays"})
     return groups
