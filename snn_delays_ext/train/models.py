@@ -189,8 +189,7 @@ class SigmoidBeta(nn.Module):
     >>> import torch
     >>> from torch.nn.utils import parametrize
     >>> lif = snn.Leaky(beta=torch.full((3,), 0.9), learn_beta=True)
-    >>> parametrize.register_parametrization(lif, "beta", SigmoidBeta())
-    Leaky(...)
+    >>> _ = parametrize.register_parametrization(lif, "beta", SigmoidBeta())
     >>> round(float(lif.parametrizations.beta.original[0]), 4)  # logit(0.9)
     2.1972
     >>> torch.allclose(lif.beta, torch.full((3,), 0.9))
