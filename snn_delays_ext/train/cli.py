@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from .config import PRESETS, TrainConfig, make_config
+from .config import OPTIMIZERS, PRESETS, TrainConfig, make_config
 from .models import BETA_PARAMETRIZATIONS, READOUTS, available_models
 
 __all__ = ["main", "build_parser"]
@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--weight-decay", dest="weight_decay", type=float)
     o.add_argument("--label-smoothing", dest="label_smoothing", type=float,
                    help="label smoothing of the training cross-entropy (0: none)")
+    o.add_argument("--optimizer", choices=list(OPTIMIZERS),
+                   help="adam: weight decay as an L2 term in the gradient; adamw: decoupled weight decay")
     o.add_argument("--lr-schedule", dest="lr_schedule", choices=["cosine", "none"])
     o.add_argument("--ema", type=float, metavar="DECAY",
                    help="validate and test an exponential moving average of the weights (decay per step, e.g. 0.99; 0: off)")

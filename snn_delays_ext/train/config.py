@@ -12,8 +12,11 @@ from typing import Any, Dict, List, Optional, Union
 
 from .._checks import check_fraction
 
-__all__ = ["TrainConfig", "PRESETS", "load_config_file", "make_config", "DATASETS"]
+__all__ = ["TrainConfig", "PRESETS", "load_config_file", "make_config", "DATASETS", "OPTIMIZERS"]
 
+#: ``optimizer`` choices: ``torch.optim.Adam`` (weight decay added to the gradient, an L2 term)
+#: or ``torch.optim.AdamW`` (decoupled weight decay, Loshchilov & Hutter 2019).
+OPTIMIZERS = ("adam", "adamw")
 DATASETS = ("sequence", "yinyang", "braille", "shd", "ssc", "psmnist")
 
 
@@ -75,6 +78,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     label_smoothing: float = 0.0        # training loss only; validation/test losses are plain
     lr_schedule: str = "cosine"
+    optimizer: str = "adam"             # "adam" (weight decay as an L2 term) or "adamw" (decoupled weight decay)
     ema: float = 0.0                    # decay of a parameter moving average used for validation/test (0: off)
     sigma0: float = 0.0
     sigma_decay: float = 0.95
@@ -159,6 +163,7 @@ class TrainConfig:
         need_choice("interpolation", ("triangle", "round"))
         need_choice("surrogate", ("atan", "fast_sigmoid", "triangular"))
         need_choice("lr_schedule", ("cosine", "none"))
+        need_choice("optimizer", OPTIMIZERS)
         if isinstance(self.delay_init, bool) or not (
             isinstance(self.delay_init, (int, float)) or self.delay_init in ("uniform", "half_normal")
         ):

@@ -204,6 +204,12 @@ def _param_groups(model: nn.Module, cfg: TrainConfig) -> List[Dict[str, Any]]:
     return groups
 
 
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """``torch.optim.Adam`` or ``AdamW`` (``cfg.optimizer``) over :func:`_param_groups`."""
+    cls = torch.optim.AdamW if getattr(cfg, "optimizer", "adam") == "adamw" else torch.optim.Adam
+    return cls(_param_groups(model, cfg))
+
+
 def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool = False,
           on_epoch_end: Optional[Callable[[int, Dict[str, float]], None]] = None,
           verbose: bool = True) -> Dict[str, Any]:
@@ -253,7 +259,7 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
     if is_main and not resume:
         torch.save(_delay_snapshot(model), run_dir / "delays_init.pt")
 
-    opt = torch.optim.Adam(_param_groups(model, cfg))
+    opt = _optimizer(model, cfg)
     lr_sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs) if cfg.lr_schedule == "cosine" else None
     sigma_sched = SigmaScheduler(model, cfg.epochs, cfg.sigma0, cfg.sigma_decay) if has_delays and cfg.sigma0 > 0 else None
     if has_delays and sigma_sched is None:

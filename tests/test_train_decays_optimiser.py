@@ -1,4 +1,4 @@
-"""Learnable decays stored as logits (``beta_parametrization="sigmoid"``) against snnTorch's clipping."""
+"""Learnable decays stored as logits (``beta_parametrization="sigmoid"``) and the optimiser groups and choice."""
 
 from __future__ import annotations
 
@@ -138,3 +138,34 @@ def test_training_with_decay_logits_runs_logs_both_learning_rates_and_reloads(tm
     beta = model.lifs[0].beta
     assert bool(((beta > 0) & (beta < 1)).all())
     assert not torch.allclose(beta, torch.full_like(beta, cfg.beta))  # the decays were trained
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_weight_decay_of_adam_is_an_l2_gradient_and_of_adamw_a_decoupled_shrink(name):
+    from snn_delays_ext.train.engine import _optimizer
+
+    cfg = make_config("braille", overrides={"hidden": [4], "optimizer": name, "weight_decay": 0.5, "lr": 0.1,
+                                            "beta_parametrization": "sigmoid"})
+    model = build_model(cfg.model, 24, 27, cfg)
+    opt = _optimizer(model, cfg)
+    assert type(opt) is {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    after = dict(model.named_parameters())
+    w0, w1 = before["out.weight"], after["out.weight"].detach()
+    if name == "adamw":
+        # zero gradient: Adam's own step is 0, the decoupled decay multiplies by 1 - lr * wd
+        assert torch.allclose(w1, w0 * (1 - 0.1 * 0.5), atol=1e-7)
+    else:
+        # the L2 term wd * w is the whole gradient: Adam's first step is lr * sign(w)
+        assert torch.allclose(w1, w0 - 0.1 * torch.sign(w0), atol=1e-5)
+    # never decayed: delays and decay logits
+    for n in ("linears.0.delays", "lifs.0.parametrizations.beta.original"):
+        assert torch.equal(after[n].detach(), before[n])
+
+
+def test_optimizer_choice_is_checked():
+    with pytest.raises(ValueError, match="optimizer: expected one of"):
+        make_config("braille", overrides={"optimizer": "sgd"})
