@@ -176,8 +176,9 @@ class SigmoidBeta(nn.Module):
     """Parametrisation of a learnable decay as ``beta = sigmoid(logit)``.
 
     snnTorch's ``learn_beta`` learns ``beta`` itself and clips it to ``[0, 1]`` in the forward
-    pass, so a decay pushed below 0 or above 1 gets a zero gradient and stays there (a neuron
-    that lost its memory for good, ``beta = 0``, is common after training). Registered with
+    pass, so a decay pushed below 0 or above 1 gets no gradient from the loss; below 0 nothing
+    brings it back (weight decay only pulls it towards 0), and neurons that lost their memory for
+    good, ``beta = 0``, are common after training. Registered with
     :func:`torch.nn.utils.parametrize.register_parametrization` on a neuron's ``beta``, the
     stored parameter becomes the logit: the decay stays in ``(0, 1)`` and always gets a gradient.
     The neuron's own clipping is then a no-op. The training engine does not apply weight decay
