@@ -64,6 +64,8 @@ exclude_patterns = ["_build", "_generated", "_snippets", "Thumbs.db", ".DS_Store
 API_MODULES = [
     ("snn_delays_ext", "Layers and helpers (snnTorch flavour)",
      "The top-level package: the delay layers, network helpers and the width schedule."),
+    ("snn_delays_ext.surrogate", "Surrogate spike functions",
+     "The triangle surrogate (DelRec's) and recognition of snnTorch's surrogates by the kernels."),
     ("snn_delays_ext.functional", "Functional API",
      "The delay math as pure functions on tensors (no state)."),
     ("snn_delays_ext.norse", "Norse flavour",

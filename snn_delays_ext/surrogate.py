@@ -1,4 +1,10 @@
-"""Recognise snnTorch surrogate spike functions so the compiled kernels can reproduce them.
+"""Surrogate spike functions: a true triangle, and recognition of snnTorch's for the kernels.
+
+:func:`triangle` is the piecewise-linear surrogate of DelRec and of Bellec et al. (2018)/Esser
+et al. (2016), ``max(0, gamma - |u|) / gamma**2``. snnTorch 1.0's ``surrogate.triangular`` is a
+different function: its backward returns ``+threshold`` below the threshold and ``-threshold`` at
+and above it, everywhere (not a triangle, and not local to the threshold); it stays recognised
+here so that layers using it get exactly snnTorch's gradient.
 
 snnTorch surrogates are closures (``snntorch.surrogate.atan(alpha=2.0)`` returns
 ``atan.<locals>.inner`` whose closure holds ``alpha``). :func:`surrogate_spec` maps a
@@ -9,9 +15,12 @@ itself.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Dict, NamedTuple, Optional
 
-__all__ = ["SurrogateSpec", "surrogate_spec", "SURROGATE_KINDS"]
+import torch
+
+__all__ = ["SurrogateSpec", "surrogate_spec", "SURROGATE_KINDS", "triangle"]
 
 #: Kernel codes of the recognised surrogates (``csrc/common.h`` ``SurrogateKind``).
 SURROGATE_KINDS: Dict[str, int] = {
@@ -21,6 +30,7 @@ SURROGATE_KINDS: Dict[str, int] = {
     "triangular": 3,
     "straight_through_estimator": 4,
     "heaviside": 5,
+    "triangle": 6,  # this module's triangle(gamma)
 }
 
 # closure variable holding the parameter, and its default
@@ -31,7 +41,73 @@ _PARAM = {
     "triangular": ("threshold", 1.0),
     "straight_through_estimator": (None, 0.0),
     "heaviside": (None, 0.0),
+    "triangle": ("gamma", 1.0),
 }
+
+# where each recognised factory lives (its closures' ``__module__``)
+_MODULE = {name: "snntorch" for name in SURROGATE_KINDS}
+_MODULE["triangle"] = __name__
+
+
+class _TriangleSpike(torch.autograd.Function):
+    """Heaviside forward (``u > 0``, snnTorch's convention); triangle derivative backward."""
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, gamma: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(u)
+        ctx.gamma = gamma
+        return (u > 0).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (u,) = ctx.saved_tensors
+        g = ctx.gamma
+        return grad * (g - u.abs()).clamp_min(0) / (g * g), None
+
+
+def triangle(gamma: float = 1.0) -> Callable[[torch.Tensor], torch.Tensor]:
+    r"""Triangle (piecewise-linear) surrogate spike function.
+
+    Forward: the Heaviside step ``u > 0`` of ``u = mem - threshold``, in ``u``'s dtype. Backward:
+
+    .. math:: \frac{\partial S}{\partial u} = \frac{\max(0, \gamma - |u|)}{\gamma^2},
+
+    a triangle of half-width ``gamma`` and unit area, peaking at ``1 / gamma`` on the threshold
+    (``gamma = 1``: ``max(0, 1 - |u|)``, the surrogate of DelRec and Bellec et al. 2018). Use it
+    as ``spike_grad`` of snnTorch neurons or of :class:`~snn_delays_ext.DelayedRecurrentLeaky`,
+    whose compiled kernels implement it.
+
+    Parameters
+    ----------
+    gamma : float
+        Half-width of the triangle, in units of membrane potential (> 0).
+
+    Returns
+    -------
+    callable
+        ``spike(u)``, differentiable through the triangle derivative.
+
+    Examples
+    --------
+    >>> import torch
+    >>> u = torch.tensor([-1.5, -0.5, 0.0, 0.25, 2.0], requires_grad=True)
+    >>> s = triangle()(u)
+    >>> s
+    tensor([0., 0., 0., 1., 1.], grad_fn=<_TriangleSpikeBackward>)
+    >>> s.sum().backward()
+    >>> u.grad
+    tensor([0.0000, 0.5000, 1.0000, 0.7500, 0.0000])
+    """
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)):
+        raise TypeError(f"gamma: expected a float > 0, got {type(gamma).__name__} ({gamma!r})")
+    gamma = float(gamma)
+    if not (gamma > 0 and math.isfinite(gamma)):
+        raise ValueError(f"gamma: expected a finite float > 0, got {gamma}")
+
+    def inner(u: torch.Tensor) -> torch.Tensor:
+        return _TriangleSpike.apply(u, gamma)
+
+    return inner
 
 
 class SurrogateSpec(NamedTuple):
@@ -44,7 +120,8 @@ class SurrogateSpec(NamedTuple):
     kind : int
         Kernel code (see :data:`SURROGATE_KINDS`).
     param : float
-        ``alpha`` (atan), ``slope`` (sigmoids), ``threshold`` (triangular), else 0.
+        ``alpha`` (atan), ``slope`` (sigmoids), ``threshold`` (snnTorch's triangular),
+        ``gamma`` (:func:`triangle`), else 0.
     """
 
     name: str
@@ -58,7 +135,8 @@ def surrogate_spec(fn: Optional[Callable]) -> Optional[SurrogateSpec]:
     Parameters
     ----------
     fn : callable or None
-        A spike function such as ``snntorch.surrogate.atan(alpha=2.0)``. ``None`` means
+        A spike function such as ``snntorch.surrogate.atan(alpha=2.0)`` or
+        :func:`triangle`. ``None`` means
         snnTorch's default, ``atan(alpha=2.0)``.
 
     Returns
@@ -80,12 +158,15 @@ def surrogate_spec(fn: Optional[Callable]) -> Optional[SurrogateSpec]:
     code = getattr(fn, "__code__", None)
     qualname = getattr(fn, "__qualname__", "")
     module = getattr(fn, "__module__", "") or ""
-    if code is None or not module.startswith("snntorch"):
+    if code is None:
         return None
     parts = qualname.split(".<locals>.")
     if len(parts) != 2 or parts[1] != "inner" or parts[0] not in SURROGATE_KINDS:
         return None
     name = parts[0]
+    home = _MODULE[name]
+    if not (module == home or module.startswith(home + ".")):
+        return None
     cells = dict(zip(code.co_freevars, fn.__closure__ or ()))
     pname, default = _PARAM[name]
     param = default

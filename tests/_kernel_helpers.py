@@ -25,7 +25,8 @@ def _make(deriv):
     return _Spike.apply
 
 
-# The derivatives snnTorch's surrogate backward passes compute (snntorch/surrogate.py), written
+# The derivatives snnTorch's surrogate backward passes compute (snntorch/surrogate.py), and this
+# project's triangle, written
 # independently here in the input's dtype (snnTorch's own functions return float32 spikes, which
 # rounds float64 gradients to float32 precision).
 SURROGATES = {
@@ -35,6 +36,9 @@ SURROGATES = {
     "triangular": (3, 1.0, lambda c: _make(lambda u: torch.where(u >= 0, -c * torch.ones_like(u), c * torch.ones_like(u)))),
     "straight_through_estimator": (4, 0.0, lambda _: _make(lambda u: torch.ones_like(u))),
     "heaviside": (5, 0.0, lambda _: _make(lambda u: (u > 0).to(u.dtype))),
+    # snn_delays_ext.surrogate.triangle(gamma): max(0, gamma - |u|) / gamma^2 (a narrow gamma so
+    # that the parity cases have membranes both inside and outside the triangle)
+    "triangle": (6, 0.7, lambda g: _make(lambda u: (g - u.abs()).clamp_min(0) / g ** 2)),
 }
 
 

@@ -12,7 +12,7 @@ import torch
 import snn_delays_ext
 from snn_delays_ext import DelayedLinear, DelayedRecurrentLeaky, ops
 from snn_delays_ext.functional.delayed_linear import delayed_linear as ref_delayed_linear
-from snn_delays_ext.surrogate import surrogate_spec
+from snn_delays_ext.surrogate import surrogate_spec, triangle
 
 from _kernel_helpers import SURROGATES, reference_recurrent
 
@@ -117,7 +117,8 @@ def test_recurrent_spike_gradient_matches_finite_differences_of_a_smooth_spike()
 # -- modules use the compiled ops ------------------------------------------------------------------
 @compiled
 @pytest.mark.parametrize("delay_type", ["axonal", "synaptic"])
-@pytest.mark.parametrize("surrogate", [sg.atan(alpha=3.0), sg.fast_sigmoid(slope=10), sg.triangular()])
+@pytest.mark.parametrize("surrogate", [sg.atan(alpha=3.0), sg.fast_sigmoid(slope=10), sg.triangular(),
+                                       triangle(0.8)])
 def test_recurrent_module_uses_compiled_op_and_matches_reference(monkeypatch, delay_type, surrogate):
     lif = DelayedRecurrentLeaky(0.8, 6, max_delay=7, delay_type=delay_type, spike_grad=surrogate,
                                 sigma=0.5).double()

@@ -213,11 +213,12 @@ def test_feedforward_cuda_matches_cpu(kind, mode):
 @pytest.mark.parametrize("kind", ("axonal", "synaptic"))
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("reset", RESETS)
-def test_recurrent_cuda_matches_reference(kind, mode, reset):
+@pytest.mark.parametrize("surrogate", ("fast_sigmoid", "triangle"))
+def test_recurrent_cuda_matches_reference(kind, mode, reset, surrogate):
     if "cuda" not in ops.available_devices():
         pytest.skip("CUDA kernels not built")
     gen = torch.Generator().manual_seed(1)
-    code, param, make = SURROGATES["fast_sigmoid"]
+    code, param, make = SURROGATES[surrogate]
     dt = torch.float64
     x = (torch.rand(40, 3, 8, dtype=dt, generator=gen) * 1.2).cuda().requires_grad_()
     w = (torch.randn(8, 8, dtype=dt, generator=gen) * 0.5).cuda().requires_grad_()

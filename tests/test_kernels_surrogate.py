@@ -7,7 +7,7 @@ import snntorch as snn
 import snntorch.surrogate as sg
 import torch
 
-from snn_delays_ext.surrogate import SURROGATE_KINDS, surrogate_spec
+from snn_delays_ext.surrogate import SURROGATE_KINDS, surrogate_spec, triangle
 
 
 @pytest.mark.parametrize(
@@ -48,3 +48,55 @@ def test_unrecognised_returns_none(fn):
 
 def test_rleaky_default_surrogate_is_atan():
     assert surrogate_spec(snn.RLeaky(0.5, linear_features=2).spike_grad).name == "atan"
+
+
+# -- snn_delays_ext.surrogate.triangle -------------------------------------------------------------
+def test_triangle_is_recognised_with_its_gamma():
+    assert surrogate_spec(triangle()) == ("triangle", SURROGATE_KINDS["triangle"], 1.0)
+    assert surrogate_spec(triangle(gamma=0.25)).param == 0.25
+
+
+def test_triangle_values_by_hand():
+    # u = mem - threshold; derivative max(0, gamma - |u|) / gamma^2, forward u > 0
+    u = torch.tensor([-2.0, -0.5, 0.0, 0.5, 1.0, 3.0], dtype=torch.float64, requires_grad=True)
+    s = triangle(gamma=2.0)(u)
+    assert s.dtype == torch.float64
+    assert s.tolist() == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+    (g,) = torch.autograd.grad((s * torch.arange(1.0, 7.0, dtype=torch.float64)).sum(), u)
+    # (2 - |u|) / 4 = 0, 0.375, 0.5, 0.375, 0.25, 0; times the incoming gradient 1..6
+    assert g.tolist() == [0.0, 2 * 0.375, 3 * 0.5, 4 * 0.375, 5 * 0.25, 0.0]
+
+
+def test_triangle_has_unit_area():
+    u = torch.linspace(-1.0, 1.0, 200001, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(triangle(0.6)(u).sum(), u)
+    assert abs(float(g.sum()) * float(u[1].detach() - u[0].detach()) - 1.0) < 1e-4
+
+
+def test_triangle_differs_from_snntorch_triangular():
+    # snnTorch 1.0's "triangular" derivative is +threshold below and -threshold at/above the
+    # threshold, everywhere; the triangle vanishes away from it and is never negative
+    u = torch.tensor([-3.0, 0.5, 3.0], requires_grad=True)
+    (g_sn,) = torch.autograd.grad(sg.triangular()(u).sum(), u)
+    (g_tri,) = torch.autograd.grad(triangle()(u).sum(), u)
+    assert g_sn.tolist() == [1.0, -1.0, -1.0]
+    assert g_tri.tolist() == [0.0, 0.5, 0.0]
+
+
+def test_triangle_in_snntorch_leaky():
+    lif = snn.Leaky(beta=0.5, spike_grad=triangle())
+    x = torch.tensor([[0.8], [0.8]], requires_grad=True)
+    mem = lif.init_leaky()
+    spk1, mem = lif(x[0], mem)
+    spk2, mem = lif(x[1], mem)
+    assert spk1.item() == 0.0 and spk2.item() == 1.0  # 0.8, then 0.4 + 0.8 = 1.2 > 1
+    (g,) = torch.autograd.grad(spk2.sum(), x)
+    # d spk2 / d x[1] = triangle'(0.2) = 0.8 (snnTorch detaches the reset by default)
+    assert g[1].item() == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("gamma, err", [(0.0, ValueError), (-1.0, ValueError), (float("nan"), ValueError),
+                                        (float("inf"), ValueError), ("1", TypeError), (True, TypeError)])
+def test_triangle_rejects_bad_gamma(gamma, err):
+    with pytest.raises(err, match="gamma"):
+        triangle(gamma)

@@ -155,6 +155,9 @@ def test_config_files_and_precedence(tmp_path):
     ("label_smoothing", 1.5, ValueError, "label_smoothing: expected a number in [0.0, 1.0]"),
     ("time_stretch", -0.2, ValueError, "time_stretch"),
     ("drop_event", 1.0, ValueError, "drop_event: expected a probability in [0, 1)"),
+    ("surrogate", "sigmoid", ValueError, "surrogate: expected one of"),
+    ("surrogate_param", 0.0, ValueError, "surrogate_param: expected a number in (0.0, inf]"),
+    ("surrogate_param", "2", TypeError, "surrogate_param: expected a number"),
 ])
 def test_bad_config_values(key, value, exc, words):
     with pytest.raises(exc) as e:

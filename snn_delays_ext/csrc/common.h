@@ -25,12 +25,14 @@ enum SurrogateKind : int64_t {
   kTriangular = 3,      // snntorch.surrogate.triangular(threshold)
   kStraightThrough = 4, // snntorch.surrogate.straight_through_estimator()
   kHeaviside = 5,       // snntorch.surrogate.heaviside()
+  kTriangle = 6,        // snn_delays_ext.surrogate.triangle(gamma)
 };
 
 // Reset mechanisms (keep in sync with snn_delays_ext/ops.py).
 enum ResetKind : int64_t { kSubtract = 0, kZero = 1, kNone = 2 };
 
-// Derivative of the spike function at u = mem - threshold, as snnTorch's backward computes it.
+// Derivative of the spike function at u = mem - threshold, as the Python surrogate's backward
+// computes it (snnTorch's, or snn_delays_ext.surrogate.triangle).
 template <typename scalar_t>
 SDX_HD scalar_t surrogate_grad(scalar_t u, int64_t kind, double p) {
   const scalar_t a = static_cast<scalar_t>(p);
@@ -53,6 +55,10 @@ SDX_HD scalar_t surrogate_grad(scalar_t u, int64_t kind, double p) {
       return scalar_t(1);
     case kHeaviside:
       return u > scalar_t(0) ? scalar_t(1) : scalar_t(0);
+    case kTriangle: {
+      const scalar_t v = a - (u < scalar_t(0) ? -u : u);
+      return v > scalar_t(0) ? v / (a * a) : scalar_t(0);
+    }
     default:
       return scalar_t(0);
   }

@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training augmentation: stretch each sample in time by a random factor in [1-X, 1+X]")
     g.add_argument("--drop-event", dest="drop_event", type=float, metavar="P",
                    help="training augmentation: drop each input event with probability P (event-count inputs)")
+    g.add_argument("--gap", type=int, help="sequence detection: steps between the two input spikes")
     g.add_argument("--train-limit", dest="train_limit", type=int, help="use only this many training samples")
     g.add_argument("--eval-limit", dest="eval_limit", type=int, help="... and validation/test samples")
     m = t.add_argument_group("model")
@@ -69,9 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--delay-init", dest="delay_init", type=_delay_init, help="'uniform', 'half_normal' or a number")
     m.add_argument("--output-delays", dest="output_delays", action=argparse.BooleanOptionalAction, default=None,
                    help="learnable delays also on the readout connections (or not)")
+    m.add_argument("--delay-std", dest="delay_std", type=float,
+                   help="delay_init 'half_normal': standard deviation in steps (default max_delay / 2)")
     m.add_argument("--interpolation", choices=["triangle", "round"])
     m.add_argument("--beta", type=float)
     m.add_argument("--beta-out", dest="beta_out", type=float, help="decay of the leaky-integrator readout")
+    m.add_argument("--surrogate", choices=["atan", "fast_sigmoid", "triangle", "triangular"],
+                   help="surrogate presets: spike surrogate ('triangle': max(0, 1 - |u|), DelRec's; "
+                        "'triangular': snnTorch's, +-threshold)")
+    m.add_argument("--surrogate-param", dest="surrogate_param", type=float,
+                   help="its parameter: atan alpha, fast_sigmoid slope, triangle gamma, triangular threshold")
     m.add_argument("--dropout", type=float, help="hidden-spike dropout probability (training only)")
     m.add_argument("--learn-beta", dest="learn_beta", action=argparse.BooleanOptionalAction, default=None,
                    help="feed-forward presets: learn one membrane decay per hidden neuron (or not)")
@@ -103,8 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--ema", type=float, metavar="DECAY",
                    help="validate and test an exponential moving average of the weights (decay per step, e.g. 0.99; 0: off)")
     o.add_argument("--sigma0", type=float, help="initial extra width of the delay triangle (0: none)")
+    o.add_argument("--sigma-decay", dest="sigma_decay", type=float,
+                   help="factor on the triangle's extra width after each epoch (0 < x <= 1)")
     o.add_argument("--seed", type=int)
     o.add_argument("--device", help="'auto' (default), 'cpu', 'cuda', 'cuda:N'")
+    o.add_argument("--num-workers", dest="num_workers", type=int, help="DataLoader worker processes")
+    o.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
+                   help="also log to TensorBoard when it is installed (default) or not")
     o.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no tqdm bars")
     o.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 

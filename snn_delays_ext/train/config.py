@@ -60,7 +60,8 @@ class TrainConfig:
     beta: float = 0.9
     beta_out: float = 0.9
     readout: str = "li_mean"
-    surrogate: str = "atan"
+    surrogate: str = "atan"             # surrogate models: "atan", "fast_sigmoid", "triangle" or "triangular"
+    surrogate_param: Optional[float] = None  # its alpha / slope / gamma / threshold (None: default)
     dropout: float = 0.0                # hidden-spike dropout (training only)
     learn_beta: bool = False            # ff-delays/ff-nodelay: one learnable decay per hidden neuron
     beta_parametrization: str = "clamp"  # learn_beta: "clamp" (snnTorch: beta clipped to [0, 1]) or "sigmoid" (a logit)
@@ -161,7 +162,8 @@ class TrainConfig:
         self.hidden = list(self.hidden)
         need_choice("delay_type", ("synaptic", "axonal", "dendritic"))
         need_choice("interpolation", ("triangle", "round"))
-        need_choice("surrogate", ("atan", "fast_sigmoid", "triangular"))
+        need_choice("surrogate", ("atan", "fast_sigmoid", "triangle", "triangular"))
+        need_float("surrogate_param", 0.0, optional=True, lo_open=True)
         need_choice("lr_schedule", ("cosine", "none"))
         need_choice("optimizer", OPTIMIZERS)
         if isinstance(self.delay_init, bool) or not (
@@ -242,13 +244,13 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                           weight_std=0.26, delay_init="uniform", epochs=50, batch_size=32, lr=1e-3,
                           delay_lr=0.05, sigma0=0.0),
     "shd-delrec": dict(dataset="shd", model="delrec", hidden=[256, 256], max_delay=25, dt=0.01,
-                       pool=5, beta=0.5, surrogate="triangular", readout="sum", delay_std=12.0,
+                       pool=5, beta=0.5, surrogate="triangle", readout="sum", delay_std=12.0,
                        epochs=100, batch_size=128, lr=1e-3, delay_lr=5e-2, sigma0=10.0),
     "ssc-delrec": dict(dataset="ssc", model="delrec", hidden=[256, 256, 256], max_delay=50, n_steps=250,
-                       pool=5, beta=0.5, surrogate="triangular", readout="sum", delay_std=12.0,
+                       pool=5, beta=0.5, surrogate="triangle", readout="sum", delay_std=12.0,
                        epochs=100, batch_size=128, lr=1e-3, delay_lr=5e-2, sigma0=10.0),
     "psmnist-delrec": dict(dataset="psmnist", model="delrec", hidden=[64, 212, 212], max_delay=50,
-                           beta=0.5, surrogate="triangular", readout="sum", delay_std=12.0,
+                           beta=0.5, surrogate="triangle", readout="sum", delay_std=12.0,
                            epochs=100, batch_size=128, lr=1e-3, delay_lr=5e-2, sigma0=10.0),
 }
 

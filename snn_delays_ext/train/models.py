@@ -19,9 +19,11 @@ from torch.nn.utils import parametrize
 from .._checks import check_fraction, check_int
 from ..delayed_linear import DelayedLinear
 from ..delayed_recurrent_leaky import DelayedRecurrentLeaky
+from ..surrogate import triangle
 
 __all__ = ["register_model", "build_model", "available_models", "FeedForwardSNN", "RecurrentSNN",
-           "leaky_integrator", "readout_logits", "TimeBatchNorm", "SigmoidBeta", "BETA_PARAMETRIZATIONS"]
+           "leaky_integrator", "readout_logits", "TimeBatchNorm", "SigmoidBeta", "BETA_PARAMETRIZATIONS",
+           "SURROGATES"]
 
 ModelBuilder = Callable[[int, int, "object"], nn.Module]
 _REGISTRY: Dict[str, Tuple[ModelBuilder, str]] = {}
@@ -116,14 +118,25 @@ def readout_logits(cur: torch.Tensor, readout: str, beta: float) -> torch.Tensor
     return v.mean(0) if readout == "li_mean" else v.max(0).values
 
 
-def _spike_grad(name: str) -> Callable:
-    if name == "atan":
-        return surrogate.atan()
-    if name == "fast_sigmoid":
-        return surrogate.fast_sigmoid()
-    if name == "triangular":
-        return surrogate.triangular()
-    raise ValueError(f"surrogate: expected one of ['atan', 'fast_sigmoid', 'triangular'], got {name!r}")
+#: Surrogate spike functions of the training models: name -> factory of its parameter
+#: (``None``: the factory's default). ``"triangle"`` is :func:`snn_delays_ext.surrogate.triangle`
+#: (DelRec's); ``"triangular"`` is snnTorch's function of that name, whose derivative is
+#: ``+threshold`` below the threshold and ``-threshold`` above it, not a triangle.
+SURROGATES: Dict[str, Callable[[Optional[float]], Callable]] = {
+    "atan": lambda p: surrogate.atan() if p is None else surrogate.atan(alpha=p),
+    "fast_sigmoid": lambda p: surrogate.fast_sigmoid() if p is None else surrogate.fast_sigmoid(slope=p),
+    "triangle": lambda p: triangle() if p is None else triangle(gamma=p),
+    "triangular": lambda p: surrogate.triangular() if p is None else surrogate.triangular(threshold=p),
+}
+
+
+def _spike_grad(name: str, param: Optional[float] = None) -> Callable:
+    if name not in SURROGATES:
+        raise ValueError(f"surrogate: expected one of {sorted(SURROGATES)}, got {name!r}")
+    if param is not None and (isinstance(param, bool) or not isinstance(param, (int, float))
+                              or not (math.isfinite(param) and param > 0)):
+        raise ValueError(f"surrogate_param: expected a finite number > 0 or None, got {param!r}")
+    return SURROGATES[name](None if param is None else float(param))
 
 
 def _dropout(p: float) -> nn.Module:
@@ -217,12 +230,13 @@ def sigmoid_beta_logits(model: nn.Module) -> List[nn.Parameter]:
     return out
 
 
-def _leaky(h: int, beta: float, learn_beta: bool, beta_parametrization: str, surrogate_name: str) -> snn.Leaky:
+def _leaky(h: int, beta: float, learn_beta: bool, beta_parametrization: str, surrogate_name: str,
+           surrogate_param: Optional[float]) -> snn.Leaky:
     if beta_parametrization not in BETA_PARAMETRIZATIONS:
         raise ValueError(f"beta_parametrization: expected one of {list(BETA_PARAMETRIZATIONS)}, "
                          f"got {beta_parametrization!r}")
     lif = snn.Leaky(beta=torch.full((h,), float(beta)) if learn_beta else beta, learn_beta=learn_beta,
-                    spike_grad=_spike_grad(surrogate_name))
+                    spike_grad=_spike_grad(surrogate_name, surrogate_param))
     if learn_beta and beta_parametrization == "sigmoid":
         if not 0.0 < float(beta) < 1.0:
             raise ValueError(f"beta: expected a number in (0, 1) with beta_parametrization='sigmoid', got {beta}")
@@ -259,7 +273,12 @@ class FeedForwardSNN(nn.Module):
         Membrane decay of the hidden LIF neurons and of the leaky-integrator readout.
     readout : {"sum", "li_mean", "li_max"}
     surrogate : str
-        ``"atan"``, ``"fast_sigmoid"`` or ``"triangular"`` (snnTorch surrogates).
+        A name in :data:`SURROGATES`: ``"atan"``, ``"fast_sigmoid"`` (snnTorch),
+        ``"triangle"`` (:func:`snn_delays_ext.surrogate.triangle`) or ``"triangular"``
+        (snnTorch's, not a triangle: see :data:`SURROGATES`).
+    surrogate_param : float, optional
+        Its parameter: atan ``alpha``, fast_sigmoid ``slope``, triangle ``gamma``, triangular
+        ``threshold``; ``None`` keeps the factory's default.
     delay_init : str or float
         Initial delays (see :class:`~snn_delays_ext.DelayedLinear`).
     interpolation : {"triangle", "round"}
@@ -291,7 +310,8 @@ class FeedForwardSNN(nn.Module):
                  beta: float = 0.9, beta_out: float = 0.9, readout: str = "li_mean",
                  surrogate: str = "atan", delay_init: Union[str, float] = "uniform",
                  interpolation: str = "triangle", dropout: float = 0.0, learn_beta: bool = False,
-                 batch_norm: bool = False, beta_parametrization: str = "clamp") -> None:
+                 batch_norm: bool = False, beta_parametrization: str = "clamp",
+                 surrogate_param: Optional[float] = None) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
@@ -307,7 +327,8 @@ class FeedForwardSNN(nn.Module):
 
         self.linears = nn.ModuleList(lin(a, b, delays) for a, b in zip(sizes[:-1], sizes[1:]))
         self.norms = nn.ModuleList(_norm(batch_norm, h) for h in hidden)
-        self.lifs = nn.ModuleList(_leaky(h, beta, learn_beta, beta_parametrization, surrogate) for h in hidden)
+        self.lifs = nn.ModuleList(_leaky(h, beta, learn_beta, beta_parametrization, surrogate, surrogate_param)
+                                  for h in hidden)
         self.out = lin(sizes[-1], n_classes, delays and output_delays)
 
     def forward(self, x: torch.Tensor, record: bool = False):
@@ -336,8 +357,9 @@ class RecurrentSNN(nn.Module):
 
     def __init__(self, n_inputs: int, hidden: Sequence[int], n_classes: int, max_delay: int = 25,
                  delays: bool = True, beta: float = 0.5, readout: str = "sum", beta_out: float = 0.9,
-                 surrogate: str = "triangular", delay_std: Optional[float] = None,
-                 delay_type: str = "axonal", dropout: float = 0.0, batch_norm: bool = False) -> None:
+                 surrogate: str = "triangle", delay_std: Optional[float] = None,
+                 delay_type: str = "axonal", dropout: float = 0.0, batch_norm: bool = False,
+                 surrogate_param: Optional[float] = None) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
@@ -347,7 +369,7 @@ class RecurrentSNN(nn.Module):
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.norms = nn.ModuleList(_norm(batch_norm, h) for h in hidden)
         self.recs = nn.ModuleList(
-            DelayedRecurrentLeaky(beta, h, max_delay, delay_type=delay_type, spike_grad=_spike_grad(surrogate),
+            DelayedRecurrentLeaky(beta, h, max_delay, delay_type=delay_type, spike_grad=_spike_grad(surrogate, surrogate_param),
                                   delay_init="half_normal" if delays else 1.0, delay_std=delay_std,
                                   learn_delays=delays)
             for h in hidden
@@ -372,7 +394,7 @@ def _ff(delays: bool) -> ModelBuilder:
             output_delays=cfg.output_delays, beta=cfg.beta, beta_out=cfg.beta_out, readout=cfg.readout,
             surrogate=cfg.surrogate, delay_init=cfg.delay_init, interpolation=cfg.interpolation,
             dropout=cfg.dropout, learn_beta=cfg.learn_beta, batch_norm=cfg.batch_norm,
-            beta_parametrization=cfg.beta_parametrization,
+            beta_parametrization=cfg.beta_parametrization, surrogate_param=cfg.surrogate_param,
         )
     return build
 
@@ -387,6 +409,7 @@ def _rec(delays: bool) -> ModelBuilder:
             n_in, cfg.hidden, n_out, max_delay=cfg.max_delay, delays=delays, beta=cfg.beta,
             readout=cfg.readout, beta_out=cfg.beta_out, surrogate=cfg.surrogate,
             delay_std=cfg.delay_std, delay_type=dtype, dropout=cfg.dropout, batch_norm=cfg.batch_norm,
+            surrogate_param=cfg.surrogate_param,
         )
     return build
 
