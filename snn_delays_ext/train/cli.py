@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .config import OPTIMIZERS, PRESETS, TrainConfig, make_config
-from .models import BETA_PARAMETRIZATIONS, READOUTS, available_models
+from .models import BETA_PARAMETRIZATIONS, READOUTS, SURROGATES, available_models
 
 __all__ = ["main", "build_parser"]
 
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--interpolation", choices=["triangle", "round"])
     m.add_argument("--beta", type=float)
     m.add_argument("--beta-out", dest="beta_out", type=float, help="decay of the leaky-integrator readout")
-    m.add_argument("--surrogate", choices=["atan", "fast_sigmoid", "triangle", "triangular"],
+    m.add_argument("--surrogate", choices=list(SURROGATES),
                    help="surrogate presets: spike surrogate ('triangle': max(0, 1 - |u|), DelRec's; "
                         "'triangular': snnTorch's, +-threshold)")
     m.add_argument("--surrogate-param", dest="surrogate_param", type=float,

@@ -162,7 +162,6 @@ class TrainConfig:
         self.hidden = list(self.hidden)
         need_choice("delay_type", ("synaptic", "axonal", "dendritic"))
         need_choice("interpolation", ("triangle", "round"))
-        need_choice("surrogate", ("atan", "fast_sigmoid", "triangle", "triangular"))
         need_float("surrogate_param", 0.0, optional=True, lo_open=True)
         need_choice("lr_schedule", ("cosine", "none"))
         need_choice("optimizer", OPTIMIZERS)
@@ -172,9 +171,10 @@ class TrainConfig:
             raise ValueError(f"delay_init: expected 'uniform', 'half_normal' or a number, got {self.delay_init!r}")
         if not isinstance(self.device, str):
             raise TypeError(f"device: expected a string such as 'cpu', 'cuda' or 'auto', got {self.device!r}")
-        from .models import BETA_PARAMETRIZATIONS, READOUTS, available_models
+        from .models import BETA_PARAMETRIZATIONS, READOUTS, SURROGATES, available_models
 
         need_choice("readout", READOUTS)
+        need_choice("surrogate", tuple(SURROGATES))
         need_choice("beta_parametrization", BETA_PARAMETRIZATIONS)
         if self.beta_parametrization == "sigmoid":
             if not self.learn_beta:
