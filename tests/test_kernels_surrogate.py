@@ -100,3 +100,25 @@ def test_triangle_in_snntorch_leaky():
 def test_triangle_rejects_bad_gamma(gamma, err):
     with pytest.raises(err, match="gamma"):
         triangle(gamma)
+
+
+def test_same_named_closures_elsewhere_are_not_recognised():
+    # a user's own factories named like ours or snnTorch's: the kernels must not take them for
+    # the known functions (their derivative may differ), so they fall back to the reference
+    # (each closure holds a parameter cell of the right name, as the real ones do)
+    def triangle(gamma=1.0):  # noqa: F811 - deliberately the same name
+        def inner(u):
+            return (u > gamma).float()
+        return inner
+
+    def atan(alpha=2.0):
+        def inner(u):
+            return (u > alpha).float()
+        return inner
+
+    assert triangle.__module__ == atan.__module__ == __name__
+    # qualnames are "test_...<locals>.triangle.<locals>.inner": also make plain ones
+    for fn in (triangle(), atan()):
+        fn.__qualname__ = fn.__qualname__.split(".<locals>.", 1)[1]
+        assert fn.__qualname__ in ("triangle.<locals>.inner", "atan.<locals>.inner")
+        assert surrogate_spec(fn) is None
