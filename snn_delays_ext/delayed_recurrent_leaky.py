@@ -70,7 +70,10 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
     threshold : float or torch.Tensor
         Firing threshold.
     spike_grad : callable, optional
-        An ``snntorch.surrogate`` function (default ``atan()``) or any spike function.
+        An ``snntorch.surrogate`` function (default ``atan()``),
+        :func:`snn_delays_ext.surrogate.triangle` (DelRec's triangle), or any spike function.
+        The compiled kernels run the recognised ones (see
+        :func:`~snn_delays_ext.surrogate.surrogate_spec`); any other runs the reference path.
     surrogate_disable : bool
         As in snnTorch.
     init_hidden : bool
