@@ -75,14 +75,24 @@ def check_int(name: str, value: object, minimum: Optional[int] = None) -> int:
     return int(value)
 
 
+def _check_real(name: str, value: object, positive: bool) -> float:
+    bound = "> 0" if positive else ">= 0"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a float {bound}, got {type(value).__name__} ({value!r})")
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise ValueError(f"{name}: expected a finite float {bound}, got {value}")
+    return value
+
+
 def check_nonneg_float(name: str, value: object) -> float:
     """Check that ``value`` is a finite real number >= 0 and return it as a float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}: expected a float >= 0, got {type(value).__name__} ({value!r})")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name}: expected a finite float >= 0, got {value}")
-    return value
+    return _check_real(name, value, positive=False)
+
+
+def check_positive_float(name: str, value: object) -> float:
+    """Check that ``value`` is a finite real number > 0 and return it as a float."""
+    return _check_real(name, value, positive=True)
 
 
 def check_fraction(name: str, value: object, what: str = "a number") -> float:

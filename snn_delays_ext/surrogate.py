@@ -15,10 +15,11 @@ itself.
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Dict, NamedTuple, Optional
 
 import torch
+
+from ._checks import check_positive_float
 
 __all__ = ["SurrogateSpec", "surrogate_spec", "SURROGATE_KINDS", "triangle"]
 
@@ -98,11 +99,7 @@ def triangle(gamma: float = 1.0) -> Callable[[torch.Tensor], torch.Tensor]:
     >>> u.grad
     tensor([0.0000, 0.5000, 1.0000, 0.7500, 0.0000])
     """
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)):
-        raise TypeError(f"gamma: expected a float > 0, got {type(gamma).__name__} ({gamma!r})")
-    gamma = float(gamma)
-    if not (gamma > 0 and math.isfinite(gamma)):
-        raise ValueError(f"gamma: expected a finite float > 0, got {gamma}")
+    gamma = check_positive_float("gamma", gamma)
 
     def inner(u: torch.Tensor) -> torch.Tensor:
         return _TriangleSpike.apply(u, gamma)

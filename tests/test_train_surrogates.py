@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from snn_delays_ext.surrogate import surrogate_spec
-from snn_delays_ext.train import PRESETS, TrainConfig, build_model, make_config
-from snn_delays_ext.train.cli import main
+from snn_delays_ext.train import PRESETS, FeedForwardSNN, RecurrentSNN, TrainConfig, build_model, make_config
+from snn_delays_ext.train.cli import build_parser, main
 
 
 @pytest.mark.parametrize("preset", ["shd-delrec", "ssc-delrec", "psmnist-delrec"])
@@ -48,8 +48,6 @@ def test_every_config_field_has_a_flag(capsys):
     cfg = json.loads(capsys.readouterr().out)
     assert (cfg["gap"], cfg["delay_std"], cfg["surrogate"], cfg["surrogate_param"]) == (7, 3.5, "triangle", 0.5)
     assert (cfg["sigma_decay"], cfg["num_workers"], cfg["tensorboard"]) == (0.9, 1, False)
-    from snn_delays_ext.train.cli import build_parser
-
     dests = {a.dest for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions}
     missing = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in dests]
     assert missing == []
@@ -64,3 +62,16 @@ def test_presets_name_known_surrogates():
     for name, values in PRESETS.items():
         if "surrogate" in values:
             make_config(name)  # validates
+
+
+@pytest.mark.parametrize("cls", [FeedForwardSNN, RecurrentSNN])
+@pytest.mark.parametrize("kwargs, exc, words", [
+    ({"surrogate": "sigmoid"}, ValueError, "surrogate: expected one of"),
+    ({"surrogate_param": 0.0}, ValueError, "surrogate_param: expected a finite float > 0, got 0.0"),
+    ({"surrogate_param": float("nan")}, ValueError, "surrogate_param: expected a finite float > 0"),
+    ({"surrogate_param": "5"}, TypeError, "surrogate_param: expected a float > 0, got str"),
+])
+def test_models_refuse_bad_surrogates(cls, kwargs, exc, words):
+    with pytest.raises(exc) as e:
+        cls(3, [4], 2, **kwargs)
+    assert words in str(e.value)

@@ -16,9 +16,10 @@ from snntorch import surrogate
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .._checks import check_fraction, check_int
+from .._checks import check_fraction, check_int, check_positive_float
 from ..delayed_linear import DelayedLinear
 from ..delayed_recurrent_leaky import DelayedRecurrentLeaky
+from ..surrogate import _PARAM as _SURROGATE_PARAM
 from ..surrogate import triangle
 
 __all__ = ["register_model", "build_model", "available_models", "FeedForwardSNN", "RecurrentSNN",
@@ -118,25 +119,25 @@ def readout_logits(cur: torch.Tensor, readout: str, beta: float) -> torch.Tensor
     return v.mean(0) if readout == "li_mean" else v.max(0).values
 
 
-#: Surrogate spike functions of the training models: name -> factory of its parameter
-#: (``None``: the factory's default). ``"triangle"`` is :func:`snn_delays_ext.surrogate.triangle`
-#: (DelRec's); ``"triangular"`` is snnTorch's function of that name, whose derivative is
-#: ``+threshold`` below the threshold and ``-threshold`` above it, not a triangle.
-SURROGATES: Dict[str, Callable[[Optional[float]], Callable]] = {
-    "atan": lambda p: surrogate.atan() if p is None else surrogate.atan(alpha=p),
-    "fast_sigmoid": lambda p: surrogate.fast_sigmoid() if p is None else surrogate.fast_sigmoid(slope=p),
-    "triangle": lambda p: triangle() if p is None else triangle(gamma=p),
-    "triangular": lambda p: surrogate.triangular() if p is None else surrogate.triangular(threshold=p),
+#: Surrogate spike functions of the training models: name -> factory. ``"triangle"`` is
+#: :func:`snn_delays_ext.surrogate.triangle` (DelRec's); ``"triangular"`` is snnTorch's function
+#: of that name, whose derivative is ``+threshold`` below the threshold and ``-threshold`` above
+#: it, not a triangle. A ``surrogate_param`` is passed as the factory's ``alpha`` / ``slope`` /
+#: ``gamma`` / ``threshold``.
+SURROGATES: Dict[str, Callable[..., Callable]] = {
+    "atan": surrogate.atan,
+    "fast_sigmoid": surrogate.fast_sigmoid,
+    "triangle": triangle,
+    "triangular": surrogate.triangular,
 }
 
 
 def _spike_grad(name: str, param: Optional[float] = None) -> Callable:
     if name not in SURROGATES:
         raise ValueError(f"surrogate: expected one of {sorted(SURROGATES)}, got {name!r}")
-    if param is not None and (isinstance(param, bool) or not isinstance(param, (int, float))
-                              or not (math.isfinite(param) and param > 0)):
-        raise ValueError(f"surrogate_param: expected a finite number > 0 or None, got {param!r}")
-    return SURROGATES[name](None if param is None else float(param))
+    if param is None:
+        return SURROGATES[name]()
+    return SURROGATES[name](**{_SURROGATE_PARAM[name][0]: check_positive_float("surrogate_param", param)})
 
 
 def _dropout(p: float) -> nn.Module:
@@ -346,6 +347,21 @@ class RecurrentSNN(nn.Module):
     """DelRec-style recurrent network: ``[Linear -> DelayedRecurrentLeaky] x L -> Linear``,
     output summed over time; with ``delays=False`` the recurrent layers are ``snntorch.RLeaky``
     semantics (every recurrent lag 1, delays fixed).
+
+    Parameters
+    ----------
+    n_inputs, hidden, n_classes, max_delay, delays, readout, beta_out, dropout, batch_norm
+        As in :class:`FeedForwardSNN`.
+    beta : float
+        Membrane decay of the recurrent LIF neurons (DelRec: 0.5).
+    surrogate : str
+        A name in :data:`SURROGATES`; default ``"triangle"``, DelRec's.
+    surrogate_param : float, optional
+        Its parameter (triangle ``gamma``, ...); ``None`` keeps the factory's default.
+    delay_std : float, optional
+        Standard deviation of the half-normal initial recurrent delays (default ``max_delay / 2``).
+    delay_type : {"axonal", "synaptic"}
+        ``DelayedRecurrentLeaky``'s ``delay_type``.
 
     Examples
     --------
