@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from .config import OPTIMIZERS, PRESETS, TrainConfig, make_config
+from .config import OPTIMIZERS, PRESETS, SELECTIONS, TrainConfig, make_config
 from .models import BETA_PARAMETRIZATIONS, READOUTS, SURROGATES, available_models
 
 __all__ = ["main", "build_parser"]
@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--lr-schedule", dest="lr_schedule", choices=["cosine", "none"])
     o.add_argument("--ema", type=float, metavar="DECAY",
                    help="validate and test an exponential moving average of the weights (decay per step, e.g. 0.99; 0: off)")
+    o.add_argument("--selection", choices=list(SELECTIONS),
+                   help="model tested at the end: best validation accuracy (val, default) or the final epoch (last)")
+    o.add_argument("--train-on-val", dest="train_on_val", action=argparse.BooleanOptionalAction, default=None,
+                   help="train on the training and validation samples, no validation (needs --selection last)")
     o.add_argument("--sigma0", type=float, help="initial extra width of the delay triangle (0: none)")
     o.add_argument("--sigma-decay", dest="sigma_decay", type=float,
                    help="factor on the triangle's extra width after each epoch (0 < x <= 1)")

@@ -12,11 +12,14 @@ from typing import Any, Dict, List, Optional, Union
 
 from .._checks import check_fraction
 
-__all__ = ["TrainConfig", "PRESETS", "load_config_file", "make_config", "DATASETS", "OPTIMIZERS"]
+__all__ = ["TrainConfig", "PRESETS", "load_config_file", "make_config", "DATASETS", "OPTIMIZERS", "SELECTIONS"]
 
 #: ``optimizer`` choices: ``torch.optim.Adam`` (weight decay added to the gradient, an L2 term)
 #: or ``torch.optim.AdamW`` (decoupled weight decay, Loshchilov & Hutter 2019).
 OPTIMIZERS = ("adam", "adamw")
+#: ``selection`` choices: the model tested at the end is the one of the best validation accuracy
+#: (earliest on ties) or the one after the final epoch.
+SELECTIONS = ("val", "last")
 DATASETS = ("sequence", "yinyang", "braille", "shd", "ssc", "psmnist")
 
 
@@ -81,6 +84,8 @@ class TrainConfig:
     lr_schedule: str = "cosine"
     optimizer: str = "adam"             # "adam" (weight decay as an L2 term) or "adamw" (decoupled weight decay)
     ema: float = 0.0                    # decay of a parameter moving average used for validation/test (0: off)
+    selection: str = "val"              # model tested: "val" (best validation accuracy) or "last" (final epoch)
+    train_on_val: bool = False          # train on training + validation samples (needs selection "last")
     sigma0: float = 0.0
     sigma_decay: float = 0.95
     # run
@@ -146,7 +151,7 @@ class TrainConfig:
         self.time_stretch = check_fraction("time_stretch", self.time_stretch)
         self.drop_event = check_fraction("drop_event", self.drop_event, "a probability")
         self.ema = check_fraction("ema", self.ema, "an averaging decay")
-        for n in ("learn_beta", "output_delays", "batch_norm"):
+        for n in ("learn_beta", "output_delays", "batch_norm", "train_on_val"):
             if not isinstance(getattr(self, n), bool):
                 raise TypeError(f"{n}: expected True or False, got {getattr(self, n)!r}")
         need_float("delay_std", 0.0, optional=True, lo_open=True)
@@ -165,6 +170,10 @@ class TrainConfig:
         need_float("surrogate_param", 0.0, optional=True, lo_open=True)
         need_choice("lr_schedule", ("cosine", "none"))
         need_choice("optimizer", OPTIMIZERS)
+        need_choice("selection", SELECTIONS)
+        if self.train_on_val and self.selection != "last":
+            raise ValueError("train_on_val: the validation samples are then training samples and cannot select "
+                             f"the model; expected selection='last', got {self.selection!r}")
         if isinstance(self.delay_init, bool) or not (
             isinstance(self.delay_init, (int, float)) or self.delay_init in ("uniform", "half_normal")
         ):

@@ -8,6 +8,7 @@ import contextlib
 import copy
 import csv
 import json
+import math
 import os
 import random
 import time
@@ -19,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, Subset
 
 from ..data import (SHD, SSC, Braille, PermutedSequentialMNIST, SequenceDetection, YinYang, random_drop_event,
                     random_time_shift, random_time_stretch, stratified_split, time_first_collate)
@@ -254,6 +255,9 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
     train_ds, val_ds, test_ds, n_in, n_classes = make_datasets(cfg)
+    n_val = len(val_ds)
+    if cfg.train_on_val:  # the validation samples become training samples; nothing is validated
+        train_ds, val_ds = ConcatDataset([train_ds, val_ds]), None
     model = build_model(cfg.model, n_in, n_classes, cfg).to(device)
     has_delays = bool(delay_layers(model))
     if is_main and not resume:
@@ -347,8 +351,9 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
             epoch_hook()
         with ema.swapped(model) if ema is not None else contextlib.nullcontext():
             # validation (and the saved best state) use the weight average when there is one
-            val_loss, val_acc = evaluate(model, val_ds, cfg.batch_size, device)
-            if val_acc > best["val_acc"]:
+            val_loss, val_acc = (evaluate(model, val_ds, cfg.batch_size, device) if val_ds is not None
+                                 else (math.nan, math.nan))
+            if cfg.selection == "last" or val_acc > best["val_acc"]:
                 best = {"val_acc": val_acc, "epoch": epoch + 1,
                         "state": copy.deepcopy(model.state_dict())}
         lrs = {g["name"]: g["lr"] for g in opt.param_groups}
@@ -376,13 +381,14 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
             }, ckpt_path)
             if verbose:
                 print(f"epoch {epoch + 1:3d}/{cfg.epochs}  loss {row['train_loss']:.4f}  train {100 * row['train_acc']:.2f}%"
-                      f"  val {100 * val_acc:.2f}%  sigma {sigma:.2f}  {row['epoch_time_s']:.1f}s", flush=True)
+                      f"  val {'-' if val_ds is None else f'{100 * val_acc:.2f}%'}  sigma {sigma:.2f}  {row['epoch_time_s']:.1f}s", flush=True)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
     if writer is not None:
         writer.close()
 
-    # final: best-on-validation model, test with real-valued and with rounded delays
+    # final: the selected model (best on validation, or the last epoch's), test with real-valued and
+    # with rounded delays
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     test_loss, test_acc = evaluate(model, test_ds, cfg.batch_size, device)
@@ -390,15 +396,16 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
     if has_delays:
         quantize_delays(rounded)
     test_loss_r, test_acc_r = evaluate(rounded, test_ds, cfg.batch_size, device)
-    val_loss_r, val_acc_r = evaluate(rounded, val_ds, cfg.batch_size, device)
+    val_acc_r = evaluate(rounded, val_ds, cfg.batch_size, device)[1] if val_ds is not None else None
     times = [h["epoch_time_s"] for h in history]
     results = {
-        "dataset": cfg.dataset, "model": cfg.model, "epochs": cfg.epochs, "best_epoch": best["epoch"],
-        "best_val_acc": best["val_acc"], "val_acc_rounded": val_acc_r,
+        "dataset": cfg.dataset, "model": cfg.model, "epochs": cfg.epochs, "selection": cfg.selection,
+        "best_epoch": best["epoch"], "best_val_acc": best["val_acc"] if val_ds is not None else None,
+        "val_acc_rounded": val_acc_r, "train_on_val": cfg.train_on_val,
         "test_acc": test_acc, "test_acc_rounded": test_acc_r, "test_loss": test_loss,
         "test_loss_rounded": test_loss_r, "mean_epoch_time_s": float(np.mean(times)) if times else 0.0,
         "n_parameters": sum(p.numel() for p in model.parameters()), "world_size": world,
-        "n_train": len(train_ds), "n_val": len(val_ds), "n_test": len(test_ds),
+        "n_train": len(train_ds), "n_val": 0 if val_ds is None else n_val, "n_test": len(test_ds),
     }
     if is_main:
         torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, run_dir / "model_best.pt")
@@ -411,7 +418,12 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
                     "prediction": int(logits.argmax(1)[0])}, run_dir / "raster.pt")
         (run_dir / "results.json").write_text(json.dumps(results, indent=2))
         if verbose:
-            print(f"best epoch {best['epoch']} (validation {100 * best['val_acc']:.2f}%)")
+            if val_ds is None:
+                print(f"model of the final epoch ({best['epoch']}; trained on training + validation samples)")
+            elif cfg.selection == "last":
+                print(f"model of the final epoch ({best['epoch']}, validation {100 * best['val_acc']:.2f}%)")
+            else:
+                print(f"best epoch {best['epoch']} (validation {100 * best['val_acc']:.2f}%)")
             if has_delays:
                 print(f"test accuracy: {100 * test_acc:.2f}% (learned delays), "
                       f"{100 * test_acc_r:.2f}% (delays rounded to integers)")

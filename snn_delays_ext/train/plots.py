@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Dict, List, Union
 
@@ -44,12 +45,15 @@ def plot_run(run_dir: Union[str, Path]) -> List[Path]:
     if metrics.is_file():
         m = _read_metrics(metrics)
         if m:
+            validated = any(math.isfinite(v) for v in m["val_acc"])  # not with --train-on-val
             fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
             a1.plot(m["epoch"], m["train_loss"], label="train")
-            a1.plot(m["epoch"], m["val_loss"], label="validation")
+            if validated:
+                a1.plot(m["epoch"], m["val_loss"], label="validation")
             a1.set_xlabel("epoch"); a1.set_ylabel("cross-entropy"); a1.legend(); a1.set_title("loss")
             a2.plot(m["epoch"], [100 * v for v in m["train_acc"]], label="train")
-            a2.plot(m["epoch"], [100 * v for v in m["val_acc"]], label="validation")
+            if validated:
+                a2.plot(m["epoch"], [100 * v for v in m["val_acc"]], label="validation")
             a2.set_xlabel("epoch"); a2.set_ylabel("accuracy (%)"); a2.legend(); a2.set_title("accuracy")
             fig.tight_layout()
             p = run / "learning_curves.png"
