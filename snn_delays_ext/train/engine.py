@@ -222,8 +222,10 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
     TensorBoard events if ``tensorboard`` is installed. With ``resume=True`` it continues from
     ``checkpoint.pt`` and ends with the same weights as an uninterrupted run.
 
-    The model is selected on the validation set (best validation accuracy, earliest on ties);
-    the test set is used once at the end, with the learned delays and with them rounded to
+    The model is selected on the validation set (best validation accuracy, earliest on ties),
+    or with ``selection="last"`` it is the final epoch's; ``train_on_val=True`` (which needs
+    ``selection="last"``) trains on the training and validation samples together and validates
+    nothing (``NaN`` in the CSV, ``None`` in the results). The test set is used once at the end, with the learned delays and with them rounded to
     integers (:func:`snn_delays_ext.quantize_delays` on a copy). With ``ema > 0`` a
     :class:`~snn_delays_ext.train.ParameterEMA` of the weights is updated after every
     optimiser step, and validation, model selection and the test use the average instead of
