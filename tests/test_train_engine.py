@@ -17,10 +17,10 @@ from snn_delays_ext.train import (PRESETS, TrainConfig, available_models, build_
                                   plot_run, register_model, train)
 from snn_delays_ext.train.cli import main
 
+from _train_helpers import QUICK as _QUICK
+
 REPO = Path(__file__).resolve().parents[1]
-QUICK = dict(dataset="sequence", model="ff-delays", hidden=[], max_delay=12, gap=10, delay_init=0.0,
-             readout="li_max", beta_out=0.5, epochs=4, batch_size=50, lr=1e-2, delay_lr=0.5,
-             sigma0=10.0, train_limit=200, eval_limit=100, progress=False, tensorboard=False)
+QUICK = {**_QUICK, "epochs": 4}
 
 
 def test_cli_default_end_to_end(tmp_path, capsys):

@@ -13,9 +13,7 @@ import torch
 from snn_delays_ext.train import make_config, make_datasets, plot_run, train
 from snn_delays_ext.train.cli import main
 
-QUICK = dict(dataset="sequence", model="ff-delays", hidden=[], max_delay=12, gap=10, delay_init=0.0,
-             readout="li_max", beta_out=0.5, epochs=3, batch_size=50, lr=1e-2, delay_lr=0.5,
-             sigma0=10.0, train_limit=200, eval_limit=100, progress=False, tensorboard=False)
+from _train_helpers import QUICK
 
 
 def _rows(run):

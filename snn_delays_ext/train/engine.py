@@ -225,8 +225,9 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
     The model is selected on the validation set (best validation accuracy, earliest on ties),
     or with ``selection="last"`` it is the final epoch's; ``train_on_val=True`` (which needs
     ``selection="last"``) trains on the training and validation samples together and validates
-    nothing (``NaN`` in the CSV, ``None`` in the results). The test set is used once at the end, with the learned delays and with them rounded to
-    integers (:func:`snn_delays_ext.quantize_delays` on a copy). With ``ema > 0`` a
+    nothing (``NaN`` in the CSV, ``None`` in the results). The test set is used once at the end,
+    with the learned delays and with them rounded to integers
+    (:func:`snn_delays_ext.quantize_delays` on a copy). With ``ema > 0`` a
     :class:`~snn_delays_ext.train.ParameterEMA` of the weights is updated after every
     optimiser step, and validation, model selection and the test use the average instead of
     the live weights (training continues from the live weights).
@@ -257,7 +258,6 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
     train_ds, val_ds, test_ds, n_in, n_classes = make_datasets(cfg)
-    n_val = len(val_ds)
     if cfg.train_on_val:  # the validation samples become training samples; nothing is validated
         train_ds, val_ds = ConcatDataset([train_ds, val_ds]), None
     model = build_model(cfg.model, n_in, n_classes, cfg).to(device)
@@ -407,7 +407,7 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
         "test_acc": test_acc, "test_acc_rounded": test_acc_r, "test_loss": test_loss,
         "test_loss_rounded": test_loss_r, "mean_epoch_time_s": float(np.mean(times)) if times else 0.0,
         "n_parameters": sum(p.numel() for p in model.parameters()), "world_size": world,
-        "n_train": len(train_ds), "n_val": 0 if val_ds is None else n_val, "n_test": len(test_ds),
+        "n_train": len(train_ds), "n_val": len(val_ds) if val_ds is not None else 0, "n_test": len(test_ds),
     }
     if is_main:
         torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, run_dir / "model_best.pt")
