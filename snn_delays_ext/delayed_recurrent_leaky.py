@@ -36,6 +36,17 @@ def _surrogate_spec_cached(fn) -> Optional[Tuple[int, float]]:
 _BACKWARDS = ("surrogate",)
 
 
+def _check_neuron_tensor(name: str, value: object, n: int) -> None:
+    """A neuron parameter: a finite real number or a tensor of 1 or ``n`` finite values."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
+        raise TypeError(f"{name}: expected a float or a tensor, got {type(value).__name__}")
+    t = torch.as_tensor(value)
+    if t.numel() not in (1, n) or t.dim() > 1:
+        raise ValueError(f"{name}: expected a scalar or shape ({n},), got shape {tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name}: expected finite values, got {t.flatten()[:4].tolist()}")
+
+
 class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
     """Recurrent leaky integrate-and-fire layer with learnable recurrent delays (DelRec).
 
@@ -99,6 +110,28 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         Default ``"half_normal"``: ``1 + |N(0, delay_std)|`` (DelRec), clamped.
     delay_std : float, optional
         Default ``max_delay / 2``.
+    V : float or torch.Tensor
+        As in snnTorch: with ``all_to_all=False`` each neuron's only recurrent connection is to
+        itself, with weight ``V`` (scalar or ``(N,)``; learnable if ``learn_recurrent``), here
+        after its own learnable delay (``delay_type="axonal"``, one delay per neuron). Unlike
+        snnTorch, ``linear_features`` is still required (it sizes the delays).
+    all_to_all : bool
+        As in snnTorch: ``True`` (default) for a dense recurrent ``nn.Linear``.
+    conv2d_channels, kernel_size : None
+        snnTorch's convolutional recurrence is not supported; anything but ``None`` raises.
+    inhibition : bool
+        As in snnTorch: only the neuron with the largest membrane of each sample may fire.
+    state_quant : callable or False
+        As in snnTorch: a quantiser applied to the membrane after every update (e.g.
+        ``snntorch.functional.quant.state_quant``).
+
+    The ``graded_spikes_factor`` buffer of snnTorch neurons is honoured too (spikes of that
+    height, fed back and returned). ``inhibition``, ``state_quant``, ``graded_spikes_factor``
+    other than 1 and ``reset_delay=False`` run on the plain-PyTorch path.
+
+    Truncated BPTT works with snnTorch's idioms: detaching the ``spk`` you pass back (or
+    ``RLeaky.detach_hidden()`` with ``init_hidden=True``) detaches the delay buffer as well, as
+    do :meth:`detach_state` and :func:`snn_delays_ext.detach`.
 
     Examples
     --------
@@ -135,12 +168,42 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         interpolation: str = "triangle",
         delay_init: DelayInit = "half_normal",
         delay_std: Optional[float] = None,
+        V: Union[float, torch.Tensor] = 1.0,
+        all_to_all: bool = True,
+        conv2d_channels: None = None,
+        kernel_size: None = None,
+        inhibition: bool = False,
+        state_quant: Union[bool, Callable[[torch.Tensor], torch.Tensor]] = False,
     ) -> None:
         n = check_int("linear_features", linear_features, minimum=1)
         check_choice("reset_mechanism", reset_mechanism, RESET_MECHANISMS)
+        if conv2d_channels is not None or kernel_size is not None:
+            raise ValueError(
+                "conv2d_channels, kernel_size: DelayedRecurrentLeaky has dense (linear_features) "
+                f"or one-to-one recurrence only, got conv2d_channels={conv2d_channels!r}, "
+                f"kernel_size={kernel_size!r}"
+            )
+        for name, flag in (("all_to_all", all_to_all), ("inhibition", inhibition)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name}: expected a bool, got {type(flag).__name__}")
+        if state_quant is not False and state_quant is not None and not callable(state_quant):
+            raise TypeError(f"state_quant: expected False or a callable, got {type(state_quant).__name__}")
+        if not all_to_all and delay_type != "axonal":
+            raise ValueError(
+                f"delay_type: with all_to_all=False each neuron has one recurrent connection (to "
+                f"itself), so its delay is one per neuron: expected 'axonal', got {delay_type!r}"
+            )
+        _check_neuron_tensor("beta", beta, n)
+        _check_neuron_tensor("threshold", threshold, n)
+        if not all_to_all:
+            _check_neuron_tensor("V", V, n)
         super().__init__(
             beta,
-            linear_features=n,
+            V=V,
+            all_to_all=all_to_all,
+            linear_features=n if all_to_all else None,
+            inhibition=inhibition,
+            state_quant=state_quant if state_quant is not None else False,
             threshold=threshold,
             spike_grad=spike_grad,
             surrogate_disable=surrogate_disable,
@@ -152,13 +215,14 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
             output=output,
             reset_delay=reset_delay,
         )
+        self.linear_features = n  # snnTorch leaves it None for all_to_all=False
         self.max_delay = check_int("max_delay", max_delay, minimum=1)
         self.min_delay = 1
         self.delay_type = check_choice("delay_type", delay_type, DELAY_TYPES_RECURRENT)
         self.interpolation = check_choice("interpolation", interpolation, INTERPOLATIONS)
         self.backward = check_choice("backward", backward, _BACKWARDS)
         self._sigma = check_nonneg_float("sigma", sigma)
-        if not bias:
+        if not bias and all_to_all:
             old = self.recurrent
             self.recurrent = nn.Linear(n, n, bias=False)
             with torch.no_grad():
@@ -186,6 +250,25 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         self.mem = self.mem.detach()
         self._past = self._past.detach()
 
+    def _graded(self) -> Union[float, torch.Tensor]:
+        """snnTorch's ``graded_spikes_factor`` (the float 1.0 when it is a fixed 1)."""
+        g = getattr(self, "graded_spikes_factor", 1.0)
+        if not isinstance(g, torch.Tensor):
+            return float(g)
+        if g.requires_grad or g.numel() != 1:
+            return g
+        # reading a CUDA scalar synchronises: remember the answer until the buffer changes
+        key = (id(g), g._version)
+        cached = getattr(self, "_graded_key", None)
+        if cached is None or cached[0] != key:
+            self._graded_key = (key, float(g) == 1.0)
+        return 1.0 if self._graded_key[1] else g
+
+    def _plain_neuron(self) -> bool:
+        """Whether the neuron is snnTorch's default one (what the compiled kernels run)."""
+        return not self.inhibition and not self.state_quant and isinstance(self._graded(), float) \
+            and self._graded() == 1.0
+
     def _params(self) -> RecurrentLeakyParameters:
         return RecurrentLeakyParameters(
             beta=self.beta,
@@ -193,10 +276,18 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
             spike_grad=self.spike_grad,
             reset_mechanism=self.reset_mechanism,
             reset_delay=self.reset_delay,
+            graded_spikes_factor=self._graded(),
+            state_quant=self.state_quant if self.state_quant else None,
+            inhibition=bool(self.inhibition),
         )
 
     def _weights(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        return self.recurrent.weight, self.recurrent.bias
+        if self.all_to_all:
+            return self.recurrent.weight, self.recurrent.bias
+        # one-to-one (snnTorch's RecurrentOneToOne): a diagonal weight matrix V
+        v = self.V.reshape(-1)
+        eye = torch.eye(self.linear_features, dtype=v.dtype, device=v.device)
+        return eye * v, None
 
     # -- forward -----------------------------------------------------------------------------
     def forward(  # type: ignore[override]
@@ -227,6 +318,10 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         check_tensor("input_", input_, ranks=(2, 3), last_dim=n, dtype=weight.dtype, device=weight.device)
         check_finite("input_", input_)
         check_finite("delays", self.delays)
+        for name in ("beta", "threshold", "V"):
+            t = getattr(self, name, None)
+            if isinstance(t, torch.Tensor) and t.requires_grad:  # a learned one can diverge
+                check_finite(name, t)
         params = self._params()
         if input_.dim() == 3:
             if spk is not None or mem is not None:
@@ -265,7 +360,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         if not _ops.AVAILABLE:
             _ops.warn_reference_once()
             return None
-        if not _ops.supports(x) or not self.reset_delay:
+        if not _ops.supports(x) or not self.reset_delay or not self._plain_neuron():
             return None
         n = self.linear_features
         for t in (self.beta, self.threshold):
@@ -298,7 +393,13 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
                 check_tensor(name, t, ranks=(2,), dtype=x.dtype, device=x.device)
                 if tuple(t.shape) != (B, n):
                     raise ValueError(f"{name}: expected shape {(B, n)} (the input's), got {tuple(t.shape)}")
+                check_finite(name, t)
         fresh = self._fresh or self._past.numel() == 0
+        # truncated BPTT, snnTorch style: the caller detached the spikes it hands back (or
+        # RLeaky.detach_hidden() detached self.spk in place), so cut the delay buffer there too
+        last = spk if spk is not None else (self.spk if self.init_hidden else None)
+        if not fresh and last is not None and self._past.requires_grad and not last.requires_grad:
+            self._past = self._past.detach()
         if not fresh and self._past.shape[1] != B:
             raise ValueError(
                 f"input_: batch size {B} differs from the stored state's batch size "

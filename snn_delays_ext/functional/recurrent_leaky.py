@@ -21,7 +21,7 @@ spikes.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional, Tuple
+from typing import Callable, NamedTuple, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +59,15 @@ class RecurrentLeakyParameters(NamedTuple):
     reset_delay : bool
         ``True`` (snnTorch's default): a spike resets the membrane at the next step;
         ``False``: in the same step.
+    graded_spikes_factor : float or torch.Tensor
+        Spikes are ``graded_spikes_factor`` instead of 1 (snnTorch's ``graded_spikes_factor``
+        buffer): the layer's output and the recurrent input are scaled, the reset is not.
+    state_quant : callable, optional
+        Applied to the membrane after each update, before the spike (snnTorch's
+        ``state_quant``, e.g. ``snntorch.functional.quant.state_quant``).
+    inhibition : bool
+        Only the neuron with the highest membrane of each sample may spike in a step
+        (snnTorch's ``inhibition``).
 
     Examples
     --------
@@ -73,6 +82,9 @@ class RecurrentLeakyParameters(NamedTuple):
     spike_grad: Callable[[torch.Tensor], torch.Tensor]
     reset_mechanism: str = "subtract"
     reset_delay: bool = True
+    graded_spikes_factor: Union[float, torch.Tensor] = 1.0
+    state_quant: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+    inhibition: bool = False
 
 
 class RecurrentLeakyState(NamedTuple):
@@ -123,9 +135,22 @@ def _membrane_update(
         new_mem = base - reset * base
     else:
         new_mem = base
-    spk = p.spike_grad(new_mem - thr).to(mem.dtype)
+    if p.state_quant is not None:
+        new_mem = p.state_quant(new_mem)
+    graded = p.graded_spikes_factor
+    unit = isinstance(graded, (int, float)) and graded == 1.0
+    if p.inhibition:
+        # snnTorch's fire_inhibition: only each sample's largest membrane may fire, and (as
+        # there) that spike is not scaled by graded_spikes_factor
+        winner = torch.argmax(new_mem - thr, dim=1, keepdim=True)
+        spk = p.spike_grad(new_mem - thr).to(mem.dtype)
+        spk = spk * torch.zeros_like(spk).scatter_(1, winner, 1.0)
+    else:  # snnTorch's fire: state_quant again (idempotent for its quantisers), then scaled
+        fire_mem = p.state_quant(new_mem) if p.state_quant is not None else new_mem
+        spk = p.spike_grad(fire_mem - thr).to(mem.dtype)
+        spk = spk if unit else spk * graded
     if not p.reset_delay and p.reset_mechanism != "none":
-        do_reset = spk - reset
+        do_reset = (spk if unit else spk / graded) - reset
         if p.reset_mechanism == "subtract":
             new_mem = new_mem - do_reset * thr
         else:

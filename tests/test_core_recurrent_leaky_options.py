@@ -1,0 +1,204 @@
+"""DelayedRecurrentLeaky's snnTorch options (graded spikes, state quantisation, inhibition,
+one-to-one recurrence ``all_to_all=False``), truncated BPTT with snnTorch's idioms and bad
+neuron parameters, each against snnTorch's own ``RLeaky`` with every recurrent lag 1."""
+
+import pytest
+import snntorch as snn
+import torch
+from snntorch import surrogate
+from snntorch.functional import quant
+
+import snn_delays_ext as sde
+
+N = 6
+
+
+def run_ref(ref, x):
+    spk, mem = ref.init_rleaky()
+    spks, mems = [], []
+    for t in range(x.shape[0]):
+        spk, mem = ref(x[t], spk, mem)
+        spks.append(spk)
+        mems.append(mem)
+    return torch.stack(spks), torch.stack(mems)
+
+
+def pair(**kw):
+    """snnTorch's RLeaky and ours, every recurrent lag 1, same weights."""
+    torch.manual_seed(0)
+    one_to_one = kw.get("all_to_all") is False
+    ref = snn.RLeaky(beta=0.8, threshold=0.7, linear_features=None if one_to_one else N, **kw)
+    ours = sde.DelayedRecurrentLeaky(beta=0.8, threshold=0.7, linear_features=N, max_delay=4,
+                                     delay_init=1.0,
+                                     delay_type="axonal", **kw)
+    if not one_to_one:
+        with torch.no_grad():
+            ref.recurrent.weight.copy_(torch.randn(N, N) * 0.6)
+            ours.recurrent.weight.copy_(ref.recurrent.weight)
+            ours.recurrent.bias.copy_(ref.recurrent.bias)
+    return ref, ours
+
+
+def assert_same_run(ref, ours, x, grads=()):
+    s_ref, m_ref = run_ref(ref, x)
+    assert 0.02 < (s_ref != 0).float().mean() < 0.98  # spikes and resets are exercised
+    s, m = ours(x)
+    torch.testing.assert_close(s, s_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(m, m_ref, atol=1e-5, rtol=1e-5)
+    ours.reset_mem()
+    steps = [ours(x[t]) for t in range(x.shape[0])]
+    torch.testing.assert_close(torch.stack([o[0] for o in steps]), s_ref, atol=1e-5, rtol=1e-5)
+    for name in grads:
+        target = torch.rand_like(m_ref)
+        g_ref = torch.autograd.grad(((m_ref - target) ** 2).sum() + s_ref.sum(),
+                                    [getattr(ref, name)] if "." not in name else
+                                    [ref.get_parameter(name)])
+        s, m = ours(x)
+        g = torch.autograd.grad(((m - target) ** 2).sum() + s.sum(),
+                                [getattr(ours, name)] if "." not in name else
+                                [ours.get_parameter(name)])
+        torch.testing.assert_close(g[0], g_ref[0], atol=1e-4, rtol=1e-4)
+        s_ref, m_ref = run_ref(ref, x)
+
+
+@pytest.mark.parametrize("reset_delay", [True, False])
+def test_graded_spikes_factor_matches_snntorch(reset_delay):
+    ref, ours = pair(reset_delay=reset_delay, spike_grad=surrogate.fast_sigmoid(slope=5))
+    for layer in (ref, ours):
+        layer.graded_spikes_factor = torch.tensor(0.5)
+    x = torch.rand(40, 3, N) * 0.8
+    assert_same_run(ref, ours, x, grads=("recurrent.weight",))
+    assert set(ours(x)[0].unique().tolist()) <= {0.0, 0.5}
+
+
+def test_learnable_graded_spikes_factor_gets_snntorchs_gradient():
+    """RLeaky takes no graded-spike arguments; a user sets the attribute (here learnable)."""
+    ref, ours = pair(spike_grad=surrogate.fast_sigmoid(slope=5))
+    for layer in (ref, ours):
+        layer.graded_spikes_factor = torch.nn.Parameter(torch.tensor(0.8))
+    x = torch.rand(30, 3, N)
+    assert_same_run(ref, ours, x, grads=("graded_spikes_factor",))
+
+
+@pytest.mark.parametrize("reset_mechanism", ["subtract", "zero"])
+def test_state_quant_matches_snntorch(reset_mechanism):
+    q = quant.state_quant(num_bits=4, uniform=True, threshold=0.7)
+    ref, ours = pair(state_quant=q, reset_mechanism=reset_mechanism)
+    x = torch.rand(40, 3, N) * 0.8
+    assert_same_run(ref, ours, x)
+
+
+@pytest.mark.parametrize("reset_delay", [True, False])
+def test_inhibition_matches_snntorch(reset_delay):
+    ref, ours = pair(inhibition=True, reset_delay=reset_delay)
+    x = torch.rand(40, 3, N) * 1.2
+    assert_same_run(ref, ours, x)
+    assert ((ours(x)[0] != 0).sum(-1) <= 1).all()  # at most one spike per sample and step
+
+
+@pytest.mark.parametrize("V", [0.5, torch.linspace(-0.5, 0.9, N)])
+def test_one_to_one_recurrence_matches_snntorch(V):
+    ref, ours = pair(all_to_all=False, V=V, learn_recurrent=True,
+                     spike_grad=surrogate.fast_sigmoid(slope=5))
+    assert ours.linear_features == N and not hasattr(ours.recurrent, "weight")
+    x = torch.rand(40, 3, N) * 0.8
+    assert_same_run(ref, ours, x, grads=("V",))
+    with pytest.raises(ValueError, match="delay_type.*axonal"):
+        sde.DelayedRecurrentLeaky(0.9, N, 4, all_to_all=False, delay_type="synaptic")
+    with pytest.raises(ValueError, match=r"V: expected a scalar or shape \(6,\)"):
+        sde.DelayedRecurrentLeaky(0.9, N, 4, all_to_all=False, delay_type="axonal",
+                                  V=torch.ones(N + 1))
+
+
+def test_one_to_one_delays_shift_each_neurons_self_input():
+    """A neuron's only recurrent input is its own spike ``d`` steps earlier, times V."""
+    lif = sde.DelayedRecurrentLeaky(beta=0.0, linear_features=2, max_delay=5, threshold=1.0,
+                                    all_to_all=False, V=2.0, delay_type="axonal",
+                                    reset_mechanism="none")
+    with torch.no_grad():
+        lif.delays.copy_(torch.tensor([2.0, 3.0]))
+    x = torch.zeros(8, 1, 2)
+    x[0] = 1.5  # both neurons spike at step 0 (beta 0: membrane = input + recurrent)
+    spk, mem = lif(x)
+    # neuron 0 gets 2.0 back at step 2 (spikes again), then at 4 and 6; neuron 1 at 3 and 6
+    assert spk[:, 0, 0].tolist() == [1, 0, 1, 0, 1, 0, 1, 0]
+    assert spk[:, 0, 1].tolist() == [1, 0, 0, 1, 0, 0, 1, 0]
+
+
+def test_truncated_bptt_with_detached_spikes_passed_back():
+    """snnTorch's tutorial idiom: detach spk and mem between chunks, keep going."""
+    lif = sde.DelayedRecurrentLeaky(0.9, N, max_delay=5, delay_init=3.0)
+    opt = torch.optim.SGD(lif.parameters(), lr=0.01)
+    spk, mem = lif.init_rleaky()
+    x = torch.rand(4, 10, 2, N)
+    for chunk in x:
+        outs = []
+        for t in range(chunk.shape[0]):
+            spk, mem = lif(chunk[t], spk, mem)
+            outs.append(mem)
+        opt.zero_grad()
+        torch.stack(outs).sum().backward()  # a second chunk used to fail here
+        opt.step()
+        spk, mem = spk.detach(), mem.detach()
+    assert lif.delays.grad is not None and torch.isfinite(lif.delays.grad).all()
+
+
+def test_truncated_bptt_with_detach_hidden_and_init_hidden(monkeypatch):
+    # detach_hidden() walks snnTorch's global instance list; other tests' neurons (snnTorch's
+    # own RLeaky with state_quant keeps a view as mem, which detach_() rejects) stay out
+    monkeypatch.setattr(snn.SpikingNeuron, "instances", [])
+    lif = sde.DelayedRecurrentLeaky(0.9, N, max_delay=5, delay_init=3.0, init_hidden=True)
+    x = torch.rand(3, 8, 2, N)
+    for chunk in x:
+        out = torch.stack([lif(chunk[t]) for t in range(chunk.shape[0])])
+        (out.sum() + lif.mem.sum()).backward()
+        snn.RLeaky.detach_hidden()
+    assert lif.delays.grad is not None
+
+
+def test_without_detaching_the_graph_carries_over():
+    """Not detaching keeps the delay buffer's graph: BPTT across the chunks, as in snnTorch."""
+    lif = sde.DelayedRecurrentLeaky(0.9, N, max_delay=5, delay_init=3.0)
+    spk, mem = lif.init_rleaky()
+    x = torch.rand(12, 2, N) * 2
+    for t in range(12):
+        spk, mem = lif(x[t], spk, mem)
+    assert lif._past.requires_grad and spk.requires_grad
+
+
+@pytest.mark.parametrize("name", ["spk", "mem"])
+def test_nan_state_is_rejected(name):
+    lif = sde.DelayedRecurrentLeaky(0.9, N, 4)
+    spk, mem = lif(torch.rand(2, N))
+    state = {"spk": spk, "mem": mem}
+    state[name] = torch.full((2, N), float("nan"))
+    with pytest.raises(ValueError, match=f"{name}.*finite"):
+        lif(torch.rand(2, N), state["spk"], state["mem"])
+
+
+@pytest.mark.parametrize(
+    "kw, exc, match",
+    [
+        ({"beta": torch.full((N + 2,), 0.9)}, ValueError, r"beta: expected a scalar or shape \(6,\)"),
+        ({"beta": torch.full((2, N), 0.9)}, ValueError, "beta: expected a scalar"),
+        ({"beta": float("nan")}, ValueError, "beta: expected finite"),
+        ({"beta": "0.9"}, TypeError, "beta: expected a float"),
+        ({"threshold": torch.ones(3)}, ValueError, "threshold: expected a scalar"),
+        ({"threshold": float("inf")}, ValueError, "threshold: expected finite"),
+        ({"conv2d_channels": 4, "kernel_size": 3}, ValueError, "conv2d_channels"),
+        ({"inhibition": 1}, TypeError, "inhibition: expected a bool"),
+        ({"state_quant": 3}, TypeError, "state_quant"),
+    ],
+)
+def test_bad_neuron_arguments(kw, exc, match):
+    args = {"beta": 0.9, **kw}
+    with pytest.raises(exc, match=match):
+        sde.DelayedRecurrentLeaky(linear_features=N, max_delay=4, **args)
+
+
+def test_diverged_learned_threshold_is_reported():
+    lif = sde.DelayedRecurrentLeaky(0.9, N, 4, learn_threshold=True)
+    with torch.no_grad():
+        lif.threshold.fill_(float("nan"))
+    with pytest.raises(ValueError, match="threshold.*finite"):
+        lif(torch.rand(5, 2, N))
