@@ -17,6 +17,7 @@ from .utils import (
     delay_layers,
     delay_parameters,
     detach,
+    install_snntorch_reset,
     quantize_delays,
     reset,
     set_sigma,
@@ -36,12 +37,15 @@ __all__ = [
     "delay_parameters",
     "detach",
     "functional",
+    "install_snntorch_reset",
     "quantize_delays",
     "reset",
     "set_sigma",
     "set_validation",
     "weight_parameters",
 ]
+
+install_snntorch_reset()  # snntorch.utils.reset(net) resets our layers too (DESIGN section 3)
 
 
 def __getattr__(name: str):

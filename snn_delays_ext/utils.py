@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+import functools
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -12,6 +13,7 @@ from ._checks import check_nonneg_float
 
 __all__ = [
     "reset",
+    "install_snntorch_reset",
     "detach",
     "delay_layers",
     "delay_parameters",
@@ -41,8 +43,9 @@ def reset(net: nn.Module) -> nn.Module:
     """Reset the state of every stateful layer in ``net``, at any depth.
 
     Our delay layers (step buffers, membranes) and snnTorch's neurons (``reset_mem``) are reset
-    and detached from the graph. Unlike ``snntorch.utils.reset`` this also finds layers nested
-    in sub-modules and resets :class:`~snn_delays_ext.DelayedLinear` step buffers.
+    and detached from the graph. ``snntorch.utils.reset(net)`` resets our layers too (see
+    :func:`install_snntorch_reset`), but it resets snnTorch's neurons only by the classes of
+    ``net``'s direct children; this function resets each stateful module at any depth.
 
     Parameters
     ----------
@@ -74,6 +77,66 @@ def reset(net: nn.Module) -> nn.Module:
                 if isinstance(t, torch.Tensor):
                     setattr(m, name, t.detach())
     return net
+
+
+def _reset_delay_layers(net: nn.Module) -> None:
+    """Reset (and detach) the state of every delay layer in ``net``, at any depth."""
+    for m in net.modules():
+        if not isinstance(m, DelayLayerMixin):
+            continue
+        if hasattr(m, "reset_state"):
+            m.reset_state()  # type: ignore[operator]
+        elif hasattr(m, "reset_mem"):
+            m.reset_mem()  # type: ignore[operator]
+
+
+def _with_delay_layers(original: Callable[..., object]) -> Callable[..., object]:
+    """``snntorch.utils.reset`` that also resets our delay layers (what DESIGN §3 promises)."""
+
+    @functools.wraps(original)
+    def reset(net: nn.Module, *args: object, **kwargs: object) -> object:
+        out = original(net, *args, **kwargs)
+        if isinstance(net, nn.Module):
+            _reset_delay_layers(net)
+        return out
+
+    reset._sde_wrapped = True  # type: ignore[attr-defined]
+    return reset
+
+
+def install_snntorch_reset() -> bool:
+    """Make ``snntorch.utils.reset(net)`` reset this library's layers too.
+
+    snnTorch's ``utils.reset`` only knows its own neuron classes (and only looks at ``net``'s
+    direct children); it would leave a :class:`~snn_delays_ext.DelayedLinear`'s step buffer or
+    an EventProp layer's state in place, so the next sample would start from the previous one's
+    delayed spikes. Importing ``snn_delays_ext`` calls this once: ``snntorch.utils.reset`` then
+    runs snnTorch's reset and resets every delay layer in ``net`` at any depth. Idempotent.
+    A ``from snntorch.utils import reset`` executed *before* ``snn_delays_ext`` is imported keeps
+    the unwrapped function; :func:`reset` always does everything.
+
+    Returns
+    -------
+    bool
+        ``True`` if ``snntorch.utils.reset`` is (now) the wrapped one, ``False`` if snnTorch is
+        not importable.
+
+    Examples
+    --------
+    >>> import torch, snntorch.utils, snn_delays_ext as sde
+    >>> net = torch.nn.Sequential(sde.DelayedLinear(2, 2, max_delay=3, delay_init=1.0))
+    >>> first = net(torch.ones(1, 2))  # the input arrives one step later: zero current now
+    >>> _ = snntorch.utils.reset(net)
+    >>> torch.equal(net(torch.ones(1, 2)), first)  # without the reset: the stored input's current
+    True
+    """
+    try:
+        import snntorch.utils as snn_utils
+    except ImportError:  # pragma: no cover - snnTorch is a dependency
+        return False
+    if not getattr(snn_utils.reset, "_sde_wrapped", False):
+        snn_utils.reset = _with_delay_layers(snn_utils.reset)
+    return True
 
 
 def detach(net: nn.Module) -> nn.Module:

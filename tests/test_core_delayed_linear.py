@@ -221,3 +221,27 @@ def test_cuda_matches_cpu():
     assert torch.allclose(cl.delays.grad.cpu(), g, atol=1e-4)
     with pytest.raises(ValueError, match="device"):
         cl(x)
+
+
+def test_snntorch_utils_reset_resets_delayed_linear_at_any_depth():
+    """DESIGN section 3: ``snntorch.utils.reset(net)`` resets our layers' step state too."""
+    import snntorch as snn
+    import snntorch.utils
+
+    torch.manual_seed(0)
+    lin = sde.DelayedLinear(3, 4, max_delay=5, delay_init=2.0)
+    net = nn.Sequential(nn.Sequential(lin), snn.Leaky(beta=0.5, init_hidden=True,
+                                                              output=True))
+    x = torch.rand(6, 2, 3)
+
+    def run():
+        return torch.stack([net(x[t])[1] for t in range(6)])  # membranes
+
+    first = run()
+    snn.Leaky.reset_hidden()  # snnTorch's neuron alone: our buffer still holds the last inputs
+    assert not torch.equal(run(), first)
+    snntorch.utils.reset(net)
+    assert torch.equal(run(), first)
+    assert getattr(snntorch.utils.reset, "_sde_wrapped", False)
+    assert sde.install_snntorch_reset() and getattr(snntorch.utils.reset, "_sde_wrapped")
+    assert not getattr(snntorch.utils.reset.__wrapped__, "_sde_wrapped", False)  # wrapped once
