@@ -44,9 +44,12 @@ def test_lag_one_equals_norse_lif_recurrent_cell(autapses, delay_type):
         z_ref, s_ref = ref(x[t], s_ref)
         z_ours, s_ours = ours(x[t], s_ours)
         assert torch.equal(z_ref, z_ours), f"spikes differ at step {t}"
-        # same operations in the same order: bit-identical states
-        assert torch.equal(s_ours.v, s_ref.v) and torch.equal(s_ours.i, s_ref.i)
-        total += float(z_ref.sum())
+        # same equations; the delayed recurrent current is an einsum over (presynaptic, lag)
+        # whose summation order (and, axonal, output layout before F.linear) differs from
+        # Norse's F.linear(z, W): states agree to float rounding, not bit for bit
+        torch.testing.assert_close(s_ours.v, s_ref.v)
+        torch.testing.assert_close(s_ours.i, s_ref.i)
+        total += float(z_ref.detach().sum())
     assert total > 10, "the comparison must include spikes"
     # autapses: Norse zeroes the diagonal; the recurrent weights we use must agree
     torch.testing.assert_close(ours.effective_recurrent_weights(), ref.recurrent_weights.detach())
@@ -107,7 +110,7 @@ def test_feed_forward_delays_zero_equals_linear_then_lif_cell():
         z1, s1 = ours(x[t], s1)
         z2, s2 = ref(lin(x[t]), s2)
         assert torch.equal(z1, z2)
-        n += float(z1.sum())
+        n += float(z1.detach().sum())
     assert n > 0
 
 
@@ -189,7 +192,7 @@ def test_sequential_state_model_trains_loss_decreases_delays_move():
         loss.backward()
         opt.step()
         sde.clamp_delays_(net)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5, losses
     moved = [float((d - d1.detach()).abs().max()) for d, d1 in zip(d0, sde.delay_parameters(net))]
     assert all(m > 1e-3 for m in moved), moved

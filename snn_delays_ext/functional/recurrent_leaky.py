@@ -172,7 +172,9 @@ def recurrent_current(
     """
     by_lag = past.flip(0)  # by_lag[k - 1] = spikes k steps ago
     if delay_type == "axonal":
-        delayed = torch.einsum("jk,kbj->bj", taps, by_lag)
+        # contiguous: F.linear on the einsum's transposed layout takes another BLAS path,
+        # whose sums differ from the no-delay layer's in the last bits
+        delayed = torch.einsum("jk,kbj->bj", taps, by_lag).contiguous()
         return F.linear(delayed, weight, bias)
     if delay_type == "synaptic":
         r = torch.einsum("ijk,kbj->bi", weight.unsqueeze(-1) * taps, by_lag)

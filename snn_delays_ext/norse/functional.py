@@ -20,6 +20,10 @@ With every lag 1 and ``sigma = 0`` the taps are exactly ``[1, 0, ...]`` and the 
 ``lif_step``. The feed-forward variant replaces ``W_{in} x_t`` by the delayed linear map of
 :func:`snn_delays_ext.functional.delayed_linear` (synaptic, axonal or dendritic delays) and has
 no recurrence.
+
+The reset follows Norse in both variants, gradients included: the recurrent step (Norse's
+``lif_step``) detaches ``z_t`` in the reset, so no surrogate gradient flows through it, while
+the feed-forward step (Norse's ``lif_feed_forward_step``) keeps it.
 """
 
 from __future__ import annotations
@@ -135,15 +139,20 @@ def _recurrent_from_taps(
 
 
 def _lif_update(
-    i_jump: torch.Tensor, v: torch.Tensor, p: LIFParameters, dt: float
+    i_jump: torch.Tensor, v: torch.Tensor, p: LIFParameters, dt: float, detach_reset: bool
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Norse's Euler step given the jumped current: returns ``(z, v_new, i_decayed)``."""
+    """Norse's Euler step given the jumped current: returns ``(z, v_new, i_decayed)``.
+
+    ``detach_reset`` selects Norse's two resets: ``lif_step`` (recurrent) detaches the spike
+    in ``v' = (1 - z) v + z v_reset``, ``lif_feed_forward_step`` keeps its surrogate gradient.
+    """
     dv = dt * p.tau_mem_inv * ((p.v_leak - v) + i_jump)
     v_decayed = v + dv
     di = -dt * p.tau_syn_inv * i_jump
     i_decayed = i_jump + di
     z_new = threshold(v_decayed - p.v_th, p.method, p.alpha)
-    v_new = (1 - z_new.detach()) * v_decayed + z_new.detach() * p.v_reset
+    z_reset = z_new.detach() if detach_reset else z_new
+    v_new = (1 - z_reset) * v_decayed + z_reset * p.v_reset
     return z_new, v_new, i_decayed
 
 
@@ -220,7 +229,7 @@ def _step_with_taps(
     """:func:`delayed_lif_step` given the taps (computed once per sequence by the modules)."""
     r = _recurrent_from_taps(state.past, recurrent_weights, taps, delay_type)
     i_jump = state.i + F.linear(input_spikes, input_weights) + r
-    z_new, v_new, i_decayed = _lif_update(i_jump, state.v, p, dt)
+    z_new, v_new, i_decayed = _lif_update(i_jump, state.v, p, dt, detach_reset=True)
     K = taps.shape[-1]
     past = torch.cat([_fit_history(state.past, K)[1:], z_new.to(state.past.dtype).unsqueeze(0)], 0)
     return z_new, DelayedLIFState(z_new, v_new, i_decayed, past)
@@ -243,7 +252,8 @@ def delayed_lif_feed_forward_step(
 
     The current jump is ``delayed_linear(x)`` (see
     :func:`snn_delays_ext.functional.delayed_linear`), then the step is Norse's
-    :func:`~norse.torch.functional.lif.lif_feed_forward_step`.
+    :func:`~norse.torch.functional.lif.lif_feed_forward_step`, whose reset, unlike
+    :func:`delayed_lif_step`'s, passes the spike's surrogate gradient on.
 
     Parameters
     ----------
@@ -281,5 +291,5 @@ def delayed_lif_feed_forward_step(
         interpolation, state.past,
     )
     i_jump = state.i + y[0]
-    z_new, v_new, i_decayed = _lif_update(i_jump, state.v, p, dt)
+    z_new, v_new, i_decayed = _lif_update(i_jump, state.v, p, dt, detach_reset=False)
     return z_new, DelayedLIFFeedForwardState(v_new, i_decayed, past)

@@ -7,7 +7,7 @@ Every module has ``forward(input_tensor, state=None) -> (output, state)``, so
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from norse.torch.functional.lif import LIFParameters
@@ -58,14 +58,43 @@ def _check_dt(dt: float) -> float:
     return dt
 
 
-def _weight(name: str, given: Optional[torch.Tensor], shape: Tuple[int, int], std: float) -> nn.Parameter:
-    if given is None:
-        return nn.Parameter(torch.randn(shape) * std)
+def _check_given(name: str, given: object, shape: Tuple[int, int]) -> None:
+    """Validate a user-passed weight tensor (type, floating dtype, shape)."""
     if not isinstance(given, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(given).__name__}")
+    if not given.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {given.dtype}")
     if tuple(given.shape) != tuple(shape):
         raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(given.shape)}")
-    return nn.Parameter(given.detach().clone().float())
+
+
+def _factory(**given: Optional[torch.Tensor]) -> Dict[str, Any]:
+    """``dtype``/``device`` of the passed weights (empty when none is passed), so that the
+    layer's other tensors follow them; passed weights must agree on both."""
+    passed = {k: t for k, t in given.items() if t is not None}
+    if not passed:
+        return {}
+    (k0, t0), *rest = passed.items()
+    for k, t in rest:
+        if t.dtype != t0.dtype or t.device != t0.device:
+            raise ValueError(
+                f"{k}: expected the dtype and device of {k0} ({t0.dtype}, {t0.device}), got "
+                f"({t.dtype}, {t.device})"
+            )
+    return {"dtype": t0.dtype, "device": t0.device}
+
+
+def _weight(
+    given: Optional[torch.Tensor], shape: Tuple[int, int], std: float, factory: Dict[str, Any]
+) -> nn.Parameter:
+    """The weight parameter: Norse's ``randn * std`` when ``given`` is ``None``; else, as Norse
+    stores the passed tensor itself, ``given`` if it is a Parameter, otherwise a Parameter
+    sharing its storage (same dtype and device, no copy)."""
+    if given is None:
+        return nn.Parameter(torch.randn(shape, **factory) * std)
+    if isinstance(given, nn.Parameter):
+        return given
+    return nn.Parameter(given.detach())
 
 
 class _DelayedLIFRecurrentBase(DelayLayerMixin, nn.Module):
@@ -100,15 +129,23 @@ class _DelayedLIFRecurrentBase(DelayLayerMixin, nn.Module):
         self.dt = _check_dt(dt)
         self.autapses = bool(autapses)
         n, i = self.hidden_size, self.input_size
+        if input_weights is not None:
+            _check_given("input_weights", input_weights, (n, i))
+        if recurrent_weights is not None:
+            _check_given("recurrent_weights", recurrent_weights, (n, n))
+        kw = _factory(input_weights=input_weights, recurrent_weights=recurrent_weights)
         std = (2.0 / n) ** 0.5  # Norse's initialisation
-        self.input_weights = _weight("input_weights", input_weights, (n, i), std)
-        self.recurrent_weights = _weight("recurrent_weights", recurrent_weights, (n, n), std)
-        if not self.autapses:
+        self.input_weights = _weight(input_weights, (n, i), std, kw)
+        self.recurrent_weights = _weight(recurrent_weights, (n, n), std, kw)
+        if not self.autapses:  # in place, on the passed tensor too (as Norse)
             with torch.no_grad():
                 self.recurrent_weights.fill_diagonal_(0.0)
-        self.register_buffer("_autapse_mask", 1.0 - torch.eye(n), persistent=False)
+        self.register_buffer("_autapse_mask", 1.0 - torch.eye(n, **kw), persistent=False)
         shape = (n,) if delay_type == "axonal" else (n, n)
-        d = init_delays("delay_init", shape, self.max_delay, 1, delay_init, delay_std, None, None)
+        d = init_delays(
+            "delay_init", shape, self.max_delay, 1, delay_init, delay_std, kw.get("dtype"),
+            kw.get("device"),
+        )
         self.delays = nn.Parameter(d, requires_grad=bool(learn_delays))
 
     def effective_recurrent_weights(self) -> torch.Tensor:
@@ -179,6 +216,11 @@ class DelayedLIFRecurrentCell(_DelayedLIFRecurrentBase):
         is zeroed and kept at zero).
     input_weights, recurrent_weights : torch.Tensor, optional
         Initial weights ``(N, I)`` and ``(N, N)``; default Norse's ``randn * sqrt(2 / N)``.
+        Like Norse, a passed tensor is not copied: an ``nn.Parameter`` is used as is, any other
+        floating-point tensor is wrapped in a Parameter sharing its storage. Its dtype and
+        device are kept, and the layer's other tensors follow them (both passed weights must
+        agree). Without ``autapses`` the diagonal of the passed recurrent tensor is zeroed in
+        place, as Norse does.
     sigma : float
         Extra half-width of the interpolation triangle.
     interpolation : {"triangle", "round"}
@@ -290,13 +332,19 @@ class _DelayedLIFBase(DelayLayerMixin, nn.Module):
         self.p = _as_lif_parameters(p)
         self.dt = _check_dt(dt)
         n, i = self.hidden_size, self.input_size
-        self.weight = _weight("weight", weight, (n, i), (2.0 / n) ** 0.5)
+        if weight is not None:
+            _check_given("weight", weight, (n, i))
+        kw = _factory(weight=weight)
+        self.weight = _weight(weight, (n, i), (2.0 / n) ** 0.5, kw)
         if bias:
-            self.bias = nn.Parameter(torch.zeros(n))
+            self.bias = nn.Parameter(torch.zeros(n, **kw))
         else:
             self.register_parameter("bias", None)
         shape = {"synaptic": (n, i), "axonal": (i,), "dendritic": (n,)}[delay_type]
-        d = init_delays("delay_init", shape, self.max_delay, 0, delay_init, delay_std, None, None)
+        d = init_delays(
+            "delay_init", shape, self.max_delay, 0, delay_init, delay_std, kw.get("dtype"),
+            kw.get("device"),
+        )
         self.delays = nn.Parameter(d, requires_grad=bool(learn_delays))
 
     def _zero_state(self, batch_shape: Tuple[int, ...], like: torch.Tensor) -> DelayedLIFFeedForwardState:
@@ -335,7 +383,9 @@ class DelayedLIFCell(_DelayedLIFBase):
 
     ``i += delayed_linear(x)`` (synaptic, axonal or dendritic delays in ``[0, max_delay]``
     steps, the kernel of :class:`snn_delays_ext.DelayedLinear`), then Norse's ``LIFCell``
-    Euler step. With every delay 0 it is ``torch.nn.Linear`` followed by Norse's ``LIFCell``.
+    Euler step. With every delay 0 it is ``torch.nn.Linear`` followed by Norse's ``LIFCell``,
+    values and surrogate gradients alike (the reset keeps the spike's gradient, as Norse's
+    ``lif_feed_forward_step``).
 
     Parameters
     ----------
@@ -349,7 +399,10 @@ class DelayedLIFCell(_DelayedLIFBase):
     bias : bool
         Learn a bias of the linear map (default ``False``).
     weight : torch.Tensor, optional
-        Initial ``(N, I)`` weights (default ``randn * sqrt(2 / N)``, as Norse).
+        Initial ``(N, I)`` weights (default ``randn * sqrt(2 / N)``, as Norse). Not copied, as
+        Norse's ``input_weights``: an ``nn.Parameter`` is used as is, any other floating-point
+        tensor is wrapped in a Parameter sharing its storage; its dtype and device are kept and
+        the bias and delays follow them.
     sigma, interpolation, delay_init, delay_std, learn_delays
         As for :class:`snn_delays_ext.DelayedLinear`.
 
@@ -384,7 +437,7 @@ class DelayedLIFCell(_DelayedLIFBase):
             input_tensor.unsqueeze(0), self.weight, self.bias, self.delays, self.max_delay,
             self.delay_type, self._sigma, self.interpolation, state.past,
         )
-        z, v, i = _lif_update(state.i + y[0], state.v, self.p, self.dt)
+        z, v, i = _lif_update(state.i + y[0], state.v, self.p, self.dt, detach_reset=False)
         return z, DelayedLIFFeedForwardState(v, i, past)
 
 
@@ -429,6 +482,6 @@ class DelayedLIF(_DelayedLIFBase):
         v, i = state.v, state.i
         out = []
         for t in range(input_tensor.shape[0]):
-            z, v, i = _lif_update(i + y[t], v, self.p, self.dt)
+            z, v, i = _lif_update(i + y[t], v, self.p, self.dt, detach_reset=False)
             out.append(z)
         return torch.stack(out), DelayedLIFFeedForwardState(v, i, past)
