@@ -125,6 +125,8 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         As in snnTorch: a quantiser applied to the membrane after every update (e.g.
         ``snntorch.functional.quant.state_quant``).
 
+    Notes
+    -----
     The ``graded_spikes_factor`` buffer of snnTorch neurons is honoured too (spikes of that
     height, fed back and returned). ``inhibition``, ``state_quant``, ``graded_spikes_factor``
     other than 1 and ``reset_delay=False`` run on the plain-PyTorch path.

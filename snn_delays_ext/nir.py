@@ -18,12 +18,18 @@ Units and conventions
   branches sum into the next node (NIR sums every edge that enters a node); dendritic delays
   ``(out,)`` are a ``Delay`` after the weights (``Linear -> Delay``) with the bias, which is not
   delayed, on a parallel zero-weight ``Affine`` branch. Each delayed map is one sub-graph.
+  A connection of weight exactly 0 is in no branch, so every delayed layer's sub-graph also
+  records the layer's whole-step delays as ``metadata["delay_steps"]``; :func:`import_from_nir`
+  takes the delays of zero-weight connections from there.
 * **Recurrent delays**: a recurrent layer is a sub-graph ``input -> neuron -> output`` with the
   recurrent edge ``neuron -> [Delay] -> Affine -> neuron``. The recurrent edge itself carries the
   one-step latency every discrete-time simulator gives a recurrent connection (as in snnTorch's
   own ``RLeaky`` export, which has no ``Delay``), so a recurrent lag of ``l >= 1`` steps is
   written as a ``Delay`` of ``(l - 1) * dt`` (none for lag 1); axonal delays are one ``Delay``
-  before the recurrent weights, synaptic delays one branch per distinct lag.
+  before the recurrent weights, synaptic delays one branch per distinct lag. One-to-one
+  recurrence (``all_to_all=False``, weight ``V``) is the diagonal matrix ``diag(V)``.
+  :func:`import_from_nir` also reads such a loop written at the top level (snnTorch's own
+  ``RLeaky`` export: ``lif -> w_rec -> lif`` beside the chain, not in a sub-graph).
 * **Neurons** follow snnTorch's NIR convention: ``Leaky(beta)`` is ``nir.LIF`` with
   ``tau = dt / (1 - beta)``, ``r = tau / dt``, ``v_leak = 0``, ``v_reset = 0``; ``Synaptic``
   is ``nir.CubaLIF`` with ``tau_syn = dt / (1 - alpha)``, ``tau_mem = dt / (1 - beta)``,
@@ -36,7 +42,9 @@ Units and conventions
   reset one step later. NIR cannot say that, so each neuron node also carries
   ``metadata`` (``beta``, ``alpha``, ``reset_mechanism``, ``reset_delay``, or Norse's parameters)
   that :func:`import_from_nir` uses to rebuild the exact neuron; without metadata a node is read
-  with NIR's semantics.
+  with NIR's semantics. So only ``reset_mechanism="zero", reset_delay=False`` exports to what
+  other NIR tools simulate exactly (no warning is given otherwise). ``graded_spikes_factor``
+  other than 1, ``inhibition`` and ``state_quant`` have no NIR form: export refuses them.
 """
 
 from __future__ import annotations
@@ -66,6 +74,8 @@ from .functional.interpolation import round_half_up
 __all__ = ["export_to_nir", "import_from_nir"]
 
 _SKIP = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.AlphaDropout)
+# a Delay holds whole steps when within this many ulps (relative to the lag) of an integer
+_LAG_ULPS = 4
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,6 +217,24 @@ def _snn_neuron_meta(m: nn.Module, n: int) -> Dict[str, Any]:
     }
 
 
+def _check_nir_neuron(m: nn.Module, name: str) -> None:
+    """Refuse the snnTorch neuron options that NIR's ``LIF`` / ``CubaLIF`` cannot represent."""
+    found = []
+    g = _np(getattr(m, "graded_spikes_factor", 1.0)).reshape(-1)
+    if g.size and not np.all(g == 1.0):
+        found.append(f"graded_spikes_factor={float(g[0]) if g.size == 1 else g[:4].tolist()}")
+    if bool(getattr(m, "inhibition", False)):
+        found.append("inhibition=True")
+    if getattr(m, "state_quant", False) not in (False, None):
+        found.append("state_quant set")
+    if found:
+        raise ValueError(
+            f"net: module {name!r} ({type(m).__name__}) has {', '.join(found)}, which NIR's "
+            "LIF/CubaLIF neuron cannot represent: expected graded_spikes_factor=1, "
+            "inhibition=False and state_quant=False"
+        )
+
+
 def _leaky_node(m: nn.Module, n: int, dt: float) -> nir.LIF:
     beta = _vec(m.beta.clamp(0, 1), n, "beta")
     tau = _tau(beta, dt)
@@ -251,12 +279,14 @@ def _export_module(
         edges: List[Tuple[str, str]] = []
         b = None if m.bias is None else _np(m.bias)
         _add_delayed_map(nodes, edges, "input", "output", _np(m.weight), b, lags, m.delay_type, dt, "")
-        meta = {"module": "DelayedLinear", "delay_type": m.delay_type, "max_delay": int(m.max_delay)}
+        meta = {"module": "DelayedLinear", "delay_type": m.delay_type, "max_delay": int(m.max_delay),
+                "delay_steps": lags}
         return _subgraph(n_in, m.out_features, nodes, edges, meta), m.out_features
     if isinstance(m, nn.Linear):
         need_in(m.in_features, "input features")
         return _affine(_np(m.weight), None if m.bias is None else _np(m.bias)), m.out_features
     if isinstance(m, snn.Synaptic) and not isinstance(m, snn.RSynaptic):
+        _check_nir_neuron(m, name)
         n = n_in
         alpha = _vec(m.alpha.clamp(0, 1), n, "alpha")
         beta = _vec(m.beta.clamp(0, 1), n, "beta")
@@ -269,30 +299,47 @@ def _export_module(
             w_in=tau_syn / dt, metadata=meta,
         ), n
     if isinstance(m, snn.Leaky) and not isinstance(m, snn.RLeaky):
-        if float(_np(m.graded_spikes_factor).reshape(-1)[0]) != 1.0:
-            raise ValueError(f"net: module {name!r}: graded_spikes_factor != 1 has no NIR equivalent")
+        _check_nir_neuron(m, name)
         return _leaky_node(m, n_in, dt), n_in
     if isinstance(m, snn.RLeaky):
-        if not m.all_to_all or not isinstance(getattr(m, "recurrent", None), nn.Linear):
+        _check_nir_neuron(m, name)
+        rec = getattr(m, "recurrent", None)
+        if m.all_to_all and not isinstance(rec, nn.Linear):
             raise TypeError(
-                f"net: module {name!r} (RLeaky with all_to_all=False or convolutional recurrence) "
-                "is not supported by export_to_nir"
+                f"net: module {name!r} (RLeaky with convolutional recurrence) is not supported by "
+                "export_to_nir"
             )
-        n = m.recurrent.out_features
+        if isinstance(m, DelayedRecurrentLeaky):
+            n = int(m.linear_features)
+            w_t, b_t = m._weights()  # all_to_all=False: the diagonal matrix of V
+            w, b = _np(w_t), None if b_t is None else _np(b_t)
+        elif m.all_to_all:
+            n = rec.out_features
+            w, b = _np(rec.weight), None if rec.bias is None else _np(rec.bias)
+        else:  # snnTorch's one-to-one recurrence x * V: a diagonal weight matrix
+            n = n_in
+            v = _np(m.V).reshape(-1)
+            if v.size not in (1, n):
+                raise ValueError(
+                    f"net: module {name!r} (RLeaky, all_to_all=False) has V of {v.size} values, "
+                    f"but the previous layer gives {n} features (expected 1 or {n})"
+                )
+            w, b = np.diag(np.broadcast_to(v, (n,))).astype(np.float32), None
         need_in(n, "input features (linear_features)")
         nodes = {"lif": _leaky_node(m, n, dt)}
         edges = [("input", "lif"), ("lif", "output")]
-        w, b = _np(m.recurrent.weight), None if m.recurrent.bias is None else _np(m.recurrent.bias)
         if isinstance(m, DelayedRecurrentLeaky):
-            lags = _steps(m, max_hw, name) - 1  # the recurrent edge carries one step itself
+            steps = _steps(m, max_hw, name)
+            lags = steps - 1  # the recurrent edge carries one step itself
             if not lags.any():
                 lags = None
             _add_delayed_map(nodes, edges, "lif", "lif", w, b, lags, m.delay_type, dt, "rec_")
             meta = {"module": "DelayedRecurrentLeaky", "delay_type": m.delay_type,
-                    "max_delay": int(m.max_delay)}
+                    "max_delay": int(m.max_delay), "delay_steps": steps,
+                    "all_to_all": int(bool(m.all_to_all))}
         else:
             _add_delayed_map(nodes, edges, "lif", "lif", w, b, None, "axonal", dt, "rec_")
-            meta = {"module": "RLeaky"}
+            meta = {"module": "RLeaky", "all_to_all": int(bool(m.all_to_all))}
         return _subgraph(n, n, nodes, edges, meta), n
     if norse_mods and isinstance(m, norse_mods["recurrent"]):
         need_in(m.input_size, "input features")
@@ -300,13 +347,14 @@ def _export_module(
         nodes = {"lif": _norse_cubalif(m.p, n, m.dt, type(m).__name__)}
         edges = [("lif", "output")]
         _add_delayed_map(nodes, edges, "input", "lif", _np(m.input_weights), None, None, "axonal", dt, "in_")
-        lags = _steps(m, max_hw, name) - 1
+        steps = _steps(m, max_hw, name)
+        lags = steps - 1
         if not lags.any():
             lags = None
         _add_delayed_map(nodes, edges, "lif", "lif", _np(m.effective_recurrent_weights()), None,
                          lags, m.delay_type, dt, "rec_")
         meta = {"module": type(m).__name__, "delay_type": m.delay_type,
-                "max_delay": int(m.max_delay), "autapses": int(m.autapses)}
+                "max_delay": int(m.max_delay), "autapses": int(m.autapses), "delay_steps": steps}
         _check_norse_dt(m, dt, name)
         return _subgraph(n_in, n, nodes, edges, meta), n
     if norse_mods and isinstance(m, norse_mods["norse_recurrent"]):
@@ -326,9 +374,10 @@ def _export_module(
         nodes = {"lif": _norse_cubalif(m.p, n, m.dt, type(m).__name__)}
         edges = [("lif", "output")]
         b = None if m.bias is None else _np(m.bias)
-        _add_delayed_map(nodes, edges, "input", "lif", _np(m.weight), b, _steps(m, max_hw, name),
-                         m.delay_type, dt, "in_")
-        meta = {"module": type(m).__name__, "delay_type": m.delay_type, "max_delay": int(m.max_delay)}
+        steps = _steps(m, max_hw, name)
+        _add_delayed_map(nodes, edges, "input", "lif", _np(m.weight), b, steps, m.delay_type, dt, "in_")
+        meta = {"module": type(m).__name__, "delay_type": m.delay_type, "max_delay": int(m.max_delay),
+                "delay_steps": steps}
         _check_norse_dt(m, dt, name)
         return _subgraph(n_in, n, nodes, edges, meta), n
     if norse_mods and isinstance(m, norse_mods["lif"]):
@@ -462,11 +511,13 @@ def export_to_nir(
         outside modules, skip connections and a layer used at two places in the chain are not
         seen, so keep such a module a plain chain). Supported layers: ``torch.nn.Linear``,
         :class:`~snn_delays_ext.DelayedLinear`, ``snntorch.Leaky``, ``snntorch.Synaptic``,
-        ``snntorch.RLeaky`` (all-to-all), :class:`~snn_delays_ext.DelayedRecurrentLeaky`, the
+        ``snntorch.RLeaky`` (dense or one-to-one, not convolutional),
+        :class:`~snn_delays_ext.DelayedRecurrentLeaky`, the
         Norse-flavour modules of :mod:`snn_delays_ext.norse` and Norse's ``LIFCell``, ``LIF``,
         ``LIFRecurrentCell`` and ``LIFRecurrent``;
         ``Identity`` and ``Dropout`` are skipped. Anything else raises a ``TypeError`` naming
-        the module.
+        the module; a neuron with ``graded_spikes_factor`` other than 1, ``inhibition=True`` or
+        ``state_quant`` raises a ``ValueError`` (NIR's neurons cannot represent them).
     sample_data : torch.Tensor
         An input ``(B, F)`` or ``(T, B, F)``: gives the input width and, for a module that is not
         a ``Sequential``, the call order of its layers (the network is run once on it without
@@ -565,12 +616,29 @@ def _validate(graph: "nir.NIRGraph") -> None:
 # import
 # ---------------------------------------------------------------------------------------------
 def _lags_of(delay: np.ndarray, dt: float, where: str) -> np.ndarray:
-    steps = np.asarray(delay, dtype=np.float64) / dt
+    """Whole-step lags of a ``Delay`` node's delays (seconds).
+
+    A delay counts as whole when it is within a few units in the last place of a whole number
+    of steps: ``|steps - round(steps)| <= 4 * eps * max(|steps|, 1)``, ``eps`` the machine
+    epsilon of the node's floating dtype, and at least float32's (``l * dt`` stored as float32,
+    or written with a float32 ``dt``, is off by about ``eps32 * l`` steps, more than a fixed
+    tolerance allows for long delays); a genuinely fractional delay (3.4 steps) is refused.
+    """
+    arr = np.asarray(delay)
+    eps = float(np.finfo(np.float32).eps)
+    if np.issubdtype(arr.dtype, np.floating):
+        eps = max(eps, float(np.finfo(arr.dtype).eps))
+    steps = arr.astype(np.float64) / dt
+    if not np.all(np.isfinite(steps)):
+        raise ValueError(f"graph: the Delay node {where!r} holds non-finite delays")
     rounded = np.floor(steps + 0.5)
-    if not np.allclose(steps, rounded, rtol=0, atol=1e-6):
+    tol = _LAG_ULPS * eps * np.maximum(np.abs(steps), 1.0)
+    off = np.abs(steps - rounded) > tol
+    if off.any():
+        bad = steps[off].ravel()
         raise ValueError(
-            f"dt: the Delay node {where!r} holds delays {np.asarray(delay).ravel()[:4]}... s that "
-            f"are not whole multiples of dt={dt}"
+            f"dt: the Delay node {where!r} holds delays that are not whole multiples of "
+            f"dt={dt} s: {arr[off].ravel()[:4].tolist()} s = {bad[:4].tolist()} steps"
         )
     if (rounded < 0).any():
         raise ValueError(f"graph: the Delay node {where!r} holds negative delays")
@@ -695,7 +763,11 @@ def _snn_neuron(node: nir.NIRNode, key: str, dt: float, recurrent_n: Optional[in
         tau = np.asarray(node.tau, dtype=np.float64)
         beta = meta["beta"] if "beta" in meta else np.where(np.isinf(tau), 1.0, 1.0 - dt / tau)
         if "beta" not in meta and not np.allclose(np.asarray(node.r), tau / dt, rtol=1e-6):
-            raise TypeError(f"graph: node {key!r}: r != tau / dt has no snnTorch Leaky equivalent")
+            raise TypeError(
+                f"graph: node {key!r}: r != tau / dt (dt={dt} s) has no snnTorch Leaky "
+                "equivalent; check dt (snnTorch's own export_to_nir writes r = tau / 1e-4: "
+                "import its graphs with dt=1e-4)"
+            )
         kw = {"beta": _param(beta)}
     else:
         tau_syn = np.asarray(node.tau_syn, dtype=np.float64)
@@ -726,18 +798,54 @@ def _norse_params(node: nir.CubaLIF):
     )
 
 
-def _as_exported(mp: _Map, meta: Dict[str, Any]) -> _Map:
+def _with_saved_lags(
+    lags: np.ndarray, weight: np.ndarray, meta: Dict[str, Any], offset: int, where: str
+) -> np.ndarray:
+    """Complete a synaptic lag matrix parsed from a graph with the one the exporter saved.
+
+    A branch ``Delay(d) -> Linear(W * [L == d])`` says nothing about the lag of a connection
+    whose weight is exactly 0, so the parsed lag of such a connection is 0. The exporter saves
+    the layer's whole-step delays as ``metadata["delay_steps"]`` (for a recurrent layer
+    including the one step of the recurrent edge, hence ``offset``); they fill in the lags of
+    zero-weight connections. The graph decides every other lag, so a graph edited after export
+    is still read as it now is. Graphs without that metadata (other tools) are unchanged.
+    """
+    if "delay_steps" not in meta or lags.ndim != 2:
+        return lags
+    saved = np.asarray(meta["delay_steps"])
+    ok = saved.shape == lags.shape and saved.dtype.kind in "iuf"
+    if ok:
+        saved = saved.astype(np.float64) - offset
+        ok = bool(np.all(np.isfinite(saved)) and np.all(saved == np.round(saved)) and np.all(saved >= 0))
+    if not ok:
+        warnings.warn(
+            f"import_from_nir: sub-graph {where!r}: metadata['delay_steps'] (shape "
+            f"{saved.shape}) does not fit the {lags.shape} synaptic delays of the graph, or holds "
+            "values that are not whole steps; ignored",
+            stacklevel=4,
+        )
+        return lags
+    return np.where(np.asarray(weight) != 0, lags, saved.astype(np.int64))
+
+
+def _as_exported(mp: _Map, meta: Dict[str, Any], where: str) -> _Map:
     """Give a parsed map the delay type the exporter recorded (an all-zero or all-equal
-    synaptic delay matrix has the structure of a plain or an axonal map)."""
+    synaptic delay matrix has the structure of a plain or an axonal map) and the saved lags of
+    its zero-weight connections."""
     want = _meta_str(meta, "delay_type")
     if _meta_str(meta, "module") not in ("DelayedLinear", "DelayedLIF", "DelayedLIFCell") or not want:
         return mp
     out_f, in_f = mp.weight.shape
-    shape = {"synaptic": (out_f, in_f), "axonal": (in_f,), "dendritic": (out_f,)}[want]
+    shapes = {"synaptic": (out_f, in_f), "axonal": (in_f,), "dendritic": (out_f,)}
+    if want not in shapes:
+        return mp
+    shape = shapes[want]
     if mp.lags is None:
-        return _Map(mp.weight, mp.bias, np.zeros(shape, dtype=np.int64), want)
-    if want == "synaptic" and mp.delay_type == "axonal":
-        return _Map(mp.weight, mp.bias, np.broadcast_to(mp.lags[None, :], shape).copy(), want)
+        mp = _Map(mp.weight, mp.bias, np.zeros(shape, dtype=np.int64), want)
+    elif want == "synaptic" and mp.delay_type == "axonal":
+        mp = _Map(mp.weight, mp.bias, np.broadcast_to(mp.lags[None, :], shape).copy(), want)
+    if mp.delay_type == "synaptic":
+        mp = _Map(mp.weight, mp.bias, _with_saved_lags(mp.lags, mp.weight, meta, 0, where), "synaptic")
     return mp
 
 
@@ -786,7 +894,7 @@ def _import_node(key: str, node: nir.NIRNode, dt: float, flavour: str, seq: bool
             mp = _parse_map(node, gin, gout, dt, key)
             if mp is None:
                 return nn.Identity()
-            return _delayed_linear_from(_as_exported(mp, meta), max_delay)
+            return _delayed_linear_from(_as_exported(mp, meta, key), max_delay)
         neuron = node.nodes[nk]
         rec = _parse_map_or_none(node, nk, nk, dt, key)
         inp = _parse_map(node, gin, nk, dt, key)
@@ -801,6 +909,14 @@ def _import_node(key: str, node: nir.NIRNode, dt: float, flavour: str, seq: bool
         kw = _snn_neuron(neuron, nk, dt)
         n = rec.weight.shape[0]
         has_delays = rec.lags is not None
+        # one-to-one recurrence (all_to_all=False) when exported so and still diagonal, unbiased
+        diag = np.diag(np.asarray(rec.weight, dtype=np.float64)).copy()
+        one_to_one = (
+            not bool(int(meta.get("all_to_all", 1))) and rec.bias is None
+            and np.array_equal(np.asarray(rec.weight), np.diag(diag))
+            and (not has_delays or rec.lags.ndim == 1)
+        )
+        v_kw = {"all_to_all": False, "V": _t(diag)} if one_to_one else {}
         if has_delays or _meta_str(meta, "module") == "DelayedRecurrentLeaky":
             dtype = _meta_str(meta, "delay_type") or rec.delay_type or "axonal"
             lags = rec.lags if has_delays else np.zeros((n,), dtype=np.int64)
@@ -808,11 +924,17 @@ def _import_node(key: str, node: nir.NIRNode, dt: float, flavour: str, seq: bool
                 lags = np.broadcast_to(lags[None, :], (n, n))
             if dtype == "axonal" and lags.ndim == 2:
                 dtype = "synaptic"
+            if dtype == "synaptic":
+                lags = _with_saved_lags(lags, rec.weight, meta, 1, key)
             md = max(1, int(lags.max()) + 1, int(max_delay or 0))
             layer = DelayedRecurrentLeaky(
                 linear_features=n, max_delay=md, delay_type=dtype, init_hidden=True,
-                bias=rec.bias is not None, delay_init=_t(lags + 1), **kw,
+                bias=rec.bias is not None, delay_init=_t(lags + 1), **v_kw, **kw,
             )
+            if one_to_one:
+                return layer
+        elif one_to_one:
+            return snn.RLeaky(init_hidden=True, **v_kw, **kw)
         else:
             layer = snn.RLeaky(linear_features=n, init_hidden=True, **kw)
             if rec.bias is None:
@@ -881,14 +1003,18 @@ def _import_norse(key, g, neuron, inp, rec, dt, seq, meta, max_delay):
                         recurrent_weights=nn.Parameter(_t(rec.weight)))
         dtype = _meta_str(meta, "delay_type") or rec.delay_type or "axonal"
         lags = rec.lags if rec.lags is not None else np.zeros((n,) if dtype == "axonal" else (n, n), dtype=np.int64)
+        if dtype == "synaptic" and lags.ndim == 1:
+            lags = np.broadcast_to(lags[None, :], (n, n))
         if dtype == "axonal" and lags.ndim == 2:
             dtype = "synaptic"
+        if dtype == "synaptic":
+            lags = _with_saved_lags(lags, rec.weight, meta, 1, key)
         md = max(1, int(lags.max()) + 1, int(max_delay or 0))
         cls = DelayedLIFRecurrent if seq else DelayedLIFRecurrentCell
         return cls(i, n, max_delay=md, p=p, dt=dt, delay_type=dtype, autapses=autapses,
                    input_weights=_t(inp.weight), recurrent_weights=_t(rec.weight),
                    delay_init=_t(lags + 1))
-    inp = _as_exported(inp, meta)
+    inp = _as_exported(inp, meta, key)
     lags = inp.lags
     dtype = inp.delay_type or "axonal"
     if lags is None:
@@ -903,6 +1029,76 @@ def _import_norse(key, g, neuron, inp, rec, dt, seq, meta, max_delay):
     return layer
 
 
+def _reach(nodes: Dict[str, Any], edges: List[Tuple[str, str]], start: str, forward: bool) -> set:
+    """Nodes reached from ``start`` along (``forward``) or against the edges, without passing
+    through ``start`` itself or an Input / Output node."""
+    seen: set = set()
+    stack = [start]
+    while stack:
+        cur = stack.pop()
+        for a, b in edges:
+            nxt = b if forward and a == cur else a if not forward and b == cur else None
+            if nxt is None or nxt in seen or nxt == start:
+                continue
+            if isinstance(nodes[nxt], (nir.Input, nir.Output)):
+                continue
+            seen.add(nxt)
+            stack.append(nxt)
+    return seen
+
+
+def _fold_top_level_loops(graph: "nir.NIRGraph") -> "nir.NIRGraph":
+    """Move each top-level recurrent loop into a sub-graph.
+
+    snnTorch's own export of an ``RLeaky`` (through nirtorch) writes the recurrent layer at the
+    top level: ``prev -> lif``, ``lif -> w_rec -> lif``, ``lif -> next``. The loop through a
+    neuron node (the nodes it reaches that reach it back) becomes the sub-graph
+    ``input -> lif -> output`` with the loop inside, under the neuron's key: the layout
+    :func:`export_to_nir` writes. Returns ``graph`` itself when it has no such loop.
+    """
+    nodes = dict(graph.nodes)
+    edges = list(graph.edges)
+    folded = False
+    for key, neuron in graph.nodes.items():
+        if not isinstance(neuron, (nir.LIF, nir.CubaLIF)):
+            continue
+        loop = _reach(nodes, edges, key, True) & _reach(nodes, edges, key, False)
+        if not loop:
+            continue
+        expected = (
+            "import_from_nir reads a top-level loop only as a neuron node and a recurrent map "
+            "between its output and its own input (neuron -> [Delay] -> Affine/Linear -> "
+            "[Delay] -> neuron, as snnTorch's RLeaky export writes)"
+        )
+        others = sorted(k for k in loop if isinstance(nodes[k], (nir.LIF, nir.CubaLIF, nir.NIRGraph)))
+        if others:
+            raise TypeError(
+                f"graph: the top-level loop through neuron node {key!r} also passes through "
+                f"{others}; {expected}"
+            )
+        leaks = sorted((a, b) for a, b in edges if (a in loop) != (b in loop) and key not in (a, b))
+        if leaks:
+            raise TypeError(
+                f"graph: the top-level loop through neuron node {key!r} ({sorted(loop)}) has edges "
+                f"to or from other nodes: {leaks}; {expected}"
+            )
+        members = loop | {key}
+        shape = np.asarray(neuron.input_type["input"])
+        inner = {"input": nir.Input(input_type={"input": shape.copy()}), key: neuron}
+        inner.update({k: nodes[k] for k in loop})
+        inner["output"] = nir.Output(output_type={"output": shape.copy()})
+        inner_edges = [("input", key)] + [(a, b) for a, b in edges if a in members and b in members]
+        inner_edges.append((key, "output"))
+        for k in loop:
+            del nodes[k]
+        nodes[key] = nir.NIRGraph(nodes=inner, edges=inner_edges, metadata={}, type_check=False)
+        edges = [(a, b) for a, b in edges if not (a in members and b in members)]
+        folded = True
+    if not folded:
+        return graph
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=dict(graph.metadata or {}), type_check=False)
+
+
 def import_from_nir(graph: "nir.NIRGraph", dt: Optional[float] = None) -> nn.Module:
     """Build the PyTorch network an NIR graph describes.
 
@@ -910,8 +1106,12 @@ def import_from_nir(graph: "nir.NIRGraph", dt: Optional[float] = None) -> nn.Mod
     ----------
     graph : nir.NIRGraph
         A chain ``input -> ... -> output`` of ``Affine`` / ``Linear`` / ``LIF`` / ``CubaLIF``
-        nodes and of sub-graphs as :func:`export_to_nir` writes them (delayed maps, recurrent
-        layers with or without ``Delay`` nodes).
+        / ``Delay`` nodes and of sub-graphs as :func:`export_to_nir` writes them (delayed maps,
+        recurrent layers with or without ``Delay`` nodes); a recurrent loop
+        ``lif -> [Delay] -> Affine/Linear -> lif`` may also sit at the top level, as snnTorch's
+        own export writes ``RLeaky`` (its graphs need ``dt=1e-4``, the step it writes time
+        constants with). ``Delay`` values must be whole multiples of ``dt`` up to a few units in
+        the last place of their dtype.
     dt : float, optional
         Time step in seconds (default: ``graph.metadata["dt"]``, which export writes). Delays
         must be whole multiples of it.
@@ -946,6 +1146,7 @@ def import_from_nir(graph: "nir.NIRGraph", dt: Optional[float] = None) -> nn.Mod
             raise ValueError("dt: the graph records no time step; pass dt (seconds)")
         dt = float(meta["dt"])
     dt = _check_dt(dt)
+    graph = _fold_top_level_loops(graph)
     flavour = _meta_str(meta, "flavour", "snntorch")
     seq = _meta_str(meta, "norse_mode", "step") == "sequence"
     succ: Dict[str, List[str]] = {}

@@ -377,3 +377,210 @@ def test_round_interpolation_exports_exactly_without_quantizing():
     out = _run_steps(net, x)
     assert 0 < float(out.mean()) < 1
     torch.testing.assert_close(_run_steps(net2, x), out, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# float32 Delay nodes, zero-weight delays, snnTorch's own RLeaky layout, one-to-one recurrence
+# ---------------------------------------------------------------------------------------------
+def _float32_delays(graph):
+    """The graph with every Delay node's delays stored as float32 (as some tools write them)."""
+    for node in graph.nodes.values():
+        if isinstance(node, nir.NIRGraph):
+            _float32_delays(node)
+        elif isinstance(node, nir.Delay):
+            node.delay = np.asarray(node.delay, dtype=np.float32)
+    return graph
+
+
+def test_float32_delay_nodes_with_long_lags_import_exactly():
+    lags = torch.tensor([0.0, 3.0, 37.0, 64.0, 129.0, 200.0])
+    net = nn.Sequential(
+        sde.DelayedLinear(6, 4, max_delay=200, delay_type="axonal", delay_init=lags),
+        sde.DelayedLinear(4, 3, max_delay=200, delay_type="synaptic",
+                          delay_init=torch.tensor([[0.0, 33.0, 150.0, 199.0]] * 3)),
+    )
+    g = _float32_delays(export_to_nir(net, torch.zeros(1, 6), dt=DT))
+    assert g.nodes["0"].nodes["delay"].delay.dtype == np.float32
+    # float32(200 * 1e-3) / 1e-3 is 200.0000029...: whole up to float32 rounding
+    back = import_from_nir(g)
+    assert torch.equal(back[0].delays.detach(), lags)
+    assert torch.equal(back[1].delays.detach(), net[1].delays.detach())
+    x = torch.rand(220, 2, 6)
+    torch.testing.assert_close(back(x), net(x), rtol=0, atol=0)
+    # a genuinely fractional delay (3.4 steps) is still refused, whatever its dtype
+    for dtype in (np.float32, np.float64):
+        g.nodes["0"].nodes["delay"].delay = np.asarray([0.0, 3.4, 37, 64, 129, 200], dtype) * DT
+        with pytest.raises(ValueError, match=r"not whole multiples of dt.*3\.4"):
+            import_from_nir(g)
+    g.nodes["0"].nodes["delay"].delay = np.asarray([0, 3, 37, 64, 129, 200.4], np.float32) * DT
+    with pytest.raises(ValueError, match="not whole multiples of dt"):
+        import_from_nir(g)
+
+
+def test_zero_weight_connections_keep_their_delays_through_export_and_import(tmp_path):
+    """Pruned (exactly zero) weights: the graph's branches cannot say their delays, so the
+    exporter saves every delay in the sub-graph's metadata and the importer uses it."""
+    torch.manual_seed(7)
+    d_ff = torch.randint(0, 5, (6, 4)).float()
+    d_ff[:, 1] = 5.0  # lag 5 only on the pruned input 1: an all-zero branch
+    d_rec = torch.randint(1, 5, (6, 6)).float()
+    net = nn.Sequential(
+        sde.DelayedLinear(4, 6, max_delay=5, delay_type="synaptic", delay_init=d_ff),
+        sde.DelayedRecurrentLeaky(beta=0.85, linear_features=6, max_delay=4, delay_type="synaptic",
+                                  threshold=0.5, delay_init=d_rec, init_hidden=True),
+    )
+    with torch.no_grad():
+        net[0].weight.mul_(3.0)
+        net[0].weight[:, 1] = 0.0
+        net[0].weight[2, 3] = 0.0
+        net[1].recurrent.weight[torch.rand(6, 6) < 0.4] = 0.0
+    assert bool((net[1].recurrent.weight == 0).any())
+    x = _input(T=80, seed=8)
+    path = tmp_path / "pruned.nir"
+    nir.write(str(path), export_to_nir(net, x[0], dt=DT))
+    g = nir.read(str(path))
+    net2 = import_from_nir(g)
+    assert torch.equal(net2[0].delays.detach(), d_ff)
+    assert torch.equal(net2[1].delays.detach(), d_rec)
+    out, spk = _spikes_of(net, x)
+    assert 0 < float(out.mean()) < 1
+    torch.testing.assert_close(_run_steps(net2, x), out, rtol=0, atol=0)
+    torch.testing.assert_close(net2[1].recurrent.weight, net[1].recurrent.weight, rtol=0, atol=0)
+    # without that metadata (another tool's graph) the graph alone decides: same spikes
+    for key in ("0", "1"):
+        g.nodes[key].metadata.pop("delay_steps")
+    net3 = import_from_nir(g)
+    torch.testing.assert_close(_run_steps(net3, x), out, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("all_to_all", [True, False])
+def test_import_snntorch_own_rleaky_export(all_to_all):
+    """snnTorch's export_to_nir writes RLeaky's loop lif -> w_rec -> lif at the top level."""
+    snn_export = pytest.importorskip("snntorch.export_nir").export_to_nir
+    torch.manual_seed(10)
+    kw = {"linear_features": 5} if all_to_all else {"all_to_all": False, "V": torch.rand(5) - 0.3}
+    net = nn.Sequential(
+        nn.Linear(3, 5),
+        snn.RLeaky(beta=0.9, threshold=0.5, init_hidden=True, reset_mechanism="zero",
+                   reset_delay=False, **kw),
+    )
+    with torch.no_grad():
+        net[0].weight.mul_(2.0)
+    g = snn_export(net, torch.rand(3))
+    assert any(isinstance(v, nir.LIF) for v in g.nodes.values())  # no sub-graph
+    net2 = import_from_nir(g, dt=1e-4)  # snnTorch writes its time constants with dt = 1e-4 s
+    assert [type(m) for m in net2] == [nn.Linear, snn.RLeaky]
+    assert torch.equal(net2[1].beta, net[1].beta)
+    x = _input(T=100, F=3, seed=11)
+    out = _run_steps(net, x)
+    assert 0 < float(out.mean()) < 1
+    torch.testing.assert_close(_run_steps(net2, x), out, rtol=0, atol=0)
+    with pytest.raises(TypeError, match="dt=1e-4"):
+        import_from_nir(g, dt=DT)
+
+
+def test_import_top_level_recurrent_loop_with_delay_follows_nir_semantics():
+    rng = np.random.default_rng(12)
+    n_in, n = 3, 4
+    tau = np.full(n, 4e-3)
+    w_rec = rng.normal(0, 0.8, (n, n)).astype(np.float32)
+
+    def graph(extra_edges=()):
+        return nir.NIRGraph(
+            nodes={
+                "input": nir.Input(input_type={"input": np.array([n_in])}),
+                "w_in": nir.Linear(weight=rng.normal(0, 1.5, (n, n_in)).astype(np.float32)),
+                "lif": nir.LIF(tau=tau, r=tau / DT, v_leak=np.zeros(n), v_threshold=np.full(n, 0.5),
+                               v_reset=np.zeros(n)),
+                "d_rec": nir.Delay(delay=np.array([0.0, 2e-3, 1e-3, 4e-3])),
+                "w_rec": nir.Linear(weight=w_rec),
+                "output": nir.Output(output_type={"output": np.array([n])}),
+            },
+            edges=[("input", "w_in"), ("w_in", "lif"), ("lif", "d_rec"), ("d_rec", "w_rec"),
+                   ("w_rec", "lif"), ("lif", "output"), *extra_edges],
+            type_check=False,
+        )
+
+    g = graph()
+    net = import_from_nir(g, dt=DT)
+    assert isinstance(net[1], sde.DelayedRecurrentLeaky) and net[1].delay_type == "axonal"
+    assert net[1].delays.tolist() == [1.0, 3.0, 2.0, 5.0]  # the recurrent edge's step + Delay
+    assert set(g.nodes) >= {"lif", "d_rec", "w_rec"}  # the caller's graph is left as it was
+    x = _input(T=60, F=n_in, seed=13)
+    out = _run_steps(net, x)
+    sim = NirSim(g, DT, x.shape[1])
+    ref = np.stack([sim.step(x[t].numpy().astype(np.float64)) for t in range(x.shape[0])])
+    assert 0 < float(out.mean()) < 1
+    np.testing.assert_array_equal(out.numpy(), ref)
+    with pytest.raises(TypeError, match="top-level loop through neuron node 'lif'"):
+        import_from_nir(graph([("w_rec", "output")]), dt=DT)
+
+
+def test_one_to_one_recurrent_layers_export_as_diagonal_and_come_back():
+    torch.manual_seed(14)
+    v = torch.tensor([0.5, -0.3, 0.8, 0.2, -0.6])
+    v2 = torch.tensor([0.4, -0.2, 0.7, 0.1])
+    kw = {"init_hidden": True, "reset_mechanism": "zero", "reset_delay": False}
+    net = nn.Sequential(
+        nn.Linear(3, 5),
+        sde.DelayedRecurrentLeaky(beta=0.9, linear_features=5, max_delay=4, all_to_all=False, V=v,
+                                  threshold=0.5, delay_init=torch.tensor([1.0, 2.0, 4.0, 3.0, 1.0]),
+                                  **kw),
+        nn.Linear(5, 4),
+        snn.RLeaky(beta=0.8, all_to_all=False, V=v2, threshold=0.4, **kw),
+    )
+    with torch.no_grad():
+        net[0].weight.mul_(2.5)
+        net[2].weight.mul_(2.5)
+    x = _input(T=80, F=3, seed=15)
+    g = export_to_nir(net, x[0], dt=DT)
+    np.testing.assert_array_equal(g.nodes["1"].nodes["rec_affine"].weight, np.diag(v.numpy()))
+    np.testing.assert_allclose(g.nodes["1"].nodes["rec_delay"].delay, [0, 1e-3, 3e-3, 2e-3, 0])
+    np.testing.assert_array_equal(g.nodes["3"].nodes["rec_affine"].weight, np.diag(v2.numpy()))
+    out, spk = _spikes_of(net, x)
+    assert all(0 < float(s.mean()) < 1 for s in spk.values())
+    sim = NirSim(g, DT, x.shape[1])  # NIR's semantics: the same spikes
+    ref = np.stack([sim.step(x[t].numpy().astype(np.float64)) for t in range(x.shape[0])])
+    np.testing.assert_array_equal(out.numpy(), ref)
+    net2 = import_from_nir(g)
+    assert [type(m) for m in net2] == [type(m) for m in net]
+    assert not net2[1].all_to_all and not net2[3].all_to_all
+    assert torch.equal(net2[1].V.detach(), v) and torch.equal(net2[3].V.detach(), v2)
+    assert torch.equal(net2[1].delays.detach(), net[1].delays.detach())
+    torch.testing.assert_close(_run_steps(net2, x), out, rtol=0, atol=0)
+
+
+def _graded(layer, value=2.0):
+    layer.graded_spikes_factor = torch.tensor(value)
+    return layer
+
+
+def _quant(mem):
+    return mem
+
+
+@pytest.mark.parametrize("make, option", [
+    pytest.param(lambda: sde.DelayedRecurrentLeaky(beta=0.9, linear_features=3, max_delay=3,
+                                                   inhibition=True),
+                 "inhibition", id="DelayedRecurrentLeaky-inhibition"),
+    pytest.param(lambda: sde.DelayedRecurrentLeaky(beta=0.9, linear_features=3, max_delay=3,
+                                                   state_quant=_quant),
+                 "state_quant", id="DelayedRecurrentLeaky-state_quant"),
+    pytest.param(lambda: _graded(sde.DelayedRecurrentLeaky(beta=0.9, linear_features=3, max_delay=3)),
+                 "graded_spikes_factor", id="DelayedRecurrentLeaky-graded"),
+    pytest.param(lambda: sde.DelayedRecurrentLeaky(beta=0.9, linear_features=3, max_delay=3,
+                                                   all_to_all=False, inhibition=True),
+                 "inhibition", id="DelayedRecurrentLeaky-one_to_one-inhibition"),
+    pytest.param(lambda: snn.RLeaky(beta=0.9, linear_features=3, state_quant=_quant),
+                 "state_quant", id="RLeaky-state_quant"),
+    pytest.param(lambda: _graded(snn.RLeaky(beta=0.9, linear_features=3), 0.5),
+                 "graded_spikes_factor", id="RLeaky-graded"),
+    pytest.param(lambda: snn.Leaky(beta=0.9, inhibition=True), "inhibition", id="Leaky-inhibition"),
+    pytest.param(lambda: snn.Leaky(beta=0.9, graded_spikes_factor=2.0), "graded_spikes_factor",
+                 id="Leaky-graded"),
+    pytest.param(lambda: snn.Synaptic(alpha=0.8, beta=0.9, state_quant=_quant), "state_quant",
+                 id="Synaptic-state_quant"),
+])
+def test_neuron_options_nir_cannot_represent_are_refused(make, option):
+    with pytest.raises(ValueError, match=rf"'0'.*{option}"):
+        export_to_nir(nn.Sequential(make()), torch.rand(1, 3), dt=DT)

@@ -140,3 +140,25 @@ def test_norse_own_recurrent_cell_and_lag_one_delayed_cell_export_alike():
     assert 0 < float(z_ref.mean()) < 1
     assert torch.equal(_run_steps(back, x), z_ref)
     assert torch.equal(_run_steps(ours, x), z_ref)
+
+
+def test_norse_zero_weight_and_autapse_delays_survive_round_trip():
+    """Exactly-zero weights (pruned inputs; the diagonal without autapses) keep their delays."""
+    torch.manual_seed(4)
+    net = SequentialState(
+        DelayedLIFCell(4, 6, max_delay=5, p=P, delay_type="synaptic"),
+        DelayedLIFRecurrentCell(6, 5, max_delay=4, p=P, delay_type="synaptic", autapses=False),
+    )
+    sde.quantize_delays(net)
+    with torch.no_grad():
+        net[0].weight[:, 2] = 0.0
+        net[0].delays[:, 2] = 5.0  # only the pruned input has lag 5: an all-zero branch
+        net[1].delays.copy_(torch.randint(1, 5, (5, 5)).float())
+    assert bool((net[1].delays.diagonal() > 1).any())  # lost before (zero diagonal weights)
+    x = _x(T=60, seed=4)
+    net2 = import_from_nir(export_to_nir(net, x[0], dt=DT))
+    assert torch.equal(net2[0].delays, net[0].delays)
+    assert torch.equal(net2[1].delays, net[1].delays)
+    z1 = _run_steps(net, x)
+    assert 0 < float(z1.mean()) < 1
+    assert torch.equal(_run_steps(net2, x), z1)
