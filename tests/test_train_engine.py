@@ -66,6 +66,24 @@ def test_label_smoothing_bounds_the_training_loss_only(tmp_path):
     assert min(float(r["val_loss"]) for r in rows) < floor  # plain loss: can go below the floor
 
 
+def _flushes() -> bool:
+    """Whether denormal floats are flushed to zero right now (PyTorch's documented check)."""
+    return torch.tensor([1e-323], dtype=torch.float64).item() == 0.0
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_denormals_flushed_during_training_only(tmp_path, flush):
+    """Learned decays near 0 fill the backward pass with denormal products (an x86 CPU runs
+    them many times slower); training flushes them, and leaves the process as it found it."""
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush denormals")
+    seen = []
+    cfg = make_config(overrides={**_QUICK, "epochs": 2, "flush_denormal": flush})
+    train(cfg, run_dir=tmp_path, verbose=False, on_epoch_end=lambda e, m: seen.append(_flushes()))
+    assert seen == [flush, flush]
+    assert not _flushes()
+
+
 def test_drop_event_thins_training_input_only(tmp_path):
     """Dropping 90% of the input spikes leaves most training samples of the two-spike order task
     without an answer (training accuracy near chance), while validation sees the full input."""
@@ -158,6 +176,7 @@ def test_config_files_and_precedence(tmp_path):
     ("surrogate", "sigmoid", ValueError, "surrogate: expected one of"),
     ("surrogate_param", 0.0, ValueError, "surrogate_param: expected a number in (0.0, inf]"),
     ("surrogate_param", "2", TypeError, "surrogate_param: expected a number"),
+    ("flush_denormal", 1, TypeError, "flush_denormal: expected True or False"),
 ])
 def test_bad_config_values(key, value, exc, words):
     with pytest.raises(exc) as e:

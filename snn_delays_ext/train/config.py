@@ -95,6 +95,7 @@ class TrainConfig:
     out: Optional[str] = None
     progress: bool = True
     tensorboard: bool = True
+    flush_denormal: bool = True         # CPU: flush denormal floats to zero while training (speed)
 
     def validate(self) -> "TrainConfig":
         """Check every value; raise ``ValueError``/``TypeError`` naming the field."""
@@ -151,7 +152,7 @@ class TrainConfig:
         self.time_stretch = check_fraction("time_stretch", self.time_stretch)
         self.drop_event = check_fraction("drop_event", self.drop_event, "a probability")
         self.ema = check_fraction("ema", self.ema, "an averaging decay")
-        for n in ("learn_beta", "output_delays", "batch_norm", "train_on_val"):
+        for n in ("learn_beta", "output_delays", "batch_norm", "train_on_val", "flush_denormal"):
             if not isinstance(getattr(self, n), bool):
                 raise TypeError(f"{n}: expected True or False, got {getattr(self, n)!r}")
         need_float("delay_std", 0.0, optional=True, lo_open=True)
