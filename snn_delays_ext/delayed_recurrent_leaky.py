@@ -8,7 +8,9 @@ import snntorch as snn
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_finite, check_int, check_nonneg_float, check_tensor
+from ._checks import (
+    check_choice, check_finite, check_int, check_nonneg_float, check_tensor, is_compiling,
+)
 from ._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from . import ops as _ops
 from .functional.delayed_linear import _fit_history
@@ -235,6 +237,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         self.delays = nn.Parameter(d, requires_grad=bool(learn_delays))
         self.register_buffer("_past", torch.zeros(0), persistent=False)
         self._fresh = True
+        self._graded()  # remember whether spikes are 1 (read by torch.compile'd calls)
 
     # -- snnTorch state protocol -------------------------------------------------------------
     def reset_mem(self) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -259,9 +262,13 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
             return float(g)
         if g.requires_grad or g.numel() != 1:
             return g
-        # reading a CUDA scalar synchronises: remember the answer until the buffer changes
-        key = (id(g), g._version)
+        # reading a CUDA scalar synchronises: remember the answer until the buffer changes.
+        # torch.compile cannot read it at all: it uses the last eager answer (set at
+        # construction too), so change the factor before compiling, not inside a compiled call
         cached = getattr(self, "_graded_key", None)
+        if is_compiling():
+            return 1.0 if cached is not None and cached[1] else g
+        key = (id(g), g._version)
         if cached is None or cached[0] != key:
             self._graded_key = (key, float(g) == 1.0)
         return 1.0 if self._graded_key[1] else g
