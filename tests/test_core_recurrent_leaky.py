@@ -11,6 +11,7 @@ from snntorch import surrogate
 from torch import nn
 
 import snn_delays_ext as sde
+from _rleaky_helpers import run_ref
 from snn_delays_ext.functional import (
     RecurrentLeakyParameters,
     RecurrentLeakyState,
@@ -33,16 +34,6 @@ def paired(reset_mechanism, reset_delay=True, spike_grad=None):
         ours.recurrent.weight.copy_(ref.recurrent.weight)
         ours.recurrent.bias.copy_(ref.recurrent.bias)
     return ref, ours
-
-
-def run_ref(ref, x):
-    spk, mem = ref.init_rleaky()
-    spks, mems = [], []
-    for t in range(x.shape[0]):
-        spk, mem = ref(x[t], spk, mem)
-        spks.append(spk)
-        mems.append(mem)
-    return torch.stack(spks), torch.stack(mems)
 
 
 @pytest.mark.parametrize("reset_mechanism", ["subtract", "zero", "none"])

@@ -9,18 +9,9 @@ from snntorch import surrogate
 from snntorch.functional import quant
 
 import snn_delays_ext as sde
+from _rleaky_helpers import run_ref
 
 N = 6
-
-
-def run_ref(ref, x):
-    spk, mem = ref.init_rleaky()
-    spks, mems = [], []
-    for t in range(x.shape[0]):
-        spk, mem = ref(x[t], spk, mem)
-        spks.append(spk)
-        mems.append(mem)
-    return torch.stack(spks), torch.stack(mems)
 
 
 def pair(**kw):
