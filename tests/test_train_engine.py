@@ -293,3 +293,19 @@ def test_module_entry_point_runs():
     r = subprocess.run([sys.executable, "-m", "snn_delays_ext.train", "train", "--preset", "braille", "--output-delays",
                         "--print-config"], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0 and json.loads(r.stdout)["output_delays"] is True
+
+
+def test_delrec_presets_build_the_papers_network():
+    """DESIGN section 6, DelRec on SSC: 3x256 recurrent LIF with axonal recurrent delays, 0.37M
+    parameters (140 pooled inputs, 35 classes); SHD and PS-MNIST presets also axonal."""
+    import snn_delays_ext as sde
+
+    cfg = make_config("ssc-delrec")
+    net = build_model(cfg.model, 140, 35, cfg)
+    n_params = sum(p.numel() for p in net.parameters())
+    assert abs(n_params - 370_000) < 0.02 * 370_000, n_params
+    for preset in ("shd-delrec", "ssc-delrec", "psmnist-delrec"):
+        cfg = make_config(preset)
+        layers = [m for m in sde.delay_layers(build_model(cfg.model, 4, 3, cfg))
+                  if isinstance(m, sde.DelayedRecurrentLeaky)]
+        assert layers and all(m.delay_type == "axonal" and m.delays.dim() == 1 for m in layers)

@@ -254,13 +254,13 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                           weight_std=0.26, delay_init="uniform", epochs=50, batch_size=32, lr=1e-3,
                           delay_lr=0.05, sigma0=0.0),
     "shd-delrec": dict(dataset="shd", model="delrec", hidden=[256, 256], max_delay=25, dt=0.01,
-                       pool=5, beta=0.5, surrogate="triangle", readout="sum", delay_std=12.0,
+                       pool=5, delay_type="axonal", beta=0.5, surrogate="triangle", readout="sum", delay_std=12.0,
                        epochs=100, batch_size=128, lr=1e-3, delay_lr=5e-2, sigma0=10.0),
     "ssc-delrec": dict(dataset="ssc", model="delrec", hidden=[256, 256, 256], max_delay=50, n_steps=250,
-                       pool=5, beta=0.5, surrogate="triangle", readout="sum", delay_std=12.0,
+                       pool=5, delay_type="axonal", beta=0.5, surrogate="triangle", readout="sum", delay_std=12.0,
                        epochs=100, batch_size=128, lr=1e-3, delay_lr=5e-2, sigma0=10.0),
     "psmnist-delrec": dict(dataset="psmnist", model="delrec", hidden=[64, 212, 212], max_delay=50,
-                           beta=0.5, surrogate="triangle", readout="sum", delay_std=12.0,
+                           delay_type="axonal", beta=0.5, surrogate="triangle", readout="sum", delay_std=12.0,
                            epochs=100, batch_size=128, lr=1e-3, delay_lr=5e-2, sigma0=10.0),
 }
 
