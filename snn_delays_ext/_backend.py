@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 __all__ = ["backend"]
 
 
@@ -27,8 +29,18 @@ def backend(device: str = "cpu") -> str:
     >>> import snn_delays_ext
     >>> snn_delays_ext.backend() in {"reference", "compiled"}
     True
+
+    Raises
+    ------
+    ValueError
+        ``device`` is not a device PyTorch knows (e.g. ``"xyz"``).
     """
     from . import ops
 
-    dev = str(device).split(":")[0]
+    try:
+        dev = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device: expected a device such as 'cpu' or 'cuda' (or a torch.device), got {device!r}"
+        ) from None
     return "compiled" if dev in ops.available_devices() else "reference"

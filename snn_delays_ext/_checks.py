@@ -9,6 +9,9 @@ branch would break the graph; shapes, dtypes and devices are always checked.
 from __future__ import annotations
 
 import math
+import numbers
+import operator
+import sys
 from typing import Iterable, Optional, Sequence
 
 import torch
@@ -63,13 +66,30 @@ def is_compiling() -> bool:
     return False  # pragma: no cover - torch < 2.3
 
 
+def _is_bool(value: object) -> bool:
+    """``True`` for Python and NumPy booleans (neither counts as a number here)."""
+    if isinstance(value, bool):
+        return True
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(value, np.bool_)
+
+
 def check_int(name: str, value: object, minimum: Optional[int] = None) -> int:
-    """Check that ``value`` is an integer (not a bool) no smaller than ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int,)):
-        if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
-            value = int(value.item())
-        else:
-            raise TypeError(f"{name}: expected an int, got {type(value).__name__} ({value!r})")
+    """Check that ``value`` is an integer (not a bool) no smaller than ``minimum``.
+
+    Anything :func:`operator.index` accepts passes (Python ints, NumPy integer scalars such as
+    ``np.int64``, one-element integer tensors); the value is returned as a Python ``int``.
+    """
+    if _is_bool(value):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__} ({value!r})")
+    if isinstance(value, torch.Tensor) and (value.numel() != 1 or value.is_floating_point()
+                                            or value.dtype == torch.bool):
+        raise TypeError(f"{name}: expected an int, got a tensor of shape {tuple(value.shape)} "
+                        f"and dtype {value.dtype}")
+    try:
+        value = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__} ({value!r})") from None
     if minimum is not None and value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
     return int(value)
@@ -77,7 +97,7 @@ def check_int(name: str, value: object, minimum: Optional[int] = None) -> int:
 
 def _check_real(name: str, value: object, positive: bool) -> float:
     bound = "> 0" if positive else ">= 0"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if _is_bool(value) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a float {bound}, got {type(value).__name__} ({value!r})")
     value = float(value)
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
@@ -176,8 +196,12 @@ def _rank_words(rank: int) -> str:
 
 
 def check_finite(name: str, x: torch.Tensor) -> None:
-    """Raise :class:`ValueError` if ``x`` holds NaN or infinity (skipped while compiling)."""
-    if not _VALIDATE_VALUES or is_compiling():
+    """Raise :class:`ValueError` if ``x`` holds NaN or infinity.
+
+    Skipped while compiling, when :func:`set_validation` turned value checks off, and for
+    tensors without data (``device="meta"``).
+    """
+    if not _VALIDATE_VALUES or is_compiling() or x.device.type == "meta":
         return
     if not bool(torch.isfinite(x).all()):
         n_nan = int(torch.isnan(x).sum())

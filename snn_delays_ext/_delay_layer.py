@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Dict, List, Optional, Union
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from ._checks import check_choice, check_finite, check_int, check_nonneg_float
 from .functional.interpolation import INTERPOLATIONS, round_half_up
@@ -60,8 +62,17 @@ def init_delays(
 class DelayLayerMixin:
     """Mixin for modules holding a ``delays`` parameter in time steps.
 
-    The host module sets ``max_delay``, ``min_delay``, ``interpolation`` and ``_sigma`` and
-    registers ``delays``. ``sigma`` travels with the ``state_dict`` (as extra state).
+    The host module sets ``max_delay``, ``min_delay``, ``delay_type``, ``interpolation`` and
+    ``_sigma`` and registers ``delays``.
+
+    ``sigma``, ``interpolation``, ``max_delay`` and ``delay_type`` travel with the
+    ``state_dict`` (as extra state). Loading checks that ``max_delay`` and ``delay_type``
+    match this layer's (``ValueError`` before anything is copied: delays trained up to a larger
+    ``max_delay`` would be clamped silently, and axonal and dendritic delays of a square layer
+    have the same shape) and restores ``sigma`` and ``interpolation``, so the loaded layer
+    computes what the saved one did; a :class:`UserWarning` says when that replaces the
+    ``interpolation`` this layer was built with (set ``layer.interpolation`` after loading to
+    evaluate in another mode). Checkpoints without the newer fields load as before.
     """
 
     delays: nn.Parameter
@@ -81,11 +92,61 @@ class DelayLayerMixin:
         self._sigma = check_nonneg_float("sigma", value)
 
     def get_extra_state(self) -> Dict[str, Any]:
-        return {"sigma": self._sigma, "interpolation": self.interpolation}
+        return {
+            "sigma": self._sigma,
+            "interpolation": self.interpolation,
+            "max_delay": self.max_delay,
+            "delay_type": getattr(self, "delay_type", None),
+        }
+
+    def _check_extra_state(self, state: Any) -> None:
+        """Raise if a checkpoint's extra state does not fit this layer (nothing is changed)."""
+        if not isinstance(state, dict):
+            raise TypeError(f"extra state: expected a dict, got {type(state).__name__}")
+        if "sigma" in state:
+            check_nonneg_float("sigma", state["sigma"])
+        if "interpolation" in state:
+            check_choice("interpolation", state["interpolation"], INTERPOLATIONS)
+        saved = state.get("max_delay")
+        if saved is not None and check_int("max_delay", saved) != self.max_delay:
+            raise ValueError(
+                f"max_delay: the checkpoint was saved from a layer with max_delay={saved}, this "
+                f"{type(self).__name__} has max_delay={self.max_delay} (its delays would be "
+                f"clamped to [{self.min_delay}, {self.max_delay}]); build the layer with "
+                f"max_delay={saved}"
+            )
+        saved = state.get("delay_type")
+        mine = getattr(self, "delay_type", None)
+        if saved is not None and mine is not None and saved != mine:
+            raise ValueError(
+                f"delay_type: the checkpoint was saved from a layer with delay_type={saved!r}, "
+                f"this {type(self).__name__} has delay_type={mine!r}; build the layer with "
+                f"delay_type={saved!r}"
+            )
 
     def set_extra_state(self, state: Dict[str, Any]) -> None:
-        self.sigma = state["sigma"]
-        self.interpolation = check_choice("interpolation", state["interpolation"], INTERPOLATIONS)
+        self._check_extra_state(state)
+        interpolation = state.get("interpolation", self.interpolation)
+        if interpolation != self.interpolation:
+            warnings.warn(
+                f"interpolation: the checkpoint's {interpolation!r} replaces this layer's "
+                f"{self.interpolation!r} (the loaded layer computes what the saved one did); set "
+                "layer.interpolation after loading to use another mode",
+                UserWarning,
+                stacklevel=2,
+            )
+        if "sigma" in state:
+            self.sigma = state["sigma"]
+        self.interpolation = interpolation
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):  # type: ignore[no-untyped-def]
+        # check the extra state before nn.Module copies the parameters
+        key = prefix + "_extra_state"
+        if key in state_dict:
+            self._check_extra_state(state_dict[key])
+        super()._load_from_state_dict(  # type: ignore[misc]
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
     # -- delays ------------------------------------------------------------------------------
     def effective_delays(self) -> torch.Tensor:
@@ -102,7 +163,29 @@ class DelayLayerMixin:
     def clamp_delays_(self) -> None:
         """Clamp the stored delays in place to ``[min_delay, max_delay]`` (call after each
         optimiser step, as DelRec and EventProp do)."""
+        if parametrize.is_parametrized(self, "delays"):  # type: ignore[arg-type]
+            d = self.delays
+            lo, hi = float(self.min_delay), float(self.max_delay)
+            if bool(((d < lo) | (d > hi)).any()):
+                self._write_delays_(d.clamp(lo, hi))
+            return
         self.delays.clamp_(float(self.min_delay), float(self.max_delay))
+
+    @torch.no_grad()
+    def _write_delays_(self, value: torch.Tensor) -> None:
+        """Set the delays' values in place (through ``right_inverse`` for a parametrization
+        registered with :func:`torch.nn.utils.parametrize.register_parametrization`)."""
+        if parametrize.is_parametrized(self, "delays"):  # type: ignore[arg-type]
+            self.delays = value  # the parametrization's right_inverse sets the original
+        else:
+            self.delays.copy_(value)
+
+    def _delay_leaves(self) -> List[nn.Parameter]:
+        """The parameters the delays are computed from: ``delays`` itself, or for a
+        parametrized ``delays`` the original(s) and the parametrization's own parameters."""
+        if parametrize.is_parametrized(self, "delays"):  # type: ignore[arg-type]
+            return list(self.parametrizations["delays"].parameters())  # type: ignore[attr-defined]
+        return [self.delays]
 
     @torch.no_grad()
     def quantize_delays(self, max_hardware_delay: Optional[int] = None) -> torch.Tensor:
@@ -131,17 +214,22 @@ class DelayLayerMixin:
                     f"max_hardware_delay: {over} of {d.numel()} rounded delays exceed the hardware "
                     f"limit {limit} (largest {int(d.max())}); train with max_delay={limit}"
                 )
-        self.delays.copy_(d)
+        self._write_delays_(d)
         self._sigma = 0.0
         return d.clone()
 
     def delay_parameters(self) -> List[nn.Parameter]:
-        """The learnable delay tensors (give them their own optimiser / learning rate)."""
-        return [self.delays] if self.delays.requires_grad else []
+        """The learnable delay tensors (give them their own optimiser / learning rate).
+
+        With a parametrization on ``delays`` (``torch.nn.utils.parametrize``) these are the
+        leaf tensors it computes the delays from (``parametrizations.delays.original``, and
+        the parametrization's own parameters, if any).
+        """
+        return [p for p in self._delay_leaves() if p.requires_grad]
 
     def weight_parameters(self) -> List[nn.Parameter]:
         """Every learnable parameter except the delays (weights, bias, beta, threshold)."""
-        delays = {id(p) for p in self.delay_parameters()} | {id(self.delays)}
+        delays = {id(p) for p in self._delay_leaves()}
         return [p for p in self.parameters() if id(p) not in delays and p.requires_grad]  # type: ignore[attr-defined]
 
     def _delay_repr(self) -> str:

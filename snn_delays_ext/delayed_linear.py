@@ -12,7 +12,12 @@ from torch import nn
 from . import ops as _ops
 from ._checks import check_choice, check_finite, check_int, check_nonneg_float, check_tensor
 from ._delay_layer import DelayInit, DelayLayerMixin, init_delays
-from .functional.delayed_linear import DELAY_TYPES_FF, delayed_linear
+from .functional.delayed_linear import (
+    DELAY_TYPES_FF,
+    _delayed_linear,
+    _delayed_linear_step,
+    delay_shape,
+)
 from .functional.interpolation import INTERPOLATIONS
 
 __all__ = ["DelayedLinear"]
@@ -28,11 +33,27 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
 
     A ``(B, in_features)`` input is **one time step**: the module keeps the past inputs in a
     ring buffer, like an snnTorch neuron keeps its membrane, so it replaces ``nn.Linear`` inside
-    an existing time loop. Reset it between samples with :meth:`reset_state` (or
-    :func:`snn_delays_ext.reset` on the whole network; note that ``snntorch.utils.reset`` only
-    knows snnTorch's neurons). A ``(T, B, in_features)`` input is a **whole sequence**,
-    processed in one call from silence before ``t = 0``, independent of the step buffer. A step
-    loop from a fresh state and one sequence call give the same numbers.
+    an existing time loop. Reset it between samples with :meth:`reset_state`,
+    :func:`snn_delays_ext.reset` or ``snntorch.utils.reset(net)`` (importing ``snn_delays_ext``
+    extends snnTorch's reset to this library's layers, see
+    :func:`snn_delays_ext.install_snntorch_reset`). A ``(T, B, in_features)`` input is a
+    **whole sequence**, processed in one call from silence before ``t = 0``, independent of the
+    step buffer. A step loop from a fresh state and one sequence call give the same numbers; a
+    step reads only the non-zero taps of each delay, so its cost does not grow with
+    ``max_delay``.
+
+    Mixed precision: inside ``torch.autocast`` the layer accepts an input of any floating dtype
+    but float64 (e.g. the bfloat16 output of an ``nn.Linear``), computes in its parameters'
+    dtype (the delay kernels are float32/float64, and interpolated delays lose precision in
+    16-bit arithmetic) and returns the autocast dtype, like ``nn.Linear`` does. Outside
+    autocast the input must have the parameters' dtype.
+
+    ``load_state_dict`` checks that the checkpoint was saved from a layer with the same
+    ``max_delay`` and ``delay_type`` (``ValueError`` otherwise: a smaller ``max_delay`` would
+    clamp the trained delays) and restores the checkpoint's ``sigma`` and ``interpolation``, so
+    the loaded layer computes what the saved one did (a warning says when that replaces the
+    ``interpolation`` given to the constructor; set ``layer.interpolation`` after loading to
+    evaluate in another mode). Checkpoints from versions without these fields load too.
 
     Parameters
     ----------
@@ -52,7 +73,7 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
         ``"round"`` uses the nearest integer delay forward and a straight-through gradient.
     delay_init : str, float or torch.Tensor
         ``"uniform"`` (default) in ``[0, max_delay]``, ``"half_normal"``, a constant or a
-        tensor.
+        tensor. Kept, so :meth:`reset_parameters` draws the delays again the same way.
     delay_std : float, optional
         Standard deviation for ``"half_normal"`` (default ``max_delay / 2``).
     learn_delays : bool
@@ -109,24 +130,38 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
         self.interpolation = check_choice("interpolation", interpolation, INTERPOLATIONS)
         self._sigma = check_nonneg_float("sigma", sigma)
         factory = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(out_features, in_features, **factory))
+        self.weight = nn.Parameter(torch.empty(self.out_features, self.in_features, **factory))
         if bias:
-            self.bias = nn.Parameter(torch.empty(out_features, **factory))
+            self.bias = nn.Parameter(torch.empty(self.out_features, **factory))
         else:
             self.register_parameter("bias", None)
-        shape = {
-            "synaptic": (out_features, in_features),
-            "axonal": (in_features,),
-            "dendritic": (out_features,),
-        }[delay_type]
+        shape = delay_shape(self.delay_type, self.in_features, self.out_features)
         d = init_delays("delay_init", shape, self.max_delay, 0, delay_init, delay_std, dtype, device)
+        # the spec, for reset_parameters (a tensor is kept as a detached copy)
+        self._delay_init: DelayInit = (
+            delay_init.detach().clone() if isinstance(delay_init, torch.Tensor) else delay_init
+        )
+        self._delay_std = delay_std
         self.delays = nn.Parameter(d, requires_grad=bool(learn_delays))
-        self.reset_parameters()
+        self._reset_weights()
         self.register_buffer("_past", torch.zeros(0, **factory), persistent=False)
         DelayedLinear._instances.add(self)
 
     def reset_parameters(self) -> None:
-        """Initialise weight and bias as :class:`torch.nn.Linear` does (delays unchanged)."""
+        """Initialise the parameters again: the delays as the constructor's ``delay_init`` says
+        (a new draw for ``"uniform"``/``"half_normal"``), weight and bias as
+        :class:`torch.nn.Linear` does.
+
+        Also what completes a layer built on ``device="meta"`` after ``to_empty()``.
+        """
+        d = init_delays(
+            "delay_init", tuple(self.delays.shape), self.max_delay, 0, self._delay_init,
+            self._delay_std, self.delays.dtype, self.delays.device,
+        )
+        self._write_delays_(d)
+        self._reset_weights()
+
+    def _reset_weights(self) -> None:
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
             bound = 1.0 / math.sqrt(self.in_features)
@@ -161,21 +196,37 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
         torch.Tensor
             ``(B, out)`` or ``(T, B, out)``.
         """
+        amp = _autocast_dtype(input_, self.weight.dtype)
+        if amp is not None:
+            check_tensor("input_", input_, ranks=(2, 3), last_dim=self.in_features,
+                         device=self.weight.device)
+            if input_.dtype == torch.float64:
+                raise TypeError(
+                    f"input_: expected a floating dtype other than float64 under autocast (the "
+                    f"layer's parameters are {self.weight.dtype}), got torch.float64"
+                )
+            # compute in the parameters' dtype, return autocast's dtype (as nn.Linear does)
+            with torch.autocast(device_type=input_.device.type, enabled=False):
+                return self._forward(input_.to(self.weight.dtype)).to(amp)
         check_tensor(
             "input_", input_, ranks=(2, 3), last_dim=self.in_features,
             dtype=self.weight.dtype, device=self.weight.device,
         )
+        return self._forward(input_)
+
+    def _forward(self, input_: torch.Tensor) -> torch.Tensor:
         check_finite("input_", input_)
-        check_finite("delays", self.delays)
+        delays = self.delays
+        check_finite("delays", delays)
         if input_.dim() == 3:
             if _ops.AVAILABLE and _ops.supports(input_):
-                return _ops.delayed_linear(
-                    input_, self.weight, self.bias, self.delays, self.max_delay, self.delay_type,
+                return _ops._delayed_linear(
+                    input_, self.weight, self.bias, delays, self.max_delay, self.delay_type,
                     self._sigma, self.interpolation,
                 )
             _ops.warn_reference_once()
-            y, _ = delayed_linear(
-                input_, self.weight, self.bias, self.delays, self.max_delay, self.delay_type,
+            y, _ = _delayed_linear(
+                input_, self.weight, self.bias, delays, self.max_delay, self.delay_type,
                 self._sigma, self.interpolation,
             )
             return y
@@ -188,15 +239,34 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
                     "snn_delays_ext.reset(net)) before a new batch"
                 )
             past = self._past
-        y, new_past = delayed_linear(
-            input_.unsqueeze(0), self.weight, self.bias, self.delays, self.max_delay,
-            self.delay_type, self._sigma, self.interpolation, past,
+        y, new_past = _delayed_linear_step(
+            input_, self.weight, self.bias, delays, self.max_delay, self.delay_type,
+            self._sigma, self.interpolation, past,
         )
         self._past = new_past
-        return y[0]
+        return y
 
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"bias={self.bias is not None}, {self._delay_repr()}"
         )
+
+
+def _autocast_dtype(x: torch.Tensor, param_dtype: torch.dtype) -> Optional[torch.dtype]:
+    """The lower-precision dtype of an active ``torch.autocast`` for ``x``'s device, or ``None``
+    (autocast off, or nothing to do: float64 parameters are never autocast)."""
+    dev = x.device.type if isinstance(x, torch.Tensor) else "cpu"
+    try:
+        enabled = torch.is_autocast_enabled(dev)
+        amp = torch.get_autocast_dtype(dev) if enabled else None
+    except (TypeError, AttributeError, RuntimeError):  # pragma: no cover - torch < 2.4
+        if dev == "cuda":
+            enabled, amp = torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype()
+        elif dev == "cpu":
+            enabled, amp = torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+        else:
+            enabled, amp = False, None
+    if not enabled or amp is None or param_dtype == torch.float64 or amp == param_dtype:
+        return None
+    return amp

@@ -17,20 +17,26 @@ weights from there on, computed differentiably in Python, so the kernels' cost d
 with ``max_delay`` and the delay gradient comes from the tap gradient by autograd (exactly as in
 the reference, including the straight-through ``"round"`` mode and the clamp).
 
+Double backward (``create_graph=True`` and differentiating the gradient again, e.g. a gradient
+penalty): the feed-forward ops then compute their backward with a plain-PyTorch formula that
+autograd can differentiate (ordinary and ``torch.compile`` backward still run the compiled
+backward ops); the recurrent op gives correct first-order gradients but raises a
+``RuntimeError`` if they are differentiated again (use
+:func:`snn_delays_ext.functional.recurrent_leaky_sequence` for that).
+
 If the extension was not compiled, :data:`AVAILABLE` is ``False`` and the layers use the
 reference path; :func:`snn_delays_ext.backend` tells which path runs.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Optional, Set, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from .functional.interpolation import _RoundTaps, tap_range, triangle
+from .functional.interpolation import banded_taps
 
 __all__ = [
     "AVAILABLE",
@@ -110,60 +116,74 @@ def supports(x: torch.Tensor) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
-# banded taps
+# plain-PyTorch versions of the feed-forward ops (their differentiable backward, for double
+# backward: autograd differentiates these where the compiled backward ops have no derivative)
 # ----------------------------------------------------------------------------------------------
-def banded_taps(
-    delays: torch.Tensor,
-    max_delay: int,
-    sigma: float,
-    min_delay: int,
-    interpolation: str,
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The non-zero band of :func:`~snn_delays_ext.functional.delay_taps`.
+def _dense_band(start: torch.Tensor, vals: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """Banded taps as dense taps over lags ``lo..hi`` (``S + (hi - lo + 1,)``); taps at lags
+    outside that range are dropped."""
+    lags = start.unsqueeze(-1) + torch.arange(vals.shape[-1], device=start.device)
+    inside = (lags >= lo) & (lags <= hi)
+    src = torch.where(inside, vals, torch.zeros_like(vals))
+    idx = (lags - lo).clamp(0, hi - lo)
+    return vals.new_zeros(tuple(start.shape) + (hi - lo + 1,)).scatter_add(-1, idx, src)
 
-    Parameters
-    ----------
-    delays : torch.Tensor
-        Delays of any shape ``S`` (clamped to ``[min_delay, max_delay]``).
-    max_delay, sigma, min_delay, interpolation
-        As for :func:`~snn_delays_ext.functional.delay_taps`.
 
-    Returns
-    -------
-    start : torch.Tensor
-        ``int64`` of shape ``S``: the first integer lag of the band.
-    vals : torch.Tensor
-        Shape ``S + (W,)``: the tap weights of lags ``start + w`` (differentiable w.r.t.
-        ``delays``); zero outside ``[min_delay, k_max]``. Every lag where the full tap vector or
-        its gradient is non-zero lies in the band.
+def _lag_span(start: torch.Tensor, width: int, T: int, causal: bool) -> Tuple[int, int]:
+    """Lags ``lo <= 0 <= hi`` covering every tap that can touch a ``T``-step sequence."""
+    if start.numel() == 0:
+        return 0, 0
+    lo = 0 if causal else max(min(int(start.min()), 0), -(T - 1))
+    hi = min(max(int(start.max()) + width - 1, 0), T - 1)
+    return lo, hi
 
-    Examples
-    --------
-    >>> start, vals = banded_taps(torch.tensor([1.25]), 3, 0.0, 0, "triangle")
-    >>> start.tolist(), vals.tolist()
-    ([1], [[0.75, 0.25]])
-    """
-    k_min, k_max = tap_range(max_delay, sigma, min_delay)
-    s = 1.0 + float(sigma)
-    cs = int(math.ceil(s))
-    d = delays.clamp(float(min_delay), float(max_delay))
-    with torch.no_grad():
-        if interpolation == "triangle":
-            start = torch.floor(d).to(torch.int64) - cs + 1
-            width = 2 * cs
-        elif interpolation == "round":
-            start = torch.floor(d + 0.5).to(torch.int64) - cs
-            width = 2 * cs + 1
-        else:
-            raise ValueError(f"interpolation: expected 'triangle' or 'round', got {interpolation!r}")
-        lags_i = start.unsqueeze(-1) + torch.arange(width, device=d.device)
-        valid = ((lags_i >= k_min) & (lags_i <= k_max)).to(d.dtype)
-        lags = lags_i.to(d.dtype)
-    if interpolation == "triangle":
-        vals = triangle(lags, d, s)  # same values and slopes as delay_taps
-    else:
-        vals = _RoundTaps.apply(d, lags, s)
-    return start, vals * valid
+
+def _banded_conv(x: torch.Tensor, kernel: torch.Tensor, lo: int, hi: int, groups: int) -> torch.Tensor:
+    """``y[t] = sum_lag kernel[..., lag - lo] x[t - lag]`` (zero outside ``[0, T)``)."""
+    xp = F.pad(x.permute(1, 2, 0), (hi, -lo))  # (B, C, hi + T - lo)
+    y = F.conv1d(xp, kernel.flip(-1), groups=groups)
+    return y.permute(2, 0, 1)
+
+
+def _delay_channels_ref(x: torch.Tensor, start: torch.Tensor, vals: torch.Tensor) -> torch.Tensor:
+    """``delay_channels``: ``y[t,b,c] = sum_w vals[c,w] x[t - start[c] - w, b, c]`` (lags < 0
+    read nothing, as in the kernel)."""
+    T, _, C = x.shape
+    if T == 0:
+        return x * vals.sum(-1)
+    lo, hi = _lag_span(start, vals.shape[-1], T, causal=True)
+    taps = _dense_band(start, vals, lo, hi)  # (C, hi - lo + 1)
+    return _banded_conv(x, taps.unsqueeze(1), lo, hi, groups=C)
+
+
+def _synaptic_delay_ref(x: torch.Tensor, weight: torch.Tensor, start: torch.Tensor,
+                        vals: torch.Tensor) -> torch.Tensor:
+    """``synaptic_delay``: ``y[t,b,o] = sum_i weight[o,i] sum_w vals[o,i,w] x[t - lag, b, i]``
+    with ``lag = start[o,i] + w`` (a negative lag reads ahead, as in the kernel)."""
+    T = x.shape[0]
+    if T == 0:
+        return x.new_zeros((0, x.shape[1], weight.shape[0])) + (weight.sum() + vals.sum()) * 0
+    lo, hi = _lag_span(start, vals.shape[-1], T, causal=False)
+    kernel = weight.unsqueeze(-1) * _dense_band(start, vals, lo, hi)  # (O, I, hi - lo + 1)
+    return _banded_conv(x, kernel, lo, hi, groups=1)
+
+
+class _NoDoubleBackward(torch.autograd.Function):
+    """Identity whose backward raises: marks gradients that cannot be differentiated again."""
+
+    @staticmethod
+    def forward(ctx, *tensors):  # type: ignore[override]
+        return tuple(t.clone() for t in tensors)
+
+    @staticmethod
+    def backward(ctx, *grads):  # type: ignore[override]
+        raise RuntimeError(
+            "snn_delays_ext: double backward (a gradient of a gradient, e.g. a gradient penalty "
+            "or torch.autograd.grad(..., create_graph=True) differentiated again) is not "
+            "supported through the compiled recurrent_lif op. Use the plain-PyTorch reference "
+            "snn_delays_ext.functional.recurrent_leaky_sequence (or the layer's step mode, one "
+            "(B, N) input per step), which autograd differentiates to any order."
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -222,6 +242,11 @@ if AVAILABLE:
 
     def _dc_backward(ctx, grad):
         x, start, vals = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            # create_graph=True: a backward autograd can differentiate again (double backward)
+            _, vjp = torch.func.vjp(lambda a, v: _delay_channels_ref(a, start, v), x, vals)
+            gx, gv = vjp(grad)
+            return gx, None, gv
         gx, gv = torch.ops.snn_delays_ext.delay_channels_backward(grad.contiguous(), x, start, vals)
         return gx, None, gv
 
@@ -233,6 +258,12 @@ if AVAILABLE:
 
     def _sd_backward(ctx, grad):
         x, weight, start, vals = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            # create_graph=True: a backward autograd can differentiate again (double backward)
+            _, vjp = torch.func.vjp(
+                lambda a, w, v: _synaptic_delay_ref(a, w, start, v), x, weight, vals)
+            gx, gw, gv = vjp(grad)
+            return gx, gw, None, gv
         gx, gw, gv = torch.ops.snn_delays_ext.synaptic_delay_backward(
             grad.contiguous(), x, weight, start, vals)
         return gx, gw, None, gv
@@ -257,6 +288,11 @@ if AVAILABLE:
             grad_spk.contiguous(), grad_mem.contiguous(), weight, start, vals, beta, threshold,
             mem, bits, reset, surrogate, sparam, synaptic)
         gbias = gx.sum((0, 1)) if ctx.has_bias else None
+        if torch.is_grad_enabled():
+            # create_graph=True: first-order gradients are right, a second order is refused
+            gx, gw, gv, gbeta, gthr = _NoDoubleBackward.apply(gx, gw, gv, gbeta, gthr)
+            if gbias is not None:
+                gbias = _NoDoubleBackward.apply(gbias)[0]
         return gx, gw, gbias, None, gv, gbeta, gthr, None, None, None, None
 
     torch.library.register_autograd(_lib + "recurrent_lif", _rl_backward, setup_context=_rl_setup)
@@ -289,6 +325,12 @@ def delayed_linear(
     torch.Tensor
         ``(T, B, out)``, equal to the reference's ``y`` with ``past=None``.
 
+    Raises
+    ------
+    TypeError, ValueError
+        Bad arguments, as for the reference function; ``x`` of a dtype or on a device without
+        a compiled kernel (see :func:`supports`).
+
     Examples
     --------
     >>> x = torch.zeros(5, 1, 1); x[0, 0, 0] = 1.0
@@ -299,6 +341,30 @@ def delayed_linear(
     ...     print(torch.tensor([0., 0., 1., 0., 0.]))
     tensor([0., 0., 1., 0., 0.])
     """
+    from .functional.delayed_linear import check_delayed_linear_args
+
+    max_delay, sigma = check_delayed_linear_args(
+        x, weight, bias, delays, max_delay, delay_type, sigma, interpolation)
+    if not supports(x):
+        raise TypeError(
+            f"x: the compiled op runs float32/float64 tensors on {sorted(_DEVICES) or 'no device'} "
+            f"(extension: {LOAD_ERROR or 'loaded'}), got {x.dtype} on {x.device}; use "
+            "snn_delays_ext.functional.delayed_linear (plain PyTorch) for other dtypes or devices"
+        )
+    return _delayed_linear(x, weight, bias, delays, max_delay, delay_type, sigma, interpolation)
+
+
+def _delayed_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    delays: torch.Tensor,
+    max_delay: int,
+    delay_type: str,
+    sigma: float,
+    interpolation: str,
+) -> torch.Tensor:
+    """:func:`delayed_linear` without argument checks (for callers that validated them)."""
     start, vals = banded_taps(delays, max_delay, sigma, 0, interpolation)
     vals = vals.to(x.dtype)
     x = x.contiguous()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ._checks import check_int, check_nonneg_float
+from ._checks import check_int, check_nonneg_float, check_positive_float
 from .functional.schedule import delrec_sigma
 from .utils import delay_layers, set_sigma
 
@@ -47,12 +47,8 @@ class SigmaScheduler:
         final_sigma: float | None = 0.0,
     ) -> None:
         self.net = net
-        self.epochs = check_int("epochs", epochs, minimum=1)
-        self.sigma0 = check_nonneg_float("sigma0", sigma0)
-        self.decay = float(decay)
-        if not 0 < self.decay <= 1:
-            raise ValueError(f"decay: expected a float in (0, 1], got {decay}")
-        self.final_sigma = None if final_sigma is None else check_nonneg_float("final_sigma", final_sigma)
+        self.epochs, self.sigma0, self.decay, self.final_sigma = _check_schedule(
+            epochs, sigma0, decay, final_sigma)
         if not delay_layers(net):
             raise ValueError("net: expected a network with at least one delay layer, found none")
         self.epoch = 0
@@ -77,8 +73,33 @@ class SigmaScheduler:
                 "final_sigma": self.final_sigma}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore from :meth:`state_dict` and set the width."""
-        self.epoch = int(state["epoch"])
-        self.epochs, self.sigma0, self.decay = int(state["epochs"]), float(state["sigma0"]), float(state["decay"])
-        self.final_sigma = state["final_sigma"]
+        """Restore from :meth:`state_dict` and set the width.
+
+        Raises
+        ------
+        TypeError, ValueError
+            ``state`` is not such a dict (a key missing, or a value of the wrong type or out
+            of range); nothing is changed then.
+        """
+        if not isinstance(state, dict):
+            raise TypeError(f"state: expected a dict from SigmaScheduler.state_dict(), got {type(state).__name__}")
+        keys = ("epoch", "epochs", "sigma0", "decay", "final_sigma")
+        missing = [k for k in keys if k not in state]
+        if missing:
+            raise ValueError(f"state: expected the keys {list(keys)}, missing {missing}")
+        epoch = check_int("epoch", state["epoch"], minimum=0)
+        schedule = _check_schedule(state["epochs"], state["sigma0"], state["decay"], state["final_sigma"])
+        self.epoch = epoch
+        self.epochs, self.sigma0, self.decay, self.final_sigma = schedule
         set_sigma(self.net, self.current())
+
+
+def _check_schedule(epochs: object, sigma0: object, decay: object, final_sigma: object):
+    """Validated ``(epochs, sigma0, decay, final_sigma)``."""
+    epochs = check_int("epochs", epochs, minimum=1)
+    sigma0 = check_nonneg_float("sigma0", sigma0)
+    decay = check_positive_float("decay", decay)
+    if decay > 1:
+        raise ValueError(f"decay: expected a float in (0, 1], got {decay}")
+    final = None if final_sigma is None else check_nonneg_float("final_sigma", final_sigma)
+    return epochs, sigma0, decay, final

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ._delay_layer import DelayLayerMixin
-from ._checks import check_nonneg_float
+from ._checks import check_int, check_nonneg_float
 
 __all__ = [
     "reset",
@@ -145,6 +145,11 @@ def detach(net: nn.Module) -> nn.Module:
     Detaches our layers' membranes, spikes and delay buffers, and snnTorch neurons' states,
     keeping their values (unlike :func:`reset`).
 
+    Raises
+    ------
+    TypeError
+        ``net`` is not a :class:`torch.nn.Module`.
+
     Examples
     --------
     >>> import torch, snn_delays_ext as sde
@@ -154,6 +159,8 @@ def detach(net: nn.Module) -> nn.Module:
     >>> lif.mem.requires_grad
     False
     """
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
     for m in net.modules():
         if hasattr(m, "detach_state") and callable(m.detach_state):
             m.detach_state()
@@ -199,7 +206,7 @@ def weight_parameters(net: nn.Module) -> List[nn.Parameter]:
     delays: Dict[int, bool] = {
         id(p): True
         for m in delay_layers(net)
-        for p in [m.delays, *m.delay_parameters()]  # type: ignore[attr-defined]
+        for p in m._delay_leaves()  # type: ignore[attr-defined]
     }
     return [p for p in net.parameters() if p.requires_grad and id(p) not in delays]
 
@@ -238,6 +245,10 @@ def quantize_delays(net: nn.Module, max_hardware_delay: Optional[int] = None) ->
     >>> sde.quantize_delays(net)["0"]
     tensor([[2., 2.]])
     """
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
+    if max_hardware_delay is not None:
+        max_hardware_delay = check_int("max_hardware_delay", max_hardware_delay, minimum=0)
     named = [(n, m) for n, m in net.named_modules() if isinstance(m, DelayLayerMixin)]
     if max_hardware_delay is not None:
         for n, m in named:

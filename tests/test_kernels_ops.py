@@ -215,3 +215,74 @@ def test_torch_compile_fullgraph_cpu():
     torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-5)
     for a, e in zip(g, g_eager):
         torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-5)
+
+
+# -- double backward (gradients of gradients) -----------------------------------------------------
+@compiled
+def test_gradgradcheck_feedforward_ops_with_any_band():
+    # bands reaching before t = 0, after T and (synaptic) to negative lags, as the kernels allow
+    x = torch.randn(7, 2, 3, dtype=DT, requires_grad=True)
+    w = torch.randn(4, 3, dtype=DT, requires_grad=True)
+    start = torch.randint(-4, 9, (4, 3))
+    vals = torch.randn(4, 3, 3, dtype=DT, requires_grad=True)
+    f = lambda x, w, v: OPS.synaptic_delay(x, w, start, v)
+    assert torch.autograd.gradgradcheck(f, (x, w, vals))
+    torch.testing.assert_close(f(x, w, vals), ops._synaptic_delay_ref(x, w, start, vals))
+    sc = torch.randint(-4, 9, (3,))
+    vc = torch.randn(3, 3, dtype=DT, requires_grad=True)
+    g = lambda x, v: OPS.delay_channels(x, sc, v)
+    assert torch.autograd.gradgradcheck(g, (x, vc))
+    torch.testing.assert_close(g(x, vc), ops._delay_channels_ref(x, sc, vc))
+
+
+@compiled
+@pytest.mark.parametrize("kind", ["synaptic", "axonal", "dendritic"])
+def test_gradient_penalty_through_the_compiled_layer_matches_the_reference(kind):
+    layer = DelayedLinear(3, 2, 4, delay_type=kind, sigma=0.5).double()
+    with torch.no_grad():
+        layer.delays.copy_(torch.rand_like(layer.delays) * 3.5 + 0.1)
+    x = torch.randn(6, 2, 3, dtype=DT, requires_grad=True)
+    params = [layer.weight, layer.bias, layer.delays, x]
+
+    def penalty(y):
+        g, = torch.autograd.grad((y ** 2).sum(), x, create_graph=True)
+        return torch.autograd.grad(g.pow(2).sum(), params, allow_unused=True)
+
+    got = penalty(layer(x))
+    want = penalty(ref_delayed_linear(x, layer.weight, layer.bias, layer.delays, 4, kind, 0.5, "triangle")[0])
+    for name, a, b in zip(("weight", "bias", "delays", "x"), got, want):
+        if b is None:
+            assert a is None or not a.any(), name
+            continue
+        assert a is not None and a.abs().sum() > 0, name
+        torch.testing.assert_close(a, b, msg=name)
+    f = lambda x, w: torch.func.functional_call(layer, {"weight": w}, (x,))
+    assert torch.autograd.gradgradcheck(f, (x, layer.weight.detach().clone().requires_grad_()))
+
+
+@compiled
+def test_first_order_backward_never_runs_the_plain_pytorch_formula(monkeypatch):
+    def boom(*args):
+        raise AssertionError("plain-PyTorch backward used outside double backward")
+
+    monkeypatch.setattr(ops, "_synaptic_delay_ref", boom)
+    monkeypatch.setattr(ops, "_delay_channels_ref", boom)
+    for kind in ("synaptic", "axonal"):
+        layer = DelayedLinear(3, 2, 4, delay_type=kind)
+        x = torch.randn(6, 2, 3, requires_grad=True)
+        layer(x).sum().backward()
+        torch._dynamo.reset()
+        torch.compile(layer, backend="aot_eager", fullgraph=True)(x).sum().backward()
+
+
+@compiled
+def test_recurrent_double_backward_raises_a_clear_error():
+    lif = DelayedRecurrentLeaky(0.9, 4, max_delay=5).double()
+    x = torch.rand(10, 2, 4, dtype=DT, requires_grad=True)
+    _, mem = lif(x)
+    g, = torch.autograd.grad(mem.pow(2).sum(), x, create_graph=True)
+    _, mem0 = lif(x)
+    g0, = torch.autograd.grad(mem0.pow(2).sum(), x)
+    torch.testing.assert_close(g.detach(), g0)  # first order unchanged
+    with pytest.raises(RuntimeError, match="double backward .* not supported through the compiled recurrent_lif op"):
+        torch.autograd.grad(g.pow(2).sum(), [p for p in lif.parameters() if p.requires_grad], allow_unused=True)

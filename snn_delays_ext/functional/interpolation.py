@@ -18,7 +18,9 @@ from typing import Tuple
 
 import torch
 
-__all__ = ["INTERPOLATIONS", "tap_range", "delay_taps", "round_half_up", "triangle"]
+from .._checks import check_choice, check_int, check_nonneg_float
+
+__all__ = ["INTERPOLATIONS", "tap_range", "delay_taps", "banded_taps", "round_half_up", "triangle"]
 
 #: Interpolation modes understood by every delay layer.
 INTERPOLATIONS = ("triangle", "round")
@@ -43,6 +45,12 @@ def tap_range(max_delay: int, sigma: float, min_delay: int = 0) -> Tuple[int, in
         ``max_delay`` is non-zero up to ``max_delay + s`` (exclusive). Taps below ``min_delay``
         are never read (a recurrent spike cannot arrive in the step it is emitted).
 
+    Raises
+    ------
+    TypeError, ValueError
+        ``max_delay`` not an int >= 1, ``sigma`` not a finite float >= 0, ``min_delay`` not an
+        int in ``[0, max_delay]``.
+
     Examples
     --------
     >>> tap_range(10, 0.0)
@@ -50,6 +58,21 @@ def tap_range(max_delay: int, sigma: float, min_delay: int = 0) -> Tuple[int, in
     >>> tap_range(10, 2.5, min_delay=1)
     (1, 13)
     """
+    max_delay, sigma, min_delay = _check_range(max_delay, sigma, min_delay)
+    return _tap_range(max_delay, sigma, min_delay)
+
+
+def _check_range(max_delay: int, sigma: float, min_delay: int) -> Tuple[int, float, int]:
+    max_delay = check_int("max_delay", max_delay, minimum=1)
+    sigma = check_nonneg_float("sigma", sigma)
+    min_delay = check_int("min_delay", min_delay, minimum=0)
+    if min_delay > max_delay:
+        raise ValueError(f"min_delay: expected an int <= max_delay ({max_delay}), got {min_delay}")
+    return max_delay, sigma, min_delay
+
+
+def _tap_range(max_delay: int, sigma: float, min_delay: int = 0) -> Tuple[int, int]:
+    """:func:`tap_range` without argument checks (for callers that validated them)."""
     s = 1.0 + float(sigma)
     return int(min_delay), int(max_delay) + int(math.ceil(s)) - 1
 
@@ -150,12 +173,41 @@ def delay_taps(
         Shape ``S + (K,)`` with ``K = k_max - k_min + 1``; entry ``[..., j]`` is the weight of
         integer lag ``k_min + j``.
 
+    Raises
+    ------
+    TypeError, ValueError
+        ``delays`` not a floating-point tensor, or a bad ``max_delay``, ``sigma``,
+        ``min_delay`` (see :func:`tap_range`) or ``interpolation``. The values of ``delays``
+        are not read (that would cost a device synchronisation per call): a NaN delay gives NaN
+        taps. :func:`~snn_delays_ext.functional.delayed_linear` and the layers reject
+        non-finite delays.
+
     Examples
     --------
     >>> delay_taps(torch.tensor([1.25]), max_delay=3)
     tensor([[0.0000, 0.7500, 0.2500, 0.0000]])
     """
-    k_min, k_max = tap_range(max_delay, sigma, min_delay)
+    _check_delays_tensor("delays", delays)
+    max_delay, sigma, min_delay = _check_range(max_delay, sigma, min_delay)
+    check_choice("interpolation", interpolation, INTERPOLATIONS)
+    return _delay_taps(delays, max_delay, sigma, min_delay, interpolation)
+
+
+def _check_delays_tensor(name: str, delays: object) -> None:
+    if not isinstance(delays, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(delays).__name__}")
+    if not delays.is_floating_point():
+        raise TypeError(
+            f"{name}: expected a floating-point tensor (delays are real numbers of time steps), "
+            f"got dtype {delays.dtype}"
+        )
+
+
+def _delay_taps(
+    delays: torch.Tensor, max_delay: int, sigma: float, min_delay: int, interpolation: str,
+) -> torch.Tensor:
+    """:func:`delay_taps` without argument checks (for callers that validated them)."""
+    k_min, k_max = _tap_range(max_delay, sigma, min_delay)
     s = 1.0 + float(sigma)
     lags = torch.arange(k_min, k_max + 1, device=delays.device, dtype=delays.dtype)
     d = delays.clamp(float(min_delay), float(max_delay))
@@ -164,3 +216,61 @@ def delay_taps(
     if interpolation == "round":
         return _RoundTaps.apply(d, lags, s)
     raise ValueError(f"interpolation: expected one of {list(INTERPOLATIONS)}, got {interpolation!r}")
+
+
+def banded_taps(
+    delays: torch.Tensor,
+    max_delay: int,
+    sigma: float,
+    min_delay: int,
+    interpolation: str,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The non-zero band of :func:`delay_taps`: a first lag and ``W`` tap weights per delay.
+
+    The compiled kernels and the step mode of the layers read delays this way, so their cost
+    does not grow with ``max_delay``. Arguments are not checked (internal building block).
+
+    Parameters
+    ----------
+    delays : torch.Tensor
+        Delays of any shape ``S`` (clamped to ``[min_delay, max_delay]``).
+    max_delay, sigma, min_delay, interpolation
+        As for :func:`delay_taps`.
+
+    Returns
+    -------
+    start : torch.Tensor
+        ``int64`` of shape ``S``: the first integer lag of the band.
+    vals : torch.Tensor
+        Shape ``S + (W,)`` with ``W = 2 ceil(s)`` (``2 ceil(s) + 1`` for ``"round"``): the tap
+        weights of lags ``start + w`` (differentiable w.r.t. ``delays``); zero outside
+        ``[min_delay, k_max]``. Every lag where the full tap vector or its gradient is non-zero
+        lies in the band.
+
+    Examples
+    --------
+    >>> start, vals = banded_taps(torch.tensor([1.25]), 3, 0.0, 0, "triangle")
+    >>> start.tolist(), vals.tolist()
+    ([1], [[0.75, 0.25]])
+    """
+    k_min, k_max = _tap_range(max_delay, sigma, min_delay)
+    s = 1.0 + float(sigma)
+    cs = int(math.ceil(s))
+    d = delays.clamp(float(min_delay), float(max_delay))
+    with torch.no_grad():
+        if interpolation == "triangle":
+            start = torch.floor(d).to(torch.int64) - cs + 1
+            width = 2 * cs
+        elif interpolation == "round":
+            start = torch.floor(d + 0.5).to(torch.int64) - cs
+            width = 2 * cs + 1
+        else:
+            raise ValueError(f"interpolation: expected 'triangle' or 'round', got {interpolation!r}")
+        lags_i = start.unsqueeze(-1) + torch.arange(width, device=d.device)
+        valid = ((lags_i >= k_min) & (lags_i <= k_max)).to(d.dtype)
+        lags = lags_i.to(d.dtype)
+    if interpolation == "triangle":
+        vals = triangle(lags, d, s)  # same values and slopes as delay_taps
+    else:
+        vals = _RoundTaps.apply(d, lags, s)
+    return start, vals * valid
