@@ -188,11 +188,13 @@ def _delay_free_eventprop(x, W, R, cfg, GS, GM):
     for t in range(T - 1, -1, -1):
         gV = am * gU_next + GM[t]
         rise = Us[t] - Vp[t]
-        dLdt = GS[t] + G_all[t + 1] @ R - (rise + (1 - am) * th) * gV
+        # spike-time sensitivity: external, recurrent arrivals, the jump of the loss on V at the
+        # reset (theta * GM) and the shifted reset
+        dLdt = GS[t] + G_all[t + 1] @ R + th * GM[t] - (rise + (1 - am) * th) * gV
         gU = torch.where(Z[t] > 0, -dLdt / torch.where(Z[t] > 0, rise, torch.ones_like(rise)), gV)
         gS = (1 - am) * c * gU + bs * gS_all[t + 1]
         gS_all[t] = gS
-        G_all[t] = (1 - bs) * gS - (1 - am) * c * gU
+        G_all[t] = gS_all[t + 1] - gS  # a unit weight arriving one step later
         gU_next = gU
     dW = torch.einsum("tbn,tbf->nf", gS_all[:T], x)
     dD = W * torch.einsum("tbn,tbf->nf", G_all[:T], x)

@@ -253,7 +253,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
     const scalar_t a = static_cast<scalar_t>(beta);
     const scalar_t bs = static_cast<scalar_t>(alpha);
     const scalar_t one_a_c = static_cast<scalar_t>((1.0 - beta) * syn_scale);
-    const scalar_t one_b = static_cast<scalar_t>(1.0 - alpha);
+    const scalar_t th = static_cast<scalar_t>(threshold);
     const scalar_t th_term = static_cast<scalar_t>((1.0 - beta) * threshold);
     const scalar_t min_den = static_cast<scalar_t>(min_denominator);
     const scalar_t* gsp = has_gs ? grad_spk.data_ptr<scalar_t>() : nullptr;
@@ -321,6 +321,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
                 tsens = tsens + sum;
               }
               const scalar_t rise = rsp[k];
+              // the loss on V jumps with the reset: (l_V^- - l_V^+) = theta dL/dV_t
+              if (gmp) tsens = tsens + th * gmp[cell * N + n];
               tsens = tsens - (rise + th_term) * gV[n];
               scalar_t jump = -tsens / std::max(rise, min_den);
               if (!reg.empty()) jump = jump + reg[n];
@@ -328,7 +330,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
             }
             for (int64_t n = 0; n < N; ++n) {
               const scalar_t gS = one_a_c * gU[n] + bs * gSn[n];
-              const scalar_t G = one_b * gS - one_a_c * gU[n];
+              // arrival one step later: g_S,t+1 - g_S,t (the forward difference of the loss)
+              const scalar_t G = gSn[n] - gS;
               scalar_t* h = hist.data() + (st * N + n) * 2;
               h[0] = gS;
               h[1] = G;

@@ -33,14 +33,20 @@ so between spikes the gradient is exactly the discrete one. At a spike the loss 
 spike *time*: with ``dU`` the stored rise, the time shifts by ``-delta U_t / dU``, so
 
 .. math:: g_{U,t} = -\\frac{1}{dU}\\Big[\\frac{\\partial L}{\\partial t_k}
-          + \\sum_m r_{mn} G_m(t + e_{mn}) - (dU + (1-\\beta)\\vartheta)\\, g_{V,t}\\Big]
+          + \\sum_m r_{mn} G_m(t + e_{mn}) + \\vartheta\\, \\frac{\\partial l}{\\partial V_t}
+          - (dU + (1-\\beta)\\vartheta)\\, g_{V,t}\\Big]
 
 (the paper's jump ``lambda_V^- = lambda_V^+ + [theta lambda_V^+ + dl_p/dt_k + sum_m w_mn
-(lambda_V - lambda_I)_m(t_k + d_mn)] / (tau_m dV/dt^-)``), where ``G_m(t) = (1 - alpha)
-g_{S,m,t} - (1 - beta) c\\, g_{U,m,t}`` is the sensitivity of the loss to the *arrival time* of
-a unit weight at neuron ``m`` (``(lambda_I - lambda_V)`` of the paper). A per-neuron history of
-``g_S`` and ``G`` of ``max_delay + 1`` steps is kept and sampled at ``t_k + d`` for every
-presynaptic spike ``t_k``:
+(lambda_V - lambda_I)_m(t_k + d_mn) + l_V^- - l_V^+] / (tau_m dV/dt^-)``). The term
+``theta dl/dV_t`` is ``l_V^- - l_V^+`` for a loss on the returned membrane: ``V`` drops from
+the threshold to 0 at the spike, so a later spike leaves ``V`` at ``theta`` for longer.
+``G_m(t) = g_{S,m,t+1} - g_{S,m,t} = (1 - alpha) g_{S,m,t+1} - (1 - beta) c\\, g_{U,m,t}``
+is the sensitivity of the loss to the *arrival time* of a unit weight at neuron ``m``: the
+change of the loss when the arrival at step ``t`` moves to ``t + 1`` (exact for the discrete
+forward to first order in the weight, and exactly the one-step difference for a loss linear in
+the membranes of a non-spiking layer; the paper's ``(lambda_I - lambda_V)`` as ``dt -> 0``).
+A per-neuron history of ``g_S`` and ``G`` of ``max_delay + 1`` steps is kept and sampled at
+``t_k + d`` for every presynaptic spike ``t_k``:
 
 .. math:: \\frac{dL}{dw_{ji}} = \\sum_k g_{S,j}(t_k + d_{ji}), \\quad
           \\frac{dL}{dd_{ji}} = w_{ji} \\sum_k G_j(t_k + d_{ji}), \\quad
@@ -67,12 +73,13 @@ element's time loop in native code, the same spikes, gradients and saved tensors
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
 import torch
 
-from .._checks import check_finite
+from .._checks import check_finite, check_int, check_nonneg_float, check_positive_float
 from ..functional.delayed_linear import delayed_linear
 from ..functional.interpolation import delay_taps, round_half_up
 
@@ -102,6 +109,16 @@ def decays_from_taus(tau_syn: float, tau_mem: float, dt: float) -> Tuple[float, 
     return math.exp(-dt / tau_syn), math.exp(-dt / tau_mem)
 
 
+def _check_decay(name: str, value: object) -> float:
+    """A per-step decay: a real number in the open interval ``(0, 1)``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a float in (0, 1), got {type(value).__name__} ({value!r})")
+    value = float(value)
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{name}: expected a decay in (0, 1) (exclusive), got {value}")
+    return value
+
+
 def synaptic_scale(alpha: float) -> float:
     """mlGeNN's current scale ``c = (tau_syn / dt)(1 - alpha)`` for a synaptic decay ``alpha``.
 
@@ -113,6 +130,7 @@ def synaptic_scale(alpha: float) -> float:
     >>> round(synaptic_scale(0.8187307530779818), 4)   # tau_syn = 5, dt = 1
     0.9063
     """
+    alpha = _check_decay("alpha", alpha)
     return (1.0 - alpha) / (-math.log(alpha))
 
 
@@ -157,6 +175,29 @@ class EventPropConfig:
     max_spikes: Optional[int] = None
     record_mem: bool = True
 
+    def __post_init__(self) -> None:
+        # validate (ValueError/TypeError naming the field) and normalise to Python numbers
+        def put(name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
+        put("alpha", _check_decay("alpha", self.alpha))
+        put("beta", _check_decay("beta", self.beta))
+        th = self.threshold
+        if isinstance(th, bool) or not isinstance(th, numbers.Real):
+            raise TypeError(f"threshold: expected a float > 0 (or math.inf), got {type(th).__name__} ({th!r})")
+        if not float(th) > 0:  # also rejects NaN
+            raise ValueError(f"threshold: expected a float > 0 (or math.inf for no spikes), got {float(th)}")
+        put("threshold", float(th))
+        put("max_delay", check_int("max_delay", self.max_delay, minimum=1))
+        put("syn_scale", check_positive_float("syn_scale", self.syn_scale))
+        put("min_denominator", check_positive_float("min_denominator", self.min_denominator))
+        put("reg_strength", check_nonneg_float("reg_strength", self.reg_strength))
+        put("reg_target", check_nonneg_float("reg_target", self.reg_target))
+        if self.max_spikes is not None:
+            put("max_spikes", check_int("max_spikes", self.max_spikes, minimum=1))
+        if not isinstance(self.record_mem, bool):
+            raise TypeError(f"record_mem: expected a bool, got {type(self.record_mem).__name__} ({self.record_mem!r})")
+
     @property
     def spiking(self) -> bool:
         return math.isfinite(self.threshold)
@@ -170,6 +211,12 @@ def rounded_delays(delays: torch.Tensor, max_delay: int, min_delay: int) -> torc
     >>> rounded_delays(torch.tensor([-1.0, 0.5, 2.49, 7.0]), 5, 0)
     tensor([0, 1, 2, 5])
     """
+    if not isinstance(delays, torch.Tensor):
+        raise TypeError(f"delays: expected a torch.Tensor, got {type(delays).__name__}")
+    max_delay = check_int("max_delay", max_delay, minimum=0)
+    min_delay = check_int("min_delay", min_delay, minimum=0)
+    if min_delay > max_delay:
+        raise ValueError(f"min_delay: expected at most max_delay={max_delay}, got {min_delay}")
     return round_half_up(delays.detach().clamp(float(min_delay), float(max_delay))).long()
 
 
@@ -355,6 +402,8 @@ class _EventPropLIF(torch.autograd.Function):
                     ge_t.index_add_(0, nn_, wG)
                 rise = s_rise[e0:e1]
                 gv_s = gV[bb, nn_]
+                if has_gm:  # the loss on V jumps with the reset: (l_V^- - l_V^+) = theta dL/dV_t
+                    tsens = tsens + theta * grad_mem[t, bb, nn_]
                 tsens = tsens - (rise + (1.0 - a) * theta) * gv_s
                 jump = -tsens / rise.clamp_min(cfg.min_denominator)
                 if reg is not None:
@@ -362,7 +411,8 @@ class _EventPropLIF(torch.autograd.Function):
                 gU = gV.clone()
                 gU[bb, nn_] = jump
             gS = one_a_c * gU + b * gS_next
-            G = (1.0 - b) * gS - one_a_c * gU
+            # arrival one step later: dL = w (g_S,t+1 - g_S,t) = w ((1-alpha) g_S,t+1 - (1-beta) c g_U,t)
+            G = gS_next - gS
             sl = slice((t % K) * B * N, (t % K + 1) * B * N)
             hist_gs[sl] = gS.reshape(-1)
             hist_G[sl] = G.reshape(-1)
@@ -386,9 +436,16 @@ class _EventPropLIF(torch.autograd.Function):
         return grad_x, gw, gd, gr, ge, None
 
 
+def _check_config(config: object) -> None:
+    if not isinstance(config, EventPropConfig):
+        raise TypeError(f"config: expected an EventPropConfig, got {type(config).__name__}")
+
+
 def _check_inputs(x, weight, delays, rec_weight, rec_delays, max_delay) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    for name, t in (("x", x), ("weight", weight), ("delays", delays), ("rec_weight", rec_weight),
+                    ("rec_delays", rec_delays)):
+        if not isinstance(t, torch.Tensor) and not (t is None and name.startswith("rec_")):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
     if x.dim() != 3:
         raise ValueError(f"x: expected a (T, B, F) spike sequence of rank 3, got shape {tuple(x.shape)}")
     if not x.is_floating_point():
@@ -456,7 +513,9 @@ def eventprop_lif(
     spk, mem : torch.Tensor
         Spikes and (post-reset) membranes ``(T, B, N)`` (``mem`` empty if
         ``config.record_mem`` is ``False``). The gradient flowing into ``spk`` is read as
-        ``dL/dt`` of each spike (steps), the one into ``mem`` as ``dL/dV_t``.
+        ``dL/dt`` of each spike (steps), the one into ``mem`` as ``dL/dV_t``; at a spike step
+        the latter also moves the spike time (``V`` jumps from the threshold to 0 there, adding
+        ``threshold * dL/dV_t`` to ``dL/dt``, the ``l_V^- - l_V^+`` of Wunderlich & Pehle).
 
     Examples
     --------
@@ -472,6 +531,7 @@ def eventprop_lif(
     """
     if backend not in ("auto", "compiled", "reference"):
         raise ValueError(f"backend: expected 'auto', 'compiled' or 'reference', got {backend!r}")
+    _check_config(config)
     _check_inputs(x, weight, delays, rec_weight, rec_delays, config.max_delay)
     check_finite("x", x)
     if x.numel() and not bool(((x == 0) | (x == 1)).all()):
@@ -522,8 +582,12 @@ def lif_sequence_surrogate(
     >>> spk[:, 0, 0].nonzero().flatten().tolist()
     [3, 6]
     """
+    _check_config(config)
     _check_inputs(x, weight, delays, rec_weight, rec_delays, config.max_delay)
     check_finite("x", x)
+    if spike_fn is not None and not callable(spike_fn):
+        raise TypeError(f"spike_fn: expected a callable (surrogate spike function) or None, got "
+                        f"{type(spike_fn).__name__}")
     if spike_fn is None:
         from snntorch import surrogate
 

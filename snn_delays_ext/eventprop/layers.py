@@ -8,7 +8,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_int, check_tensor
+from .._checks import check_choice, check_int, check_nonneg_float, check_positive_float, check_tensor
 from .._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from ..functional.interpolation import round_half_up
 from .functional import (
@@ -56,6 +56,7 @@ class _EventPropBase(DelayLayerMixin, nn.Module):
         self._sigma = 0.0
         self.backward = check_choice("backward", backward, BACKWARDS)
         self.alpha, self.beta = _resolve_decays(alpha, beta, tau_syn, tau_mem, dt)
+        weight_scale = check_nonneg_float("weight_scale", weight_scale)
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_features, in_features, **factory))
         bound = weight_scale / math.sqrt(in_features)
@@ -66,6 +67,10 @@ class _EventPropBase(DelayLayerMixin, nn.Module):
 
     def _delay_tensors(self) -> List[Tuple[nn.Parameter, int]]:
         return [(self.delays, 0)]
+
+    def _delay_leaves(self) -> List[nn.Parameter]:
+        # every delay tensor (feed-forward and recurrent), for weight_parameters()
+        return [p for p, _ in self._delay_tensors()]
 
     def effective_delays(self) -> torch.Tensor:
         """The integer feed-forward delays the forward pass uses (clamped, rounded halves up)."""
@@ -129,7 +134,10 @@ class DelayedRecurrentSynaptic(_EventPropBase):
     optimiser step). ``backward="eventprop"`` gives the exact event-based gradient of
     :func:`~snn_delays_ext.eventprop.eventprop_lif` (forward memory independent of ``T``
     except for the spikes); ``backward="surrogate"`` runs BPTT through the same dynamics with
-    ``spike_grad``. Works on whole sequences ``(T, B, in_features)`` only.
+    ``spike_grad``. Works on whole sequences ``(T, B, in_features)`` only. With EventProp a
+    loss may use both outputs: the gradient reaching ``spk`` is read as the sensitivity to each
+    spike's time, the one reaching ``mem`` includes the jump of ``mem`` from the threshold to 0
+    at each spike (a spike that moves later keeps ``mem`` at the threshold for longer).
 
     Parameters
     ----------
@@ -208,13 +216,20 @@ class DelayedRecurrentSynaptic(_EventPropBase):
         ):
             raise ValueError(f"threshold: expected a finite float > 0, got {threshold!r}")
         self.threshold = float(threshold)
-        self.recurrent = bool(recurrent)
+        for name, flag in (("recurrent", recurrent), ("record_mem", record_mem)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name}: expected a bool, got {type(flag).__name__} ({flag!r})")
+        self.recurrent = recurrent
+        if spike_grad is not None and not callable(spike_grad):
+            raise TypeError(f"spike_grad: expected a callable (surrogate spike function) or None, got "
+                            f"{type(spike_grad).__name__} ({spike_grad!r})")
         self.spike_grad = spike_grad
-        self.min_denominator = float(min_denominator)
-        self.reg_strength = float(reg_strength)
-        self.reg_target = float(reg_target)
+        self.min_denominator = check_positive_float("min_denominator", min_denominator)
+        self.reg_strength = check_nonneg_float("reg_strength", reg_strength)
+        self.reg_target = check_nonneg_float("reg_target", reg_target)
         self.max_spikes = None if max_spikes is None else check_int("max_spikes", max_spikes, minimum=1)
-        self.record_mem = bool(record_mem)
+        self.record_mem = record_mem
+        rec_weight_scale = check_nonneg_float("rec_weight_scale", rec_weight_scale)
         if self.recurrent:
             factory = {"device": device, "dtype": dtype}
             self.rec_weight = nn.Parameter(torch.empty(out_features, out_features, **factory))

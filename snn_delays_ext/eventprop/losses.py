@@ -7,11 +7,15 @@ spike's time (in steps).
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Iterable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .._checks import check_finite, check_nonneg_float, check_positive_float
 
 __all__ = [
     "bump_silent_neurons_",
@@ -24,12 +28,25 @@ __all__ = [
 ]
 
 
-def _check_seq(name: str, x: object) -> torch.Tensor:
+def _check_seq(name: str, x: object, min_steps: int = 0) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 3:
         raise ValueError(f"{name}: expected a (T, B, C) sequence of rank 3, got shape {tuple(x.shape)}")
+    if x.shape[0] < min_steps:
+        raise ValueError(f"{name}: expected at least {min_steps} time step(s) (T >= {min_steps}), "
+                         f"got shape {tuple(x.shape)}")
     return x
+
+
+def _check_time(name: str, value: object) -> float:
+    """A finite real number (a time in steps) of either sign."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a finite float (steps), got {type(value).__name__} ({value!r})")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite float (steps), got {value}")
+    return value
 
 
 def _check_target(target: object, B: int, C: int) -> torch.Tensor:
@@ -55,7 +72,7 @@ def loss_shaping_ce(mem: torch.Tensor, target: torch.Tensor, tau: Optional[float
     target : torch.Tensor
         Classes ``(B,)``.
     tau : float, optional
-        Decay of the weighting in steps (default ``T``).
+        Decay of the weighting in steps (default ``T``; ``math.inf``: plain average).
 
     Examples
     --------
@@ -63,12 +80,18 @@ def loss_shaping_ce(mem: torch.Tensor, target: torch.Tensor, tau: Optional[float
     >>> loss_shaping_ce(mem, torch.tensor([1, 2])) < 0.1
     tensor(True)
     """
-    mem = _check_seq("mem", mem)
+    mem = _check_seq("mem", mem, min_steps=1)
     T, B, C = mem.shape
     target = _check_target(target, B, C)
-    tau = float(T) if tau is None else float(tau)
-    if not tau > 0:
-        raise ValueError(f"tau: expected a float > 0, got {tau}")
+    check_finite("mem", mem)
+    if tau is None:
+        tau = float(T)
+    else:
+        if isinstance(tau, bool) or not isinstance(tau, numbers.Real):
+            raise TypeError(f"tau: expected a float > 0 (steps) or None, got {type(tau).__name__} ({tau!r})")
+        tau = float(tau)
+        if not tau > 0:  # also rejects NaN; inf is a plain average
+            raise ValueError(f"tau: expected a float > 0 (steps), got {tau}")
     w = torch.exp(-torch.arange(T, device=mem.device, dtype=mem.dtype) / tau)
     vavg = (w.view(T, 1, 1) * mem).sum(0) / T
     return F.cross_entropy(vavg, target)
@@ -83,9 +106,10 @@ def max_voltage_ce(mem: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     >>> float(max_voltage_ce(mem, torch.tensor([0]))) < 0.05
     True
     """
-    mem = _check_seq("mem", mem)
+    mem = _check_seq("mem", mem, min_steps=1)
     T, B, C = mem.shape
     target = _check_target(target, B, C)
+    check_finite("mem", mem)
     return F.cross_entropy(mem.max(0).values, target)
 
 
@@ -133,8 +157,9 @@ def first_spike_times(spk: torch.Tensor, no_spike: Optional[float] = None) -> to
     >>> first_spike_times(spk)
     tensor([[2., 6.]])
     """
-    spk = _check_seq("spk", spk)
-    return _FirstSpikeTimes.apply(spk, float(spk.shape[0]) if no_spike is None else float(no_spike))
+    spk = _check_seq("spk", spk, min_steps=1)
+    no_spike = float(spk.shape[0]) if no_spike is None else _check_time("no_spike", no_spike)
+    return _FirstSpikeTimes.apply(spk, no_spike)
 
 
 def first_spike_time_loss(
@@ -157,9 +182,13 @@ def first_spike_time_loss(
     >>> float(first_spike_time_loss(spk, torch.tensor([0]), t_early=3, t_late=15))
     0.0
     """
-    spk = _check_seq("spk", spk)
+    spk = _check_seq("spk", spk, min_steps=1)
     T, B, C = spk.shape
     target = _check_target(target, B, C)
+    t_early = _check_time("t_early", t_early)
+    t_late = _check_time("t_late", t_late)
+    if tau0 is not None:
+        tau0 = check_positive_float("tau0", tau0)
     t = first_spike_times(spk, no_spike=float(t_late) + 1.0)
     tgt = torch.full_like(t, float(t_late))
     tgt[torch.arange(B, device=t.device), target] = float(t_early)
@@ -199,11 +228,12 @@ def relative_first_spike_loss(spk: torch.Tensor, target: torch.Tensor, delta: fl
     >>> float(relative_first_spike_loss(spk, torch.tensor([0]), delta=2.0))   # (0**2 + 3**2) / 2
     4.5
     """
-    spk = _check_seq("spk", spk)
+    spk = _check_seq("spk", spk, min_steps=1)
     T, B, C = spk.shape
     target = _check_target(target, B, C)
-    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not delta > 0:
-        raise ValueError(f"delta: expected a number > 0 (steps), got {delta!r}")
+    delta = check_positive_float("delta", delta)
+    if no_spike is not None:
+        no_spike = _check_time("no_spike", no_spike)
     t = first_spike_times(spk, no_spike=no_spike)
     idx = torch.arange(B, device=t.device)
     t_true = t[idx, target].unsqueeze(1)
@@ -244,7 +274,7 @@ def bump_silent_neurons_(
     spike_counts : torch.Tensor
         Spikes per neuron ``(N,)`` accumulated over the epoch (or ``(T, B, N)`` spikes).
     amount : float
-        Increment.
+        Increment (finite, >= 0).
 
     Returns
     -------
@@ -271,6 +301,7 @@ def bump_silent_neurons_(
     if tuple(spike_counts.shape) != (weight.shape[0],):
         raise ValueError(f"spike_counts: expected shape ({weight.shape[0]},) or (T, B, {weight.shape[0]}), "
                          f"got {tuple(spike_counts.shape)}")
+    amount = check_nonneg_float("amount", amount)
     silent = spike_counts.to(weight.device) == 0
-    weight[silent] += float(amount)
+    weight[silent] += amount
     return int(silent.sum())

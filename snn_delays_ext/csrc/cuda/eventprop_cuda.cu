@@ -174,7 +174,7 @@ __global__ void ep_backward_kernel(const scalar_t* __restrict__ gs, const scalar
                                    scalar_t* gU_all, scalar_t* gV_all, scalar_t* gUn_all, scalar_t* gSn_all,
                                    scalar_t* gx, scalar_t* gwT, scalar_t* gdT, scalar_t* grT, scalar_t* geT,
                                    int64_t T, int64_t B, int64_t F, int64_t N, int64_t mask, scalar_t a, scalar_t bs,
-                                   scalar_t one_a_c, scalar_t one_b, scalar_t th_term, scalar_t min_den) {
+                                   scalar_t one_a_c, scalar_t th, scalar_t th_term, scalar_t min_den) {
   __shared__ scalar_t red[kEpThreads];
   const int64_t b = blockIdx.x;
   scalar_t* hist = hist_all + b * N * (mask + 1) * 2;  // [slot][n][gS, G]
@@ -211,6 +211,8 @@ __global__ void ep_backward_kernel(const scalar_t* __restrict__ gs, const scalar
         scalar_t tsens = gs != nullptr ? gs[cell * N + n] : scalar_t(0);
         if (recurrent) tsens = tsens + sum;
         const scalar_t r = s_rise[q];
+        // the loss on V jumps with the reset: (l_V^- - l_V^+) = theta dL/dV_t
+        if (gm != nullptr) tsens = tsens + th * gm[cell * N + n];
         tsens = tsens - (r + th_term) * gV[n];
         scalar_t jump = -tsens / (r > min_den ? r : min_den);
         if (reg != nullptr) jump = jump + reg[n];
@@ -221,7 +223,8 @@ __global__ void ep_backward_kernel(const scalar_t* __restrict__ gs, const scalar
     for (int64_t n = threadIdx.x; n < N; n += blockDim.x) {
       const scalar_t u = gU[n];
       const scalar_t gS = one_a_c * u + bs * gSn[n];
-      const scalar_t G = one_b * gS - one_a_c * u;
+      // arrival one step later: g_S,t+1 - g_S,t (the forward difference of the loss)
+      const scalar_t G = gSn[n] - gS;
       scalar_t* h = hist + (st * N + n) * 2;
       h[0] = gS;
       h[1] = G;
@@ -313,7 +316,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
           gSn.data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(), gwT.data_ptr<scalar_t>(), gdT.data_ptr<scalar_t>(),
           recurrent ? grT.data_ptr<scalar_t>() : nullptr, recurrent ? geT.data_ptr<scalar_t>() : nullptr, T, B, F, N,
           L - 1, static_cast<scalar_t>(beta), static_cast<scalar_t>(alpha),
-          static_cast<scalar_t>((1.0 - beta) * syn_scale), static_cast<scalar_t>(1.0 - alpha),
+          static_cast<scalar_t>((1.0 - beta) * syn_scale), static_cast<scalar_t>(threshold),
           static_cast<scalar_t>((1.0 - beta) * threshold), static_cast<scalar_t>(min_denominator));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
