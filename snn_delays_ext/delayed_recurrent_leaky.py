@@ -13,6 +13,7 @@ from ._checks import (
 )
 from ._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from . import ops as _ops
+from .delayed_linear import _autocast_dtype
 from .functional.delayed_linear import _fit_history
 from .functional.interpolation import INTERPOLATIONS
 from .surrogate import surrogate_spec
@@ -132,6 +133,10 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
     The ``graded_spikes_factor`` buffer of snnTorch neurons is honoured too (spikes of that
     height, fed back and returned). ``inhibition``, ``state_quant``, ``graded_spikes_factor``
     other than 1 and ``reset_delay=False`` run on the plain-PyTorch path.
+
+    Mixed precision: inside ``torch.autocast`` the layer takes any floating input but float64,
+    computes in its parameters' dtype (the compiled kernels and the delay interpolation need
+    float32 or float64) and returns the autocast dtype, as :class:`~snn_delays_ext.DelayedLinear`.
 
     Truncated BPTT works with snnTorch's idioms: detaching the ``spk`` you pass back (or
     ``RLeaky.detach_hidden()`` with ``init_hidden=True``) detaches the delay buffer as well, as
@@ -322,6 +327,23 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         """
         if self.init_hidden and (spk is not None or mem is not None):
             raise TypeError("When `init_hidden=True`, DelayedRecurrentLeaky expects 1 input argument.")
+        amp = _autocast_dtype(input_, self.delays.dtype)
+        if amp is not None:
+            # as DelayedLinear: compute in the parameters' dtype, return autocast's dtype
+            check_tensor("input_", input_, ranks=(2, 3), last_dim=self.linear_features,
+                         device=self.delays.device)
+            if input_.dtype == torch.float64:
+                raise TypeError(
+                    "input_: expected a floating dtype other than float64 under autocast (the "
+                    f"layer's parameters are {self.delays.dtype}), got torch.float64"
+                )
+            dt = self.delays.dtype
+            with torch.autocast(device_type=input_.device.type, enabled=False):
+                out = self.forward(
+                    input_.to(dt), None if spk is None or spk.numel() == 0 else spk.to(dt),
+                    None if mem is None or mem.numel() == 0 else mem.to(dt),
+                )
+            return tuple(o.to(amp) for o in out) if isinstance(out, tuple) else out.to(amp)
         weight, bias = self._weights()
         n = self.linear_features
         check_tensor("input_", input_, ranks=(2, 3), last_dim=n, dtype=weight.dtype, device=weight.device)

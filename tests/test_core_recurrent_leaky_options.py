@@ -193,3 +193,21 @@ def test_diverged_learned_threshold_is_reported():
         lif.threshold.fill_(float("nan"))
     with pytest.raises(ValueError, match="threshold.*finite"):
         lif(torch.rand(5, 2, N))
+
+
+def test_autocast_after_nn_linear():
+    """Mixed precision (bfloat16 on CPU): an nn.Linear in front no longer breaks the layer; it
+    computes in float32 and returns autocast's dtype, close to the float32 run."""
+    torch.manual_seed(0)
+    fc = torch.nn.Linear(3, N)
+    lif = sde.DelayedRecurrentLeaky(0.8, N, max_delay=4, delay_init=2.0, threshold=0.5)
+    x = torch.rand(10, 2, 3)
+    s_ref, m_ref = lif(fc(x))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        s, m = lif(fc(x))
+        lif.reset_mem()
+        s1, m1 = lif(fc(x[0]))
+    assert s.dtype == m.dtype == s1.dtype == torch.bfloat16
+    torch.testing.assert_close(m.float(), m_ref, atol=0.1, rtol=0.05)
+    with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(TypeError, match="float64"):
+        lif(x.double()[..., :1].expand(10, 2, N))

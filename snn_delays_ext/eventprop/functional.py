@@ -80,7 +80,7 @@ from typing import Callable, List, Optional, Tuple
 import torch
 
 from .._checks import check_finite, check_int, check_nonneg_float, check_positive_float
-from ..functional.delayed_linear import delayed_linear
+from ..functional.delayed_linear import _delayed_linear
 from ..functional.interpolation import delay_taps, round_half_up
 
 __all__ = [
@@ -596,7 +596,7 @@ def lif_sequence_surrogate(
     N = weight.shape[0]
     md = config.max_delay
     a, b, c, theta = config.beta, config.alpha, config.syn_scale, config.threshold  # membrane, synaptic
-    arr, _ = delayed_linear(x, weight, None, delays, md, "synaptic", 0.0, "round")
+    arr, _ = _delayed_linear(x, weight, None, delays, md, "synaptic", 0.0, "round")  # checked above
     recurrent = rec_weight is not None
     if recurrent:
         taps = delay_taps(rec_delays, md, 0.0, 1, "round")  # (N, N, md): lags 1..md

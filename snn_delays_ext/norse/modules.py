@@ -15,7 +15,7 @@ from torch import nn
 
 from .._checks import check_choice, check_finite, check_int, check_nonneg_float, check_tensor
 from .._delay_layer import DelayInit, DelayLayerMixin, init_delays
-from ..functional.delayed_linear import DELAY_TYPES_FF, delayed_linear, history_length
+from ..functional.delayed_linear import DELAY_TYPES_FF, _delayed_linear, history_length
 from ..functional.interpolation import INTERPOLATIONS, delay_taps
 from ..functional.recurrent_leaky import DELAY_TYPES_RECURRENT, recurrent_history_length
 from .functional import (
@@ -433,7 +433,7 @@ class DelayedLIFCell(_DelayedLIFBase):
             state = self.initial_state(input_tensor)
         else:
             state = self._check_state(state, input_tensor.shape[0])
-        y, past = delayed_linear(
+        y, past = _delayed_linear(  # inputs, delays and state checked above
             input_tensor.unsqueeze(0), self.weight, self.bias, self.delays, self.max_delay,
             self.delay_type, self._sigma, self.interpolation, state.past,
         )
@@ -475,7 +475,7 @@ class DelayedLIF(_DelayedLIFBase):
             state = self.initial_state(input_tensor)
         else:
             state = self._check_state(state, input_tensor.shape[1])
-        y, past = delayed_linear(
+        y, past = _delayed_linear(  # inputs, delays and state checked above
             input_tensor, self.weight, self.bias, self.delays, self.max_delay, self.delay_type,
             self._sigma, self.interpolation, state.past,
         )
