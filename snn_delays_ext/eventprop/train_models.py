@@ -110,6 +110,9 @@ class EventPropSNN(nn.Module):
         Input-weight increment of hidden neurons that stayed silent for a whole training epoch
         (the paper's 0.002; exact gradients cannot wake them). Spikes are counted in training
         forwards; the training engine calls :meth:`on_train_epoch_end` after each epoch.
+    reg_strength, reg_target : float
+        The paper's spike-count regulariser on every hidden layer (``k_reg`` and ``nu``; see
+        :class:`~snn_delays_ext.eventprop.EventPropConfig`); ``reg_strength=0`` (default): off.
 
     Examples
     --------
@@ -128,7 +131,8 @@ class EventPropSNN(nn.Module):
                  readout: str = "li_shaped", delay_init: DelayInit = "uniform", output_delays: bool = True,
                  weight_mean: Optional[float] = None, weight_std: Optional[float] = None,
                  backward: str = "eventprop", max_spikes: Optional[int] = None,
-                 silent_bump: float = 0.002) -> None:
+                 silent_bump: float = 0.002, reg_strength: float = 0.0,
+                 reg_target: float = 0.0) -> None:
         super().__init__()
         if readout not in EVENTPROP_READOUTS:
             raise ValueError(f"readout: expected one of {list(EVENTPROP_READOUTS)} for an EventProp model, "
@@ -153,7 +157,8 @@ class EventPropSNN(nn.Module):
         kw = dict(max_delay=max_delay, tau_syn=tau_syn, tau_mem=tau_mem, dt=1.0, backward=backward)
         self.layers = nn.ModuleList(
             DelayedRecurrentSynaptic(a, b, recurrent=recurrent, delay_init=delay_init, max_spikes=max_spikes,
-                                     record_mem=False, **kw)
+                                     record_mem=False, reg_strength=reg_strength, reg_target=reg_target,
+                                     **kw)
             for a, b in zip(sizes[:-1], sizes[1:])
         )
         self.out = LeakyIntegrator(sizes[-1], n_classes, delay_init=delay_init if output_delays else 0.0, **kw)
@@ -240,7 +245,8 @@ def _builder(recurrent: bool) -> Callable[[int, int, object], nn.Module]:
             tau_syn=float(getattr(cfg, "tau_syn", 5.0)), tau_mem=float(getattr(cfg, "tau_mem", 20.0)),
             readout=readout, delay_init=cfg.delay_init, output_delays=cfg.output_delays,
             weight_mean=getattr(cfg, "weight_mean", None), weight_std=getattr(cfg, "weight_std", None),
-            backward="eventprop",
+            backward="eventprop", reg_strength=float(getattr(cfg, "reg_strength", 0.0)),
+            reg_target=float(getattr(cfg, "reg_target", 0.0)),
         )
     return build
 
@@ -252,7 +258,8 @@ def register_train_models(register: Callable[..., None]) -> None:
     (feed-forward delayed current-based LIF layers) and ``eventprop-rec`` (with delayed
     recurrent connections), both with a leaky-integrator readout and the EventProp gradient.
     They read ``hidden``, ``max_delay``, ``tau_syn``, ``tau_mem`` (steps), ``readout``,
-    ``delay_init``, ``output_delays``, ``weight_mean`` and ``weight_std`` from the
+    ``delay_init``, ``output_delays``, ``weight_mean``, ``weight_std``, ``reg_strength`` and
+    ``reg_target`` from the
     :class:`~snn_delays_ext.train.TrainConfig`.
 
     Examples

@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--weight-mean", dest="weight_mean", type=float,
                    help="EventProp models: initial weights ~ N(mean, std) / sqrt(fan_in) (with --weight-std)")
     m.add_argument("--weight-std", dest="weight_std", type=float)
+    m.add_argument("--reg-strength", dest="reg_strength", type=float,
+                   help="EventProp models: spike-count regulariser strength k_reg (0: off)")
+    m.add_argument("--reg-target", dest="reg_target", type=float,
+                   help="EventProp models: target spikes per hidden neuron and sample (the paper's nu = 14)")
     o = t.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int)
     o.add_argument("--batch-size", dest="batch_size", type=int, help="global batch (split over processes)")

@@ -74,6 +74,8 @@ class TrainConfig:
     tau_mem: float = 20.0               # EventProp models: membrane time constant (steps)
     weight_mean: Optional[float] = None  # EventProp models: weights ~ N(mean, std) / sqrt(fan_in)
     weight_std: Optional[float] = None
+    reg_strength: float = 0.0           # EventProp models: spike-count regulariser k_reg (0: off)
+    reg_target: float = 0.0             # EventProp models: its target spikes per neuron and sample (nu)
     # optimisation
     epochs: int = 20
     batch_size: int = 64
@@ -157,6 +159,8 @@ class TrainConfig:
                 raise TypeError(f"{n}: expected True or False, got {getattr(self, n)!r}")
         need_float("delay_std", 0.0, optional=True, lo_open=True)
         need_float("tau_syn", 0.0, lo_open=True)
+        need_float("reg_strength", 0.0)
+        need_float("reg_target", 0.0)
         need_float("tau_mem", 0.0, lo_open=True)
         need_float("weight_mean", -math.inf, optional=True)
         need_float("weight_std", 0.0, optional=True)

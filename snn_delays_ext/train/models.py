@@ -403,8 +403,18 @@ class RecurrentSNN(nn.Module):
         return (logits, spikes) if record else logits
 
 
+def _refuse_eventprop_only(cfg: object) -> None:
+    """Surrogate-gradient models have no spike-count regulariser: refuse it, not ignore it."""
+    if float(getattr(cfg, "reg_strength", 0.0)) > 0:
+        raise ValueError(
+            "reg_strength: the spike-count regulariser acts in the EventProp backward pass (models "
+            f"'eventprop-ff', 'eventprop-rec'); expected 0 for this model, got {cfg.reg_strength}"
+        )
+
+
 def _ff(delays: bool) -> ModelBuilder:
     def build(n_in: int, n_out: int, cfg) -> nn.Module:
+        _refuse_eventprop_only(cfg)
         return FeedForwardSNN(
             n_in, cfg.hidden, n_out, max_delay=cfg.max_delay, delays=delays, delay_type=cfg.delay_type,
             output_delays=cfg.output_delays, beta=cfg.beta, beta_out=cfg.beta_out, readout=cfg.readout,
@@ -417,6 +427,7 @@ def _ff(delays: bool) -> ModelBuilder:
 
 def _rec(delays: bool) -> ModelBuilder:
     def build(n_in: int, n_out: int, cfg) -> nn.Module:
+        _refuse_eventprop_only(cfg)
         if getattr(cfg, "learn_beta", False):
             raise ValueError("learn_beta: the recurrent presets keep one fixed decay per layer (DelRec); "
                              "expected False, got True")
