@@ -20,8 +20,8 @@ test accuracy 96.9 / 96.5 / 96.6 % for seeds 0 / 1 / 2 (mean 96.7 +- 0.2 %; best
 97.5 / 97.7 / 97.5 % at epochs 108 / 105 / 104), identical with the quantised delays; 0.5-0.8 s
 per training epoch, about 2 min per run (after the fix of the delay gradients' alpha factor;
 before it: 96.0 / 96.3 / 96.8 %, and 97.1 / 96.6 % for seeds 0 / 1 rerun on another machine).
-With the delays frozen at their random start (``--lr-delay 0``; run before the fix, not rerun):
-94.8 / 94.7 % for seeds 0 / 1 (best validation 95.0 / 95.1 %), so learning the delays adds
+With the delays frozen at their random start (``--lr-delay 0``): 95.1 / 94.6 % for seeds 0 / 1
+(best validation 95.2 / 95.0 %; before the fix 94.8 / 94.7 %), so learning the delays adds
 about 2 points here.
 
 Why the earlier defaults (dt 1 ms, cross-entropy on ``-t / tau0``, 15 epochs) stopped at
