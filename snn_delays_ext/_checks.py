@@ -198,10 +198,14 @@ def _rank_words(rank: int) -> str:
 def check_finite(name: str, x: torch.Tensor) -> None:
     """Raise :class:`ValueError` if ``x`` holds NaN or infinity.
 
-    Skipped while compiling, when :func:`set_validation` turned value checks off, and for
-    tensors without data (``device="meta"``).
+    Skipped while compiling, when :func:`set_validation` turned value checks off, for
+    tensors without data (``device="meta"``) and inside ``torch.func`` transforms (``vmap``,
+    ``grad``, ``jacrev``: a data-dependent check cannot run on their wrapped tensors).
     """
     if not _VALIDATE_VALUES or is_compiling() or x.device.type == "meta":
+        return
+    wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
+    if wrapped is not None and wrapped(x):
         return
     if not bool(torch.isfinite(x).all()):
         n_nan = int(torch.isnan(x).sum())

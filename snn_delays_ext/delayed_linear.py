@@ -219,7 +219,7 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
         delays = self.delays
         check_finite("delays", delays)
         if input_.dim() == 3:
-            if _ops.AVAILABLE and _ops.supports(input_):
+            if _ops.AVAILABLE and _ops.supports(input_, self.weight, self.bias, delays):
                 return _ops._delayed_linear(
                     input_, self.weight, self.bias, delays, self.max_delay, self.delay_type,
                     self._sigma, self.interpolation,

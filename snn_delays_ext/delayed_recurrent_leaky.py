@@ -391,7 +391,8 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         if not _ops.AVAILABLE:
             _ops.warn_reference_once()
             return None
-        if not _ops.supports(x) or not self.reset_delay or not self._plain_neuron():
+        if (not _ops.supports(x, self.delays, self.beta, self.threshold, *self._weights())
+                or not self.reset_delay or not self._plain_neuron()):
             return None
         n = self.linear_features
         for t in (self.beta, self.threshold):

@@ -110,9 +110,18 @@ def warn_reference_once() -> None:
     )
 
 
-def supports(x: torch.Tensor) -> bool:
-    """Whether a compiled kernel exists for the device and dtype of ``x``."""
-    return x.device.type in _DEVICES and x.dtype in (torch.float32, torch.float64)
+def supports(x: torch.Tensor, *others: torch.Tensor) -> bool:
+    """Whether a compiled kernel exists for the device and dtype of ``x`` and can run: not
+    when ``x`` or one of ``others`` (the parameters) is a ``torch.func`` wrapper (``vmap``,
+    ``grad``, ``jacrev``), where the plain-PyTorch path runs instead."""
+    return (x.device.type in _DEVICES and x.dtype in (torch.float32, torch.float64)
+            and not any(_functorch_wrapped(t) for t in (x, *others) if t is not None))
+
+
+def _functorch_wrapped(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a ``torch.func`` (functorch) wrapper: batched or gradient-tracking."""
+    fn = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
+    return bool(fn(x)) if fn is not None else False
 
 
 # ----------------------------------------------------------------------------------------------

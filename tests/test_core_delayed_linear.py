@@ -245,3 +245,21 @@ def test_snntorch_utils_reset_resets_delayed_linear_at_any_depth():
     assert getattr(snntorch.utils.reset, "_sde_wrapped", False)
     assert sde.install_snntorch_reset() and getattr(snntorch.utils.reset, "_sde_wrapped")
     assert not getattr(snntorch.utils.reset.__wrapped__, "_sde_wrapped", False)  # wrapped once
+
+
+@pytest.mark.parametrize("delay_type", ["synaptic", "axonal", "dendritic"])
+def test_torch_func_vmap_and_jacrev(delay_type):
+    """``torch.func`` transforms run the plain-PyTorch path (the compiled ops and the finiteness
+    check cannot run on functorch's wrapped tensors) and agree with plain calls and autograd."""
+    from torch.func import functional_call, jacrev, vmap
+
+    torch.manual_seed(0)
+    lin = sde.DelayedLinear(3, 4, max_delay=5, delay_type=delay_type, delay_init=2.3)
+    xs = torch.rand(5, 6, 2, 3)
+    torch.testing.assert_close(vmap(lin)(xs), torch.stack([lin(x) for x in xs]))
+    x = xs[0]
+    jac = jacrev(lambda p: functional_call(lin, p, (x,)).sum(0))(dict(lin.named_parameters()))
+    y = lin(x).sum(0)
+    for name, p in lin.named_parameters():
+        g = torch.autograd.grad(y[1, 2], p, retain_graph=True)[0]
+        torch.testing.assert_close(jac[name][1, 2], g)
