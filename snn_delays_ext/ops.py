@@ -119,7 +119,12 @@ def supports(x: torch.Tensor, *others: torch.Tensor) -> bool:
 
 
 def _functorch_wrapped(x: torch.Tensor) -> bool:
-    """Whether ``x`` is a ``torch.func`` (functorch) wrapper: batched or gradient-tracking."""
+    """Whether ``x`` is a ``torch.func`` (functorch) wrapper: batched or gradient-tracking
+    (never while ``torch.compile`` traces: it sees plain tensors)."""
+    from ._checks import is_compiling
+
+    if is_compiling():
+        return False
     fn = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
     return bool(fn(x)) if fn is not None else False
 
