@@ -26,7 +26,8 @@ from typing import Callable, NamedTuple, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from .interpolation import delay_taps, tap_range
+from .delayed_linear import _SynapticStep
+from .interpolation import _tap_range, banded_taps, delay_taps, tap_range
 
 __all__ = [
     "DELAY_TYPES_RECURRENT",
@@ -188,6 +189,76 @@ def _taps(delays, max_delay, sigma, interpolation):
     return delay_taps(delays, max_delay, sigma, 1, interpolation)
 
 
+class _LagGather(torch.autograd.Function):
+    """``g[w, b, j] = past[idx[w, j], b, j]`` from a spike history ``past`` ``(K, B, N)`` and
+    band indices ``idx`` ``(W, N)``.
+
+    Saves only the indices (``torch.gather`` would keep the whole history alive for its
+    backward); the backward scatters with differentiable operations, so double backward works.
+    """
+
+    @staticmethod
+    def forward(past: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        W, (_, B, N) = idx.shape[0], past.shape
+        return torch.gather(past, 0, idx.unsqueeze(1).expand(W, B, N))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[override]
+        past, idx = inputs
+        ctx.save_for_backward(idx)
+        ctx.past_shape = tuple(past.shape)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (idx,) = ctx.saved_tensors
+        K, B, N = ctx.past_shape
+        index = idx.unsqueeze(1).expand(idx.shape[0], B, N)
+        return grad.new_zeros((K, B, N)).scatter_add(0, index, grad), None
+
+
+def banded_recurrent_current(
+    past: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    delays: torch.Tensor,
+    max_delay: int,
+    delay_type: str,
+    sigma: float,
+    interpolation: str,
+) -> torch.Tensor:
+    """:func:`recurrent_current` with the taps of ``delays``, reading only their non-zero band.
+
+    Same values (to float rounding) and gradients as building :func:`delay_taps` over lags
+    ``1..K`` and summing over all of them, but a step costs ``O(B N W)`` (axonal) or
+    ``O(N^2 W)`` plus ``O(B N^2 W)`` / one matrix product (synaptic) with ``W = 2 ceil(s)``,
+    independent of ``max_delay``, and autograd keeps no ``(N, N, K)`` tensor. ``past`` must hold
+    exactly ``K`` = :func:`recurrent_history_length` steps, oldest first. Arguments are not
+    checked otherwise. Returns ``(B, N)``.
+    """
+    if delay_type not in DELAY_TYPES_RECURRENT:
+        raise ValueError(
+            f"delay_type: expected one of {list(DELAY_TYPES_RECURRENT)}, got {delay_type!r}"
+        )
+    K = _tap_range(max_delay, sigma, 1)[1]
+    if past.dim() != 3 or past.shape[0] != K:
+        raise ValueError(
+            f"past: expected the last {K} spike vectors (K, B, N) for max_delay={max_delay} and "
+            f"sigma={sigma}, got shape {tuple(past.shape)}"
+        )
+    start, vals = banded_taps(delays, max_delay, sigma, 1, interpolation)
+    vals = vals.to(past.dtype)
+    with torch.no_grad():
+        lags = start.unsqueeze(-1) + torch.arange(vals.shape[-1], device=start.device)
+        # past[K - k] is k steps ago; lags outside [1, K] carry zero taps (any row will do)
+        idx = (K - lags).clamp_(0, K - 1)
+    if delay_type == "axonal":
+        # gathered[w, b, j] = spikes of j, lag start[j] + w ago; contiguous as F.linear wants
+        delayed = (_LagGather.apply(past, idx.t().contiguous()) * vals.t().unsqueeze(1)).sum(0)
+        return F.linear(delayed, weight, bias)
+    r = _SynapticStep.apply(past, idx, weight.unsqueeze(-1) * vals)
+    return r + bias if bias is not None else r
+
+
 def recurrent_leaky_step(
     x: torch.Tensor,
     state: RecurrentLeakyState,
@@ -241,8 +312,9 @@ def recurrent_leaky_step(
     >>> spk
     tensor([[1., 0.]])
     """
-    taps = _taps(delays, max_delay, sigma, interpolation)  # (..., K), lags 1..K
-    r = recurrent_current(state.past, weight, bias, taps, delay_type)
+    # only the non-zero band of each delay's taps (lags 1..K, K = recurrent_history_length)
+    r = banded_recurrent_current(
+        state.past, weight, bias, delays, max_delay, delay_type, sigma, interpolation)
     spk, mem = _membrane_update(x, r, state.mem, params)
     past = torch.cat([state.past[1:], spk.unsqueeze(0)], 0)
     return spk, RecurrentLeakyState(mem, past)
