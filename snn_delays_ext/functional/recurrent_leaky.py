@@ -273,6 +273,10 @@ def recurrent_leaky_step(
 ) -> Tuple[torch.Tensor, RecurrentLeakyState]:
     """Advance a delayed recurrent LIF layer by one time step.
 
+    The recurrent current reads only the non-zero band of each delay's taps (``2 ceil(s)``
+    lags, see :func:`banded_taps`), so a step's cost and the tensors autograd keeps do not grow
+    with ``max_delay`` (the numbers and gradients are those of the full :func:`delay_taps`).
+
     Parameters
     ----------
     x : torch.Tensor

@@ -36,8 +36,9 @@ from norse.torch.functional.lif import LIFParameters
 from norse.torch.functional.threshold import threshold
 
 from ..functional.delayed_linear import _fit_history, delayed_linear
-from ..functional.interpolation import delay_taps
-from ..functional.recurrent_leaky import recurrent_current
+from .._checks import check_choice
+from ..functional.interpolation import INTERPOLATIONS, _check_delays_tensor, _check_range, _tap_range
+from ..functional.recurrent_leaky import banded_recurrent_current, recurrent_current
 
 __all__ = [
     "DelayedLIFState",
@@ -127,8 +128,22 @@ def delayed_recurrent_input(
     >>> delayed_recurrent_input(past, w, torch.tensor([2.0, 1.0]), max_delay=3)
     tensor([[0., 1.]])
     """
-    taps = delay_taps(delays, max_delay, sigma, 1, interpolation)  # (..., K): lags 1..K
-    return _recurrent_from_taps(past, weight, taps, delay_type)
+    return _banded_current(past, weight, delays, max_delay, delay_type, sigma, interpolation)
+
+
+def _banded_current(
+    past: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor, max_delay: int,
+    delay_type: str, sigma: float, interpolation: str,
+) -> torch.Tensor:
+    """``r_t`` from the non-zero band of the delays' taps (lags 1..K; same numbers and
+    gradients as the full taps of :func:`~snn_delays_ext.functional.delay_taps`, and the same
+    argument checks)."""
+    _check_delays_tensor("delays", delays)
+    max_delay, sigma, _ = _check_range(max_delay, sigma, 1)
+    check_choice("interpolation", interpolation, INTERPOLATIONS)
+    K = _tap_range(max_delay, sigma, 1)[1]
+    return banded_recurrent_current(
+        _fit_history(past, K), weight, None, delays, max_delay, delay_type, sigma, interpolation)
 
 
 def _recurrent_from_taps(
@@ -212,8 +227,10 @@ def delayed_lif_step(
     """
     if delay_type not in ("axonal", "synaptic"):
         raise ValueError(f"delay_type: expected one of ['axonal', 'synaptic'], got {delay_type!r}")
-    taps = delay_taps(delays, max_delay, sigma, 1, interpolation)
-    return _step_with_taps(input_spikes, state, input_weights, recurrent_weights, taps, p, dt, delay_type)
+    r = _banded_current(state.past, recurrent_weights, delays, max_delay, delay_type, sigma,
+                        interpolation)
+    K = _tap_range(max_delay, float(sigma), 1)[1]
+    return _step_with_current(input_spikes, state, input_weights, r, p, dt, K)
 
 
 def _step_with_taps(
@@ -228,9 +245,22 @@ def _step_with_taps(
 ) -> Tuple[torch.Tensor, DelayedLIFState]:
     """:func:`delayed_lif_step` given the taps (computed once per sequence by the modules)."""
     r = _recurrent_from_taps(state.past, recurrent_weights, taps, delay_type)
+    return _step_with_current(input_spikes, state, input_weights, r, p, dt, taps.shape[-1])
+
+
+def _step_with_current(
+    input_spikes: torch.Tensor,
+    state: DelayedLIFState,
+    input_weights: torch.Tensor,
+    r: torch.Tensor,
+    p: LIFParameters,
+    dt: float,
+    K: int,
+) -> Tuple[torch.Tensor, DelayedLIFState]:
+    """The LIF update of :func:`delayed_lif_step` given the recurrent current ``r``; the
+    history is fitted to ``K`` steps."""
     i_jump = state.i + F.linear(input_spikes, input_weights) + r
     z_new, v_new, i_decayed = _lif_update(i_jump, state.v, p, dt, detach_reset=True)
-    K = taps.shape[-1]
     past = torch.cat([_fit_history(state.past, K)[1:], z_new.to(state.past.dtype).unsqueeze(0)], 0)
     return z_new, DelayedLIFState(z_new, v_new, i_decayed, past)
 
