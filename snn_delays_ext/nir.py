@@ -724,6 +724,15 @@ def _parse_map(g: nir.NIRGraph, src: str, dst: str, dt: float, where: str) -> Op
         return _Map(weight, bias, posts[0][3], "dendritic")
     if all(k[0] in ("lag0", "pre") for k in kinds):
         lags = np.zeros((out_f, in_f), dtype=np.int64)
+        n_syn = sum((np.asarray(k[1]) != 0).astype(np.int64) for k in kinds)
+        if np.any(n_syn > 1):
+            i, j = (int(v) for v in np.argwhere(n_syn > 1)[0])
+            raise TypeError(
+                f"graph: sub-graph {where!r}: the connection from input {j} to output {i} has "
+                f"non-zero weights in {int(n_syn[i, j])} parallel branches (two synapses with "
+                "different delays); a delay layer holds one delay per connection, so expected "
+                "at most one branch with a non-zero weight per connection"
+            )
         for kind, w, _, lg in kinds:
             if kind == "pre":
                 if len(np.unique(lg)) != 1:

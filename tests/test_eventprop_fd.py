@@ -317,3 +317,16 @@ def test_valid_edge_arguments_still_work():
     assert torch.isfinite(loss_shaping_ce(_MEM, _TGT, tau=math.inf))
     assert torch.isfinite(first_spike_time_loss(_SPK, _TGT, 1, 5, tau0=2.0))
     _layer(reg_strength=0.0, reg_target=0.0, weight_scale=0.0)
+
+
+def test_losses_refuse_integer_voltages_and_swapped_target_times():
+    from snn_delays_ext.eventprop.losses import first_spike_time_loss, loss_shaping_ce, max_voltage_ce
+
+    mem = torch.zeros(5, 2, 3, dtype=torch.int64)
+    for fn in (loss_shaping_ce, max_voltage_ce):
+        with pytest.raises(TypeError, match="mem: expected a floating-point tensor"):
+            fn(mem, torch.tensor([0, 1]))
+    spk = torch.zeros(5, 2, 3)
+    with pytest.raises(ValueError, match="t_early, t_late: .*t_early=9.0, t_late=3.0"):
+        first_spike_time_loss(spk, torch.tensor([0, 1]), t_early=9, t_late=3)
+    assert torch.isfinite(first_spike_time_loss(spk, torch.tensor([0, 1]), t_early=3, t_late=9))

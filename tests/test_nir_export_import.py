@@ -584,3 +584,19 @@ def _quant(mem):
 def test_neuron_options_nir_cannot_represent_are_refused(make, option):
     with pytest.raises(ValueError, match=rf"'0'.*{option}"):
         export_to_nir(nn.Sequential(make()), torch.rand(1, 3), dt=DT)
+
+
+def test_two_synapses_on_one_connection_are_refused():
+    """A third-party graph may hold two Delay branches with non-zero weights on the same
+    connection (two synapses, two delays); one delay per connection cannot represent that, so
+    import refuses it instead of summing the weights under one of the delays."""
+    net = nn.Sequential(sde.DelayedLinear(2, 2, max_delay=5, delay_type="synaptic",
+                                          delay_init=torch.tensor([[1.0, 3.0], [1.0, 3.0]])))
+    g = export_to_nir(net, torch.zeros(1, 2), dt=DT)
+    assert torch.equal(import_from_nir(g)[0].delays.detach(), net[0].delays.detach())
+    sub = g.nodes["0"]
+    sub.nodes["w_lag3"].weight = sub.nodes["w_lag3"].weight.copy()
+    sub.nodes["w_lag3"].weight[1, 0] = 0.25  # input 0 -> output 1 now also at lag 3
+    sub.metadata.pop("delay_steps", None)  # as another tool would write it
+    with pytest.raises(TypeError, match="input 0 to output 1 has non-zero weights in 2 parallel"):
+        import_from_nir(g)

@@ -81,6 +81,8 @@ def loss_shaping_ce(mem: torch.Tensor, target: torch.Tensor, tau: Optional[float
     tensor(True)
     """
     mem = _check_seq("mem", mem, min_steps=1)
+    if not mem.is_floating_point():
+        raise TypeError(f"mem: expected a floating-point tensor (voltages), got dtype {mem.dtype}")
     T, B, C = mem.shape
     target = _check_target(target, B, C)
     check_finite("mem", mem)
@@ -107,6 +109,8 @@ def max_voltage_ce(mem: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     True
     """
     mem = _check_seq("mem", mem, min_steps=1)
+    if not mem.is_floating_point():
+        raise TypeError(f"mem: expected a floating-point tensor (voltages), got dtype {mem.dtype}")
     T, B, C = mem.shape
     target = _check_target(target, B, C)
     check_finite("mem", mem)
@@ -187,6 +191,11 @@ def first_spike_time_loss(
     target = _check_target(target, B, C)
     t_early = _check_time("t_early", t_early)
     t_late = _check_time("t_late", t_late)
+    if t_early > t_late:
+        raise ValueError(
+            f"t_early, t_late: the correct class's target time must not come after the others', "
+            f"expected t_early <= t_late, got t_early={t_early}, t_late={t_late} (swapped?)"
+        )
     if tau0 is not None:
         tau0 = check_positive_float("tau0", tau0)
     t = first_spike_times(spk, no_spike=float(t_late) + 1.0)
