@@ -220,11 +220,13 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
         check_finite("delays", delays)
         if input_.dim() == 3:
             if _ops.AVAILABLE and _ops.supports(input_, self.weight, self.bias, delays):
-                return _ops._delayed_linear(
-                    input_, self.weight, self.bias, delays, self.max_delay, self.delay_type,
-                    self._sigma, self.interpolation,
-                )
-            _ops.warn_reference_once()
+                if not self._wide_triangles_on_cpu(input_):
+                    return _ops._delayed_linear(
+                        input_, self.weight, self.bias, delays, self.max_delay, self.delay_type,
+                        self._sigma, self.interpolation,
+                    )
+            else:
+                _ops.warn_reference_once()
             y, _ = _delayed_linear(
                 input_, self.weight, self.bias, delays, self.max_delay, self.delay_type,
                 self._sigma, self.interpolation,
@@ -245,6 +247,25 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
         )
         self._past = new_past
         return y
+
+    def _wide_triangles_on_cpu(self, x: torch.Tensor) -> bool:
+        """Whether the plain-PyTorch path is the faster one for this sequence call.
+
+        The CPU synaptic kernel costs about one pass per tap of a delay's band (``W = 2 ceil(s)``
+        taps, ``s = 1 + sigma``), the reference about one per lag of the whole range
+        (``max_delay + ceil(s)``) at a lower cost per lag. Measured
+        (B64 T66 256x256, forward + backward, one thread): at ``max_delay`` 20 the reference
+        takes 250-260 ms whatever ``sigma``, the kernel 257 / 377 ms (5% spikes / dense input)
+        at ``sigma`` 2, 380 / 585 ms at ``sigma`` 4, and 698 / 1117 ms at ``max_delay`` 12,
+        ``sigma`` 10; at ``max_delay`` 60 the kernel wins 2.3-3.4x even at ``sigma`` 4
+        (``benchmarks/synaptic_kernel.py``). So on CPU, when the band covers more than a
+        quarter of the lag range (early epochs of a wide ``SigmaScheduler`` start with a short
+        ``max_delay``), the reference runs.
+        """
+        if x.device.type != "cpu" or self.delay_type != "synaptic" or self.interpolation != "triangle":
+            return False
+        c = math.ceil(1.0 + self._sigma)
+        return self.max_delay + c < 4 * (2 * c)
 
     def extra_repr(self) -> str:
         return (

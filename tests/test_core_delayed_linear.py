@@ -263,3 +263,34 @@ def test_torch_func_vmap_and_jacrev(delay_type):
     for name, p in lin.named_parameters():
         g = torch.autograd.grad(y[1, 2], p, retain_graph=True)[0]
         torch.testing.assert_close(jac[name][1, 2], g)
+
+
+def test_cpu_wide_triangles_run_the_reference_with_the_same_numbers(monkeypatch):
+    """On CPU a band wider than a quarter of the lag range runs the plain-PyTorch path (faster
+    there, see ``_wide_triangles_on_cpu``); narrow bands and long ranges run the kernel; both
+    give the same values and gradients."""
+    from snn_delays_ext import ops
+
+    if not ops.AVAILABLE:
+        pytest.skip("compiled extension not built")
+    calls = []
+    real = ops._delayed_linear
+    monkeypatch.setattr(ops, "_delayed_linear", lambda *a, **k: calls.append(1) or real(*a, **k))
+    torch.manual_seed(0)
+    x = torch.rand(30, 4, 6, dtype=torch.float64)
+    for max_delay, sigma, kernel in ((20, 4.0, False), (20, 0.5, True), (60, 4.0, True), (12, 10.0, False)):
+        lin = sde.DelayedLinear(6, 5, max_delay=max_delay, sigma=sigma).double()
+        calls.clear()
+        y = lin(x)
+        assert bool(calls) == kernel, (max_delay, sigma)
+        g = torch.autograd.grad(y.square().sum(), [lin.weight, lin.delays])
+        monkeypatch.setattr(lin, "_wide_triangles_on_cpu", lambda inp: False)  # force the kernel
+        y2 = lin(x)
+        g2 = torch.autograd.grad(y2.square().sum(), [lin.weight, lin.delays])
+        torch.testing.assert_close(y, y2)
+        for a, b in zip(g, g2):
+            torch.testing.assert_close(a, b)
+    lin = sde.DelayedLinear(6, 5, max_delay=20, sigma=4.0, delay_type="axonal").double()
+    calls.clear()
+    lin(x)
+    assert calls  # axonal delays keep their kernel
