@@ -216,6 +216,58 @@ class _LagGather(torch.autograd.Function):
         return grad.new_zeros((K, B, N)).scatter_add(0, index, grad), None
 
 
+class _RecurrentBand(NamedTuple):
+    """The non-zero band of the recurrent taps, ready to read from a ``(K, B, N)`` history
+    (built once per module call, then read every step by :func:`_current_from_band`).
+
+    Axonal: ``idx`` ``(W, N)`` history rows and ``coef`` ``(W, 1, N)`` tap weights; synaptic:
+    ``idx`` ``(N, N, W)`` history rows and ``coef`` ``(N, N, W)`` = weights times tap weights.
+    ``K`` is the history length the rows index. ``kern``, synaptic only and optional (see the Norse
+    module's ``_with_sequence_kernel``), is the band scattered into a dense ``(N, K N)`` kernel once
+    for a whole sequence.
+    """
+
+    idx: torch.Tensor
+    coef: torch.Tensor
+    K: int
+    kern: Optional[torch.Tensor] = None
+
+
+def _recurrent_band(
+    weight: torch.Tensor, delays: torch.Tensor, max_delay: int, delay_type: str, sigma: float,
+    interpolation: str, dtype: torch.dtype,
+) -> _RecurrentBand:
+    """The non-zero band of the recurrent taps of ``delays`` (see :class:`_RecurrentBand`);
+    arguments unchecked."""
+    K = _tap_range(max_delay, sigma, 1)[1]
+    start, vals = banded_taps(delays, max_delay, sigma, 1, interpolation)
+    vals = vals.to(dtype)
+    with torch.no_grad():
+        lags = start.unsqueeze(-1) + torch.arange(vals.shape[-1], device=start.device)
+        # past[K - k] is k steps ago; lags outside [1, K] carry zero taps (any row will do)
+        idx = (K - lags).clamp_(0, K - 1)
+    if delay_type == "axonal":
+        return _RecurrentBand(idx.t().contiguous(), vals.t().unsqueeze(1), K)
+    return _RecurrentBand(idx, weight.unsqueeze(-1) * vals, K)
+
+
+def _current_from_band(
+    past: torch.Tensor, weight: torch.Tensor, band: _RecurrentBand, delay_type: str
+) -> torch.Tensor:
+    """``r_t`` ``(B, N)`` from a ``(K, B, N)`` history through a precomputed band: ``O(B N W)``
+    plus a matrix product (axonal) or ``O(B N^2 W)`` (synaptic) per step, and autograd keeps
+    the band (``(N, N, W)``, shared by all steps), no per-step ``(N, N, K)`` tensor (the
+    optional sequence kernel of the Norse module's ``_with_sequence_kernel`` is one, shared by
+    all steps)."""
+    if delay_type == "axonal":
+        delayed = (_LagGather.apply(past, band.idx) * band.coef).sum(0)
+        return F.linear(delayed, weight)
+    if band.kern is not None:  # the product _SynapticStep's dense path computes, kernel reused
+        K, B, N = past.shape
+        return past.transpose(0, 1).reshape(B, K * N) @ band.kern.t()
+    return _SynapticStep.apply(past, band.idx, band.coef)
+
+
 def banded_recurrent_current(
     past: torch.Tensor,
     weight: torch.Tensor,
@@ -245,17 +297,8 @@ def banded_recurrent_current(
             f"past: expected the last {K} spike vectors (K, B, N) for max_delay={max_delay} and "
             f"sigma={sigma}, got shape {tuple(past.shape)}"
         )
-    start, vals = banded_taps(delays, max_delay, sigma, 1, interpolation)
-    vals = vals.to(past.dtype)
-    with torch.no_grad():
-        lags = start.unsqueeze(-1) + torch.arange(vals.shape[-1], device=start.device)
-        # past[K - k] is k steps ago; lags outside [1, K] carry zero taps (any row will do)
-        idx = (K - lags).clamp_(0, K - 1)
-    if delay_type == "axonal":
-        # gathered[w, b, j] = spikes of j, lag start[j] + w ago; contiguous as F.linear wants
-        delayed = (_LagGather.apply(past, idx.t().contiguous()) * vals.t().unsqueeze(1)).sum(0)
-        return F.linear(delayed, weight, bias)
-    r = _SynapticStep.apply(past, idx, weight.unsqueeze(-1) * vals)
+    band = _recurrent_band(weight, delays, max_delay, delay_type, sigma, interpolation, past.dtype)
+    r = _current_from_band(past, weight, band, delay_type)
     return r + bias if bias is not None else r
 
 

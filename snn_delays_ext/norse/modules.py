@@ -15,14 +15,22 @@ from torch import nn
 
 from .._checks import check_choice, check_finite, check_int, check_nonneg_float, check_tensor
 from .._delay_layer import DelayInit, DelayLayerMixin, init_delays
-from ..functional.delayed_linear import DELAY_TYPES_FF, _delayed_linear, history_length
-from ..functional.interpolation import INTERPOLATIONS, delay_taps
+from ..functional.delayed_linear import (
+    DELAY_TYPES_FF,
+    _delayed_linear,
+    _fit_history,
+    history_length,
+)
+from ..functional.interpolation import INTERPOLATIONS
 from ..functional.recurrent_leaky import DELAY_TYPES_RECURRENT, recurrent_history_length
+from ..functional.recurrent_leaky import _recurrent_band
 from .functional import (
     DelayedLIFFeedForwardState,
     DelayedLIFState,
+    _RecurrentBand,
     _lif_update,
-    _step_with_taps,
+    _step_with_band,
+    _with_sequence_kernel,
 )
 
 __all__ = ["DelayedLIFRecurrentCell", "DelayedLIFRecurrent", "DelayedLIFCell", "DelayedLIF"]
@@ -166,13 +174,18 @@ class _DelayedLIFRecurrentBase(DelayLayerMixin, nn.Module):
             past=torch.zeros((K, *dims), **kw),
         )
 
-    def _taps(self) -> torch.Tensor:
-        return delay_taps(self.delays, self.max_delay, self._sigma, 1, self.interpolation)
+    def _band(self, w_rec: torch.Tensor, dtype: torch.dtype) -> _RecurrentBand:
+        """The non-zero band of the delays' taps (``2 ceil(1 + sigma)`` lags per delay; the
+        synaptic band carries the weights), built once per call and read by every step: a
+        step costs ``O(B N W)`` / ``O(B N^2 W)`` instead of the full ``(N, N, K)`` taps."""
+        return _recurrent_band(w_rec, self.delays, self.max_delay, self.delay_type, self._sigma,
+                               self.interpolation, dtype)
 
     def _step(
-        self, x: torch.Tensor, state: DelayedLIFState, taps: torch.Tensor, w_rec: torch.Tensor
+        self, x: torch.Tensor, state: DelayedLIFState, band: _RecurrentBand, w_rec: torch.Tensor
     ) -> Tuple[torch.Tensor, DelayedLIFState]:
-        return _step_with_taps(x, state, self.input_weights, w_rec, taps, self.p, self.dt, self.delay_type)
+        return _step_with_band(x, state, self.input_weights, w_rec, band, self.p, self.dt,
+                               self.delay_type)
 
     def _check_state(self, state: object, batch: int) -> DelayedLIFState:
         if not isinstance(state, DelayedLIFState):
@@ -258,7 +271,8 @@ class DelayedLIFRecurrentCell(_DelayedLIFRecurrentBase):
             state = self.initial_state(input_tensor)
         else:
             state = self._check_state(state, input_tensor.shape[0])
-        return self._step(input_tensor, state, self._taps(), self.effective_recurrent_weights())
+        w_rec = self.effective_recurrent_weights()
+        return self._step(input_tensor, state, self._band(w_rec, state.past.dtype), w_rec)
 
 
 class DelayedLIFRecurrent(_DelayedLIFRecurrentBase):
@@ -297,9 +311,13 @@ class DelayedLIFRecurrent(_DelayedLIFRecurrentBase):
         else:
             state = self._check_state(state, input_tensor.shape[1])
         out = []
-        taps, w_rec = self._taps(), self.effective_recurrent_weights()
+        w_rec = self.effective_recurrent_weights()
+        band = self._band(w_rec, state.past.dtype)
+        # synaptic, short delays: one dense kernel for the whole sequence (same numbers)
+        band = _with_sequence_kernel(
+            band, _fit_history(state.past, band.K), input_tensor.shape[0], self.delay_type)
         for t in range(input_tensor.shape[0]):
-            z, state = self._step(input_tensor[t], state, taps, w_rec)
+            z, state = self._step(input_tensor[t], state, band, w_rec)
             out.append(z)
         return torch.stack(out), state
 
