@@ -248,8 +248,10 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
     def reset_mem(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Zero the membrane, the last spikes and the delay buffer (called by
         ``snntorch.utils.reset`` through ``RLeaky.reset_hidden``)."""
-        self.spk = torch.zeros_like(self.spk)
-        self.mem = torch.zeros_like(self.mem)
+        # empty, not zeros of the last batch's shape: snnTorch's loop hands these back as the
+        # first step's state (spk, mem = lif.init_rleaky()), and the next batch may be smaller
+        self.spk = self.spk.new_zeros(0)
+        self.mem = self.mem.new_zeros(0)
         self._past = self._past.new_zeros(0)
         self._fresh = True
         return self.spk, self.mem

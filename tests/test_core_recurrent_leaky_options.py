@@ -9,6 +9,7 @@ from snntorch import surrogate
 from snntorch.functional import quant
 
 import snn_delays_ext as sde
+import snntorch.utils
 from _rleaky_helpers import run_ref
 
 N = 6
@@ -211,3 +212,19 @@ def test_autocast_after_nn_linear():
     torch.testing.assert_close(m.float(), m_ref, atol=0.1, rtol=0.05)
     with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(TypeError, match="float64"):
         lif(x.double()[..., :1].expand(10, 2, N))
+
+
+def test_snntorch_loop_with_a_smaller_last_batch():
+    """The README's loop (``spk, mem = lif.init_rleaky()`` before each batch) works when the
+    batch size changes, as with snnTorch's RLeaky (a loader's smaller last batch)."""
+    lif = sde.DelayedRecurrentLeaky(0.9, N, max_delay=4, delay_init=2.0)
+    ref = snn.RLeaky(beta=0.9, linear_features=N)
+    for B in (4, 8, 3):
+        for layer in (lif, ref):
+            spk, mem = layer.init_rleaky()
+            for t in range(5):
+                spk, mem = layer(torch.rand(B, N), spk, mem)
+            assert spk.shape == mem.shape == (B, N)
+    snntorch.utils.reset(torch.nn.Sequential(lif))
+    spk, mem = lif.init_rleaky()
+    assert lif(torch.rand(2, N), spk, mem)[0].shape == (2, N)

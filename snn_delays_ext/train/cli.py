@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on the training and validation samples, no validation (needs --selection last)")
     o.add_argument("--sigma0", type=float, help="initial extra width of the delay triangle (0: none)")
     o.add_argument("--sigma-decay", dest="sigma_decay", type=float,
-                   help="factor on the triangle's extra width after each epoch (0 < x <= 1)")
+                   help="base of DelRec's width schedule sigma0 * x**(100 * epoch / epochs) (0 < x <= 1)")
     o.add_argument("--seed", type=int)
     o.add_argument("--device", help="'auto' (default), 'cpu', 'cuda', 'cuda:N'")
     o.add_argument("--num-workers", dest="num_workers", type=int, help="DataLoader worker processes")

@@ -49,9 +49,9 @@ class ParameterEMA:
     ...     _ = lin.weight.fill_(1.0)
     >>> ema.update(lin)
     >>> with ema.swapped(lin):
-    ...     print(float(lin.weight))
+    ...     print(lin.weight.item())
     0.5
-    >>> float(lin.weight)
+    >>> lin.weight.item()
     1.0
     """
 
