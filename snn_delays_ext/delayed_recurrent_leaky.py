@@ -39,6 +39,13 @@ def _surrogate_spec_cached(fn) -> Optional[Tuple[int, float]]:
 _BACKWARDS = ("surrogate",)
 
 
+def _forget_instance(layer: nn.Module) -> None:
+    """Remove ``layer`` from snnTorch's global list of neurons (its constructor failed)."""
+    instances = getattr(snn.SpikingNeuron, "instances", None)
+    if isinstance(instances, list):
+        instances[:] = [m for m in instances if m is not layer]
+
+
 def _check_neuron_tensor(name: str, value: object, n: int) -> None:
     """A neuron parameter: a finite real number or a tensor of 1 or ``n`` finite values."""
     if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
@@ -206,43 +213,49 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         _check_neuron_tensor("threshold", threshold, n)
         if not all_to_all:
             _check_neuron_tensor("V", V, n)
-        super().__init__(
-            beta,
-            V=V,
-            all_to_all=all_to_all,
-            linear_features=n if all_to_all else None,
-            inhibition=inhibition,
-            state_quant=state_quant if state_quant is not None else False,
-            threshold=threshold,
-            spike_grad=spike_grad,
-            surrogate_disable=surrogate_disable,
-            init_hidden=init_hidden,
-            learn_beta=learn_beta,
-            learn_threshold=learn_threshold,
-            learn_recurrent=learn_recurrent,
-            reset_mechanism=reset_mechanism,
-            output=output,
-            reset_delay=reset_delay,
-        )
-        self.linear_features = n  # snnTorch leaves it None for all_to_all=False
-        self.max_delay = check_int("max_delay", max_delay, minimum=1)
-        self.min_delay = 1
-        self.delay_type = check_choice("delay_type", delay_type, DELAY_TYPES_RECURRENT)
-        self.interpolation = check_choice("interpolation", interpolation, INTERPOLATIONS)
-        self.backward = check_choice("backward", backward, _BACKWARDS)
-        self._sigma = check_nonneg_float("sigma", sigma)
-        if not bias and all_to_all:
-            old = self.recurrent
-            self.recurrent = nn.Linear(n, n, bias=False)
-            with torch.no_grad():
-                self.recurrent.weight.copy_(old.weight)
-            self.recurrent.weight.requires_grad_(old.weight.requires_grad)
-        shape = (n,) if delay_type == "axonal" else (n, n)
-        d = init_delays("delay_init", shape, self.max_delay, 1, delay_init, delay_std, None, None)
-        self.delays = nn.Parameter(d, requires_grad=bool(learn_delays))
-        self.register_buffer("_past", torch.zeros(0), persistent=False)
-        self._fresh = True
-        self._graded()  # remember whether spikes are 1 (read by torch.compile'd calls)
+        try:
+            super().__init__(
+                beta,
+                V=V,
+                all_to_all=all_to_all,
+                linear_features=n if all_to_all else None,
+                inhibition=inhibition,
+                state_quant=state_quant if state_quant is not None else False,
+                threshold=threshold,
+                spike_grad=spike_grad,
+                surrogate_disable=surrogate_disable,
+                init_hidden=init_hidden,
+                learn_beta=learn_beta,
+                learn_threshold=learn_threshold,
+                learn_recurrent=learn_recurrent,
+                reset_mechanism=reset_mechanism,
+                output=output,
+                reset_delay=reset_delay,
+            )
+            self.linear_features = n  # snnTorch leaves it None for all_to_all=False
+            self.max_delay = check_int("max_delay", max_delay, minimum=1)
+            self.min_delay = 1
+            self.delay_type = check_choice("delay_type", delay_type, DELAY_TYPES_RECURRENT)
+            self.interpolation = check_choice("interpolation", interpolation, INTERPOLATIONS)
+            self.backward = check_choice("backward", backward, _BACKWARDS)
+            self._sigma = check_nonneg_float("sigma", sigma)
+            if not bias and all_to_all:
+                old = self.recurrent
+                self.recurrent = nn.Linear(n, n, bias=False)
+                with torch.no_grad():
+                    self.recurrent.weight.copy_(old.weight)
+                self.recurrent.weight.requires_grad_(old.weight.requires_grad)
+            shape = (n,) if delay_type == "axonal" else (n, n)
+            d = init_delays("delay_init", shape, self.max_delay, 1, delay_init, delay_std, None, None)
+            self.delays = nn.Parameter(d, requires_grad=bool(learn_delays))
+            self.register_buffer("_past", torch.zeros(0), persistent=False)
+            self._fresh = True
+            self._graded()  # remember whether spikes are 1 (read by torch.compile'd calls)
+        except BaseException:
+            # snnTorch's neuron __init__ has already listed this half-built layer in the global
+            # SpikingNeuron.instances that RLeaky.reset_hidden / snntorch.utils.reset walk
+            _forget_instance(self)
+            raise
 
     # -- snnTorch state protocol -------------------------------------------------------------
     def reset_mem(self) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -250,6 +263,8 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         ``snntorch.utils.reset`` through ``RLeaky.reset_hidden``)."""
         # empty, not zeros of the last batch's shape: snnTorch's loop hands these back as the
         # first step's state (spk, mem = lif.init_rleaky()), and the next batch may be smaller
+        if "_past" not in self._buffers:  # a layer whose constructor raised: nothing to reset
+            return self.spk, self.mem
         self.spk = self.spk.new_zeros(0)
         self.mem = self.mem.new_zeros(0)
         self._past = self._past.new_zeros(0)

@@ -228,3 +228,15 @@ def test_snntorch_loop_with_a_smaller_last_batch():
     snntorch.utils.reset(torch.nn.Sequential(lif))
     spk, mem = lif.init_rleaky()
     assert lif(torch.rand(2, N), spk, mem)[0].shape == (2, N)
+
+
+def test_failed_constructor_leaves_no_half_built_layer_for_snntorch_reset():
+    """snnTorch lists every neuron in a global list at construction; a constructor that raises
+    afterwards must not leave a half-built layer there for ``snntorch.utils.reset`` to trip on."""
+    before = list(snn.SpikingNeuron.instances)
+    with pytest.raises(ValueError, match="max_delay"):
+        sde.DelayedRecurrentLeaky(0.9, N, max_delay=0)
+    with pytest.raises(ValueError, match="delay_init"):
+        sde.DelayedRecurrentLeaky(0.9, N, max_delay=3, delay_init="nope")
+    assert snn.SpikingNeuron.instances == before
+    snn.RLeaky.reset_hidden()  # walks every instance: must not fail
