@@ -17,6 +17,7 @@ from typing import Iterable, Optional, Sequence
 import torch
 
 __all__ = [
+    "as_real",
     "check_choice",
     "check_int",
     "check_nonneg_float",
@@ -24,6 +25,7 @@ __all__ = [
     "check_finite",
     "check_same_device",
     "is_compiling",
+    "is_functorch_wrapped",
     "set_validation",
     "validation_enabled",
 ]
@@ -66,6 +68,15 @@ def is_compiling() -> bool:
     return False  # pragma: no cover - torch < 2.3
 
 
+def is_functorch_wrapped(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a ``torch.func`` (functorch) wrapper, batched (``vmap``) or
+    gradient-tracking (``grad``, ``jacrev``); never while ``torch.compile`` traces."""
+    if is_compiling():
+        return False
+    fn = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
+    return bool(fn(x)) if fn is not None else False
+
+
 def _is_bool(value: object) -> bool:
     """``True`` for Python and NumPy booleans (neither counts as a number here)."""
     if isinstance(value, bool):
@@ -95,11 +106,17 @@ def check_int(name: str, value: object, minimum: Optional[int] = None) -> int:
     return int(value)
 
 
+def as_real(name: str, value: object, expected: str) -> float:
+    """``value`` as a ``float`` if it is a real number (Python, NumPy; not a bool), else a
+    :class:`TypeError` ``"{name}: expected {expected}, got ..."``. Range checks are the caller's."""
+    if _is_bool(value) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected {expected}, got {type(value).__name__} ({value!r})")
+    return float(value)
+
+
 def _check_real(name: str, value: object, positive: bool) -> float:
     bound = "> 0" if positive else ">= 0"
-    if _is_bool(value) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a float {bound}, got {type(value).__name__} ({value!r})")
-    value = float(value)
+    value = as_real(name, value, f"a float {bound}")
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
         raise ValueError(f"{name}: expected a finite float {bound}, got {value}")
     return value
@@ -202,10 +219,7 @@ def check_finite(name: str, x: torch.Tensor) -> None:
     tensors without data (``device="meta"``) and inside ``torch.func`` transforms (``vmap``,
     ``grad``, ``jacrev``: a data-dependent check cannot run on their wrapped tensors).
     """
-    if not _VALIDATE_VALUES or is_compiling() or x.device.type == "meta":
-        return
-    wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
-    if wrapped is not None and wrapped(x):
+    if not _VALIDATE_VALUES or is_compiling() or x.device.type == "meta" or is_functorch_wrapped(x):
         return
     if not bool(torch.isfinite(x).all()):
         n_nan = int(torch.isnan(x).sum())

@@ -36,6 +36,7 @@ from typing import Optional, Set, Tuple
 import torch
 import torch.nn.functional as F
 
+from ._checks import is_functorch_wrapped
 from .functional.interpolation import banded_taps
 
 __all__ = [
@@ -115,18 +116,7 @@ def supports(x: torch.Tensor, *others: torch.Tensor) -> bool:
     when ``x`` or one of ``others`` (the parameters) is a ``torch.func`` wrapper (``vmap``,
     ``grad``, ``jacrev``), where the plain-PyTorch path runs instead."""
     return (x.device.type in _DEVICES and x.dtype in (torch.float32, torch.float64)
-            and not any(_functorch_wrapped(t) for t in (x, *others) if t is not None))
-
-
-def _functorch_wrapped(x: torch.Tensor) -> bool:
-    """Whether ``x`` is a ``torch.func`` (functorch) wrapper: batched or gradient-tracking
-    (never while ``torch.compile`` traces: it sees plain tensors)."""
-    from ._checks import is_compiling
-
-    if is_compiling():
-        return False
-    fn = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
-    return bool(fn(x)) if fn is not None else False
+            and not any(is_functorch_wrapped(t) for t in (x, *others) if t is not None))
 
 
 # ----------------------------------------------------------------------------------------------

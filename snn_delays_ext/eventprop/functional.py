@@ -73,13 +73,12 @@ element's time loop in native code, the same spikes, gradients and saved tensors
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
 import torch
 
-from .._checks import check_finite, check_int, check_nonneg_float, check_positive_float
+from .._checks import as_real, check_finite, check_int, check_nonneg_float, check_positive_float
 from ..functional.delayed_linear import _delayed_linear
 from ..functional.interpolation import delay_taps, round_half_up
 
@@ -111,9 +110,7 @@ def decays_from_taus(tau_syn: float, tau_mem: float, dt: float) -> Tuple[float, 
 
 def _check_decay(name: str, value: object) -> float:
     """A per-step decay: a real number in the open interval ``(0, 1)``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a float in (0, 1), got {type(value).__name__} ({value!r})")
-    value = float(value)
+    value = as_real(name, value, "a float in (0, 1)")
     if not 0.0 < value < 1.0:
         raise ValueError(f"{name}: expected a decay in (0, 1) (exclusive), got {value}")
     return value
@@ -182,12 +179,10 @@ class EventPropConfig:
 
         put("alpha", _check_decay("alpha", self.alpha))
         put("beta", _check_decay("beta", self.beta))
-        th = self.threshold
-        if isinstance(th, bool) or not isinstance(th, numbers.Real):
-            raise TypeError(f"threshold: expected a float > 0 (or math.inf), got {type(th).__name__} ({th!r})")
-        if not float(th) > 0:  # also rejects NaN
-            raise ValueError(f"threshold: expected a float > 0 (or math.inf for no spikes), got {float(th)}")
-        put("threshold", float(th))
+        th = as_real("threshold", self.threshold, "a float > 0 (or math.inf)")
+        if not th > 0:  # also rejects NaN
+            raise ValueError(f"threshold: expected a float > 0 (or math.inf for no spikes), got {th}")
+        put("threshold", th)
         put("max_delay", check_int("max_delay", self.max_delay, minimum=1))
         put("syn_scale", check_positive_float("syn_scale", self.syn_scale))
         put("min_denominator", check_positive_float("min_denominator", self.min_denominator))

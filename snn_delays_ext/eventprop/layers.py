@@ -13,6 +13,7 @@ from .._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from ..functional.interpolation import round_half_up
 from .functional import (
     EventPropConfig,
+    _check_decay,
     decays_from_taus,
     eventprop_lif,
     lif_sequence_surrogate,
@@ -25,20 +26,11 @@ __all__ = ["DelayedRecurrentSynaptic", "LeakyIntegrator", "BACKWARDS"]
 BACKWARDS = ("surrogate", "eventprop")
 
 
-def _decay(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}: expected a float in (0, 1), got {type(value).__name__} ({value!r})")
-    value = float(value)
-    if not (0.0 < value < 1.0):
-        raise ValueError(f"{name}: expected a decay in (0, 1) (exclusive), got {value}")
-    return value
-
-
 def _resolve_decays(alpha, beta, tau_syn, tau_mem, dt) -> Tuple[float, float]:
     if (alpha is None) != (beta is None):
         raise ValueError("alpha, beta: give both decays or neither (then tau_syn, tau_mem and dt are used)")
     if alpha is not None:
-        return _decay("alpha", alpha), _decay("beta", beta)
+        return _check_decay("alpha", alpha), _check_decay("beta", beta)
     return decays_from_taus(tau_syn, tau_mem, dt)
 
 

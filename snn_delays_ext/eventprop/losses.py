@@ -8,14 +8,13 @@ spike's time (in steps).
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Iterable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_finite, check_nonneg_float, check_positive_float
+from .._checks import as_real, check_finite, check_nonneg_float, check_positive_float
 
 __all__ = [
     "bump_silent_neurons_",
@@ -39,11 +38,17 @@ def _check_seq(name: str, x: object, min_steps: int = 0) -> torch.Tensor:
     return x
 
 
+def _check_voltages(mem: object) -> torch.Tensor:
+    """A readout's voltages: a floating-point ``(T, B, C)`` sequence of at least one step."""
+    mem = _check_seq("mem", mem, min_steps=1)
+    if not mem.is_floating_point():
+        raise TypeError(f"mem: expected a floating-point tensor (voltages), got dtype {mem.dtype}")
+    return mem
+
+
 def _check_time(name: str, value: object) -> float:
     """A finite real number (a time in steps) of either sign."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a finite float (steps), got {type(value).__name__} ({value!r})")
-    value = float(value)
+    value = as_real(name, value, "a finite float (steps)")
     if not math.isfinite(value):
         raise ValueError(f"{name}: expected a finite float (steps), got {value}")
     return value
@@ -80,18 +85,14 @@ def loss_shaping_ce(mem: torch.Tensor, target: torch.Tensor, tau: Optional[float
     >>> loss_shaping_ce(mem, torch.tensor([1, 2])) < 0.1
     tensor(True)
     """
-    mem = _check_seq("mem", mem, min_steps=1)
-    if not mem.is_floating_point():
-        raise TypeError(f"mem: expected a floating-point tensor (voltages), got dtype {mem.dtype}")
+    mem = _check_voltages(mem)
     T, B, C = mem.shape
     target = _check_target(target, B, C)
     check_finite("mem", mem)
     if tau is None:
         tau = float(T)
     else:
-        if isinstance(tau, bool) or not isinstance(tau, numbers.Real):
-            raise TypeError(f"tau: expected a float > 0 (steps) or None, got {type(tau).__name__} ({tau!r})")
-        tau = float(tau)
+        tau = as_real("tau", tau, "a float > 0 (steps) or None")
         if not tau > 0:  # also rejects NaN; inf is a plain average
             raise ValueError(f"tau: expected a float > 0 (steps), got {tau}")
     w = torch.exp(-torch.arange(T, device=mem.device, dtype=mem.dtype) / tau)
@@ -108,9 +109,7 @@ def max_voltage_ce(mem: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     >>> float(max_voltage_ce(mem, torch.tensor([0]))) < 0.05
     True
     """
-    mem = _check_seq("mem", mem, min_steps=1)
-    if not mem.is_floating_point():
-        raise TypeError(f"mem: expected a floating-point tensor (voltages), got dtype {mem.dtype}")
+    mem = _check_voltages(mem)
     T, B, C = mem.shape
     target = _check_target(target, B, C)
     check_finite("mem", mem)
