@@ -196,15 +196,8 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
         torch.Tensor
             ``(B, out)`` or ``(T, B, out)``.
         """
-        amp = _autocast_dtype(input_, self.weight.dtype)
+        amp = _autocast_input(input_, self.weight, self.in_features)
         if amp is not None:
-            check_tensor("input_", input_, ranks=(2, 3), last_dim=self.in_features,
-                         device=self.weight.device)
-            if input_.dtype == torch.float64:
-                raise TypeError(
-                    f"input_: expected a floating dtype other than float64 under autocast (the "
-                    f"layer's parameters are {self.weight.dtype}), got torch.float64"
-                )
             # compute in the parameters' dtype, return autocast's dtype (as nn.Linear does)
             with torch.autocast(device_type=input_.device.type, enabled=False):
                 return self._forward(input_.to(self.weight.dtype)).to(amp)
@@ -272,6 +265,22 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"bias={self.bias is not None}, {self._delay_repr()}"
         )
+
+
+def _autocast_input(x: torch.Tensor, param: torch.Tensor, n_features: int) -> Optional[torch.dtype]:
+    """Inside an active ``torch.autocast``: check the input ``x`` of a delay layer whose
+    parameters are like ``param`` (which then computes in ``param``'s dtype, autocast off) and
+    return the autocast dtype its outputs take; ``None`` outside autocast."""
+    amp = _autocast_dtype(x, param.dtype)
+    if amp is None:
+        return None
+    check_tensor("input_", x, ranks=(2, 3), last_dim=n_features, device=param.device)
+    if x.dtype == torch.float64:
+        raise TypeError(
+            f"input_: expected a floating dtype other than float64 under autocast (the "
+            f"layer's parameters are {param.dtype}), got torch.float64"
+        )
+    return amp
 
 
 def _autocast_dtype(x: torch.Tensor, param_dtype: torch.dtype) -> Optional[torch.dtype]:

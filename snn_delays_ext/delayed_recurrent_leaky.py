@@ -13,7 +13,7 @@ from ._checks import (
 )
 from ._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from . import ops as _ops
-from .delayed_linear import _autocast_dtype
+from .delayed_linear import _autocast_input
 from .functional.delayed_linear import _fit_history
 from .functional.interpolation import INTERPOLATIONS
 from .surrogate import surrogate_spec
@@ -297,8 +297,9 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
 
     def _plain_neuron(self) -> bool:
         """Whether the neuron is snnTorch's default one (what the compiled kernels run)."""
-        return not self.inhibition and not self.state_quant and isinstance(self._graded(), float) \
-            and self._graded() == 1.0
+        graded = self._graded()
+        return not self.inhibition and not self.state_quant and isinstance(graded, float) \
+            and graded == 1.0
 
     def _params(self) -> RecurrentLeakyParameters:
         return RecurrentLeakyParameters(
@@ -344,16 +345,9 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         """
         if self.init_hidden and (spk is not None or mem is not None):
             raise TypeError("When `init_hidden=True`, DelayedRecurrentLeaky expects 1 input argument.")
-        amp = _autocast_dtype(input_, self.delays.dtype)
+        amp = _autocast_input(input_, self.delays, self.linear_features)
         if amp is not None:
             # as DelayedLinear: compute in the parameters' dtype, return autocast's dtype
-            check_tensor("input_", input_, ranks=(2, 3), last_dim=self.linear_features,
-                         device=self.delays.device)
-            if input_.dtype == torch.float64:
-                raise TypeError(
-                    "input_: expected a floating dtype other than float64 under autocast (the "
-                    f"layer's parameters are {self.delays.dtype}), got torch.float64"
-                )
             dt = self.delays.dtype
             with torch.autocast(device_type=input_.device.type, enabled=False):
                 out = self.forward(
@@ -378,7 +372,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
                     "state only with one (B, N) step"
                 )
             T, B, _ = input_.shape
-            spec = self._compiled_spec(input_)
+            spec = self._compiled_spec(input_, weight, bias)
             if spec is not None:
                 spk_seq, mem_seq = _ops.recurrent_leaky_sequence(
                     input_, weight, bias, self.delays, self.beta, self.threshold, self.max_delay,
@@ -401,14 +395,15 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         self._fresh = False
         return self._returns(new_spk, new_state.mem)
 
-    def _compiled_spec(self, x: torch.Tensor) -> Optional[Tuple[int, float]]:
+    def _compiled_spec(self, x: torch.Tensor, weight: torch.Tensor,
+                       bias: Optional[torch.Tensor]) -> Optional[Tuple[int, float]]:
         """The surrogate ``(kind, param)`` if the compiled sequence op can run this call, else
         ``None`` (reference path: no compiled op for the device, ``reset_delay=False``, an
         unrecognised ``spike_grad``, or a learnable ``beta``/``threshold`` of an unusual shape)."""
         if not _ops.AVAILABLE:
             _ops.warn_reference_once()
             return None
-        if (not _ops.supports(x, self.delays, self.beta, self.threshold, *self._weights())
+        if (not _ops.supports(x, self.delays, self.beta, self.threshold, weight, bias)
                 or not self.reset_delay or not self._plain_neuron()):
             return None
         n = self.linear_features

@@ -68,26 +68,28 @@ def reset(net: nn.Module) -> nn.Module:
     if not isinstance(net, nn.Module):
         raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
     for m in net.modules():
-        if hasattr(m, "reset_state") and isinstance(m, DelayLayerMixin):
-            m.reset_state()  # type: ignore[operator]
-        elif hasattr(m, "reset_mem") and callable(m.reset_mem):
-            m.reset_mem()  # snnTorch neurons and our recurrent layers
-            for name in ("spk", "mem", "syn"):
-                t = getattr(m, name, None)
-                if isinstance(t, torch.Tensor):
-                    setattr(m, name, t.detach())
+        _reset_module(m)
     return net
+
+
+def _reset_module(m: nn.Module) -> None:
+    """Reset (and detach) the state of one module: a delay layer's ``reset_state``, else a
+    ``reset_mem`` (snnTorch neurons and our recurrent layers); stateless modules are left."""
+    if hasattr(m, "reset_state") and isinstance(m, DelayLayerMixin):
+        m.reset_state()  # type: ignore[operator]
+    elif hasattr(m, "reset_mem") and callable(m.reset_mem):
+        m.reset_mem()
+        for name in ("spk", "mem", "syn"):
+            t = getattr(m, name, None)
+            if isinstance(t, torch.Tensor):
+                setattr(m, name, t.detach())
 
 
 def _reset_delay_layers(net: nn.Module) -> None:
     """Reset (and detach) the state of every delay layer in ``net``, at any depth."""
     for m in net.modules():
-        if not isinstance(m, DelayLayerMixin):
-            continue
-        if hasattr(m, "reset_state"):
-            m.reset_state()  # type: ignore[operator]
-        elif hasattr(m, "reset_mem"):
-            m.reset_mem()  # type: ignore[operator]
+        if isinstance(m, DelayLayerMixin):
+            _reset_module(m)
 
 
 def _with_delay_layers(original: Callable[..., object]) -> Callable[..., object]:

@@ -96,8 +96,6 @@ def check_delayed_linear_args(
     delay_type = check_choice("delay_type", delay_type, DELAY_TYPES_FF)
     check_choice("interpolation", interpolation, INTERPOLATIONS)
     max_delay, sigma, _ = _check_range(max_delay, sigma, 0)
-    if not isinstance(weight, torch.Tensor):
-        raise TypeError(f"weight: expected a torch.Tensor, got {type(weight).__name__}")
     n_in = x.shape[-1]
     _check_operand("weight", weight, (None, n_in), x, f"(out, in) with in = {n_in}, the last dimension of x")
     n_out = weight.shape[0]
@@ -273,6 +271,15 @@ def _delayed_linear(
 _STEP_CHUNK = 1 << 22
 
 
+def _history_rows(start: torch.Tensor, width: int, n_rows: int, first_lag: int) -> torch.Tensor:
+    """Rows of a history buffer (``n_rows`` steps, oldest first, the last one ``first_lag``
+    steps ago) holding the band lags ``start + w``, ``w < width``: ``row = n_rows - 1 -
+    (lag - first_lag)``. Lags outside the buffer carry zero taps; they read any row (clamped)."""
+    with torch.no_grad():
+        lags = start.unsqueeze(-1) + torch.arange(width, device=start.device)
+        return (n_rows - 1 + first_lag - lags).clamp_(0, n_rows - 1)
+
+
 def _synaptic_gather(rows: torch.Tensor, flat: torch.Tensor, o0: int, o1: int) -> torch.Tensor:
     """``G[o, i, w, b] = seq[idx[o, i, w], b, i]`` for outputs ``o0 <= o < o1``, from the
     buffer as rows ``rows[i * L + l] = seq[l, :, i]`` and ``flat = i * L + idx``."""
@@ -401,9 +408,7 @@ def _delayed_linear_step(
         past = _fit_history(past, K)
     seq = torch.cat([past, z.unsqueeze(0)], 0)  # (K + 1, B, F): seq[K - k] is k steps ago
     new_past = seq[1:]
-    with torch.no_grad():
-        lags = start.unsqueeze(-1) + torch.arange(vals.shape[-1], device=start.device)
-        idx = (K - lags).clamp_(0, K)  # lags outside [0, K] carry zero taps
+    idx = _history_rows(start, vals.shape[-1], K + 1, 0)
     if delay_type == "synaptic":
         y = _SynapticStep.apply(seq, idx, weight.unsqueeze(-1) * vals)
         return (y + bias if bias is not None else y), new_past

@@ -26,7 +26,7 @@ from typing import Callable, NamedTuple, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from .delayed_linear import _SynapticStep
+from .delayed_linear import _history_rows, _SynapticStep
 from .interpolation import _tap_range, banded_taps, delay_taps, tap_range
 
 __all__ = [
@@ -242,10 +242,7 @@ def _recurrent_band(
     K = _tap_range(max_delay, sigma, 1)[1]
     start, vals = banded_taps(delays, max_delay, sigma, 1, interpolation)
     vals = vals.to(dtype)
-    with torch.no_grad():
-        lags = start.unsqueeze(-1) + torch.arange(vals.shape[-1], device=start.device)
-        # past[K - k] is k steps ago; lags outside [1, K] carry zero taps (any row will do)
-        idx = (K - lags).clamp_(0, K - 1)
+    idx = _history_rows(start, vals.shape[-1], K, 1)  # past[K - k] is k steps ago
     if delay_type == "axonal":
         return _RecurrentBand(idx.t().contiguous(), vals.t().unsqueeze(1), K)
     return _RecurrentBand(idx, weight.unsqueeze(-1) * vals, K)
