@@ -970,6 +970,21 @@ def _io_keys(g: nir.NIRGraph, where: str) -> Tuple[str, str]:
 
 
 def _parse_map_or_none(g, src, dst, dt, where) -> Optional[_Map]:
+    """The recurrent map of neuron node ``src`` (``== dst``), or ``None`` without a loop.
+
+    A direct self-loop edge ``(src, src)`` alone is an identity recurrence: each neuron's own
+    spike of the previous step enters its input with weight 1 (NIR: edges sum into their
+    target; the edge that closes a cycle carries the previous step's output).
+    """
+    if src == dst and (src, src) in g.edges:
+        others = [b for a, b in g.edges if a == src and b != src and _reaches(g, b, src)]
+        if others:
+            raise ValueError(
+                f"graph: sub-graph {where!r} mixes a direct self-loop edge {src}->{src} with other "
+                f"recurrent paths (through {others}); expected one of them"
+            )
+        n = int(np.prod(np.asarray(g.nodes[src].input_type["input"])))
+        return _Map(np.eye(n, dtype=np.float32), None, None, None)
     has_cycle = any(a == src for a, _ in g.edges) and _reaches(g, src, dst)
     return _parse_map(g, src, dst, dt, where) if has_cycle else None
 
@@ -1072,7 +1087,7 @@ def _fold_top_level_loops(graph: "nir.NIRGraph") -> "nir.NIRGraph":
         if not isinstance(neuron, (nir.LIF, nir.CubaLIF)):
             continue
         loop = _reach(nodes, edges, key, True) & _reach(nodes, edges, key, False)
-        if not loop:
+        if not loop and (key, key) not in edges:
             continue
         expected = (
             "import_from_nir reads a top-level loop only as a neuron node and a recurrent map "
