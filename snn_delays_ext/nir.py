@@ -783,6 +783,8 @@ def _snn_neuron(node: nir.NIRNode, key: str, dt: float, recurrent_n: Optional[in
         tau_mem = np.asarray(node.tau_mem, dtype=np.float64)
         alpha = meta["alpha"] if "alpha" in meta else np.where(np.isinf(tau_syn), 1.0, 1.0 - dt / tau_syn)
         beta = meta["beta"] if "beta" in meta else np.where(np.isinf(tau_mem), 1.0, 1.0 - dt / tau_mem)
+        if "alpha" not in meta or "beta" not in meta:
+            _check_input_gain(node, key, dt, dt / tau_mem, "snnTorch Synaptic", "r = tau_mem / dt, w_in = tau_syn / dt")
         kw = {"alpha": _param(alpha), "beta": _param(beta)}
     kw["threshold"] = _param(node.v_threshold)
     # NIR semantics (no metadata): reset to zero in the step of the spike
@@ -792,10 +794,38 @@ def _snn_neuron(node: nir.NIRNode, key: str, dt: float, recurrent_n: Optional[in
     return kw
 
 
-def _norse_params(node: nir.CubaLIF):
+def _check_input_gain(node: nir.CubaLIF, key: str, dt: float, mem_step: np.ndarray, target: str,
+                      convention: str) -> None:
+    """Refuse a ``CubaLIF`` whose input gain has no equivalent in ``target``.
+
+    The Euler step of NIR's ``CubaLIF`` adds ``(dt / tau_syn) w_in x`` to the current and
+    ``(dt / tau_mem) r I`` to the voltage; snnTorch's ``Synaptic`` adds ``x`` and ``I``
+    (``mem_step = dt / tau_mem``), Norse's ``LIF`` adds ``x`` and ``(dt / tau_mem) I``
+    (``mem_step = 1``). The spikes agree exactly when ``(dt / tau_syn) w_in r mem_step == 1``
+    for every neuron (a rescaled current is not seen); otherwise the import would silently
+    change the network, so it raises instead.
+    """
+    tau_syn = np.asarray(node.tau_syn, dtype=np.float64)
+    gain = (dt / tau_syn) * np.asarray(node.w_in, dtype=np.float64) * np.asarray(node.r, dtype=np.float64)
+    gain = np.broadcast_to(gain * np.asarray(mem_step, dtype=np.float64), np.broadcast(gain, mem_step).shape)
+    finite = np.isfinite(tau_syn) & np.isfinite(np.asarray(mem_step, dtype=np.float64))
+    finite = np.broadcast_to(finite, gain.shape)
+    if not np.allclose(gain[finite], 1.0, rtol=1e-5, atol=0.0):
+        bad = float(gain[finite][~np.isclose(gain[finite], 1.0, rtol=1e-5, atol=0.0)][0])
+        raise TypeError(
+            f"graph: node {key!r}: this CubaLIF's input gain (dt / tau_syn) * w_in * r"
+            f"{' * dt / tau_mem' if target.startswith('snnTorch') else ''} is {bad:g}, not 1 with "
+            f"dt={dt} s, and a {target} neuron has no input gain: expected {convention} (check dt: "
+            "snnTorch's own export_to_nir writes time constants with dt=1e-4; or fold the gain into "
+            "the weights before the neuron)"
+        )
+
+
+def _norse_params(node: nir.CubaLIF, key: str, dt: float):
     from norse.torch import LIFParameters
 
     meta = dict(node.metadata or {})
+    _check_input_gain(node, key, dt, np.ones(1), "Norse LIF", "r = 1, w_in = tau_syn / dt")
     tsi = meta.get("tau_syn_inv", 1.0 / np.asarray(node.tau_syn, dtype=np.float64))
     tmi = meta.get("tau_mem_inv", 1.0 / np.asarray(node.tau_mem, dtype=np.float64))
     return LIFParameters(
@@ -890,7 +920,7 @@ def _import_node(key: str, node: nir.NIRNode, dt: float, flavour: str, seq: bool
         if flavour == "norse" and isinstance(node, nir.CubaLIF):
             from norse.torch import LIF, LIFCell
 
-            return (LIF if seq else LIFCell)(p=_norse_params(node), dt=dt)
+            return (LIF if seq else LIFCell)(p=_norse_params(node, key, dt), dt=dt)
         kw = _snn_neuron(node, key, dt)
         cls = snn.Leaky if isinstance(node, nir.LIF) else snn.Synaptic
         return cls(init_hidden=True, **kw)
@@ -1010,7 +1040,7 @@ def _import_norse(key, g, neuron, inp, rec, dt, seq, meta, max_delay):
 
     if not isinstance(neuron, nir.CubaLIF):
         raise TypeError(f"graph: sub-graph {key!r}: a Norse layer needs a CubaLIF neuron node")
-    p = _norse_params(neuron)
+    p = _norse_params(neuron, key, dt)
     if inp is None:
         raise TypeError(f"graph: sub-graph {key!r}: a Norse layer needs input weights")
     n, i = inp.weight.shape

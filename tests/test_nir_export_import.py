@@ -657,3 +657,44 @@ def test_import_self_loop_edge_mixed_with_a_recurrent_map_is_refused():
     )
     with pytest.raises(ValueError, match="self-loop"):
         import_from_nir(nir.NIRGraph.from_list(inner), dt=DT)
+
+
+def _cubalif_graph(w_in, r, seed=0):
+    rng = np.random.default_rng(seed)
+    n_in, n = 3, 4
+    ts, tm = np.full(n, 5e-3), np.full(n, 1e-2)
+    return nir.NIRGraph(
+        nodes={"input": nir.Input(input_type={"input": np.array([n_in])}),
+               "w": nir.Linear(weight=rng.normal(0, 3, (n, n_in)).astype(np.float32)),
+               "lif": nir.CubaLIF(tau_syn=ts, tau_mem=tm, r=r(tm), w_in=w_in(ts), v_leak=np.zeros(n),
+                                  v_threshold=np.full(n, 0.5), v_reset=np.zeros(n)),
+               "output": nir.Output(output_type={"output": np.array([n])})},
+        edges=[("input", "w"), ("w", "lif"), ("lif", "output")],
+    )
+
+
+def test_import_foreign_cubalif_follows_nir_semantics_or_is_refused():
+    """A CubaLIF written in snnTorch's convention (``w_in = tau_syn / dt``, ``r = tau_mem / dt``)
+    imports as ``snn.Synaptic`` with the simulator's spikes; one with another input gain (here
+    ``w_in = r = 1``, which the importer used to read as the same ``Synaptic``: 8x the simulator's
+    spike rate, about 8x) has no gain-free snnTorch equivalent and is refused, naming the node and dt."""
+    g = _cubalif_graph(lambda ts: ts / DT, lambda tm: tm / DT)
+    net = import_from_nir(g, dt=DT)
+    assert isinstance(net[1], snn.Synaptic)
+    x = _input(T=80, F=3, seed=31)
+    out = torch.stack([o[0] if isinstance(o, tuple) else o for o in _run_steps_tuple(net, x)])
+    sim = NirSim(g, DT, x.shape[1])
+    ref = np.stack([sim.step(x[t].numpy().astype(np.float64)) for t in range(x.shape[0])])
+    assert 0 < float(out.mean()) < 1
+    np.testing.assert_array_equal(out.numpy(), ref)
+    with pytest.raises(TypeError, match=r"node 'lif'.*input gain.*dt=0.001"):
+        import_from_nir(_cubalif_graph(lambda ts: np.ones_like(ts), lambda tm: np.ones_like(tm)), dt=DT)
+    # the same graph read with the wrong dt is refused too, rather than run at another gain
+    with pytest.raises(TypeError, match="input gain"):
+        import_from_nir(g, dt=2 * DT)
+
+
+def _run_steps_tuple(net, x):
+    sde.reset(net)
+    with torch.no_grad():
+        return [net(x[t]) for t in range(x.shape[0])]

@@ -162,3 +162,21 @@ def test_norse_zero_weight_and_autapse_delays_survive_round_trip():
     z1 = _run_steps(net, x)
     assert 0 < float(z1.mean()) < 1
     assert torch.equal(_run_steps(net2, x), z1)
+
+
+def test_norse_import_refuses_a_cubalif_input_gain_norse_cannot_hold():
+    """Norse's LIF adds its input to the current with gain 1: a Norse-flavour graph whose
+    CubaLIF has ``(dt / tau_syn) w_in r != 1`` (edited, or from another tool) is refused, not
+    imported at another gain."""
+    torch.manual_seed(3)
+    net = _step_net()
+    sde.quantize_delays(net)
+    g = export_to_nir(net, _x()[0], dt=DT)
+    import_from_nir(g)  # the exporter's own convention imports
+    key = next(k for k, v in g.nodes.items() if isinstance(v, nir.NIRGraph)
+               and any(isinstance(n, nir.CubaLIF) for n in v.nodes.values()))
+    lif_key = next(k for k, n in g.nodes[key].nodes.items() if isinstance(n, nir.CubaLIF))
+    node = g.nodes[key].nodes[lif_key]
+    node.w_in = np.asarray(node.w_in) * 2.0
+    with pytest.raises(TypeError, match=rf"node '{key}'.*input gain.*Norse LIF"):
+        import_from_nir(g)
