@@ -169,3 +169,46 @@ def test_weight_decay_of_adam_is_an_l2_gradient_and_of_adamw_a_decoupled_shrink(
 def test_optimizer_choice_is_checked():
     with pytest.raises(ValueError, match="optimizer: expected one of"):
         make_config("braille", overrides={"optimizer": "sgd"})
+
+
+@pytest.mark.parametrize("scope", ["all", "matrices"])
+def test_weight_decay_scope_matrices_spares_biases_decays_and_norm_parameters(scope):
+    """``weight_decay_scope="matrices"``: with zero loss gradients, Adam's L2 term moves every
+    weight matrix by ``lr * sign(w)`` on its first step and leaves biases, the clipped decays
+    and batch-norm scales where they were; ``"all"`` (the default) moves them too."""
+    from snn_delays_ext.train.engine import _optimizer
+
+    cfg = make_config("braille", overrides={"hidden": [4], "weight_decay": 0.5, "lr": 0.1, "batch_norm": True,
+                                            "weight_decay_scope": scope})
+    model = build_model(cfg.model, 24, 27, cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() < 2:
+                p.add_(0.3)  # biases and batch-norm shifts start at 0, where L2 is 0 anyway
+    opt = _optimizer(model, cfg)
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = {g["name"]: [names[id(p)] for p in g["params"]] for g in opt.param_groups}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    after = {n: p.detach() for n, p in model.named_parameters()}
+    vectors = [n for n, p in model.named_parameters() if p.dim() < 2 and p.requires_grad and "delays" not in n]
+    assert any("beta" in n for n in vectors) and any("bias" in n for n in vectors)
+    assert len(vectors) >= 4  # biases, decays, batch-norm weight and bias
+    for n in ("linears.0.weight", "out.weight"):
+        assert torch.allclose(after[n], before[n] - 0.1 * torch.sign(before[n]), atol=1e-5)
+    if scope == "matrices":
+        assert sorted(groups["weights_no_decay"]) == sorted(vectors)
+        for n in vectors:
+            assert torch.equal(after[n], before[n]), n
+    else:
+        assert "weights_no_decay" not in groups
+        assert all(not torch.equal(after[n], before[n]) for n in vectors)
+
+
+def test_weight_decay_scope_is_checked_and_reaches_the_cli(tmp_path):
+    with pytest.raises(ValueError, match="weight_decay_scope: expected one of"):
+        make_config("braille", overrides={"weight_decay_scope": "biases"})
+    with pytest.raises(SystemExit):
+        main(["train", "--weight-decay-scope", "none", "--out", str(tmp_path / "r")])

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from .config import OPTIMIZERS, PRESETS, SELECTIONS, TrainConfig, make_config
+from .config import OPTIMIZERS, PRESETS, SELECTIONS, WEIGHT_DECAY_SCOPES, TrainConfig, make_config
 from .models import BETA_PARAMETRIZATIONS, READOUTS, SURROGATES, available_models
 
 __all__ = ["main", "build_parser"]
@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--beta-lr", dest="beta_lr", type=float,
                    help="learning rate of the decay logits (--beta-parametrization sigmoid; default: --lr)")
     o.add_argument("--weight-decay", dest="weight_decay", type=float)
+    o.add_argument("--weight-decay-scope", dest="weight_decay_scope", choices=list(WEIGHT_DECAY_SCOPES),
+                   help="parameters that get weight decay: all non-delay ones (default) or only weight "
+                        "matrices (biases, decays, thresholds and norm parameters excluded)")
     o.add_argument("--label-smoothing", dest="label_smoothing", type=float,
                    help="label smoothing of the training cross-entropy (0: none)")
     o.add_argument("--optimizer", choices=list(OPTIMIZERS),

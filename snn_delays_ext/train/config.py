@@ -12,7 +12,8 @@ from typing import Any, Dict, List, Optional, Union
 
 from .._checks import check_fraction
 
-__all__ = ["TrainConfig", "PRESETS", "load_config_file", "make_config", "DATASETS", "OPTIMIZERS", "SELECTIONS"]
+__all__ = ["TrainConfig", "PRESETS", "load_config_file", "make_config", "DATASETS", "OPTIMIZERS", "SELECTIONS",
+           "WEIGHT_DECAY_SCOPES"]
 
 #: ``optimizer`` choices: ``torch.optim.Adam`` (weight decay added to the gradient, an L2 term)
 #: or ``torch.optim.AdamW`` (decoupled weight decay, Loshchilov & Hutter 2019).
@@ -20,6 +21,11 @@ OPTIMIZERS = ("adam", "adamw")
 #: ``selection`` choices: the model tested at the end is the one of the best validation accuracy
 #: (earliest on ties) or the one after the final epoch.
 SELECTIONS = ("val", "last")
+#: ``weight_decay_scope`` choices: every non-delay parameter (weights, biases, clipped decays,
+#: thresholds, batch-norm scales) or only the weight matrices and kernels (parameters with two or
+#: more dimensions; biases, decays, thresholds and norm parameters then have none, as timm and
+#: most transformer recipes do).
+WEIGHT_DECAY_SCOPES = ("all", "matrices")
 DATASETS = ("sequence", "yinyang", "braille", "shd", "ssc", "psmnist")
 
 
@@ -82,6 +88,7 @@ class TrainConfig:
     lr: float = 1e-2
     delay_lr: float = 1e-1
     weight_decay: float = 0.0
+    weight_decay_scope: str = "all"     # "all" non-delay parameters or only "matrices" (ndim >= 2)
     label_smoothing: float = 0.0        # training loss only; validation/test losses are plain
     lr_schedule: str = "cosine"
     optimizer: str = "adam"             # "adam" (weight decay as an L2 term) or "adamw" (decoupled weight decay)
@@ -175,6 +182,7 @@ class TrainConfig:
         need_float("surrogate_param", 0.0, optional=True, lo_open=True)
         need_choice("lr_schedule", ("cosine", "none"))
         need_choice("optimizer", OPTIMIZERS)
+        need_choice("weight_decay_scope", WEIGHT_DECAY_SCOPES)
         need_choice("selection", SELECTIONS)
         if self.train_on_val and self.selection != "last":
             raise ValueError("train_on_val: the validation samples are then training samples and cannot select "

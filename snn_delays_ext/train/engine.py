@@ -191,12 +191,20 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 # -- training ----------------------------------------------------------------------------------
 def _param_groups(model: nn.Module, cfg: TrainConfig) -> List[Dict[str, Any]]:
     """Optimiser groups: weights (``cfg.lr``, ``cfg.weight_decay``: weights, biases and clipped
-    decays), decay logits (``cfg.beta_lr``, else ``cfg.lr``; no weight decay) and delays
-    (``cfg.delay_lr``, no weight decay); empty groups are left out."""
+    decays; with ``cfg.weight_decay_scope == "matrices"`` the one-dimensional ones, biases,
+    decays, thresholds and norm parameters, form a group ``"weights_no_decay"`` at the same
+    learning rate without it), decay logits (``cfg.beta_lr``, else ``cfg.lr``; no weight decay)
+    and delays (``cfg.delay_lr``, no weight decay); empty groups are left out."""
     logits = sigmoid_beta_logits(model)
     ids = {id(p) for p in logits}
-    groups = [{"params": [p for p in weight_parameters(model) if id(p) not in ids], "lr": cfg.lr,
-               "weight_decay": cfg.weight_decay, "name": "weights"}]
+    weights = [p for p in weight_parameters(model) if id(p) not in ids]
+    no_decay: List[nn.Parameter] = []
+    if getattr(cfg, "weight_decay_scope", "all") == "matrices":
+        no_decay = [p for p in weights if p.dim() < 2]
+        weights = [p for p in weights if p.dim() >= 2]
+    groups = [{"params": weights, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "name": "weights"}]
+    if no_decay:
+        groups.append({"params": no_decay, "lr": cfg.lr, "weight_decay": 0.0, "name": "weights_no_decay"})
     if logits:
         lr = cfg.lr if getattr(cfg, "beta_lr", None) is None else cfg.beta_lr
         groups.append({"params": logits, "lr": lr, "weight_decay": 0.0, "name": "decay_logits"})
