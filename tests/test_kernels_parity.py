@@ -235,3 +235,12 @@ def test_recurrent_cuda_matches_reference(kind, mode, reset, surrogate):
     g = torch.autograd.grad(s.sum() + m.sum(), inputs)
     for a, e in zip(g, g_ref):
         torch.testing.assert_close(a, e)
+
+
+# the synaptic reverse loop works on the whole batch at once (batch-minor buffer, vector loop
+# over the batch): batches that are not a multiple of the vector width, several taps
+@pytest.mark.parametrize("dtype", (torch.float64, torch.float32))
+@pytest.mark.parametrize("B,sigma", [(11, 2.0), (17, 0.0), (1, 3.0)])
+def test_recurrent_synaptic_parity_wide_batches(dtype, B, sigma):
+    s = _rec_compare("synaptic", "triangle", "subtract", "atan", 30, B, 13, 6, sigma, dtype, 40 + B)
+    assert 0 < float(s.mean()) < 1

@@ -631,43 +631,56 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
       const scalar_t* wp = wT.data_ptr<scalar_t>();  // (pre j, post i)
       const int64_t* stp = sT.data_ptr<int64_t>();
       const scalar_t* vtp = vT.data_ptr<scalar_t>();
-      // batch elements are independent in the reverse loop too; each keeps its own copy of
-      // dL/dbase over time (T, N) so the gather over later steps stays in cache
-      // zero padding on both ends of the local buffer removes the bounds checks from the inner
-      // loop (taps outside the valid lags are zero)
+      // dL/dbase over time is kept batch-minor, g0[(t * N + i) * B + b], so that the gather over
+      // later steps reads B contiguous values per (synapse, tap) and the inner loop over the
+      // batch vectorises; zero padding on both ends of the buffer removes the bounds checks
+      // (taps outside the valid lags are zero). Per step: the gather for all presynaptic j
+      // (threads own blocks of j), then the LIF adjoint per batch element.
       int64_t smin = 0, smax = 0;
       for (int64_t q = 0; q < N * N; ++q) {
         smin = std::min(smin, stp[q]);
         smax = std::max(smax, stp[q]);
       }
       const int64_t pad_lo = -smin, pad_hi = smax + W + 1;
-      at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
-        std::vector<scalar_t> gs(N);
-        std::vector<scalar_t> gbl((pad_lo + T + pad_hi) * N, scalar_t(0));
-        scalar_t* g0 = gbl.data() + pad_lo * N;  // g0[t * N + i] = dL/dbase at step t
-        for (int64_t b = lo; b < hi; ++b) {
-          std::fill(gbl.begin(), gbl.end(), scalar_t(0));
-          for (int64_t t = T - 1; t >= 0; --t) {
-            const int64_t off = (t * B + b) * N;
-            for (int64_t j = 0; j < N; ++j) {
-              const scalar_t* vj = vtp + j * N * W;
-              const int64_t* sj = stp + j * N;
-              const scalar_t* wj = wp + j * N;
-              scalar_t acc = 0;
-              for (int64_t i = 0; i < N; ++i) {
-                const scalar_t* v = vj + i * W;
-                const scalar_t* g = g0 + (t + sj[i]) * N + i;
-                scalar_t a = 0;
-                for (int64_t w = 0; w < W; ++w) a += v[w] * g[w * N];
-                acc += wj[i] * a;
+      std::vector<scalar_t> gbl((pad_lo + T + pad_hi) * N * B, scalar_t(0));
+      scalar_t* g0 = gbl.data() + pad_lo * N * B;
+      std::vector<scalar_t> gsb(B * N);  // dL/dspk_t, (b, j)
+      const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, N * W));
+      for (int64_t t = T - 1; t >= 0; --t) {
+        at::parallel_for(0, N, grain, [&](int64_t lo, int64_t hi) {
+          std::vector<scalar_t> acc_v(B), a_v(B);
+          scalar_t* __restrict acc = acc_v.data();
+          scalar_t* __restrict a = a_v.data();
+          for (int64_t j = lo; j < hi; ++j) {
+            const scalar_t* vj = vtp + j * N * W;
+            const int64_t* sj = stp + j * N;
+            const scalar_t* wj = wp + j * N;
+            for (int64_t b = 0; b < B; ++b) acc[b] = scalar_t(0);
+            for (int64_t i = 0; W > 0 && i < N; ++i) {
+              const scalar_t wv = wj[i];
+              const scalar_t* v = vj + i * W;
+              const scalar_t* __restrict g = g0 + ((t + sj[i]) * N + i) * B;
+              _Pragma("omp simd")
+              for (int64_t b = 0; b < B; ++b) a[b] = v[0] * g[b];
+              for (int64_t w = 1; w < W; ++w) {
+                const scalar_t vw = v[w];
+                const scalar_t* __restrict gw = g + w * N * B;
+              _Pragma("omp simd")
+                for (int64_t b = 0; b < B; ++b) a[b] += vw * gw[b];
               }
-              gs[j] = gsp_p[off + j] + acc;
+              _Pragma("omp simd")
+              for (int64_t b = 0; b < B; ++b) acc[b] += wv * a[b];
             }
-            step(t, b, gs.data());
-            for (int64_t i = 0; i < N; ++i) g0[t * N + i] = gbp[off + i];
+            for (int64_t b = 0; b < B; ++b) gsb[b * N + j] = gsp_p[(t * B + b) * N + j] + acc[b];
           }
+        });
+        for (int64_t b = 0; b < B; ++b) {
+          step(t, b, gsb.data() + b * N);
+          const scalar_t* gr = gbp + (t * B + b) * N;
+          scalar_t* gt = g0 + t * N * B + b;
+          for (int64_t i = 0; i < N; ++i) gt[i * B] = gr[i];
         }
-      });
+      }
       // weight and tap gradients: walk the stored spikes; each thread owns presynaptic columns
       auto gbT = gb.transpose(0, 1).contiguous();  // (B, T, N)
       const scalar_t* gbtp = gbT.data_ptr<scalar_t>();
