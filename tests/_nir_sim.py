@@ -43,6 +43,12 @@ class NirSim:
                 visit(k)
         return order, back
 
+    @classmethod
+    def run(cls, g, dt, x):
+        """Outputs ``(T, B, F)`` (float64 NumPy) of the graph on a ``(T, B, F)`` torch input."""
+        sim = cls(g, dt, x.shape[1])
+        return np.stack([sim.step(x[t].numpy().astype(np.float64)) for t in range(x.shape[0])])
+
     def step(self, x):
         prev = dict(self.out)
         cur = {}

@@ -101,8 +101,7 @@ def test_exported_graph_means_what_nir_says():
     net = _mixed_net(reset_mechanism="zero", reset_delay=False)
     x = _input(T=60, seed=2)
     graph = export_to_nir(net, x[0], dt=DT)
-    sim = NirSim(graph, DT, x.shape[1])
-    ref = np.stack([sim.step(x[t].numpy()) for t in range(x.shape[0])])
+    ref = NirSim.run(graph, DT, x)
     out, spk = _spikes_of(net, x)
     assert all(0 < float(s.mean()) < 1 for s in spk.values())
     np.testing.assert_array_equal(out.numpy(), ref)
@@ -298,8 +297,7 @@ def test_import_foreign_graph_without_metadata_follows_nir_semantics():
     assert net[1].reset_mechanism == "zero" and not net[1].reset_delay
     x = _input(T=60, F=n_in, seed=4)
     out = _run_steps(net, x)
-    sim = NirSim(graph, DT, x.shape[1])
-    ref = np.stack([sim.step(x[t].numpy().astype(np.float64)) for t in range(x.shape[0])])
+    ref = NirSim.run(graph, DT, x)
     assert 0 < out.mean() < 1
     np.testing.assert_array_equal(out.numpy(), ref)
 
@@ -508,8 +506,7 @@ def test_import_top_level_recurrent_loop_with_delay_follows_nir_semantics():
     assert set(g.nodes) >= {"lif", "d_rec", "w_rec"}  # the caller's graph is left as it was
     x = _input(T=60, F=n_in, seed=13)
     out = _run_steps(net, x)
-    sim = NirSim(g, DT, x.shape[1])
-    ref = np.stack([sim.step(x[t].numpy().astype(np.float64)) for t in range(x.shape[0])])
+    ref = NirSim.run(g, DT, x)
     assert 0 < float(out.mean()) < 1
     np.testing.assert_array_equal(out.numpy(), ref)
     with pytest.raises(TypeError, match="top-level loop through neuron node 'lif'"):
@@ -539,8 +536,7 @@ def test_one_to_one_recurrent_layers_export_as_diagonal_and_come_back():
     np.testing.assert_array_equal(g.nodes["3"].nodes["rec_affine"].weight, np.diag(v2.numpy()))
     out, spk = _spikes_of(net, x)
     assert all(0 < float(s.mean()) < 1 for s in spk.values())
-    sim = NirSim(g, DT, x.shape[1])  # NIR's semantics: the same spikes
-    ref = np.stack([sim.step(x[t].numpy().astype(np.float64)) for t in range(x.shape[0])])
+    ref = NirSim.run(g, DT, x)  # NIR's semantics: the same spikes
     np.testing.assert_array_equal(out.numpy(), ref)
     net2 = import_from_nir(g)
     assert [type(m) for m in net2] == [type(m) for m in net]
@@ -634,8 +630,7 @@ def test_import_direct_self_loop_edge_is_identity_recurrence(where):
     np.testing.assert_array_equal(net[1].recurrent.weight.detach().numpy(), np.eye(n))
     x = _input(T=60, F=n_in, seed=22)
     out = _run_steps(net, x)
-    sim = NirSim(g, DT, x.shape[1])
-    ref = np.stack([sim.step(x[t].numpy().astype(np.float64)) for t in range(x.shape[0])])
+    ref = NirSim.run(g, DT, x)
     assert 0 < float(out.mean()) < 1
     np.testing.assert_array_equal(out.numpy(), ref)
     # without the recurrent weights the spikes differ, so the comparison sees the recurrence
@@ -682,9 +677,8 @@ def test_import_foreign_cubalif_follows_nir_semantics_or_is_refused():
     net = import_from_nir(g, dt=DT)
     assert isinstance(net[1], snn.Synaptic)
     x = _input(T=80, F=3, seed=31)
-    out = torch.stack([o[0] if isinstance(o, tuple) else o for o in _run_steps_tuple(net, x)])
-    sim = NirSim(g, DT, x.shape[1])
-    ref = np.stack([sim.step(x[t].numpy().astype(np.float64)) for t in range(x.shape[0])])
+    out = _run_steps(net, x)
+    ref = NirSim.run(g, DT, x)
     assert 0 < float(out.mean()) < 1
     np.testing.assert_array_equal(out.numpy(), ref)
     with pytest.raises(TypeError, match=r"node 'lif'.*input gain.*dt=0.001"):
@@ -692,9 +686,3 @@ def test_import_foreign_cubalif_follows_nir_semantics_or_is_refused():
     # the same graph read with the wrong dt is refused too, rather than run at another gain
     with pytest.raises(TypeError, match="input gain"):
         import_from_nir(g, dt=2 * DT)
-
-
-def _run_steps_tuple(net, x):
-    sde.reset(net)
-    with torch.no_grad():
-        return [net(x[t]) for t in range(x.shape[0])]
