@@ -944,7 +944,11 @@ def _import_node(key: str, node: nir.NIRNode, dt: float, flavour: str, seq: bool
         if rec is None:
             return _import_node(nk, neuron, dt, flavour, seq)
         if isinstance(neuron, nir.CubaLIF):
-            raise TypeError(f"graph: sub-graph {key!r}: recurrent CubaLIF (RSynaptic) is not supported by import_from_nir")
+            raise TypeError(
+                f"graph: sub-graph {key!r}: recurrent CubaLIF is not supported by import_from_nir: NIR "
+                "resets in the step of the spike, and snnTorch 1.0's RSynaptic cannot (its "
+                "reset_delay=False path reads an unset spike and fails)"
+            )
         kw = _snn_neuron(neuron, nk, dt)
         n = rec.weight.shape[0]
         has_delays = rec.lags is not None

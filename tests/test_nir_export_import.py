@@ -686,3 +686,18 @@ def test_import_foreign_cubalif_follows_nir_semantics_or_is_refused():
     # the same graph read with the wrong dt is refused too, rather than run at another gain
     with pytest.raises(TypeError, match="input gain"):
         import_from_nir(g, dt=2 * DT)
+
+
+def test_import_recurrent_cubalif_is_refused_with_the_reason():
+    n = 3
+    ts, tm = np.full(n, 4e-3), np.full(n, 8e-3)
+    inner = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type={"input": np.array([n])}),
+               "lif": nir.CubaLIF(tau_syn=ts, tau_mem=tm, r=tm / DT, w_in=ts / DT, v_leak=np.zeros(n),
+                                  v_threshold=np.ones(n), v_reset=np.zeros(n)),
+               "w_rec": nir.Linear(weight=np.full((n, n), 0.1, dtype=np.float32)),
+               "output": nir.Output(output_type={"output": np.array([n])})},
+        edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")], type_check=False,
+    )
+    with pytest.raises(TypeError, match="recurrent CubaLIF is not supported.*RSynaptic"):
+        import_from_nir(nir.NIRGraph.from_list(inner), dt=DT)
