@@ -145,6 +145,11 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
     computes in its parameters' dtype (the compiled kernels and the delay interpolation need
     float32 or float64) and returns the autocast dtype, as :class:`~snn_delays_ext.DelayedLinear`.
 
+    ``torch.func`` transforms (``vmap``, ``grad``: per-sample gradients) run the plain-PyTorch
+    path and need a spike function written for them, such as
+    :func:`snn_delays_ext.surrogate.triangle`; snnTorch's own surrogates are refused by
+    functorch (as with ``snn.RLeaky``).
+
     Truncated BPTT works with snnTorch's idioms: detaching the ``spk`` you pass back (or
     ``RLeaky.detach_hidden()`` with ``init_hidden=True``) detaches the delay buffer as well, as
     do :meth:`detach_state` and :func:`snn_delays_ext.detach`.

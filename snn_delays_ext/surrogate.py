@@ -51,13 +51,24 @@ _MODULE["triangle"] = __name__
 
 
 class _TriangleSpike(torch.autograd.Function):
-    """Heaviside forward (``u > 0``, snnTorch's convention); triangle derivative backward."""
+    """Heaviside forward (``u > 0``, snnTorch's convention); triangle derivative backward.
+
+    Written with a separate ``setup_context`` and ``generate_vmap_rule`` so that it works under
+    ``torch.func`` transforms (``vmap``, ``grad``, ``jacrev``), which snnTorch's own surrogates
+    (``forward(ctx, ...)``) do not.
+    """
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, u: torch.Tensor, gamma: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(u: torch.Tensor, gamma: float) -> torch.Tensor:  # type: ignore[override]
+        return (u > 0).to(u.dtype)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
+        u, gamma = inputs
         ctx.save_for_backward(u)
         ctx.gamma = gamma
-        return (u > 0).to(u.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]

@@ -240,3 +240,43 @@ def test_failed_constructor_leaves_no_half_built_layer_for_snntorch_reset():
         sde.DelayedRecurrentLeaky(0.9, N, max_delay=3, delay_init="nope")
     assert snn.SpikingNeuron.instances == before
     snn.RLeaky.reset_hidden()  # walks every instance: must not fail
+
+
+@pytest.mark.parametrize("delay_type", ["axonal", "synaptic"])
+def test_torch_func_vmap_and_per_sample_gradients_with_a_functorch_surrogate(delay_type):
+    """With :func:`snn_delays_ext.surrogate.triangle` (a functorch-ready autograd Function) the
+    recurrent layer runs under ``torch.func.vmap`` and ``grad``: the same outputs as a loop over
+    the mapped axis, and per-sample gradients equal to autograd's one sample at a time.
+    snnTorch's own surrogates (``forward(ctx, ...)``) are refused by functorch, as for RLeaky."""
+    from torch.func import functional_call, grad, vmap
+
+    torch.manual_seed(3)
+    lif = sde.DelayedRecurrentLeaky(0.85, 4, max_delay=4, delay_type=delay_type, sigma=1.0, threshold=0.5,
+                                    spike_grad=sde.surrogate.triangle(), learn_beta=True).double()
+    xs = torch.rand(5, 12, 2, 4, dtype=torch.float64)
+
+    def run(p, x):
+        lif.reset_mem()
+        spk, mem = functional_call(lif, p, (x,))
+        return spk, mem
+
+    params = {k: v.detach() for k, v in lif.named_parameters()}
+    spk_v, mem_v = vmap(run, in_dims=(None, 0))(params, xs)
+    loop = [run(params, x) for x in xs]
+    assert 0 < float(spk_v.mean()) < 1
+    torch.testing.assert_close(spk_v, torch.stack([s for s, _ in loop]), rtol=0, atol=0)
+    torch.testing.assert_close(mem_v, torch.stack([m for _, m in loop]), rtol=1e-12, atol=1e-12)
+
+    def loss(p, x):
+        spk, mem = run(p, x)
+        return (mem ** 2).sum() + spk.sum()
+
+    per_sample = vmap(grad(loss), in_dims=(None, 0))(params, xs)
+    for i, x in enumerate(xs):
+        lif.zero_grad()
+        lif.reset_mem()
+        spk, mem = lif(x)
+        ((mem ** 2).sum() + spk.sum()).backward()
+        for name, p in lif.named_parameters():
+            torch.testing.assert_close(per_sample[name][i], p.grad, rtol=1e-10, atol=1e-12,
+                                       msg=lambda m: f"{name}: {m}")
