@@ -18,8 +18,10 @@ import torch
 
 __all__ = [
     "as_real",
+    "check_bool",
     "check_choice",
     "check_int",
+    "check_module",
     "check_nonneg_float",
     "check_tensor",
     "check_finite",
@@ -50,9 +52,7 @@ def set_validation(enabled: bool) -> None:
     >>> snn_delays_ext.set_validation(True)
     """
     global _VALIDATE_VALUES
-    if not isinstance(enabled, bool):
-        raise TypeError(f"enabled: expected a bool, got {type(enabled).__name__}")
-    _VALIDATE_VALUES = enabled
+    _VALIDATE_VALUES = check_bool("enabled", enabled)
 
 
 def validation_enabled() -> bool:
@@ -104,6 +104,20 @@ def check_int(name: str, value: object, minimum: Optional[int] = None) -> int:
     if minimum is not None and value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
     return int(value)
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Check that ``value`` is a Python ``bool`` (not an int such as ``1``)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__} ({value!r})")
+    return value
+
+
+def check_module(name: str, value: object) -> "torch.nn.Module":
+    """Check that ``value`` is a :class:`torch.nn.Module`."""
+    if not isinstance(value, torch.nn.Module):
+        raise TypeError(f"{name}: expected a torch.nn.Module, got {type(value).__name__}")
+    return value
 
 
 def as_real(name: str, value: object, expected: str) -> float:

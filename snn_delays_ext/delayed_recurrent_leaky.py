@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ._checks import (
-    check_choice, check_finite, check_int, check_nonneg_float, check_tensor, is_compiling,
+    check_bool, check_choice, check_finite, check_int, check_nonneg_float, check_tensor, is_compiling,
 )
 from ._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from . import ops as _ops
@@ -204,9 +204,8 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
                 f"or one-to-one recurrence only, got conv2d_channels={conv2d_channels!r}, "
                 f"kernel_size={kernel_size!r}"
             )
-        for name, flag in (("all_to_all", all_to_all), ("inhibition", inhibition)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name}: expected a bool, got {type(flag).__name__}")
+        check_bool("all_to_all", all_to_all)
+        check_bool("inhibition", inhibition)
         if state_quant is not False and state_quant is not None and not callable(state_quant):
             raise TypeError(f"state_quant: expected False or a callable, got {type(state_quant).__name__}")
         if not all_to_all and delay_type != "axonal":

@@ -65,7 +65,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without nir
     ) from exc
 import snntorch as snn
 
-from ._checks import check_int
+from ._checks import check_int, check_module
 from ._delay_layer import DelayLayerMixin
 from .delayed_linear import DelayedLinear
 from .delayed_recurrent_leaky import DelayedRecurrentLeaky
@@ -550,8 +550,7 @@ def export_to_nir(
     >>> g.nodes['0'].nodes['delay'].delay        # 2 steps of 1 ms, in seconds
     array([0.002, 0.002, 0.002])
     """
-    if not isinstance(net, nn.Module):
-        raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
+    check_module("net", net)
     dt = _check_dt(dt)
     if not isinstance(sample_data, torch.Tensor):
         raise TypeError(f"sample_data: expected a torch.Tensor, got {type(sample_data).__name__}")

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ._delay_layer import DelayLayerMixin
-from ._checks import check_int, check_nonneg_float
+from ._checks import check_int, check_module, check_nonneg_float
 
 __all__ = [
     "reset",
@@ -34,8 +34,7 @@ def delay_layers(net: nn.Module) -> List[nn.Module]:
     >>> [type(m).__name__ for m in sde.delay_layers(net)]
     ['DelayedLinear']
     """
-    if not isinstance(net, nn.Module):
-        raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
+    check_module("net", net)
     return [m for m in net.modules() if isinstance(m, DelayLayerMixin)]
 
 
@@ -65,8 +64,7 @@ def reset(net: nn.Module) -> nn.Module:
     >>> _ = net(torch.rand(2, 3))
     >>> _ = sde.reset(net)
     """
-    if not isinstance(net, nn.Module):
-        raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
+    check_module("net", net)
     for m in net.modules():
         _reset_module(m)
     return net
@@ -161,8 +159,7 @@ def detach(net: nn.Module) -> nn.Module:
     >>> lif.mem.requires_grad
     False
     """
-    if not isinstance(net, nn.Module):
-        raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
+    check_module("net", net)
     for m in net.modules():
         if hasattr(m, "detach_state") and callable(m.detach_state):
             m.detach_state()
@@ -247,8 +244,7 @@ def quantize_delays(net: nn.Module, max_hardware_delay: Optional[int] = None) ->
     >>> sde.quantize_delays(net)["0"]
     tensor([[2., 2.]])
     """
-    if not isinstance(net, nn.Module):
-        raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
+    check_module("net", net)
     if max_hardware_delay is not None:
         max_hardware_delay = check_int("max_hardware_delay", max_hardware_delay, minimum=0)
     named = [(n, m) for n, m in net.named_modules() if isinstance(m, DelayLayerMixin)]

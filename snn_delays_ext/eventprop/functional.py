@@ -78,7 +78,7 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 
-from .._checks import as_real, check_finite, check_int, check_nonneg_float, check_positive_float
+from .._checks import as_real, check_bool, check_finite, check_int, check_nonneg_float, check_positive_float
 from ..functional.delayed_linear import _delayed_linear
 from ..functional.interpolation import delay_taps, round_half_up
 
@@ -190,8 +190,7 @@ class EventPropConfig:
         put("reg_target", check_nonneg_float("reg_target", self.reg_target))
         if self.max_spikes is not None:
             put("max_spikes", check_int("max_spikes", self.max_spikes, minimum=1))
-        if not isinstance(self.record_mem, bool):
-            raise TypeError(f"record_mem: expected a bool, got {type(self.record_mem).__name__} ({self.record_mem!r})")
+        check_bool("record_mem", self.record_mem)
 
     @property
     def spiking(self) -> bool:

@@ -8,7 +8,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_int, check_nonneg_float, check_positive_float, check_tensor
+from .._checks import check_bool, check_choice, check_int, check_nonneg_float, check_positive_float, check_tensor
 from .._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from ..functional.interpolation import round_half_up
 from .functional import (
@@ -208,10 +208,7 @@ class DelayedRecurrentSynaptic(_EventPropBase):
         ):
             raise ValueError(f"threshold: expected a finite float > 0, got {threshold!r}")
         self.threshold = float(threshold)
-        for name, flag in (("recurrent", recurrent), ("record_mem", record_mem)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name}: expected a bool, got {type(flag).__name__} ({flag!r})")
-        self.recurrent = recurrent
+        self.recurrent = check_bool("recurrent", recurrent)
         if spike_grad is not None and not callable(spike_grad):
             raise TypeError(f"spike_grad: expected a callable (surrogate spike function) or None, got "
                             f"{type(spike_grad).__name__} ({spike_grad!r})")
@@ -220,7 +217,7 @@ class DelayedRecurrentSynaptic(_EventPropBase):
         self.reg_strength = check_nonneg_float("reg_strength", reg_strength)
         self.reg_target = check_nonneg_float("reg_target", reg_target)
         self.max_spikes = None if max_spikes is None else check_int("max_spikes", max_spikes, minimum=1)
-        self.record_mem = record_mem
+        self.record_mem = check_bool("record_mem", record_mem)
         rec_weight_scale = check_nonneg_float("rec_weight_scale", rec_weight_scale)
         if self.recurrent:
             factory = {"device": device, "dtype": dtype}

@@ -187,10 +187,18 @@ def delay_taps(
     >>> delay_taps(torch.tensor([1.25]), max_delay=3)
     tensor([[0.0000, 0.7500, 0.2500, 0.0000]])
     """
+    max_delay, sigma, min_delay = _check_tap_args(delays, max_delay, sigma, min_delay, interpolation)
+    return _delay_taps(delays, max_delay, sigma, min_delay, interpolation)
+
+
+def _check_tap_args(
+    delays: object, max_delay: object, sigma: object, min_delay: object, interpolation: object,
+) -> Tuple[int, float, int]:
+    """The argument checks of :func:`delay_taps`; returns ``(max_delay, sigma, min_delay)``."""
     _check_delays_tensor("delays", delays)
     max_delay, sigma, min_delay = _check_range(max_delay, sigma, min_delay)
     check_choice("interpolation", interpolation, INTERPOLATIONS)
-    return _delay_taps(delays, max_delay, sigma, min_delay, interpolation)
+    return max_delay, sigma, min_delay
 
 
 def _check_delays_tensor(name: str, delays: object) -> None:

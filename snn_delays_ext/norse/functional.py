@@ -41,13 +41,7 @@ from ..functional.delayed_linear import (
     _use_gather,
     delayed_linear,
 )
-from .._checks import check_choice
-from ..functional.interpolation import (
-    INTERPOLATIONS,
-    _check_delays_tensor,
-    _check_range,
-    _tap_range,
-)
+from ..functional.interpolation import _check_tap_args, _tap_range
 from ..functional.recurrent_leaky import (
     _current_from_band,
     _RecurrentBand,
@@ -153,9 +147,7 @@ def _banded_current(
     """``r_t`` from the non-zero band of the delays' taps (lags 1..K; same numbers and
     gradients as the full taps of :func:`~snn_delays_ext.functional.delay_taps`, and the same
     argument checks)."""
-    _check_delays_tensor("delays", delays)
-    max_delay, sigma, _ = _check_range(max_delay, sigma, 1)
-    check_choice("interpolation", interpolation, INTERPOLATIONS)
+    max_delay, sigma, _ = _check_tap_args(delays, max_delay, sigma, 1, interpolation)
     K = _tap_range(max_delay, sigma, 1)[1]
     return banded_recurrent_current(
         _fit_history(past, K), weight, None, delays, max_delay, delay_type, sigma, interpolation)

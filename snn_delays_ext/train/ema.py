@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterator, List
 import torch
 from torch import nn
 
-from .._checks import check_fraction
+from .._checks import check_fraction, check_module
 
 __all__ = ["ParameterEMA"]
 
@@ -56,8 +56,7 @@ class ParameterEMA:
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        check_module("model", model)
         self.decay = check_fraction("decay", decay, "an averaging decay")
         self.average: List[torch.Tensor] = [p.detach().clone() for p in model.parameters()]
         self.n_updates = 0
