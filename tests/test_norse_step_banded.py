@@ -236,3 +236,41 @@ def test_sequence_dense_kernel_is_one_per_sequence():
         saved = _saved_numels(lambda: mod(x))
         kernels = {ptr for n, ptr in saved if n >= N * N * K}
         assert len(kernels) == 1
+
+
+@pytest.mark.parametrize("kind", ["synaptic", "axonal", "dendritic"])
+@pytest.mark.parametrize("sigma", [0.0, 1.5])
+def test_feed_forward_cell_step_loop_equals_the_sequence_module(kind, sigma):
+    """``DelayedLIFCell`` reads only the band of non-zero taps per step (``DelayedLinear``'s
+    step path); a loop of it equals ``DelayedLIF`` (one convolution over the whole sequence)
+    in spikes, states and every gradient, fractional delays and wide triangles included."""
+    from snn_delays_ext.norse import DelayedLIF, DelayedLIFCell
+
+    torch.manual_seed(11)
+    p = LIFParameters(v_th=torch.tensor(0.3, dtype=DT))
+    kw = dict(max_delay=9, p=p, delay_type=kind, bias=True, sigma=sigma)
+    seq = DelayedLIF(5, 6, **kw).double()
+    cell = DelayedLIFCell(5, 6, **kw).double()
+    with torch.no_grad():
+        seq.weight.mul_(3.0)
+        seq.delays.uniform_(0.0, 9.0)
+    cell.load_state_dict(seq.state_dict())
+    x = (torch.rand(25, 3, 5, dtype=DT) < 0.4).to(DT).requires_grad_()
+    z_seq, s_seq = seq(x)
+    out, s = [], None
+    for t in range(x.shape[0]):
+        z, s = cell(x[t], s)
+        out.append(z)
+    z_cell = torch.stack(out)
+    assert 0 < float(z_seq.detach().mean()) < 1
+    assert torch.equal(z_cell, z_seq)
+    torch.testing.assert_close(s.v, s_seq.v, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(s.i, s_seq.i, rtol=1e-12, atol=1e-12)
+    target = torch.rand_like(s.v)
+
+    def grads(module, z, state):
+        return torch.autograd.grad(z.sum() + ((state.v - target) ** 2).sum(),
+                                   [x, module.weight, module.bias, module.delays])
+
+    for name, a, b in zip(("x", "weight", "bias", "delays"), grads(cell, z_cell, s), grads(seq, z_seq, s_seq)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=lambda m: f"{name}: {m}")

@@ -18,6 +18,7 @@ from .._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from ..functional.delayed_linear import (
     DELAY_TYPES_FF,
     _delayed_linear,
+    _delayed_linear_step,
     _fit_history,
     history_length,
 )
@@ -451,11 +452,13 @@ class DelayedLIFCell(_DelayedLIFBase):
             state = self.initial_state(input_tensor)
         else:
             state = self._check_state(state, input_tensor.shape[0])
-        y, past = _delayed_linear(  # inputs, delays and state checked above
-            input_tensor.unsqueeze(0), self.weight, self.bias, self.delays, self.max_delay,
+        # one step reads only the non-zero band of each delay's taps (as DelayedLinear's step
+        # mode): its cost does not grow with max_delay; inputs, delays and state checked above
+        y, past = _delayed_linear_step(
+            input_tensor, self.weight, self.bias, self.delays, self.max_delay,
             self.delay_type, self._sigma, self.interpolation, state.past,
         )
-        z, v, i = _lif_update(state.i + y[0], state.v, self.p, self.dt, detach_reset=False)
+        z, v, i = _lif_update(state.i + y, state.v, self.p, self.dt, detach_reset=False)
         return z, DelayedLIFFeedForwardState(v, i, past)
 
 
