@@ -237,6 +237,8 @@ def _builder(recurrent: bool) -> Callable[[int, int, object], nn.Module]:
                              f"expected 0, got {cfg.dropout}")
         if getattr(cfg, "learn_beta", False):
             raise ValueError("learn_beta: the EventProp presets use fixed tau_syn/tau_mem; expected False, got True")
+        if getattr(cfg, "learn_threshold", False):
+            raise ValueError("learn_threshold: the EventProp presets use the threshold 1; expected False, got True")
         if getattr(cfg, "batch_norm", False):
             raise ValueError("batch_norm: the EventProp presets have no batch norm (exact event-based gradients); "
                              "expected False, got True")

@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--dropout", type=float, help="hidden-spike dropout probability (training only)")
     m.add_argument("--learn-beta", dest="learn_beta", action=argparse.BooleanOptionalAction, default=None,
                    help="feed-forward presets: learn one membrane decay per hidden neuron (or not)")
+    m.add_argument("--learn-threshold", dest="learn_threshold", action=argparse.BooleanOptionalAction, default=None,
+                   help="feed-forward presets: learn one firing threshold per hidden neuron (from 1; no weight decay)")
     m.add_argument("--beta-parametrization", dest="beta_parametrization", choices=list(BETA_PARAMETRIZATIONS),
                    help="with --learn-beta: learn beta clipped to [0, 1] (clamp, snnTorch) or its logit (sigmoid)")
     m.add_argument("--batch-norm", dest="batch_norm", action=argparse.BooleanOptionalAction, default=None,

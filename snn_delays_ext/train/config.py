@@ -73,6 +73,7 @@ class TrainConfig:
     surrogate_param: Optional[float] = None  # its alpha / slope / gamma / threshold (None: default)
     dropout: float = 0.0                # hidden-spike dropout (training only)
     learn_beta: bool = False            # ff-delays/ff-nodelay: one learnable decay per hidden neuron
+    learn_threshold: bool = False       # ff-delays/ff-nodelay: one learnable firing threshold per hidden neuron
     beta_parametrization: str = "clamp"  # learn_beta: "clamp" (snnTorch: beta clipped to [0, 1]) or "sigmoid" (a logit)
     beta_lr: Optional[float] = None      # learning rate of the decay logits (beta_parametrization "sigmoid"); None: lr
     batch_norm: bool = False            # surrogate models: batch norm of each hidden layer's input current
@@ -161,7 +162,7 @@ class TrainConfig:
         self.time_stretch = check_fraction("time_stretch", self.time_stretch)
         self.drop_event = check_fraction("drop_event", self.drop_event, "a probability")
         self.ema = check_fraction("ema", self.ema, "an averaging decay")
-        for n in ("learn_beta", "output_delays", "batch_norm", "train_on_val", "flush_denormal"):
+        for n in ("learn_beta", "learn_threshold", "output_delays", "batch_norm", "train_on_val", "flush_denormal"):
             if not isinstance(getattr(self, n), bool):
                 raise TypeError(f"{n}: expected True or False, got {getattr(self, n)!r}")
         need_float("delay_std", 0.0, optional=True, lo_open=True)

@@ -28,7 +28,7 @@ from ..schedule import SigmaScheduler
 from ..utils import clamp_delays_, delay_layers, delay_parameters, quantize_delays, set_sigma, weight_parameters
 from .config import TrainConfig
 from .ema import ParameterEMA
-from .models import build_model, sigmoid_beta_logits
+from .models import build_model, learned_thresholds, sigmoid_beta_logits
 
 __all__ = ["train", "make_datasets", "evaluate", "CHECKPOINT", "METRICS"]
 
@@ -193,10 +193,12 @@ def _param_groups(model: nn.Module, cfg: TrainConfig) -> List[Dict[str, Any]]:
     """Optimiser groups: weights (``cfg.lr``, ``cfg.weight_decay``: weights, biases and clipped
     decays; with ``cfg.weight_decay_scope == "matrices"`` the one-dimensional ones, biases,
     decays, thresholds and norm parameters, form a group ``"weights_no_decay"`` at the same
-    learning rate without it), decay logits (``cfg.beta_lr``, else ``cfg.lr``; no weight decay)
-    and delays (``cfg.delay_lr``, no weight decay); empty groups are left out."""
+    learning rate without it), learnable thresholds (``cfg.lr``, never weight decay), decay
+    logits (``cfg.beta_lr``, else ``cfg.lr``; no weight decay) and delays (``cfg.delay_lr``, no
+    weight decay); empty groups are left out."""
     logits = sigmoid_beta_logits(model)
-    ids = {id(p) for p in logits}
+    thresholds = learned_thresholds(model)
+    ids = {id(p) for p in logits + thresholds}
     weights = [p for p in weight_parameters(model) if id(p) not in ids]
     no_decay: List[nn.Parameter] = []
     if getattr(cfg, "weight_decay_scope", "all") == "matrices":
@@ -205,6 +207,8 @@ def _param_groups(model: nn.Module, cfg: TrainConfig) -> List[Dict[str, Any]]:
     groups = [{"params": weights, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "name": "weights"}]
     if no_decay:
         groups.append({"params": no_decay, "lr": cfg.lr, "weight_decay": 0.0, "name": "weights_no_decay"})
+    if thresholds:
+        groups.append({"params": thresholds, "lr": cfg.lr, "weight_decay": 0.0, "name": "thresholds"})
     if logits:
         lr = cfg.lr if getattr(cfg, "beta_lr", None) is None else cfg.beta_lr
         groups.append({"params": logits, "lr": lr, "weight_decay": 0.0, "name": "decay_logits"})

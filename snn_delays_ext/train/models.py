@@ -23,7 +23,7 @@ from ..surrogate import _PARAM as _SURROGATE_PARAM
 from ..surrogate import triangle
 
 __all__ = ["register_model", "build_model", "available_models", "FeedForwardSNN", "RecurrentSNN",
-           "leaky_integrator", "readout_logits", "TimeBatchNorm", "SigmoidBeta", "BETA_PARAMETRIZATIONS",
+           "learned_thresholds", "leaky_integrator", "readout_logits", "TimeBatchNorm", "SigmoidBeta", "BETA_PARAMETRIZATIONS",
            "SURROGATES"]
 
 ModelBuilder = Callable[[int, int, "object"], nn.Module]
@@ -231,12 +231,23 @@ def sigmoid_beta_logits(model: nn.Module) -> List[nn.Parameter]:
     return out
 
 
+def learned_thresholds(model: nn.Module) -> List[nn.Parameter]:
+    """The learnable firing thresholds (``learn_threshold``) of the snnTorch neurons in ``model``.
+
+    The training engine gives them no weight decay: pulling a threshold towards 0 does not
+    regularise, it makes the neuron fire on any input.
+    """
+    return [m.threshold for m in model.modules()
+            if isinstance(m, snn.SpikingNeuron) and isinstance(getattr(m, "threshold", None), nn.Parameter)]
+
+
 def _leaky(h: int, beta: float, learn_beta: bool, beta_parametrization: str, surrogate_name: str,
-           surrogate_param: Optional[float]) -> snn.Leaky:
+           surrogate_param: Optional[float], learn_threshold: bool = False) -> snn.Leaky:
     if beta_parametrization not in BETA_PARAMETRIZATIONS:
         raise ValueError(f"beta_parametrization: expected one of {list(BETA_PARAMETRIZATIONS)}, "
                          f"got {beta_parametrization!r}")
     lif = snn.Leaky(beta=torch.full((h,), float(beta)) if learn_beta else beta, learn_beta=learn_beta,
+                    threshold=torch.ones(h) if learn_threshold else 1.0, learn_threshold=learn_threshold,
                     spike_grad=_spike_grad(surrogate_name, surrogate_param))
     if learn_beta and beta_parametrization == "sigmoid":
         if not 0.0 < float(beta) < 1.0:
@@ -290,6 +301,10 @@ class FeedForwardSNN(nn.Module):
     learn_beta : bool
         Learn one membrane decay per hidden neuron (starting at ``beta``; snnTorch's
         ``learn_beta`` with a per-neuron tensor), i.e. heterogeneous time constants.
+    learn_threshold : bool
+        Learn one firing threshold per hidden neuron (starting at 1; snnTorch's
+        ``learn_threshold`` with a per-neuron tensor). The reset subtracts the neuron's own
+        threshold.
     beta_parametrization : {"clamp", "sigmoid"}
         With ``learn_beta``: ``"clamp"`` learns ``beta`` itself, clipped to ``[0, 1]`` by the
         neuron (snnTorch's behaviour); ``"sigmoid"`` learns its logit (:class:`SigmoidBeta`), so
@@ -312,7 +327,7 @@ class FeedForwardSNN(nn.Module):
                  surrogate: str = "atan", delay_init: Union[str, float] = "uniform",
                  interpolation: str = "triangle", dropout: float = 0.0, learn_beta: bool = False,
                  batch_norm: bool = False, beta_parametrization: str = "clamp",
-                 surrogate_param: Optional[float] = None) -> None:
+                 surrogate_param: Optional[float] = None, learn_threshold: bool = False) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
@@ -328,8 +343,8 @@ class FeedForwardSNN(nn.Module):
 
         self.linears = nn.ModuleList(lin(a, b, delays) for a, b in zip(sizes[:-1], sizes[1:]))
         self.norms = nn.ModuleList(_norm(batch_norm, h) for h in hidden)
-        self.lifs = nn.ModuleList(_leaky(h, beta, learn_beta, beta_parametrization, surrogate, surrogate_param)
-                                  for h in hidden)
+        self.lifs = nn.ModuleList(_leaky(h, beta, learn_beta, beta_parametrization, surrogate, surrogate_param,
+                                         learn_threshold) for h in hidden)
         self.out = lin(sizes[-1], n_classes, delays and output_delays)
 
     def forward(self, x: torch.Tensor, record: bool = False):
@@ -421,6 +436,7 @@ def _ff(delays: bool) -> ModelBuilder:
             surrogate=cfg.surrogate, delay_init=cfg.delay_init, interpolation=cfg.interpolation,
             dropout=cfg.dropout, learn_beta=cfg.learn_beta, batch_norm=cfg.batch_norm,
             beta_parametrization=cfg.beta_parametrization, surrogate_param=cfg.surrogate_param,
+            learn_threshold=getattr(cfg, "learn_threshold", False),
         )
     return build
 
@@ -430,6 +446,9 @@ def _rec(delays: bool) -> ModelBuilder:
         _refuse_eventprop_only(cfg)
         if getattr(cfg, "learn_beta", False):
             raise ValueError("learn_beta: the recurrent presets keep one fixed decay per layer (DelRec); "
+                             "expected False, got True")
+        if getattr(cfg, "learn_threshold", False):
+            raise ValueError("learn_threshold: the recurrent presets keep the threshold 1 (DelRec); "
                              "expected False, got True")
         dtype = cfg.delay_type if cfg.delay_type in ("axonal", "synaptic") else "axonal"
         return RecurrentSNN(
