@@ -70,6 +70,7 @@ from ._delay_layer import DelayLayerMixin
 from .delayed_linear import DelayedLinear
 from .delayed_recurrent_leaky import DelayedRecurrentLeaky
 from .functional.interpolation import round_half_up
+from .functional.recurrent_leaky import recurrent_delay_shape
 
 __all__ = ["export_to_nir", "import_from_nir"]
 
@@ -1059,7 +1060,7 @@ def _import_norse(key, g, neuron, inp, rec, dt, seq, meta, max_delay):
                         input_weights=nn.Parameter(_t(inp.weight)),
                         recurrent_weights=nn.Parameter(_t(rec.weight)))
         dtype = _meta_str(meta, "delay_type") or rec.delay_type or "axonal"
-        lags = rec.lags if rec.lags is not None else np.zeros((n,) if dtype == "axonal" else (n, n), dtype=np.int64)
+        lags = rec.lags if rec.lags is not None else np.zeros(recurrent_delay_shape(dtype, n), dtype=np.int64)
         if dtype == "synaptic" and lags.ndim == 1:
             lags = np.broadcast_to(lags[None, :], (n, n))
         if dtype == "axonal" and lags.ndim == 2:

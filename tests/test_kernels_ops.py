@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 
 import pytest
-import snntorch as snn
 import snntorch.surrogate as sg
 import torch
 

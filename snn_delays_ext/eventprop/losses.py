@@ -8,7 +8,7 @@ spike's time (in steps).
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F

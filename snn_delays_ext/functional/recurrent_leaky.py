@@ -43,6 +43,22 @@ DELAY_TYPES_RECURRENT = ("axonal", "synaptic")
 RESET_MECHANISMS = ("subtract", "zero", "none")
 
 
+def recurrent_delay_shape(delay_type: str, n: int) -> Tuple[int, ...]:
+    """Shape of the delay tensor of a recurrent layer of ``n`` neurons.
+
+    One delay per presynaptic neuron (``"axonal"``) or per connection (``"synaptic"``, indexed
+    ``[post, pre]`` as the recurrent weight).
+
+    Examples
+    --------
+    >>> recurrent_delay_shape("axonal", 3), recurrent_delay_shape("synaptic", 3)
+    ((3,), (3, 3))
+    """
+    if delay_type not in DELAY_TYPES_RECURRENT:
+        raise ValueError(f"delay_type: expected one of {list(DELAY_TYPES_RECURRENT)}, got {delay_type!r}")
+    return (n,) if delay_type == "axonal" else (n, n)
+
+
 class RecurrentLeakyParameters(NamedTuple):
     """Neuron parameters of :func:`recurrent_leaky_step` (snnTorch ``RLeaky`` semantics).
 

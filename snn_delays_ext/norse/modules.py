@@ -23,7 +23,7 @@ from ..functional.delayed_linear import (
     history_length,
 )
 from ..functional.interpolation import INTERPOLATIONS
-from ..functional.recurrent_leaky import DELAY_TYPES_RECURRENT, recurrent_history_length
+from ..functional.recurrent_leaky import DELAY_TYPES_RECURRENT, recurrent_delay_shape, recurrent_history_length
 from ..functional.recurrent_leaky import _recurrent_band
 from .functional import (
     DelayedLIFFeedForwardState,
@@ -150,9 +150,8 @@ class _DelayedLIFRecurrentBase(DelayLayerMixin, nn.Module):
             with torch.no_grad():
                 self.recurrent_weights.fill_diagonal_(0.0)
         self.register_buffer("_autapse_mask", 1.0 - torch.eye(n, **kw), persistent=False)
-        shape = (n,) if delay_type == "axonal" else (n, n)
         d = init_delays(
-            "delay_init", shape, self.max_delay, 1, delay_init, delay_std, kw.get("dtype"),
+            "delay_init", recurrent_delay_shape(delay_type, n), self.max_delay, 1, delay_init, delay_std, kw.get("dtype"),
             kw.get("device"),
         )
         self.delays = nn.Parameter(d, requires_grad=bool(learn_delays))
