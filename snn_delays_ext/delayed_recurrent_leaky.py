@@ -250,7 +250,8 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
                 with torch.no_grad():
                     self.recurrent.weight.copy_(old.weight)
                 self.recurrent.weight.requires_grad_(old.weight.requires_grad)
-            d = init_delays("delay_init", recurrent_delay_shape(delay_type, n), self.max_delay, 1, delay_init, delay_std, None, None)
+            d = init_delays("delay_init", recurrent_delay_shape(delay_type, n), self.max_delay, 1, delay_init,
+                            delay_std, None, None)
             self.delays = nn.Parameter(d, requires_grad=bool(learn_delays))
             self.register_buffer("_past", torch.zeros(0), persistent=False)
             self._fresh = True

@@ -151,8 +151,8 @@ class _DelayedLIFRecurrentBase(DelayLayerMixin, nn.Module):
                 self.recurrent_weights.fill_diagonal_(0.0)
         self.register_buffer("_autapse_mask", 1.0 - torch.eye(n, **kw), persistent=False)
         d = init_delays(
-            "delay_init", recurrent_delay_shape(delay_type, n), self.max_delay, 1, delay_init, delay_std, kw.get("dtype"),
-            kw.get("device"),
+            "delay_init", recurrent_delay_shape(delay_type, n), self.max_delay, 1, delay_init, delay_std,
+            kw.get("dtype"), kw.get("device"),
         )
         self.delays = nn.Parameter(d, requires_grad=bool(learn_delays))
 

@@ -23,8 +23,8 @@ from ..surrogate import _PARAM as _SURROGATE_PARAM
 from ..surrogate import triangle
 
 __all__ = ["register_model", "build_model", "available_models", "FeedForwardSNN", "RecurrentSNN",
-           "learned_thresholds", "leaky_integrator", "readout_logits", "TimeBatchNorm", "SigmoidBeta", "BETA_PARAMETRIZATIONS",
-           "SURROGATES"]
+           "learned_thresholds", "leaky_integrator", "readout_logits", "TimeBatchNorm", "SigmoidBeta",
+           "BETA_PARAMETRIZATIONS", "SURROGATES"]
 
 ModelBuilder = Callable[[int, int, "object"], nn.Module]
 _REGISTRY: Dict[str, Tuple[ModelBuilder, str]] = {}
