@@ -59,6 +59,10 @@ def test_flag_reaches_the_config_and_other_models_refuse_it():
     assert make_config("braille").learn_threshold is False
     with pytest.raises(TypeError, match="learn_threshold: expected True or False"):
         make_config("braille", overrides={"learn_threshold": 1})
+    # the module itself refuses a non-bool flag (a truthy string used to switch it on)
+    for flag in ("learn_threshold", "learn_beta", "delays", "output_delays"):
+        with pytest.raises(TypeError, match=rf"{flag}: expected a bool, got str \('yes'\)"):
+            FeedForwardSNN(3, [4], 2, **{flag: "yes"})
     for preset in ("shd-delrec", "sequence-eventprop"):
         cfg = make_config(preset, overrides={"learn_threshold": True, "hidden": [4]})
         with pytest.raises(ValueError, match="learn_threshold: the"):

@@ -16,7 +16,7 @@ from snntorch import surrogate
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .._checks import check_fraction, check_int, check_positive_float
+from .._checks import check_bool, check_fraction, check_int, check_positive_float
 from ..delayed_linear import DelayedLinear
 from ..delayed_recurrent_leaky import DelayedRecurrentLeaky
 from ..surrogate import _PARAM as _SURROGATE_PARAM
@@ -331,6 +331,9 @@ class FeedForwardSNN(nn.Module):
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
+        for name, flag in (("delays", delays), ("output_delays", output_delays), ("learn_beta", learn_beta),
+                           ("learn_threshold", learn_threshold)):
+            check_bool(name, flag)
         self.readout, self.beta_out = readout, float(beta_out)
         self.drop = _dropout(dropout)
         sizes = [n_inputs] + list(hidden)
