@@ -239,6 +239,9 @@ def _builder(recurrent: bool) -> Callable[[int, int, object], nn.Module]:
             raise ValueError("learn_beta: the EventProp presets use fixed tau_syn/tau_mem; expected False, got True")
         if getattr(cfg, "learn_threshold", False):
             raise ValueError("learn_threshold: the EventProp presets use the threshold 1; expected False, got True")
+        if getattr(cfg, "beta_range", None) is not None:
+            raise ValueError("beta_range: the EventProp presets use fixed tau_syn/tau_mem; "
+                             f"expected None, got {cfg.beta_range!r}")
         if getattr(cfg, "batch_norm", False):
             raise ValueError("batch_norm: the EventProp presets have no batch norm (exact event-based gradients); "
                              "expected False, got True")

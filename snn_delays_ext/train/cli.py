@@ -31,6 +31,16 @@ def _int_list(s: str) -> List[int]:
         raise argparse.ArgumentTypeError(f"expected layer sizes like '256,256' or '2x256', got {s!r}") from e
 
 
+def _float_pair(s: str) -> List[float]:
+    try:
+        vals = [float(v) for v in s.split(",")]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected two numbers like '0.5,0.98', got {s!r}") from e
+    if len(vals) != 2:
+        raise argparse.ArgumentTypeError(f"expected two numbers like '0.5,0.98', got {s!r}")
+    return vals
+
+
 def _delay_init(s: str) -> Any:
     try:
         return float(s)
@@ -85,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="feed-forward presets: learn one membrane decay per hidden neuron (or not)")
     m.add_argument("--learn-threshold", dest="learn_threshold", action=argparse.BooleanOptionalAction, default=None,
                    help="feed-forward presets: learn one firing threshold per hidden neuron (from 1; no weight decay)")
+    m.add_argument("--beta-range", dest="beta_range", type=_float_pair, metavar="LOW,HIGH",
+                   help="feed-forward presets: each hidden neuron's initial decay drawn uniformly from [LOW, HIGH) "
+                        "(heterogeneous time constants; learned with --learn-beta)")
     m.add_argument("--beta-parametrization", dest="beta_parametrization", choices=list(BETA_PARAMETRIZATIONS),
                    help="with --learn-beta: learn beta clipped to [0, 1] (clamp, snnTorch) or its logit (sigmoid)")
     m.add_argument("--batch-norm", dest="batch_norm", action=argparse.BooleanOptionalAction, default=None,

@@ -73,6 +73,7 @@ class TrainConfig:
     dropout: float = 0.0                # hidden-spike dropout (training only)
     learn_beta: bool = False            # ff-delays/ff-nodelay: one learnable decay per hidden neuron
     learn_threshold: bool = False       # ff-delays/ff-nodelay: one learnable firing threshold per hidden neuron
+    beta_range: Optional[List[float]] = None  # ff-delays/ff-nodelay: initial decays uniform in [low, high)
     beta_parametrization: str = "clamp"  # learn_beta: "clamp" (snnTorch: beta clipped to [0, 1]) or "sigmoid" (a logit)
     beta_lr: Optional[float] = None      # learning rate of the decay logits (beta_parametrization "sigmoid"); None: lr
     batch_norm: bool = False            # surrogate models: batch norm of each hidden layer's input current
@@ -205,6 +206,11 @@ class TrainConfig:
             if not 0.0 < self.beta < 1.0:
                 raise ValueError(f"beta: expected a number in (0, 1) with beta_parametrization='sigmoid', "
                                  f"got {self.beta}")
+        from .models import check_beta_range
+
+        br = check_beta_range(self.beta_range,
+                              open_interval=self.learn_beta and self.beta_parametrization == "sigmoid")
+        self.beta_range = None if br is None else list(br)
         need_float("beta_lr", 0.0, optional=True)
         if self.beta_lr is not None and self.beta_parametrization != "sigmoid":
             raise ValueError(f"beta_lr: applies to decay logits; expected beta_parametrization='sigmoid', "

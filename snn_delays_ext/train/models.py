@@ -241,16 +241,58 @@ def learned_thresholds(model: nn.Module) -> List[nn.Parameter]:
             if isinstance(m, snn.SpikingNeuron) and isinstance(getattr(m, "threshold", None), nn.Parameter)]
 
 
+def check_beta_range(beta_range: Optional[Sequence[float]], open_interval: bool = False
+                     ) -> Optional[Tuple[float, float]]:
+    """Check a ``(low, high)`` range of initial decays; ``None`` passes through.
+
+    Both ends must be real numbers with ``0 <= low < high <= 1`` (``0 < low < high < 1`` with
+    ``open_interval``, for decays stored as logits).
+
+    >>> check_beta_range([0.5, 0.98])
+    (0.5, 0.98)
+    >>> try:
+    ...     check_beta_range((0.9, 0.5))
+    ... except ValueError as e:
+    ...     print(e)
+    beta_range: expected (low, high) with 0 <= low < high <= 1, got (0.9, 0.5)
+    """
+    if beta_range is None:
+        return None
+    if isinstance(beta_range, (str, bytes)) or not isinstance(beta_range, Sequence) or len(beta_range) != 2:
+        raise TypeError(f"beta_range: expected a pair (low, high) of decays, got {beta_range!r}")
+    for v in beta_range:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"beta_range: expected two numbers, got {tuple(beta_range)!r}")
+    lo, hi = float(beta_range[0]), float(beta_range[1])
+    ok = (0.0 < lo < hi < 1.0) if open_interval else (0.0 <= lo < hi <= 1.0)  # False for NaN
+    if not ok:
+        bounds = "0 < low < high < 1" if open_interval else "0 <= low < high <= 1"
+        raise ValueError(f"beta_range: expected (low, high) with {bounds}, got {tuple(beta_range)!r}")
+    return lo, hi
+
+
+def initial_decays(h: int, beta: float, beta_range: Optional[Tuple[float, float]]) -> torch.Tensor:
+    """One initial decay per neuron: ``beta`` everywhere, or, with ``beta_range = (low, high)``,
+    drawn uniformly from ``[low, high)`` (torch's global generator, so ``torch.manual_seed``
+    fixes them)."""
+    if beta_range is None:
+        return torch.full((h,), float(beta))
+    lo, hi = beta_range
+    return lo + (hi - lo) * torch.rand(h)
+
+
 def _leaky(h: int, beta: float, learn_beta: bool, beta_parametrization: str, surrogate_name: str,
-           surrogate_param: Optional[float], learn_threshold: bool = False) -> snn.Leaky:
+           surrogate_param: Optional[float], learn_threshold: bool = False,
+           beta_range: Optional[Tuple[float, float]] = None) -> snn.Leaky:
     if beta_parametrization not in BETA_PARAMETRIZATIONS:
         raise ValueError(f"beta_parametrization: expected one of {list(BETA_PARAMETRIZATIONS)}, "
                          f"got {beta_parametrization!r}")
-    lif = snn.Leaky(beta=torch.full((h,), float(beta)) if learn_beta else beta, learn_beta=learn_beta,
+    per_neuron = learn_beta or beta_range is not None
+    lif = snn.Leaky(beta=initial_decays(h, beta, beta_range) if per_neuron else beta, learn_beta=learn_beta,
                     threshold=torch.ones(h) if learn_threshold else 1.0, learn_threshold=learn_threshold,
                     spike_grad=_spike_grad(surrogate_name, surrogate_param))
     if learn_beta and beta_parametrization == "sigmoid":
-        if not 0.0 < float(beta) < 1.0:
+        if beta_range is None and not 0.0 < float(beta) < 1.0:
             raise ValueError(f"beta: expected a number in (0, 1) with beta_parametrization='sigmoid', got {beta}")
         parametrize.register_parametrization(lif, "beta", SigmoidBeta())
     return lif
@@ -312,6 +354,11 @@ class FeedForwardSNN(nn.Module):
     batch_norm : bool
         Normalise each hidden layer's input current with :class:`TimeBatchNorm` (statistics over
         time and batch, learnable scale and shift) before its neurons, as the DCLS models.
+    beta_range : (float, float), optional
+        Heterogeneous initial decays: each hidden neuron's decay is drawn uniformly from
+        ``[low, high)`` instead of being ``beta`` (Perez-Nieves et al. 2021, "Neural
+        heterogeneity promotes robust learning"). Learned with ``learn_beta``, fixed otherwise.
+        ``beta`` is then unused (``beta_out`` still sets the readout's decay).
 
     Examples
     --------
@@ -327,13 +374,15 @@ class FeedForwardSNN(nn.Module):
                  surrogate: str = "atan", delay_init: Union[str, float] = "uniform",
                  interpolation: str = "triangle", dropout: float = 0.0, learn_beta: bool = False,
                  batch_norm: bool = False, beta_parametrization: str = "clamp",
-                 surrogate_param: Optional[float] = None, learn_threshold: bool = False) -> None:
+                 surrogate_param: Optional[float] = None, learn_threshold: bool = False,
+                 beta_range: Optional[Sequence[float]] = None) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
         for name, flag in (("delays", delays), ("output_delays", output_delays), ("learn_beta", learn_beta),
                            ("learn_threshold", learn_threshold)):
             check_bool(name, flag)
+        decay_range = check_beta_range(beta_range, open_interval=learn_beta and beta_parametrization == "sigmoid")
         self.readout, self.beta_out = readout, float(beta_out)
         self.drop = _dropout(dropout)
         sizes = [n_inputs] + list(hidden)
@@ -347,7 +396,7 @@ class FeedForwardSNN(nn.Module):
         self.linears = nn.ModuleList(lin(a, b, delays) for a, b in zip(sizes[:-1], sizes[1:]))
         self.norms = nn.ModuleList(_norm(batch_norm, h) for h in hidden)
         self.lifs = nn.ModuleList(_leaky(h, beta, learn_beta, beta_parametrization, surrogate, surrogate_param,
-                                         learn_threshold) for h in hidden)
+                                         learn_threshold, decay_range) for h in hidden)
         self.out = lin(sizes[-1], n_classes, delays and output_delays)
 
     def forward(self, x: torch.Tensor, record: bool = False):
@@ -439,7 +488,7 @@ def _ff(delays: bool) -> ModelBuilder:
             surrogate=cfg.surrogate, delay_init=cfg.delay_init, interpolation=cfg.interpolation,
             dropout=cfg.dropout, learn_beta=cfg.learn_beta, batch_norm=cfg.batch_norm,
             beta_parametrization=cfg.beta_parametrization, surrogate_param=cfg.surrogate_param,
-            learn_threshold=getattr(cfg, "learn_threshold", False),
+            learn_threshold=getattr(cfg, "learn_threshold", False), beta_range=getattr(cfg, "beta_range", None),
         )
     return build
 
@@ -453,6 +502,9 @@ def _rec(delays: bool) -> ModelBuilder:
         if getattr(cfg, "learn_threshold", False):
             raise ValueError("learn_threshold: the recurrent presets keep the threshold 1 (DelRec); "
                              "expected False, got True")
+        if getattr(cfg, "beta_range", None) is not None:
+            raise ValueError("beta_range: the recurrent presets keep one fixed decay per layer (DelRec); "
+                             f"expected None, got {cfg.beta_range!r}")
         dtype = cfg.delay_type if cfg.delay_type in ("axonal", "synaptic") else "axonal"
         return RecurrentSNN(
             n_in, cfg.hidden, n_out, max_delay=cfg.max_delay, delays=delays, beta=cfg.beta,
