@@ -242,6 +242,9 @@ def _builder(recurrent: bool) -> Callable[[int, int, object], nn.Module]:
         if getattr(cfg, "beta_range", None) is not None:
             raise ValueError("beta_range: the EventProp presets use fixed tau_syn/tau_mem; "
                              f"expected None, got {cfg.beta_range!r}")
+        if getattr(cfg, "neuron", "lif") != "lif":
+            raise ValueError(f"neuron: the EventProp presets use current-based LIF neurons; "
+                             f"expected 'lif', got {cfg.neuron!r}")
         if getattr(cfg, "batch_norm", False):
             raise ValueError("batch_norm: the EventProp presets have no batch norm (exact event-based gradients); "
                              "expected False, got True")

@@ -8,6 +8,7 @@ Examples
 ('sequence', 'ff-delays')
 """
 
+from .adaptive import AdaptiveLeaky
 from .config import PRESETS, TrainConfig, load_config_file, make_config
 from .ema import ParameterEMA
 from .engine import evaluate, make_datasets, train
@@ -16,6 +17,7 @@ from .models import (FeedForwardSNN, RecurrentSNN, SigmoidBeta, TimeBatchNorm, a
 from .plots import plot_run
 
 __all__ = [
+    "AdaptiveLeaky",
     "FeedForwardSNN",
     "PRESETS",
     "ParameterEMA",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .config import OPTIMIZERS, PRESETS, SELECTIONS, WEIGHT_DECAY_SCOPES, TrainConfig, make_config
-from .models import BETA_PARAMETRIZATIONS, READOUTS, SURROGATES, available_models
+from .models import BETA_PARAMETRIZATIONS, NEURONS, READOUTS, SURROGATES, available_models
 
 __all__ = ["main", "build_parser"]
 
@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--beta-range", dest="beta_range", type=_float_pair, metavar="LOW,HIGH",
                    help="feed-forward presets: each hidden neuron's initial decay drawn uniformly from [LOW, HIGH) "
                         "(heterogeneous time constants; learned with --learn-beta)")
+    m.add_argument("--neuron", choices=list(NEURONS),
+                   help="feed-forward presets: hidden neurons, snnTorch's Leaky (lif) or adaptive-threshold LIF (alif)")
+    m.add_argument("--adapt-decay", dest="adapt_decay", type=float, metavar="RHO",
+                   help="--neuron alif: decay of the adaptation trace per step (exp(-dt / tau_a))")
+    m.add_argument("--adapt-strength", dest="adapt_strength", type=float, metavar="B",
+                   help="--neuron alif: threshold 1 + B * trace (B: the rise at one spike per step)")
     m.add_argument("--beta-parametrization", dest="beta_parametrization", choices=list(BETA_PARAMETRIZATIONS),
                    help="with --learn-beta: learn beta clipped to [0, 1] (clamp, snnTorch) or its logit (sigmoid)")
     m.add_argument("--batch-norm", dest="batch_norm", action=argparse.BooleanOptionalAction, default=None,

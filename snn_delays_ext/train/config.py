@@ -74,6 +74,9 @@ class TrainConfig:
     learn_beta: bool = False            # ff-delays/ff-nodelay: one learnable decay per hidden neuron
     learn_threshold: bool = False       # ff-delays/ff-nodelay: one learnable firing threshold per hidden neuron
     beta_range: Optional[List[float]] = None  # ff-delays/ff-nodelay: initial decays uniform in [low, high)
+    neuron: str = "lif"                 # ff-delays/ff-nodelay hidden neurons: "lif" (snnTorch Leaky) or "alif"
+    adapt_decay: float = 0.97           # neuron "alif": decay of the adaptation trace per step
+    adapt_strength: float = 1.8         # neuron "alif": threshold 1 + adapt_strength * trace
     beta_parametrization: str = "clamp"  # learn_beta: "clamp" (snnTorch: beta clipped to [0, 1]) or "sigmoid" (a logit)
     beta_lr: Optional[float] = None      # learning rate of the decay logits (beta_parametrization "sigmoid"); None: lr
     batch_norm: bool = False            # surrogate models: batch norm of each hidden layer's input current
@@ -194,9 +197,13 @@ class TrainConfig:
             raise ValueError(f"delay_init: expected 'uniform', 'half_normal' or a number, got {self.delay_init!r}")
         if not isinstance(self.device, str):
             raise TypeError(f"device: expected a string such as 'cpu', 'cuda' or 'auto', got {self.device!r}")
-        from .models import BETA_PARAMETRIZATIONS, READOUTS, SURROGATES, available_models
+        from .models import BETA_PARAMETRIZATIONS, NEURONS, READOUTS, SURROGATES, available_models
 
         need_choice("readout", READOUTS)
+        need_choice("neuron", NEURONS)
+        if self.neuron == "alif" and self.learn_threshold:
+            raise ValueError("learn_threshold: the adaptive neurons ('alif') have their own threshold dynamics; "
+                             "expected False with neuron='alif', got True")
         need_choice("surrogate", tuple(SURROGATES))
         need_choice("beta_parametrization", BETA_PARAMETRIZATIONS)
         if self.beta_parametrization == "sigmoid":
@@ -211,6 +218,8 @@ class TrainConfig:
         br = check_beta_range(self.beta_range,
                               open_interval=self.learn_beta and self.beta_parametrization == "sigmoid")
         self.beta_range = None if br is None else list(br)
+        need_float("adapt_decay", 0.0, 1.0)
+        need_float("adapt_strength", 0.0)
         need_float("beta_lr", 0.0, optional=True)
         if self.beta_lr is not None and self.beta_parametrization != "sigmoid":
             raise ValueError(f"beta_lr: applies to decay logits; expected beta_parametrization='sigmoid', "

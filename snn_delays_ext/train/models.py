@@ -21,14 +21,17 @@ from ..delayed_linear import DelayedLinear
 from ..delayed_recurrent_leaky import DelayedRecurrentLeaky
 from ..surrogate import _PARAM as _SURROGATE_PARAM
 from ..surrogate import triangle
+from .adaptive import AdaptiveLeaky
 
 __all__ = ["register_model", "build_model", "available_models", "FeedForwardSNN", "RecurrentSNN",
            "learned_thresholds", "leaky_integrator", "readout_logits", "TimeBatchNorm", "SigmoidBeta",
-           "BETA_PARAMETRIZATIONS", "SURROGATES"]
+           "BETA_PARAMETRIZATIONS", "SURROGATES", "NEURONS", "AdaptiveLeaky"]
 
 ModelBuilder = Callable[[int, int, "object"], nn.Module]
 _REGISTRY: Dict[str, Tuple[ModelBuilder, str]] = {}
 READOUTS = ("sum", "li_mean", "li_max", "li_shaped", "li_softmax")
+#: Hidden neuron models of the feed-forward surrogate networks
+NEURONS = ("lif", "alif")
 #: How a learnable membrane decay is stored: snnTorch's clipped value, or a logit.
 BETA_PARAMETRIZATIONS = ("clamp", "sigmoid")
 
@@ -283,14 +286,20 @@ def initial_decays(h: int, beta: float, beta_range: Optional[Tuple[float, float]
 
 def _leaky(h: int, beta: float, learn_beta: bool, beta_parametrization: str, surrogate_name: str,
            surrogate_param: Optional[float], learn_threshold: bool = False,
-           beta_range: Optional[Tuple[float, float]] = None) -> snn.Leaky:
+           beta_range: Optional[Tuple[float, float]] = None, neuron: str = "lif",
+           adapt_decay: float = 0.97, adapt_strength: float = 1.8) -> nn.Module:
     if beta_parametrization not in BETA_PARAMETRIZATIONS:
         raise ValueError(f"beta_parametrization: expected one of {list(BETA_PARAMETRIZATIONS)}, "
                          f"got {beta_parametrization!r}")
     per_neuron = learn_beta or beta_range is not None
-    lif = snn.Leaky(beta=initial_decays(h, beta, beta_range) if per_neuron else beta, learn_beta=learn_beta,
-                    threshold=torch.ones(h) if learn_threshold else 1.0, learn_threshold=learn_threshold,
-                    spike_grad=_spike_grad(surrogate_name, surrogate_param))
+    lif: nn.Module
+    if neuron == "alif":
+        lif = AdaptiveLeaky(h, initial_decays(h, beta, beta_range), adapt_decay, adapt_strength,
+                            _spike_grad(surrogate_name, surrogate_param), learn_beta=learn_beta)
+    else:
+        lif = snn.Leaky(beta=initial_decays(h, beta, beta_range) if per_neuron else beta, learn_beta=learn_beta,
+                        threshold=torch.ones(h) if learn_threshold else 1.0, learn_threshold=learn_threshold,
+                        spike_grad=_spike_grad(surrogate_name, surrogate_param))
     if learn_beta and beta_parametrization == "sigmoid":
         if beta_range is None and not 0.0 < float(beta) < 1.0:
             raise ValueError(f"beta: expected a number in (0, 1) with beta_parametrization='sigmoid', got {beta}")
@@ -298,7 +307,9 @@ def _leaky(h: int, beta: float, learn_beta: bool, beta_parametrization: str, sur
     return lif
 
 
-def _run_leaky(lif: snn.Leaky, cur: torch.Tensor) -> torch.Tensor:
+def _run_leaky(lif: nn.Module, cur: torch.Tensor) -> torch.Tensor:
+    if isinstance(lif, AdaptiveLeaky):
+        return lif(cur)
     mem = lif.init_leaky()
     spikes = []
     for c in cur.unbind(0):
@@ -359,6 +370,13 @@ class FeedForwardSNN(nn.Module):
         ``[low, high)`` instead of being ``beta`` (Perez-Nieves et al. 2021, "Neural
         heterogeneity promotes robust learning"). Learned with ``learn_beta``, fixed otherwise.
         ``beta`` is then unused (``beta_out`` still sets the readout's decay).
+    neuron : {"lif", "alif"}
+        Hidden neurons: snnTorch's ``Leaky`` (``"lif"``) or LIF neurons with an adaptive
+        threshold (``"alif"``, :class:`~snn_delays_ext.train.AdaptiveLeaky`, Bellec et al. 2018;
+        not with ``learn_threshold``; no NIR node exists for them).
+    adapt_decay, adapt_strength : float
+        With ``neuron="alif"``: the adaptation trace's decay per step ``rho`` and the threshold
+        rise ``b`` (threshold ``1 + b a``, ``a`` the ``(1 - rho)``-normalised spike trace).
 
     Examples
     --------
@@ -375,10 +393,16 @@ class FeedForwardSNN(nn.Module):
                  interpolation: str = "triangle", dropout: float = 0.0, learn_beta: bool = False,
                  batch_norm: bool = False, beta_parametrization: str = "clamp",
                  surrogate_param: Optional[float] = None, learn_threshold: bool = False,
-                 beta_range: Optional[Sequence[float]] = None) -> None:
+                 beta_range: Optional[Sequence[float]] = None, neuron: str = "lif",
+                 adapt_decay: float = 0.97, adapt_strength: float = 1.8) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
+        if neuron not in NEURONS:
+            raise ValueError(f"neuron: expected one of {list(NEURONS)}, got {neuron!r}")
+        if neuron == "alif" and learn_threshold is True:
+            raise ValueError("learn_threshold: the adaptive neurons ('alif') have their own threshold dynamics; "
+                             "expected False with neuron='alif', got True")
         for name, flag in (("delays", delays), ("output_delays", output_delays), ("learn_beta", learn_beta),
                            ("learn_threshold", learn_threshold)):
             check_bool(name, flag)
@@ -396,7 +420,8 @@ class FeedForwardSNN(nn.Module):
         self.linears = nn.ModuleList(lin(a, b, delays) for a, b in zip(sizes[:-1], sizes[1:]))
         self.norms = nn.ModuleList(_norm(batch_norm, h) for h in hidden)
         self.lifs = nn.ModuleList(_leaky(h, beta, learn_beta, beta_parametrization, surrogate, surrogate_param,
-                                         learn_threshold, decay_range) for h in hidden)
+                                         learn_threshold, decay_range, neuron, adapt_decay, adapt_strength)
+                                  for h in hidden)
         self.out = lin(sizes[-1], n_classes, delays and output_delays)
 
     def forward(self, x: torch.Tensor, record: bool = False):
@@ -489,6 +514,8 @@ def _ff(delays: bool) -> ModelBuilder:
             dropout=cfg.dropout, learn_beta=cfg.learn_beta, batch_norm=cfg.batch_norm,
             beta_parametrization=cfg.beta_parametrization, surrogate_param=cfg.surrogate_param,
             learn_threshold=getattr(cfg, "learn_threshold", False), beta_range=getattr(cfg, "beta_range", None),
+            neuron=getattr(cfg, "neuron", "lif"), adapt_decay=getattr(cfg, "adapt_decay", 0.97),
+            adapt_strength=getattr(cfg, "adapt_strength", 1.8),
         )
     return build
 
@@ -505,6 +532,9 @@ def _rec(delays: bool) -> ModelBuilder:
         if getattr(cfg, "beta_range", None) is not None:
             raise ValueError("beta_range: the recurrent presets keep one fixed decay per layer (DelRec); "
                              f"expected None, got {cfg.beta_range!r}")
+        if getattr(cfg, "neuron", "lif") != "lif":
+            raise ValueError(f"neuron: the recurrent presets use DelayedRecurrentLeaky's LIF neurons; "
+                             f"expected 'lif', got {cfg.neuron!r}")
         dtype = cfg.delay_type if cfg.delay_type in ("axonal", "synaptic") else "axonal"
         return RecurrentSNN(
             n_in, cfg.hidden, n_out, max_delay=cfg.max_delay, delays=delays, beta=cfg.beta,
