@@ -235,19 +235,15 @@ def _builder(recurrent: bool) -> Callable[[int, int, object], nn.Module]:
         if float(getattr(cfg, "dropout", 0.0)) > 0:
             raise ValueError(f"dropout: the EventProp presets have no dropout (event-based forward); "
                              f"expected 0, got {cfg.dropout}")
-        if getattr(cfg, "learn_beta", False):
-            raise ValueError("learn_beta: the EventProp presets use fixed tau_syn/tau_mem; expected False, got True")
-        if getattr(cfg, "learn_threshold", False):
-            raise ValueError("learn_threshold: the EventProp presets use the threshold 1; expected False, got True")
-        if getattr(cfg, "beta_range", None) is not None:
-            raise ValueError("beta_range: the EventProp presets use fixed tau_syn/tau_mem; "
-                             f"expected None, got {cfg.beta_range!r}")
-        if getattr(cfg, "neuron", "lif") != "lif":
-            raise ValueError(f"neuron: the EventProp presets use current-based LIF neurons; "
-                             f"expected 'lif', got {cfg.neuron!r}")
-        if getattr(cfg, "batch_norm", False):
-            raise ValueError("batch_norm: the EventProp presets have no batch norm (exact event-based gradients); "
-                             "expected False, got True")
+        from ..train.models import refuse_options  # here: snn_delays_ext.train imports this module
+
+        refuse_options(cfg, {
+            "learn_beta": "the EventProp presets use fixed tau_syn/tau_mem",
+            "learn_threshold": "the EventProp presets use the threshold 1",
+            "beta_range": "the EventProp presets use fixed tau_syn/tau_mem",
+            "neuron": "the EventProp presets use current-based LIF neurons",
+            "batch_norm": "the EventProp presets have no batch norm (exact event-based gradients)",
+        })
         return EventPropSNN(
             n_in, list(cfg.hidden), n_out, max_delay=cfg.max_delay, recurrent=recurrent,
             tau_syn=float(getattr(cfg, "tau_syn", 5.0)), tau_mem=float(getattr(cfg, "tau_mem", 20.0)),

@@ -495,6 +495,30 @@ class RecurrentSNN(nn.Module):
         return (logits, spikes) if record else logits
 
 
+#: Defaults of the training options that some model families do not have (``TrainConfig``'s)
+_OPTION_DEFAULTS: Dict[str, object] = {"learn_beta": False, "learn_threshold": False, "beta_range": None,
+                                       "neuron": "lif", "batch_norm": False, "dropout": 0.0}
+
+
+def refuse_options(cfg: object, reasons: Dict[str, str]) -> None:
+    """Raise a ``ValueError`` for the first option in ``reasons`` that ``cfg`` sets away from its
+    default: ``"<name>: <reason>; expected <default>, got <value>"``. Model builders call it so
+    that an option their model does not have is refused, not silently ignored.
+
+    >>> from snn_delays_ext.train import TrainConfig
+    >>> try:
+    ...     refuse_options(TrainConfig(neuron="alif"), {"neuron": "this model has LIF neurons only"})
+    ... except ValueError as e:
+    ...     print(e)
+    neuron: this model has LIF neurons only; expected 'lif', got 'alif'
+    """
+    for name, reason in reasons.items():
+        default = _OPTION_DEFAULTS[name]
+        value = getattr(cfg, name, default)
+        if value != default:
+            raise ValueError(f"{name}: {reason}; expected {default!r}, got {value!r}")
+
+
 def _refuse_eventprop_only(cfg: object) -> None:
     """Surrogate-gradient models have no spike-count regulariser: refuse it, not ignore it."""
     if float(getattr(cfg, "reg_strength", 0.0)) > 0:
@@ -523,18 +547,12 @@ def _ff(delays: bool) -> ModelBuilder:
 def _rec(delays: bool) -> ModelBuilder:
     def build(n_in: int, n_out: int, cfg) -> nn.Module:
         _refuse_eventprop_only(cfg)
-        if getattr(cfg, "learn_beta", False):
-            raise ValueError("learn_beta: the recurrent presets keep one fixed decay per layer (DelRec); "
-                             "expected False, got True")
-        if getattr(cfg, "learn_threshold", False):
-            raise ValueError("learn_threshold: the recurrent presets keep the threshold 1 (DelRec); "
-                             "expected False, got True")
-        if getattr(cfg, "beta_range", None) is not None:
-            raise ValueError("beta_range: the recurrent presets keep one fixed decay per layer (DelRec); "
-                             f"expected None, got {cfg.beta_range!r}")
-        if getattr(cfg, "neuron", "lif") != "lif":
-            raise ValueError(f"neuron: the recurrent presets use DelayedRecurrentLeaky's LIF neurons; "
-                             f"expected 'lif', got {cfg.neuron!r}")
+        refuse_options(cfg, {
+            "learn_beta": "the recurrent presets keep one fixed decay per layer (DelRec)",
+            "learn_threshold": "the recurrent presets keep the threshold 1 (DelRec)",
+            "beta_range": "the recurrent presets keep one fixed decay per layer (DelRec)",
+            "neuron": "the recurrent presets use DelayedRecurrentLeaky's LIF neurons",
+        })
         dtype = cfg.delay_type if cfg.delay_type in ("axonal", "synaptic") else "axonal"
         return RecurrentSNN(
             n_in, cfg.hidden, n_out, max_delay=cfg.max_delay, delays=delays, beta=cfg.beta,
