@@ -305,3 +305,40 @@ def test_spike_count_regulariser_reaches_the_layers_and_lowers_firing():
         build_model("ff-delays", 2, 2, make_config(overrides={"reg_strength": 1.0}))
     with pytest.raises(ValueError, match="reg_target"):
         make_config(overrides={"reg_target": -1.0})
+
+
+def test_readout_time_constant_tau_out_hand_computed():
+    # readout only (no hidden layer), one input spike at t = 0, weight 1, no delay:
+    # S_t = alpha S_{t-1} + x_t, I_t = c S_t, V_t = beta V_{t-1} + (1 - beta) I_t with
+    # alpha = exp(-1/tau_syn), c = tau_syn (1 - alpha), and beta = exp(-1/tau_out) (not tau_mem)
+    tau_syn, tau_mem, tau_out, T = 2.0, 3.0, 10.0, 12
+    net = EventPropSNN(1, [], 1, max_delay=2, tau_syn=tau_syn, tau_mem=tau_mem, tau_out=tau_out, readout="sum",
+                       output_delays=False)
+    with torch.no_grad():
+        net.out.weight.fill_(1.0)
+    x = torch.zeros(T, 1, 1)
+    x[0] = 1.0
+    alpha, beta = math.exp(-1 / tau_syn), math.exp(-1 / tau_out)
+    c = tau_syn * (1 - alpha)
+    s = v = total = 0.0
+    for t in range(T):
+        s = alpha * s + float(x[t])
+        v = beta * v + (1 - beta) * c * s
+        total += v
+    assert float(net(x).detach()) == pytest.approx(total, rel=1e-5)
+    # the default follows tau_mem, so the two differ
+    same = EventPropSNN(1, [], 1, max_delay=2, tau_syn=tau_syn, tau_mem=tau_mem, readout="sum", output_delays=False)
+    assert same.out.config().beta == pytest.approx(math.exp(-1 / tau_mem))
+    assert net.out.config().beta == pytest.approx(beta)
+
+
+def test_tau_out_is_checked_and_refused_by_surrogate_models():
+    for bad in (0.0, -2.0, float("nan"), True):
+        with pytest.raises(ValueError, match="tau_out: expected a finite number > 0"):
+            EventPropSNN(2, [3], 2, tau_out=bad)
+    with pytest.raises(ValueError, match="tau_out"):
+        TrainConfig(tau_out=0.0).validate()
+    cfg = make_config("braille-eventprop", overrides={"tau_out": 15.0, "hidden": [4]})
+    assert build_model(cfg.model, 24, 27, cfg).out.config().beta == pytest.approx(math.exp(-1 / 15))
+    with pytest.raises(ValueError, match="tau_out: the readout time constant of the EventProp models"):
+        build_model("ff-delays", 2, 2, make_config("braille", overrides={"tau_out": 15.0, "hidden": [4]}))

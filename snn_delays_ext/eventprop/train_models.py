@@ -113,6 +113,10 @@ class EventPropSNN(nn.Module):
     reg_strength, reg_target : float
         The paper's spike-count regulariser on every hidden layer (``k_reg`` and ``nu``; see
         :class:`~snn_delays_ext.eventprop.EventPropConfig`); ``reg_strength=0`` (default): off.
+    tau_out : float, optional
+        Membrane time constant of the readout in steps (its synaptic one is ``tau_syn``);
+        ``None`` (default): ``tau_mem``. A readout that integrates longer than the hidden
+        neurons gives larger logits when the hidden time constants are short.
 
     Examples
     --------
@@ -132,7 +136,7 @@ class EventPropSNN(nn.Module):
                  weight_mean: Optional[float] = None, weight_std: Optional[float] = None,
                  backward: str = "eventprop", max_spikes: Optional[int] = None,
                  silent_bump: float = 0.002, reg_strength: float = 0.0,
-                 reg_target: float = 0.0) -> None:
+                 reg_target: float = 0.0, tau_out: Optional[float] = None) -> None:
         super().__init__()
         if readout not in EVENTPROP_READOUTS:
             raise ValueError(f"readout: expected one of {list(EVENTPROP_READOUTS)} for an EventProp model, "
@@ -161,7 +165,11 @@ class EventPropSNN(nn.Module):
                                      **kw)
             for a, b in zip(sizes[:-1], sizes[1:])
         )
-        self.out = LeakyIntegrator(sizes[-1], n_classes, delay_init=delay_init if output_delays else 0.0, **kw)
+        if tau_out is not None and (isinstance(tau_out, bool) or not isinstance(tau_out, (int, float))
+                                    or not (math.isfinite(tau_out) and tau_out > 0)):
+            raise ValueError(f"tau_out: expected a finite number > 0 (steps) or None, got {tau_out!r}")
+        kw_out = dict(kw, tau_mem=tau_mem if tau_out is None else float(tau_out))
+        self.out = LeakyIntegrator(sizes[-1], n_classes, delay_init=delay_init if output_delays else 0.0, **kw_out)
         if weight_mean is not None:
             with torch.no_grad():
                 for layer in [*self.layers, self.out]:
@@ -247,6 +255,7 @@ def _builder(recurrent: bool) -> Callable[[int, int, object], nn.Module]:
         return EventPropSNN(
             n_in, list(cfg.hidden), n_out, max_delay=cfg.max_delay, recurrent=recurrent,
             tau_syn=float(getattr(cfg, "tau_syn", 5.0)), tau_mem=float(getattr(cfg, "tau_mem", 20.0)),
+            tau_out=getattr(cfg, "tau_out", None),
             readout=readout, delay_init=cfg.delay_init, output_delays=cfg.output_delays,
             weight_mean=getattr(cfg, "weight_mean", None), weight_std=getattr(cfg, "weight_std", None),
             backward="eventprop", reg_strength=float(getattr(cfg, "reg_strength", 0.0)),

@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "loss-shaped mean, or the time-averaged softmax")
     m.add_argument("--tau-syn", dest="tau_syn", type=float, help="EventProp models: synaptic time constant (steps)")
     m.add_argument("--tau-mem", dest="tau_mem", type=float, help="EventProp models: membrane time constant (steps)")
+    m.add_argument("--tau-out", dest="tau_out", type=float,
+                   help="EventProp models: readout membrane time constant (steps; default: --tau-mem)")
     m.add_argument("--weight-mean", dest="weight_mean", type=float,
                    help="EventProp models: initial weights ~ N(mean, std) / sqrt(fan_in) (with --weight-std)")
     m.add_argument("--weight-std", dest="weight_std", type=float)

@@ -82,6 +82,7 @@ class TrainConfig:
     batch_norm: bool = False            # surrogate models: batch norm of each hidden layer's input current
     tau_syn: float = 5.0                # EventProp models: synaptic time constant (steps)
     tau_mem: float = 20.0               # EventProp models: membrane time constant (steps)
+    tau_out: Optional[float] = None     # EventProp models: readout membrane time constant (steps; None: tau_mem)
     weight_mean: Optional[float] = None  # EventProp models: weights ~ N(mean, std) / sqrt(fan_in)
     weight_std: Optional[float] = None
     reg_strength: float = 0.0           # EventProp models: spike-count regulariser k_reg (0: off)
@@ -173,6 +174,7 @@ class TrainConfig:
         need_float("reg_strength", 0.0)
         need_float("reg_target", 0.0)
         need_float("tau_mem", 0.0, lo_open=True)
+        need_float("tau_out", 0.0, optional=True, lo_open=True)
         need_float("weight_mean", -math.inf, optional=True)
         need_float("weight_std", 0.0, optional=True)
         if (self.weight_mean is None) != (self.weight_std is None):

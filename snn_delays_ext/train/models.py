@@ -497,7 +497,7 @@ class RecurrentSNN(nn.Module):
 
 #: Defaults of the training options that some model families do not have (``TrainConfig``'s)
 _OPTION_DEFAULTS: Dict[str, object] = {"learn_beta": False, "learn_threshold": False, "beta_range": None,
-                                       "neuron": "lif", "batch_norm": False, "dropout": 0.0}
+                                       "neuron": "lif", "batch_norm": False, "dropout": 0.0, "tau_out": None}
 
 
 def refuse_options(cfg: object, reasons: Dict[str, str]) -> None:
@@ -520,12 +520,14 @@ def refuse_options(cfg: object, reasons: Dict[str, str]) -> None:
 
 
 def _refuse_eventprop_only(cfg: object) -> None:
-    """Surrogate-gradient models have no spike-count regulariser: refuse it, not ignore it."""
+    """Surrogate-gradient models have no spike-count regulariser and no readout time constant in
+    steps (they have ``beta_out``): refuse them, not ignore them."""
     if float(getattr(cfg, "reg_strength", 0.0)) > 0:
         raise ValueError(
             "reg_strength: the spike-count regulariser acts in the EventProp backward pass (models "
             f"'eventprop-ff', 'eventprop-rec'); expected 0 for this model, got {cfg.reg_strength}"
         )
+    refuse_options(cfg, {"tau_out": "the readout time constant of the EventProp models (here: beta_out)"})
 
 
 def _ff(delays: bool) -> ModelBuilder:
