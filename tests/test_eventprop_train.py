@@ -333,9 +333,11 @@ def test_readout_time_constant_tau_out_hand_computed():
 
 
 def test_tau_out_is_checked_and_refused_by_surrogate_models():
-    for bad in (0.0, -2.0, float("nan"), True):
-        with pytest.raises(ValueError, match="tau_out: expected a finite number > 0"):
+    for bad in (0.0, -2.0, float("nan")):
+        with pytest.raises(ValueError, match="tau_out: expected a finite float > 0"):
             EventPropSNN(2, [3], 2, tau_out=bad)
+    with pytest.raises(TypeError, match=r"tau_out: expected a float > 0, got bool \(True\)"):
+        EventPropSNN(2, [3], 2, tau_out=True)
     with pytest.raises(ValueError, match="tau_out"):
         TrainConfig(tau_out=0.0).validate()
     cfg = make_config("braille-eventprop", overrides={"tau_out": 15.0, "hidden": [4]})

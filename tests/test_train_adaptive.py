@@ -65,8 +65,8 @@ def test_adaptation_lowers_the_rate_of_a_driven_neuron_and_gets_gradients():
 @pytest.mark.parametrize("kwargs, err, msg", [
     (dict(adapt_decay=1.5), ValueError, r"adapt_decay: expected a number in \[0, 1\], got 1.5"),
     (dict(adapt_decay="x"), TypeError, r"adapt_decay: expected a number, got str"),
-    (dict(adapt_strength=-1.0), ValueError, r"adapt_strength: expected a finite number >= 0, got -1.0"),
-    (dict(adapt_strength=float("inf")), ValueError, r"adapt_strength: expected a finite number >= 0"),
+    (dict(adapt_strength=-1.0), ValueError, r"adapt_strength: expected a finite float >= 0, got -1.0"),
+    (dict(adapt_strength=float("inf")), ValueError, r"adapt_strength: expected a finite float >= 0"),
     (dict(beta=torch.ones(3)), ValueError, r"beta: expected a number or a tensor of shape \(4,\), got shape \(3,\)"),
 ])
 def test_bad_arguments_are_named(kwargs, err, msg):

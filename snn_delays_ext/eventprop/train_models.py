@@ -18,6 +18,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from .._checks import check_positive_float
 from .._delay_layer import DelayInit
 from .functional import eventprop_lif, lif_sequence_surrogate
 from .layers import BACKWARDS, DelayedRecurrentSynaptic, LeakyIntegrator
@@ -165,10 +166,7 @@ class EventPropSNN(nn.Module):
                                      **kw)
             for a, b in zip(sizes[:-1], sizes[1:])
         )
-        if tau_out is not None and (isinstance(tau_out, bool) or not isinstance(tau_out, (int, float))
-                                    or not (math.isfinite(tau_out) and tau_out > 0)):
-            raise ValueError(f"tau_out: expected a finite number > 0 (steps) or None, got {tau_out!r}")
-        kw_out = dict(kw, tau_mem=tau_mem if tau_out is None else float(tau_out))
+        kw_out = dict(kw, tau_mem=tau_mem if tau_out is None else check_positive_float("tau_out", tau_out))
         self.out = LeakyIntegrator(sizes[-1], n_classes, delay_init=delay_init if output_delays else 0.0, **kw_out)
         if weight_mean is not None:
             with torch.no_grad():
@@ -240,12 +238,10 @@ def _builder(recurrent: bool) -> Callable[[int, int, object], nn.Module]:
     def build(n_in: int, n_out: int, cfg) -> nn.Module:
         readout = getattr(cfg, "readout", "li_shaped")
         # surrogate-model options that the event-based layers do not have: refuse, not ignore
-        if float(getattr(cfg, "dropout", 0.0)) > 0:
-            raise ValueError(f"dropout: the EventProp presets have no dropout (event-based forward); "
-                             f"expected 0, got {cfg.dropout}")
         from ..train.models import refuse_options  # here: snn_delays_ext.train imports this module
 
         refuse_options(cfg, {
+            "dropout": "the EventProp presets have no dropout (event-based forward)",
             "learn_beta": "the EventProp presets use fixed tau_syn/tau_mem",
             "learn_threshold": "the EventProp presets use the threshold 1",
             "beta_range": "the EventProp presets use fixed tau_syn/tau_mem",

@@ -16,24 +16,14 @@ threshold rise of a neuron that fires at every step). With ``b = 0`` it is snnTo
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 from torch import nn
 
-from .._checks import check_bool
+from .._checks import as_real, check_bool, check_int, check_nonneg_float
 
 __all__ = ["AdaptiveLeaky"]
-
-
-def _check_unit(name: str, value: object, open_low: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}: expected a number, got {type(value).__name__} ({value!r})")
-    v = float(value)
-    ok = (0.0 < v <= 1.0) if open_low else (0.0 <= v <= 1.0)
-    if not ok:
-        raise ValueError(f"{name}: expected a number in {'(0' if open_low else '[0'}, 1], got {value!r}")
-    return v
 
 
 class AdaptiveLeaky(nn.Module):
@@ -72,17 +62,13 @@ class AdaptiveLeaky(nn.Module):
     def __init__(self, size: int, beta, adapt_decay: float, adapt_strength: float,
                  spike_grad: Callable[[torch.Tensor], torch.Tensor], learn_beta: bool = False) -> None:
         super().__init__()
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"size: expected an int >= 1, got {size!r}")
+        self.size = check_int("size", size, 1)
         check_bool("learn_beta", learn_beta)
-        self.size = size
-        self.adapt_decay = _check_unit("adapt_decay", adapt_decay)
-        if isinstance(adapt_strength, bool) or not isinstance(adapt_strength, (int, float)):
-            raise TypeError(f"adapt_strength: expected a number, got {type(adapt_strength).__name__} "
-                            f"({adapt_strength!r})")
-        if not 0.0 <= float(adapt_strength) < float("inf"):
-            raise ValueError(f"adapt_strength: expected a finite number >= 0, got {adapt_strength!r}")
-        self.adapt_strength = float(adapt_strength)
+        rho = as_real("adapt_decay", adapt_decay, "a number")
+        if not 0.0 <= rho <= 1.0:  # False for NaN
+            raise ValueError(f"adapt_decay: expected a number in [0, 1], got {adapt_decay!r}")
+        self.adapt_decay = rho
+        self.adapt_strength = check_nonneg_float("adapt_strength", adapt_strength)
         b = torch.as_tensor(beta, dtype=torch.get_default_dtype()).clone()
         if b.dim() == 0:
             b = b.expand(size).clone()

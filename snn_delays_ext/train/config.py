@@ -199,13 +199,10 @@ class TrainConfig:
             raise ValueError(f"delay_init: expected 'uniform', 'half_normal' or a number, got {self.delay_init!r}")
         if not isinstance(self.device, str):
             raise TypeError(f"device: expected a string such as 'cpu', 'cuda' or 'auto', got {self.device!r}")
-        from .models import BETA_PARAMETRIZATIONS, NEURONS, READOUTS, SURROGATES, available_models
+        from .models import BETA_PARAMETRIZATIONS, READOUTS, SURROGATES, available_models, check_neuron
 
         need_choice("readout", READOUTS)
-        need_choice("neuron", NEURONS)
-        if self.neuron == "alif" and self.learn_threshold:
-            raise ValueError("learn_threshold: the adaptive neurons ('alif') have their own threshold dynamics; "
-                             "expected False with neuron='alif', got True")
+        check_neuron(self.neuron, self.learn_threshold)
         need_choice("surrogate", tuple(SURROGATES))
         need_choice("beta_parametrization", BETA_PARAMETRIZATIONS)
         if self.beta_parametrization == "sigmoid":

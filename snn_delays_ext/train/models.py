@@ -16,7 +16,7 @@ from snntorch import surrogate
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .._checks import check_bool, check_fraction, check_int, check_positive_float
+from .._checks import as_real, check_bool, check_fraction, check_int, check_positive_float
 from ..delayed_linear import DelayedLinear
 from ..delayed_recurrent_leaky import DelayedRecurrentLeaky
 from ..surrogate import _PARAM as _SURROGATE_PARAM
@@ -263,15 +263,22 @@ def check_beta_range(beta_range: Optional[Sequence[float]], open_interval: bool 
         return None
     if isinstance(beta_range, (str, bytes)) or not isinstance(beta_range, Sequence) or len(beta_range) != 2:
         raise TypeError(f"beta_range: expected a pair (low, high) of decays, got {beta_range!r}")
-    for v in beta_range:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise TypeError(f"beta_range: expected two numbers, got {tuple(beta_range)!r}")
-    lo, hi = float(beta_range[0]), float(beta_range[1])
+    lo, hi = (as_real("beta_range", v, "two numbers") for v in beta_range)
     ok = (0.0 < lo < hi < 1.0) if open_interval else (0.0 <= lo < hi <= 1.0)  # False for NaN
     if not ok:
         bounds = "0 < low < high < 1" if open_interval else "0 <= low < high <= 1"
         raise ValueError(f"beta_range: expected (low, high) with {bounds}, got {tuple(beta_range)!r}")
     return lo, hi
+
+
+def check_neuron(neuron: str, learn_threshold: bool) -> None:
+    """Check a hidden neuron model name (:data:`NEURONS`); the adaptive neurons (``"alif"``) have
+    their own threshold dynamics, so they refuse ``learn_threshold``."""
+    if neuron not in NEURONS:
+        raise ValueError(f"neuron: expected one of {list(NEURONS)}, got {neuron!r}")
+    if neuron == "alif" and learn_threshold is True:
+        raise ValueError("learn_threshold: the adaptive neurons ('alif') have their own threshold dynamics; "
+                         "expected False with neuron='alif', got True")
 
 
 def initial_decays(h: int, beta: float, beta_range: Optional[Tuple[float, float]]) -> torch.Tensor:
@@ -398,11 +405,7 @@ class FeedForwardSNN(nn.Module):
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
-        if neuron not in NEURONS:
-            raise ValueError(f"neuron: expected one of {list(NEURONS)}, got {neuron!r}")
-        if neuron == "alif" and learn_threshold is True:
-            raise ValueError("learn_threshold: the adaptive neurons ('alif') have their own threshold dynamics; "
-                             "expected False with neuron='alif', got True")
+        check_neuron(neuron, learn_threshold)
         for name, flag in (("delays", delays), ("output_delays", output_delays), ("learn_beta", learn_beta),
                            ("learn_threshold", learn_threshold)):
             check_bool(name, flag)
@@ -497,7 +500,8 @@ class RecurrentSNN(nn.Module):
 
 #: Defaults of the training options that some model families do not have (``TrainConfig``'s)
 _OPTION_DEFAULTS: Dict[str, object] = {"learn_beta": False, "learn_threshold": False, "beta_range": None,
-                                       "neuron": "lif", "batch_norm": False, "dropout": 0.0, "tau_out": None}
+                                       "neuron": "lif", "batch_norm": False, "dropout": 0.0, "tau_out": None,
+                                       "reg_strength": 0.0}
 
 
 def refuse_options(cfg: object, reasons: Dict[str, str]) -> None:
@@ -522,12 +526,11 @@ def refuse_options(cfg: object, reasons: Dict[str, str]) -> None:
 def _refuse_eventprop_only(cfg: object) -> None:
     """Surrogate-gradient models have no spike-count regulariser and no readout time constant in
     steps (they have ``beta_out``): refuse them, not ignore them."""
-    if float(getattr(cfg, "reg_strength", 0.0)) > 0:
-        raise ValueError(
-            "reg_strength: the spike-count regulariser acts in the EventProp backward pass (models "
-            f"'eventprop-ff', 'eventprop-rec'); expected 0 for this model, got {cfg.reg_strength}"
-        )
-    refuse_options(cfg, {"tau_out": "the readout time constant of the EventProp models (here: beta_out)"})
+    refuse_options(cfg, {
+        "reg_strength": "the spike-count regulariser acts in the EventProp backward pass (models "
+                        "'eventprop-ff', 'eventprop-rec')",
+        "tau_out": "the readout time constant of the EventProp models (here: beta_out)",
+    })
 
 
 def _ff(delays: bool) -> ModelBuilder:
