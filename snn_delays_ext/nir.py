@@ -34,10 +34,21 @@ Units and conventions
   ``tau = dt / (1 - beta)``, ``r = tau / dt``, ``v_leak = 0``, ``v_reset = 0``; ``Synaptic``
   is ``nir.CubaLIF`` with ``tau_syn = dt / (1 - alpha)``, ``tau_mem = dt / (1 - beta)``,
   ``r = tau_mem / dt``, ``w_in = tau_syn / dt`` (the Euler step of the NIR equations with step
-  ``dt`` is then exactly snnTorch's update). Norse's LIF neurons are ``nir.CubaLIF`` with
+  ``dt`` is then exactly snnTorch's update). A decay of 1 (no leak, e.g. a learned decay
+  clipped at 1) is written as ``tau = 2**24 dt`` (a decay of ``1 - 2**-24``, the float32
+  number below 1), not ``inf``: NIR simulators step with ``(dt / tau) r``, which is
+  ``0 * inf = NaN`` for ``tau = r = inf``; import reads it back as 1. Norse's LIF neurons are ``nir.CubaLIF`` with
   ``tau_syn = 1 / tau_syn_inv``, ``tau_mem = 1 / tau_mem_inv`` (seconds), ``r = 1``,
   ``w_in = tau_syn / dt`` and Norse's ``v_leak``, ``v_th``, ``v_reset``: Norse's update is then
-  exactly the Euler step of NIR's ``CubaLIF`` equations, reset included.
+  exactly the Euler step of NIR's ``CubaLIF`` equations, reset included. The EventProp layers
+  (:class:`~snn_delays_ext.eventprop.DelayedRecurrentSynaptic`, readout
+  :class:`~snn_delays_ext.eventprop.LeakyIntegrator`) are ``nir.CubaLIF`` / ``nir.CubaLI``
+  with ``tau_syn = dt / (1 - alpha)``, ``tau_mem = dt / (1 - beta)``, ``w_in = tau_syn / dt``
+  and ``r = c``, the layer's current scale
+  (:func:`~snn_delays_ext.eventprop.synaptic_scale`): the Euler step is then exactly the
+  layer's update, and its reset to 0 in the step of the spike is NIR's own, so other NIR tools
+  simulate these layers exactly. Each is a sub-graph ``input -> [Delay] -> Linear -> neuron``
+  (one branch per synaptic delay value) with the recurrent loop as for ``DelayedRecurrentLeaky``.
 * NIR's LIF resets to ``v_reset`` in the step of the spike; snnTorch's default is a subtractive
   reset one step later. NIR cannot say that, so each neuron node also carries
   ``metadata`` (``beta``, ``alpha``, ``reset_mechanism``, ``reset_delay``, or Norse's parameters)
@@ -69,6 +80,8 @@ from ._checks import check_int, check_module
 from ._delay_layer import DelayLayerMixin
 from .delayed_linear import DelayedLinear
 from .delayed_recurrent_leaky import DelayedRecurrentLeaky
+from .eventprop.functional import synaptic_scale
+from .eventprop.layers import DelayedRecurrentSynaptic, LeakyIntegrator
 from .functional.interpolation import round_half_up
 from .functional.recurrent_leaky import recurrent_delay_shape
 
@@ -105,10 +118,24 @@ def _vec(value: Union[torch.Tensor, float], n: int, name: str) -> np.ndarray:
     return np.broadcast_to(a.reshape(-1), (n,)).copy() if a.size == 1 else a.reshape(n).copy()
 
 
+# a decay of 1 (no leak) is written as tau = 2**24 dt, a decay of 1 - 2**-24 per step (the float32
+# number below 1): a finite value, because NIR simulators step LIF with (dt / tau) * r, and with
+# tau = r = inf that is 0 * inf = NaN. Import reads such a tau (or longer) back as a decay of 1.
+_NO_LEAK_STEPS = 2.0 ** 24
+
+
 def _tau(decay: np.ndarray, dt: float) -> np.ndarray:
-    """``dt / (1 - decay)`` with ``inf`` for ``decay = 1`` (no leak)."""
+    """``dt / (1 - decay)``; ``2**24 dt`` for ``decay >= 1`` (no leak, see ``_NO_LEAK_STEPS``)."""
+    decay = np.asarray(decay, dtype=np.float64)
+    gap = np.maximum(1.0 - decay, 1.0 / _NO_LEAK_STEPS)
+    return dt / gap
+
+
+def _decay(tau: np.ndarray, dt: float) -> np.ndarray:
+    """The inverse of :func:`_tau`: ``1 - dt / tau``, and 1 for ``tau >= 2**24 dt`` (or ``inf``)."""
+    tau = np.asarray(tau, dtype=np.float64)
     with np.errstate(divide="ignore"):
-        return np.where(decay >= 1.0, np.inf, dt / (1.0 - np.minimum(decay, 1.0)))
+        return np.where(tau >= _NO_LEAK_STEPS * dt, 1.0, 1.0 - dt / tau)
 
 
 def _meta_str(meta: Dict[str, Any], key: str, default: Optional[str] = None) -> Optional[str]:
@@ -260,6 +287,51 @@ def _norse_cubalif(p, n: int, dt: float, module: str) -> nir.CubaLIF:
     )
 
 
+def _eventprop_neuron(m: nn.Module, dt: float) -> nir.NIRNode:
+    """``CubaLIF`` (``CubaLI`` for the readout) whose Euler step is the layer's update.
+
+    With ``tau_syn = dt / (1 - alpha)``, ``w_in = tau_syn / dt``, ``tau_mem = dt / (1 - beta)``
+    and ``r = c`` (mlGeNN's current scale, :func:`~snn_delays_ext.eventprop.synaptic_scale`)
+    the step ``I += dt/tau_syn (-I + w_in x)``, ``v += dt/tau_mem (-v + r I)`` is
+    ``S = alpha S + x``, ``U = beta V + (1 - beta) c S``; the reset to 0 in the step of the
+    spike is NIR's own.
+    """
+    n = m.out_features
+    tau_syn = np.full(n, float(_tau(np.array(m.alpha), dt)))
+    tau_mem = np.full(n, float(_tau(np.array(m.beta), dt)))
+    common = dict(tau_syn=tau_syn, tau_mem=tau_mem, r=np.full(n, synaptic_scale(m.alpha)),
+                  v_leak=np.zeros(n), w_in=tau_syn / dt)
+    meta = {"alpha": float(m.alpha), "beta": float(m.beta)}
+    if isinstance(m, LeakyIntegrator):
+        return nir.CubaLI(**common, metadata=meta)
+    return nir.CubaLIF(**common, v_threshold=np.full(n, float(m.threshold)), v_reset=np.zeros(n),
+                       metadata=dict(meta, threshold=float(m.threshold)))
+
+
+def _export_eventprop(name: str, m: nn.Module, dt: float, max_hw: Optional[int]) -> nir.NIRGraph:
+    """``input -> [delayed map] -> neuron -> output`` (and the delayed recurrent loop)."""
+    n = m.out_features
+    key = "li" if isinstance(m, LeakyIntegrator) else "lif"
+    nodes: Dict[str, nir.NIRNode] = {key: _eventprop_neuron(m, dt)}
+    edges: List[Tuple[str, str]] = [(key, "output")]
+    steps = _steps(m, max_hw, name)
+    _add_delayed_map(nodes, edges, "input", key, _np(m.weight), None, steps, "synaptic", dt, "in_")
+    meta: Dict[str, Any] = {"module": type(m).__name__, "delay_type": "synaptic",
+                            "max_delay": int(m.max_delay), "delay_steps": steps, "backward": m.backward}
+    if getattr(m, "recurrent", False):
+        rec_steps = round_half_up(m.rec_delays.detach().clamp(1.0, float(m.max_delay))).cpu().numpy()
+        rec_steps = rec_steps.astype(np.int64)
+        if max_hw is not None and bool((rec_steps > max_hw).any()):
+            raise ValueError(
+                f"max_hardware_delay: module {name!r} has {int((rec_steps > max_hw).sum())} rounded "
+                f"recurrent delays above the limit {max_hw} (largest {int(rec_steps.max())})"
+            )
+        # the recurrent edge carries one step itself
+        _add_delayed_map(nodes, edges, key, key, _np(m.rec_weight), None, rec_steps - 1, "synaptic", dt, "rec_")
+        meta["rec_delay_steps"] = rec_steps
+    return _subgraph(m.in_features, n, nodes, edges, meta)
+
+
 def _export_module(
     name: str, m: nn.Module, n_in: int, dt: float, max_hw: Optional[int]
 ) -> Tuple[nir.NIRNode, int]:
@@ -272,6 +344,10 @@ def _export_module(
                 f"net: module {name!r} ({type(m).__name__}) expects {k} {what}, but the previous "
                 f"layer gives {n_in}"
             )
+
+    if isinstance(m, (DelayedRecurrentSynaptic, LeakyIntegrator)):
+        need_in(m.in_features, "input features")
+        return _export_eventprop(name, m, dt, max_hw), m.out_features
 
     if isinstance(m, DelayedLinear):
         need_in(m.in_features, "input features")
@@ -388,6 +464,7 @@ def _export_module(
         f"net: module {name!r} of type {type(m).__module__}.{type(m).__qualname__} is not "
         "supported by export_to_nir (supported: torch.nn.Linear, snn_delays_ext.DelayedLinear, "
         "snntorch.Leaky, snntorch.Synaptic, snntorch.RLeaky, snn_delays_ext.DelayedRecurrentLeaky, "
+        "snn_delays_ext.eventprop.DelayedRecurrentSynaptic, LeakyIntegrator, "
         "snn_delays_ext.norse.DelayedLIF[Cell], DelayedLIFRecurrent[Cell], norse LIF[Cell], "
         "LIFRecurrent[Cell]; "
         "Identity and Dropout are skipped)"
@@ -513,7 +590,10 @@ def export_to_nir(
         seen, so keep such a module a plain chain). Supported layers: ``torch.nn.Linear``,
         :class:`~snn_delays_ext.DelayedLinear`, ``snntorch.Leaky``, ``snntorch.Synaptic``,
         ``snntorch.RLeaky`` (dense or one-to-one, not convolutional),
-        :class:`~snn_delays_ext.DelayedRecurrentLeaky`, the
+        :class:`~snn_delays_ext.DelayedRecurrentLeaky`, the EventProp layers
+        :class:`~snn_delays_ext.eventprop.DelayedRecurrentSynaptic` and
+        :class:`~snn_delays_ext.eventprop.LeakyIntegrator` (and so the training CLI's
+        ``EventPropSNN``: pass binary ``sample_data``, e.g. zeros), the
         Norse-flavour modules of :mod:`snn_delays_ext.norse` and Norse's ``LIFCell``, ``LIF``,
         ``LIFRecurrentCell`` and ``LIFRecurrent``;
         ``Identity`` and ``Dropout`` are skipped. Anything else raises a ``TypeError`` naming
@@ -770,7 +850,7 @@ def _snn_neuron(node: nir.NIRNode, key: str, dt: float, recurrent_n: Optional[in
         raise TypeError(f"graph: node {key!r}: v_leak or v_reset != 0 has no snnTorch equivalent")
     if isinstance(node, nir.LIF):
         tau = np.asarray(node.tau, dtype=np.float64)
-        beta = meta["beta"] if "beta" in meta else np.where(np.isinf(tau), 1.0, 1.0 - dt / tau)
+        beta = meta["beta"] if "beta" in meta else _decay(tau, dt)
         if "beta" not in meta and not np.allclose(np.asarray(node.r), tau / dt, rtol=1e-6):
             raise TypeError(
                 f"graph: node {key!r}: r != tau / dt (dt={dt} s) has no snnTorch Leaky "
@@ -781,8 +861,8 @@ def _snn_neuron(node: nir.NIRNode, key: str, dt: float, recurrent_n: Optional[in
     else:
         tau_syn = np.asarray(node.tau_syn, dtype=np.float64)
         tau_mem = np.asarray(node.tau_mem, dtype=np.float64)
-        alpha = meta["alpha"] if "alpha" in meta else np.where(np.isinf(tau_syn), 1.0, 1.0 - dt / tau_syn)
-        beta = meta["beta"] if "beta" in meta else np.where(np.isinf(tau_mem), 1.0, 1.0 - dt / tau_mem)
+        alpha = meta["alpha"] if "alpha" in meta else _decay(tau_syn, dt)
+        beta = meta["beta"] if "beta" in meta else _decay(tau_mem, dt)
         if "alpha" not in meta or "beta" not in meta:
             _check_input_gain(node, key, dt, dt / tau_mem, "snnTorch Synaptic", "r = tau_mem / dt, w_in = tau_syn / dt")
         kw = {"alpha": _param(alpha), "beta": _param(beta)}
@@ -927,6 +1007,8 @@ def _import_node(key: str, node: nir.NIRNode, dt: float, flavour: str, seq: bool
     if isinstance(node, nir.NIRGraph):
         meta = dict(node.metadata or {})
         max_delay = int(meta["max_delay"]) if "max_delay" in meta else None
+        if _meta_str(meta, "module") in _EVENTPROP_MODULES:
+            return _import_eventprop(key, node, meta, dt, max_delay)
         nk = _neuron_key(node)
         gin, gout = _io_keys(node, key)
         if nk is None:
@@ -991,6 +1073,103 @@ def _import_node(key: str, node: nir.NIRNode, dt: float, flavour: str, seq: bool
         f"graph: node {key!r} of type nir.{type(node).__name__} is not supported by import_from_nir "
         "(supported: Affine, Linear, LIF, CubaLIF and the sub-graphs export_to_nir writes)"
     )
+
+
+_EVENTPROP_MODULES = ("DelayedRecurrentSynaptic", "LeakyIntegrator")
+
+
+def _synaptic_lags(mp: _Map, meta: Dict[str, Any], offset: int, where: str) -> np.ndarray:
+    """The ``(out, in)`` whole-step lags of a parsed map (zero-weight connections from the
+    exporter's saved ``delay_steps``, a plain or axonal map broadcast)."""
+    out_f, in_f = mp.weight.shape
+    if mp.lags is None:
+        lags = np.zeros((out_f, in_f), dtype=np.int64)
+    elif mp.delay_type == "axonal":
+        lags = np.broadcast_to(mp.lags[None, :], (out_f, in_f)).copy()
+    elif mp.delay_type == "dendritic":
+        lags = np.broadcast_to(mp.lags[:, None], (out_f, in_f)).copy()
+    else:
+        lags = mp.lags
+    if mp.bias is not None and np.any(mp.bias != 0):
+        raise TypeError(f"graph: sub-graph {where!r}: an EventProp layer has no bias, but its map has one")
+    key = "rec_delay_steps" if offset else "delay_steps"
+    saved = {"delay_steps": meta[key]} if key in meta else {}
+    return _with_saved_lags(lags, mp.weight, saved, offset, where)
+
+
+def _import_eventprop(key: str, g: nir.NIRGraph, meta: Dict[str, Any], dt: float,
+                      max_delay: Optional[int]) -> nn.Module:
+    """Rebuild a :class:`~snn_delays_ext.eventprop.DelayedRecurrentSynaptic` (spikes only, for
+    an ``nn.Sequential``) or :class:`~snn_delays_ext.eventprop.LeakyIntegrator` from the
+    sub-graph :func:`export_to_nir` writes for it.
+
+    The decays come from the neuron's metadata (``alpha``, ``beta``) or, without it, from the
+    time constants (``1 - dt / tau``). A per-neuron input gain other than the layer's
+    ``(1 - beta) c`` is folded into that neuron's weights (the current is linear in them, so
+    the spikes are unchanged).
+    """
+    module = _meta_str(meta, "module")
+    want = nir.CubaLI if module == "LeakyIntegrator" else nir.CubaLIF
+    keys = [k for k, v in g.nodes.items() if isinstance(v, want)]
+    if len(keys) != 1:
+        raise TypeError(f"graph: sub-graph {key!r} ({module}) needs one nir.{want.__name__} node, got {keys}")
+    nk = keys[0]
+    neuron = g.nodes[nk]
+    nmeta = dict(neuron.metadata or {})
+    tau_syn = np.asarray(neuron.tau_syn, dtype=np.float64).reshape(-1)
+    tau_mem = np.asarray(neuron.tau_mem, dtype=np.float64).reshape(-1)
+    if np.any(np.asarray(neuron.v_leak) != 0) or (want is nir.CubaLIF and np.any(np.asarray(neuron.v_reset) != 0)):
+        raise TypeError(f"graph: node {key!r}: v_leak or v_reset != 0 has no {module} equivalent")
+
+    def decay(name: str, tau: np.ndarray) -> float:
+        if name in nmeta:
+            return float(np.asarray(nmeta[name]).reshape(-1)[0])
+        d = 1.0 - dt / tau
+        if not (np.all(np.isfinite(d)) and np.all(d > 0) and np.allclose(d, d[0], rtol=1e-6, atol=0)):
+            raise TypeError(
+                f"graph: node {key!r}: {module} needs one decay in (0, 1) for all neurons; "
+                f"1 - dt / tau_{'syn' if name == 'alpha' else 'mem'} gives {np.unique(d)[:4].tolist()}"
+            )
+        return float(d[0])
+
+    alpha, beta = decay("alpha", tau_syn), decay("beta", tau_mem)
+    gain = (dt / tau_syn) * np.asarray(neuron.w_in, dtype=np.float64) * (dt / tau_mem) * np.asarray(
+        neuron.r, dtype=np.float64)
+    scale = np.broadcast_to(gain / ((1.0 - beta) * synaptic_scale(alpha)), tau_mem.shape)
+    gin, _ = _io_keys(g, key)
+    inp = _parse_map(g, gin, nk, dt, key)
+    if inp is None:
+        raise TypeError(f"graph: sub-graph {key!r}: a {module} needs input weights")
+    w_in = np.asarray(inp.weight, dtype=np.float64)
+    lags = _synaptic_lags(inp, meta, 0, key)
+    rec = _parse_map_or_none(g, nk, nk, dt, key)
+    fold = not np.allclose(scale, 1.0, rtol=1e-6, atol=0.0)
+    out_f, in_f = w_in.shape
+    backward = _meta_str(meta, "backward", "surrogate")
+    if module == "LeakyIntegrator":
+        if rec is not None:
+            raise TypeError(f"graph: sub-graph {key!r}: a LeakyIntegrator has no recurrent connections")
+        md = max(1, int(lags.max()), int(max_delay or 0))
+        layer: nn.Module = LeakyIntegrator(in_f, out_f, md, alpha=alpha, beta=beta, backward=backward,
+                                           delay_init=_t(lags))
+    else:
+        thr = np.asarray(neuron.v_threshold, dtype=np.float64).reshape(-1)
+        if not np.all(thr == thr[0]):
+            raise TypeError(f"graph: node {key!r}: a DelayedRecurrentSynaptic has one threshold, got several")
+        rec_lags = None if rec is None else _synaptic_lags(rec, meta, 1, key)
+        md = max(1, int(lags.max()), int(max_delay or 0), 0 if rec_lags is None else int(rec_lags.max()) + 1)
+        layer = DelayedRecurrentSynaptic(
+            in_f, out_f, md, alpha=alpha, beta=beta, threshold=float(thr[0]), recurrent=rec is not None,
+            backward=backward, delay_init=_t(lags), return_mem=False,
+            rec_delay_init=_t(rec_lags + 1) if rec_lags is not None else "uniform",
+        )
+        if rec is not None:
+            w_rec = np.asarray(rec.weight, dtype=np.float64)
+            with torch.no_grad():
+                layer.rec_weight.copy_(_t(w_rec * scale[:, None] if fold else w_rec))
+    with torch.no_grad():
+        layer.weight.copy_(_t(w_in * scale[:, None] if fold else w_in))
+    return layer
 
 
 def _io_keys(g: nir.NIRGraph, where: str) -> Tuple[str, str]:
@@ -1184,6 +1363,11 @@ def import_from_nir(graph: "nir.NIRGraph", dt: Optional[float] = None) -> nn.Mod
         at a time and reset it between samples with :func:`snn_delays_ext.reset`.
         Norse flavour (graphs exported from Norse modules): a ``norse.torch.SequentialState`` of
         the :mod:`snn_delays_ext.norse` modules (step cells or sequence modules, as exported).
+        Graphs of EventProp layers: an ``nn.Sequential`` of
+        :class:`~snn_delays_ext.eventprop.DelayedRecurrentSynaptic` (``return_mem=False``: it
+        returns the spikes) and :class:`~snn_delays_ext.eventprop.LeakyIntegrator`, called on a
+        whole sequence ``(T, B, F)``; it returns the readout voltage ``(T, B, C)``. A
+        ``CubaLIF`` / ``CubaLI`` input gain other than the layer's is folded into the weights.
 
     Examples
     --------
@@ -1251,4 +1435,11 @@ def import_from_nir(graph: "nir.NIRGraph", dt: Optional[float] = None) -> nn.Mod
         from norse.torch import SequentialState
 
         return SequentialState(*modules)
+    eventprop = [type(m).__name__ for m in modules if isinstance(m, (DelayedRecurrentSynaptic, LeakyIntegrator))]
+    stepwise = [type(m).__name__ for m in modules if isinstance(m, (snn.SpikingNeuron, DelayedLinear))]
+    if eventprop and stepwise:
+        raise TypeError(
+            f"graph: mixes EventProp layers ({sorted(set(eventprop))}), which run whole sequences, with "
+            f"snnTorch step modules ({sorted(set(stepwise))}); import_from_nir builds one or the other"
+        )
     return nn.Sequential(*modules)

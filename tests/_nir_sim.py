@@ -8,7 +8,7 @@ import nir
 
 # ---------------------------------------------------------------------------------------------
 class NirSim:
-    """Runs Input/Output/Affine/Linear/Delay/LIF/CubaLIF and sub-graphs step by step.
+    """Runs Input/Output/Affine/Linear/Delay/LI/CubaLI/LIF/CubaLIF and sub-graphs step by step.
 
     Edges sum into their target; an edge that closes a cycle carries the source's output of
     the previous step (the recurrent latency of a discrete simulation). Metadata is ignored.
@@ -101,6 +101,18 @@ class NirSim:
             z = (v > node.v_threshold).astype(np.float64)
             self.state[k] = (i, np.where(z > 0, node.v_reset, v))
             return z
+        if isinstance(node, nir.CubaLI):
+            n = np.asarray(node.tau_mem).size
+            i, v = self.state.get(k, (np.zeros((self.B, n)), np.zeros((self.B, n))))
+            i = i + dt / node.tau_syn * (-i + node.w_in * inp)
+            v = v + dt / node.tau_mem * (node.v_leak - v + node.r * i)
+            self.state[k] = (i, v)
+            return v
+        if isinstance(node, nir.LI):
+            v = self.state.get(k, np.zeros((self.B, np.asarray(node.tau).size)))
+            v = v + dt / node.tau * (node.v_leak - v + node.r * inp)
+            self.state[k] = v
+            return v
         if isinstance(node, nir.NIRGraph):
             return self.sub[k].step(inp)
         raise NotImplementedError(type(node))

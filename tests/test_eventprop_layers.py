@@ -180,8 +180,10 @@ def test_bad_input_errors():
         layer(torch.zeros(5, 2, 4))
     with pytest.raises(TypeError, match="dtype"):
         layer(torch.zeros(5, 2, 3, dtype=D64))
-    with pytest.raises(ValueError, match="binary"):
+    with pytest.raises(ValueError, match="non-negative integers"):
         layer(torch.full((5, 2, 3), 0.5))
+    with pytest.raises(ValueError, match="non-negative integers"):
+        layer(torch.full((5, 2, 3), -1.0))
     with pytest.raises(ValueError, match="finite"):
         layer(torch.full((5, 2, 3), float("nan")))
     with pytest.raises(ValueError, match="backward"):

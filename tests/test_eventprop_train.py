@@ -115,7 +115,7 @@ def test_spike_counts_match_reference():
     net = EventPropSNN(4, [], 2, max_delay=5, readout="li_mean")
     with torch.no_grad():
         net.out.delays.copy_(torch.randint(0, 6, (2, 4)).float())
-    v_ep = net.logits(net._first(net.out, x))
+    v_ep = net.logits(net.out(x))
     v_ep.sum().backward()
     g_ep = net.out.weight.grad.clone()
     a, b = decays_from_taus(5.0, 20.0, 1.0)

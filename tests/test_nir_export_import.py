@@ -701,3 +701,29 @@ def test_import_recurrent_cubalif_is_refused_with_the_reason():
     )
     with pytest.raises(TypeError, match="recurrent CubaLIF is not supported.*RSynaptic"):
         import_from_nir(nir.NIRGraph.from_list(inner), dt=DT)
+
+
+def test_decay_of_one_is_written_as_a_finite_time_constant():
+    # a decay clipped at 1 (no leak, as learned decays end up): tau = 2**24 dt, finite, so an
+    # Euler NIR simulator ((dt / tau) r I, no 0 * inf) runs the perfect integrator; import
+    # reads 1 back, from the metadata and without it
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), snn.Leaky(beta=torch.tensor([1.0, 1.2, 0.5, 0.9]), init_hidden=True,
+                                                   reset_mechanism="zero", reset_delay=False))
+    with torch.no_grad():
+        net[0].weight.uniform_(0.05, 0.3)
+        net[0].bias.zero_()
+    x = torch.rand(30, 2, 3)
+    g = export_to_nir(net, x[0], dt=DT)
+    lif = g.nodes["1"]
+    assert np.all(np.isfinite(lif.tau)) and np.all(np.isfinite(lif.r))
+    np.testing.assert_allclose(lif.tau[:2], DT * 2.0 ** 24)
+    want = _run_steps(net, x).numpy()
+    assert want.sum() > 0
+    np.testing.assert_array_equal(NirSim.run(g, DT, x), want)
+    for meta in (True, False):
+        if not meta:
+            lif.metadata = {}
+        beta = import_from_nir(g)[1].beta
+        assert beta[:2].tolist() == [1.0, 1.0]
+        np.testing.assert_allclose(beta[2:].numpy(), [0.5, 0.9], rtol=1e-6)

@@ -88,8 +88,52 @@ __all__ = [
     "eventprop_lif",
     "lif_sequence_surrogate",
     "rounded_delays",
+    "spike_count_planes",
     "synaptic_scale",
 ]
+
+
+def spike_count_planes(x: torch.Tensor) -> Tuple[torch.Tensor, int]:
+    """Split a spike-count sequence into binary planes: ``x = sum_k planes[..., k]``.
+
+    EventProp's event-based forward takes binary spikes; a bin that holds ``c`` spikes is
+    ``c`` spikes at the same step, i.e. ones in planes ``1..c``. The planes are concatenated
+    along the feature axis (plane ``k`` at features ``k F .. (k+1) F - 1``), so a layer with
+    its weights and delays repeated ``K`` times computes exactly the same current.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Non-negative integer spike counts ``(T, B, F)`` (floating point).
+
+    Returns
+    -------
+    planes, K : torch.Tensor, int
+        ``(T, B, K F)`` binary spikes and the number of planes ``K = max(1, max count)``.
+
+    Examples
+    --------
+    >>> x = torch.tensor([[[0.0, 2.0]], [[1.0, 0.0]]])   # (T=2, B=1, F=2)
+    >>> planes, K = spike_count_planes(x)
+    >>> K, planes[:, 0].tolist()
+    (2, [[0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
+    """
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"input_: expected a floating-point spike tensor, got "
+                        f"{type(x).__name__ if not isinstance(x, torch.Tensor) else x.dtype}")
+    if x.numel() == 0:
+        return x, 1
+    check_finite("input_", x)
+    if bool((x < 0).any()) or bool((x != torch.round(x)).any()):
+        raise ValueError(
+            "input_: EventProp layers take spikes or spike counts per step (non-negative integers); "
+            "got other values (e.g. analog intensities such as PS-MNIST pixels: use a surrogate-gradient "
+            "model such as 'ff-delays' or 'delrec' for those)"
+        )
+    K = max(1, int(x.max()))
+    if K == 1:
+        return x, 1
+    return torch.cat([(x >= k).to(x.dtype) for k in range(1, K + 1)], dim=2), K
 
 
 def decays_from_taus(tau_syn: float, tau_mem: float, dt: float) -> Tuple[float, float]:

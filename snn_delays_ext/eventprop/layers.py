@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -17,6 +17,7 @@ from .functional import (
     decays_from_taus,
     eventprop_lif,
     lif_sequence_surrogate,
+    spike_count_planes,
     synaptic_scale,
 )
 
@@ -106,6 +107,22 @@ class _EventPropBase(DelayLayerMixin, nn.Module):
         check_tensor("input_", x, ranks=(3,), last_dim=self.in_features, dtype=self.weight.dtype,
                      device=self.weight.device)
 
+    def _run(self, x: torch.Tensor, rec_weight: Optional[torch.Tensor] = None,
+             rec_delays: Optional[torch.Tensor] = None,
+             spike_fn: Optional[Callable] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(spk, mem)`` of the layer's dynamics on ``x``. The event-based forward takes
+        binary spikes, so a count ``c > 1`` in a bin becomes ``c`` spikes at that step: the
+        count planes of :func:`spike_count_planes` with the weights and delays repeated
+        (the same current; the input then gets no gradient)."""
+        self._check_x(x)
+        cfg = self.config()
+        if self.backward == "eventprop":
+            planes, K = spike_count_planes(x)
+            w, d = (self.weight, self.delays) if K == 1 else (self.weight.repeat(1, K), self.delays.repeat(1, K))
+            return eventprop_lif(planes, w, d, rec_weight, rec_delays, config=cfg)
+        return lif_sequence_surrogate(x, self.weight, self.delays, rec_weight, rec_delays, config=cfg,
+                                      spike_fn=spike_fn)
+
 
 class DelayedRecurrentSynaptic(_EventPropBase):
     """Current-based LIF layer with learnable synaptic delays, trained by EventProp or BPTT.
@@ -159,6 +176,10 @@ class DelayedRecurrentSynaptic(_EventPropBase):
         EventProp options, see :class:`~snn_delays_ext.eventprop.EventPropConfig`.
     record_mem : bool
         Return the membrane sequence (``False``: return an empty tensor, less memory).
+    return_mem : bool
+        Return ``(spk, mem)`` (default); ``False``: the spikes alone, so that the layer chains
+        in an ``nn.Sequential`` (as :func:`~snn_delays_ext.import_from_nir` builds it; also
+        skips recording the membrane).
 
     Examples
     --------
@@ -197,6 +218,7 @@ class DelayedRecurrentSynaptic(_EventPropBase):
         reg_target: float = 0.0,
         max_spikes: Optional[int] = None,
         record_mem: bool = True,
+        return_mem: bool = True,
         device: Optional[torch.device] = None,
         dtype: Optional[torch.dtype] = None,
     ) -> None:
@@ -217,7 +239,8 @@ class DelayedRecurrentSynaptic(_EventPropBase):
         self.reg_strength = check_nonneg_float("reg_strength", reg_strength)
         self.reg_target = check_nonneg_float("reg_target", reg_target)
         self.max_spikes = None if max_spikes is None else check_int("max_spikes", max_spikes, minimum=1)
-        self.record_mem = check_bool("record_mem", record_mem)
+        self.return_mem = check_bool("return_mem", return_mem)
+        self.record_mem = check_bool("record_mem", record_mem) and self.return_mem
         rec_weight_scale = check_nonneg_float("rec_weight_scale", rec_weight_scale)
         if self.recurrent:
             factory = {"device": device, "dtype": dtype}
@@ -246,20 +269,17 @@ class DelayedRecurrentSynaptic(_EventPropBase):
             max_spikes=self.max_spikes, record_mem=self.record_mem,
         )
 
-    def forward(self, input_: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Run the layer on a sequence ``(T, B, in_features)``.
+    def forward(self, input_: torch.Tensor) -> Union[Tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """Run the layer on a sequence ``(T, B, in_features)`` of spikes or spike counts.
 
         Returns
         -------
         spk, mem : torch.Tensor
-            ``(T, B, out_features)`` spikes and membranes after reset.
+            ``(T, B, out_features)`` spikes and membranes after reset; ``spk`` alone with
+            ``return_mem=False``.
         """
-        self._check_x(input_)
-        cfg = self.config()
-        if self.backward == "eventprop":
-            return eventprop_lif(input_, self.weight, self.delays, self.rec_weight, self.rec_delays, config=cfg)
-        return lif_sequence_surrogate(input_, self.weight, self.delays, self.rec_weight, self.rec_delays,
-                                      config=cfg, spike_fn=self.spike_grad)
+        out = self._run(input_, self.rec_weight, self.rec_delays, self.spike_grad)
+        return out if self.return_mem else out[0]
 
     def extra_repr(self) -> str:
         return (
@@ -320,12 +340,9 @@ class LeakyIntegrator(_EventPropBase):
                                max_delay=self.max_delay, syn_scale=synaptic_scale(self.alpha))
 
     def forward(self, input_: torch.Tensor) -> torch.Tensor:
-        """Membrane sequence ``(T, B, out_features)`` for input spikes ``(T, B, in_features)``."""
-        self._check_x(input_)
-        cfg = self.config()
-        if self.backward == "eventprop":
-            return eventprop_lif(input_, self.weight, self.delays, config=cfg)[1]
-        return lif_sequence_surrogate(input_, self.weight, self.delays, config=cfg)[1]
+        """Membrane sequence ``(T, B, out_features)`` for input spikes or spike counts
+        ``(T, B, in_features)``."""
+        return self._run(input_)[1]
 
     def extra_repr(self) -> str:
         return (

@@ -13,14 +13,14 @@ Mészáros et al. 2025), with ``"li_max"`` the maximum over time (the sequence t
 from __future__ import annotations
 
 import math
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence
 
 import torch
 from torch import nn
 
 from .._checks import check_positive_float
 from .._delay_layer import DelayInit
-from .functional import eventprop_lif, lif_sequence_surrogate
+from .functional import spike_count_planes
 from .layers import BACKWARDS, DelayedRecurrentSynaptic, LeakyIntegrator
 from .losses import bump_silent_neurons_
 
@@ -30,56 +30,14 @@ __all__ = ["EventPropSNN", "EVENTPROP_READOUTS", "spike_count_planes", "register
 EVENTPROP_READOUTS = ("li_shaped", "li_max", "li_mean", "sum")
 
 
-def spike_count_planes(x: torch.Tensor) -> Tuple[torch.Tensor, int]:
-    """Split a spike-count sequence into binary planes: ``x = sum_k planes[..., k]``.
-
-    EventProp's event-based forward takes binary spikes; a bin that holds ``c`` spikes is
-    ``c`` spikes at the same step, i.e. ones in planes ``1..c``. The planes are concatenated
-    along the feature axis (plane ``k`` at features ``k F .. (k+1) F - 1``), so a layer with
-    its weights and delays repeated ``K`` times computes exactly the same current.
-
-    Parameters
-    ----------
-    x : torch.Tensor
-        Non-negative integer spike counts ``(T, B, F)`` (floating point).
-
-    Returns
-    -------
-    planes, K : torch.Tensor, int
-        ``(T, B, K F)`` binary spikes and the number of planes ``K = max(1, max count)``.
-
-    Examples
-    --------
-    >>> x = torch.tensor([[[0.0, 2.0]], [[1.0, 0.0]]])   # (T=2, B=1, F=2)
-    >>> planes, K = spike_count_planes(x)
-    >>> K, planes[:, 0].tolist()
-    (2, [[0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
-    """
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise TypeError(f"input_: expected a floating-point spike tensor, got "
-                        f"{type(x).__name__ if not isinstance(x, torch.Tensor) else x.dtype}")
-    if x.numel() == 0:
-        return x, 1
-    if not bool(torch.isfinite(x).all()) or bool((x < 0).any()) or bool((x != torch.round(x)).any()):
-        raise ValueError(
-            "input_: EventProp layers take spikes or spike counts per step (non-negative integers); "
-            "got other values (e.g. analog intensities such as PS-MNIST pixels: use a surrogate-gradient "
-            "model such as 'ff-delays' or 'delrec' for those)"
-        )
-    K = max(1, int(x.max()))
-    if K == 1:
-        return x, 1
-    return torch.cat([(x >= k).to(x.dtype) for k in range(1, K + 1)], dim=2), K
-
-
 class EventPropSNN(nn.Module):
     """Spiking network trained with EventProp: ``[DelayedRecurrentSynaptic] x L -> LeakyIntegrator``.
 
     Every hidden layer is a current-based LIF layer with one learnable delay per synapse
     (feed-forward; with ``recurrent=True`` also delayed recurrent connections); the readout is
     a leaky integrator, with learnable delays if ``output_delays``. The forward pass rounds the
-    delays to whole steps, the exact EventProp gradient reaches the real-valued ones. The first
-    layer also accepts spike counts (see :func:`spike_count_planes`).
+    delays to whole steps, the exact EventProp gradient reaches the real-valued ones. The input
+    may hold spike counts (see :func:`spike_count_planes`).
 
     Parameters
     ----------
@@ -177,19 +135,6 @@ class EventPropSNN(nn.Module):
                 self.out.delays.zero_()
             self.out.delays.requires_grad_(False)
 
-    def _first(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """First layer on spike counts: repeat weights and delays over the count planes."""
-        planes, K = spike_count_planes(x)
-        if K == 1:
-            return layer(planes)[0] if isinstance(layer, DelayedRecurrentSynaptic) else layer(planes)
-        layer._check_x(x)
-        w, d = layer.weight.repeat(1, K), layer.delays.repeat(1, K)
-        cfg = layer.config()
-        rec = (getattr(layer, "rec_weight", None), getattr(layer, "rec_delays", None))
-        fn = eventprop_lif if self.backward == "eventprop" else lif_sequence_surrogate
-        spk, mem = fn(planes, w, d, rec[0], rec[1], config=cfg)
-        return spk if isinstance(layer, DelayedRecurrentSynaptic) else mem
-
     def logits(self, v: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, C)`` from the readout voltage ``(T, B, C)`` (see ``readout``)."""
         T = v.shape[0]
@@ -207,14 +152,14 @@ class EventPropSNN(nn.Module):
         h = x
         count = self.training and torch.is_grad_enabled() and self.silent_bump > 0
         for i, layer in enumerate(self.layers):
-            h = self._first(layer, h) if i == 0 else layer(h)[0]
+            h = layer(h)[0]
             spikes.append(h)
             if count:
                 if self._counts is None:
                     self._counts = [torch.zeros(m.out_features, device=h.device, dtype=h.dtype)
                                     for m in self.layers]
                 self._counts[i] += h.detach().sum((0, 1))
-        v = self._first(self.out, h) if not self.layers else self.out(h)
+        v = self.out(h)
         logits = self.logits(v)
         return (logits, spikes) if record else logits
 

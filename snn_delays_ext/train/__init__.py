@@ -1,4 +1,4 @@
-"""Training engine and command line (``snn-delays train``, ``snn-delays plot``).
+"""Training engine and command line (``snn-delays train``, ``plot``, ``export``).
 
 Examples
 --------
@@ -12,6 +12,7 @@ from .adaptive import AdaptiveLeaky
 from .config import PRESETS, TrainConfig, load_config_file, make_config
 from .ema import ParameterEMA
 from .engine import evaluate, make_datasets, train
+from .export import export_run, load_run_model
 from .models import (FeedForwardSNN, RecurrentSNN, SigmoidBeta, TimeBatchNorm, available_models, build_model,
                      readout_logits, register_model)
 from .plots import plot_run
@@ -28,7 +29,9 @@ __all__ = [
     "available_models",
     "build_model",
     "evaluate",
+    "export_run",
     "load_config_file",
+    "load_run_model",
     "make_config",
     "make_datasets",
     "plot_run",

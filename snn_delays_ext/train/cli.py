@@ -1,4 +1,4 @@
-"""``snn-delays``: command-line training and plotting.
+"""``snn-delays``: command-line training, plotting and NIR export.
 
 ``snn-delays train`` (no arguments) trains the embedded default (sequence detection, no
 download, well under a minute on a laptop CPU) and prints the final accuracy.
@@ -160,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plot", help="write PNG plots of a run folder")
     pl.add_argument("run_dir", type=Path)
+    ex = sub.add_parser("export", help="write a trained run's model to an NIR file (delays rounded)",
+                        description="Rebuild the model a run selected (RUN_DIR/model_best.pt), round its "
+                        "delays to whole steps and write it as an NIR graph (delays in seconds).")
+    ex.add_argument("run_dir", type=Path)
+    ex.add_argument("--out", type=Path, help="file to write (default RUN_DIR/model.nir)")
+    ex.add_argument("--dt", type=float, help="seconds per step (default: the run's bin width, else 1 ms)")
+    ex.add_argument("--max-hardware-delay", dest="max_hardware_delay", type=int,
+                    help="refuse delays longer than this many steps")
     sub.add_parser("presets", help="list the presets and model presets")
     return p
 
@@ -210,6 +218,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             for p in plot_run(args.run_dir):
                 print(p)
             return 0
+        if args.command == "export":
+            from .export import export_run
+
+            path, graph = export_run(args.run_dir, args.out, args.dt, args.max_hardware_delay)
+            print(f"wrote {path} (dt {graph.metadata['dt']:g} s, readout {graph.metadata['readout']!r}, "
+                  f"{len(graph.nodes) - 2} layers)")
+            return 0
         if args.command == "presets":
             print("presets (--preset):")
             for name, values in PRESETS.items():
@@ -218,7 +233,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             for name, desc in available_models().items():
                 print(f"  {name:16s} {desc}")
             return 0
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         print(f"snn-delays: error: {e}", file=sys.stderr)
         return 2
     return 1  # pragma: no cover

@@ -230,7 +230,9 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
 
     Writes ``config.json``, ``metrics.csv`` (one row per epoch), ``checkpoint.pt`` (after every
     epoch: model, optimiser, schedulers, RNG states, history, best model so far),
-    ``delays_init.pt``, ``model_best.pt``, ``raster.pt`` (one test sample's spikes) and
+    ``delays_init.pt``, ``model_best.pt`` (the selected model's state dict, config and input
+    and class counts: :func:`~snn_delays_ext.train.load_run_model` rebuilds it),
+    ``raster.pt`` (one test sample's spikes) and
     TensorBoard events if ``tensorboard`` is installed. With ``resume=True`` it continues from
     ``checkpoint.pt`` and ends with the same weights as an uninterrupted run.
 
@@ -439,9 +441,11 @@ def _train_run(cfg: TrainConfig, run_dir: Optional[os.PathLike], resume: bool,
         "test_loss_rounded": test_loss_r, "mean_epoch_time_s": float(np.mean(times)) if times else 0.0,
         "n_parameters": sum(p.numel() for p in model.parameters()), "world_size": world,
         "n_train": len(train_ds), "n_val": len(val_ds) if val_ds is not None else 0, "n_test": len(test_ds),
+        "n_inputs": n_in, "n_classes": n_classes,
     }
     if is_main:
-        torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, run_dir / "model_best.pt")
+        torch.save({"model": model.state_dict(), "config": cfg.to_dict(), "n_inputs": n_in,
+                    "n_classes": n_classes}, run_dir / "model_best.pt")
         torch.save(_delay_snapshot(model), run_dir / "delays_final.pt")
         with torch.no_grad():
             x, y = time_first_collate([test_ds[0]])

@@ -1,0 +1,129 @@
+"""Rebuild a trained run's model and export it to NIR (``snn-delays export RUN_DIR``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from .._checks import check_int
+from ..utils import quantize_delays
+from .config import TrainConfig
+from .models import build_model
+
+__all__ = ["load_run_model", "export_run"]
+
+#: NIR's time unit is the second; runs whose dataset has no bin width get this step.
+DEFAULT_DT = 1e-3
+
+
+def _sizes_from_state(state: Dict[str, torch.Tensor]) -> Tuple[int, int]:
+    """Input and class counts of a model saved before they were recorded: the first and the
+    last weight matrix in registration order (input layer, readout)."""
+    mats = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
+    if not mats:
+        raise ValueError("run_dir: model_best.pt holds no weight matrix to read the input and class counts from")
+    return int(mats[0].shape[1]), int(mats[-1].shape[0])
+
+
+def load_run_model(run_dir: Union[str, os.PathLike]) -> Tuple[nn.Module, TrainConfig, Dict[str, Any]]:
+    """The selected model of a finished training run, rebuilt on the CPU in eval mode.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        A run folder written by ``snn-delays train`` (it holds ``model_best.pt``).
+
+    Returns
+    -------
+    model, config, info
+        The model with the saved weights and delays (as trained, not rounded), its
+        :class:`~snn_delays_ext.train.TrainConfig` and ``{"n_inputs", "n_classes"}``.
+
+    Examples
+    --------
+    >>> from snn_delays_ext.train import load_run_model
+    >>> load_run_model("no/such/run")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: run_dir: 'no/such/run' has no model_best.pt (not a finished run folder)
+    """
+    path = Path(run_dir) / "model_best.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"run_dir: '{run_dir}' has no model_best.pt (not a finished run folder)")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    state = saved["model"]
+    cfg_dict = saved.get("config")
+    if cfg_dict is None:  # pragma: no cover - every engine version saved it
+        cfg_dict = json.loads((Path(run_dir) / "config.json").read_text())
+    cfg = TrainConfig.from_dict(dict(cfg_dict, device="cpu")).validate()
+    if "n_inputs" in saved:
+        n_in, n_classes = int(saved["n_inputs"]), int(saved["n_classes"])
+    else:
+        n_in, n_classes = _sizes_from_state(state)
+    model = build_model(cfg.model, n_in, n_classes, cfg)
+    model.load_state_dict(state)
+    return model.eval(), cfg, {"n_inputs": n_in, "n_classes": n_classes}
+
+
+def export_run(run_dir: Union[str, os.PathLike], out: Optional[Union[str, os.PathLike]] = None,
+               dt: Optional[float] = None, max_hardware_delay: Optional[int] = None) -> Tuple[Path, Any]:
+    """Export a trained run's selected model to an NIR file, delays rounded to whole steps.
+
+    The model of ``RUN_DIR/model_best.pt`` (the one the run tested) gets its delays rounded
+    (:func:`~snn_delays_ext.quantize_delays`: the network whose "rounded" test accuracy the
+    run reported) and is written with :func:`~snn_delays_ext.export_to_nir`. The graph ends
+    at what the network's modules compute: the readout's input current for the surrogate
+    models, the leaky-integrator voltage (``nir.CubaLI``) for the EventProp ones. How the run
+    turned that into class scores is recorded in ``graph.metadata``: ``readout`` (e.g.
+    ``"li_mean"``: leaky integration with decay ``beta_out`` per step, then the mean over
+    time; ``"sum"``: the sum over time), ``beta_out``, ``n_classes``, ``dataset``, ``model``.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        A finished run folder.
+    out : str or os.PathLike, optional
+        The file to write (default ``RUN_DIR/model.nir``).
+    dt : float, optional
+        Seconds per time step; default: the run's bin width ``dt``, or 1 ms where the dataset
+        has none (sequence detection, Yin-Yang, PS-MNIST count abstract steps).
+    max_hardware_delay : int, optional
+        Refuse delays above this many steps (``ValueError``).
+
+    Returns
+    -------
+    path, graph
+        The written file and the ``nir.NIRGraph``.
+    """
+    import nir
+
+    from ..nir import export_to_nir
+
+    model, cfg, info = load_run_model(run_dir)
+    if dt is None:
+        dt = float(cfg.dt) if cfg.dt is not None else DEFAULT_DT
+    elif isinstance(dt, bool) or not isinstance(dt, (int, float)) or not (math.isfinite(dt) and dt > 0):
+        raise ValueError(f"dt: expected seconds per step, a finite float > 0, got {dt!r}")
+    if max_hardware_delay is not None:
+        max_hardware_delay = check_int("max_hardware_delay", max_hardware_delay, minimum=0)
+    quantize_delays(model)
+    # zeros: binary for the EventProp layers, and runs every layer once to find the chain
+    graph = export_to_nir(model, torch.zeros(1, 1, info["n_inputs"]), dt=float(dt),
+                          max_hardware_delay=max_hardware_delay)
+    readout = getattr(model, "readout", None)
+    graph.metadata.update({
+        "readout": str(readout) if readout is not None else "sum",
+        "n_classes": info["n_classes"], "dataset": cfg.dataset, "model": cfg.model,
+    })
+    if getattr(model, "beta_out", None) is not None:
+        graph.metadata["beta_out"] = float(model.beta_out)
+    path = Path(out) if out is not None else Path(run_dir) / "model.nir"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nir.write(str(path), graph)
+    return path, graph

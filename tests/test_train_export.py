@@ -1,0 +1,108 @@
+"""``snn-delays export RUN_DIR``: a trained run's selected model as an NIR file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+nir = pytest.importorskip("nir")
+
+import snn_delays_ext as sde  # noqa: E402
+from snn_delays_ext.train import export_run, load_run_model, make_config, make_datasets, train  # noqa: E402
+from snn_delays_ext.train.cli import main  # noqa: E402
+from snn_delays_ext.train.models import readout_logits  # noqa: E402
+
+from _nir_sim import NirSim  # noqa: E402
+from _train_helpers import QUICK  # noqa: E402
+
+
+def _test_batch(cfg, n=40):
+    _, _, test, _, _ = make_datasets(cfg)
+    xs = [test[i][0] for i in range(n)]
+    return torch.stack(xs, 1)
+
+
+@pytest.fixture(scope="module")
+def ff_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("ff")
+    cfg = make_config(None, None, dict(QUICK, hidden=[8], readout="li_mean", beta_out=0.8, learn_beta=True,
+                                       interpolation="triangle", epochs=2))
+    train(cfg, run_dir=run, verbose=False)
+    return run
+
+
+def test_export_cli_writes_the_network_the_run_tested(ff_run, capsys):
+    assert main(["export", str(ff_run)]) == 0
+    path = ff_run / "model.nir"
+    assert path.is_file() and f"wrote {path}" in capsys.readouterr().out
+    graph = nir.read(str(path))
+    assert graph.metadata["readout"] == "li_mean" and int(graph.metadata["n_classes"]) == 2
+    assert float(graph.metadata["beta_out"]) == pytest.approx(0.8)
+    model, cfg, info = load_run_model(ff_run)
+    assert info == {"n_inputs": 2, "n_classes": 2}
+    x = _test_batch(cfg)
+    sde.quantize_delays(model)  # the exported network is the rounded one the run tested
+    with torch.no_grad():
+        want = model(x)
+        net = sde.import_from_nir(graph)
+        sde.reset(net)
+        cur = torch.stack([net(x[t]) for t in range(x.shape[0])])
+    got = readout_logits(cur, graph.metadata["readout"], float(graph.metadata["beta_out"]))
+    torch.testing.assert_close(got, want)
+    # the rounded test accuracy the run reported is this network's
+    results = json.loads((ff_run / "results.json").read_text())
+    assert results["n_inputs"] == 2 and results["n_classes"] == 2
+
+
+def test_export_options_and_errors(ff_run, tmp_path, capsys):
+    out = tmp_path / "sub" / "net.nir"
+    assert main(["export", str(ff_run), "--out", str(out), "--dt", "0.002"]) == 0
+    graph = nir.read(str(out))
+    assert float(graph.metadata["dt"]) == 0.002  # the sequence task has no bin width: --dt wins
+    _, g_default = export_run(ff_run, tmp_path / "d.nir")
+    assert float(g_default.metadata["dt"]) == 1e-3  # else 1 ms per step
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "nothing")]) == 2
+    assert "model_best.pt" in capsys.readouterr().err
+    assert main(["export", str(ff_run), "--dt", "-1"]) == 2
+    assert "dt" in capsys.readouterr().err
+    # a hardware limit below the longest rounded delay is refused, at it accepted
+    model = load_run_model(ff_run)[0]
+    longest = max(int(d.max()) for d in sde.quantize_delays(model).values())
+    assert longest >= 1
+    assert main(["export", str(ff_run), "--max-hardware-delay", str(longest - 1)]) == 2
+    assert "max_hardware_delay" in capsys.readouterr().err
+    assert main(["export", str(ff_run), "--max-hardware-delay", str(longest)]) == 0
+
+
+def test_export_of_an_eventprop_run_is_simulated_exactly_by_nir_semantics(tmp_path):
+    # the EventProp neurons reset to 0 in the step of the spike, as NIR's CubaLIF: an
+    # independent NIR interpreter gives the network's readout voltage
+    run = tmp_path / "ep"
+    cfg = make_config("sequence-eventprop", None, dict(epochs=1, train_limit=100, eval_limit=50, progress=False,
+                                                       tensorboard=False, hidden=[6], weight_mean=30.0, weight_std=5.0))
+    train(cfg, run_dir=run, verbose=False)
+    path, graph = export_run(run)
+    assert graph.metadata["readout"] == "li_max" and "beta_out" not in graph.metadata
+    model, cfg, _ = load_run_model(run)
+    sde.quantize_delays(model)
+    x = _test_batch(cfg, n=20)
+    with torch.no_grad():
+        h = model.layers[0](x)[0]
+        assert float(h.sum()) > 0
+        v = model.out(h)
+        np.testing.assert_allclose(NirSim.run(nir.read(str(path)), float(graph.metadata["dt"]), x),
+                                   v.double().numpy(), rtol=1e-5, atol=1e-5)
+        assert torch.equal(sde.import_from_nir(graph)(x), v)
+
+
+def test_sizes_of_runs_saved_before_they_were_recorded(ff_run, tmp_path):
+    saved = torch.load(ff_run / "model_best.pt", weights_only=True)
+    del saved["n_inputs"], saved["n_classes"]
+    old = tmp_path / "old"
+    old.mkdir()
+    torch.save(saved, old / "model_best.pt")
+    assert load_run_model(old)[2] == {"n_inputs": 2, "n_classes": 2}
