@@ -37,9 +37,13 @@ def ff_run(tmp_path_factory):
 def test_export_cli_writes_the_network_the_run_tested(ff_run, capsys):
     assert main(["export", str(ff_run)]) == 0
     path = ff_run / "model.nir"
-    assert path.is_file() and f"wrote {path}" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert path.is_file() and f"wrote {path}" in out.out
+    # snnTorch's default reset (subtract, one step later) is not NIR's: the export says so
+    assert "--reset-mechanism zero --no-reset-delay" in out.err
     graph = nir.read(str(path))
     assert graph.metadata["readout"] == "li_mean" and int(graph.metadata["n_classes"]) == 2
+    assert int(graph.metadata["nir_semantics_exact"]) == 0
     assert float(graph.metadata["beta_out"]) == pytest.approx(0.8)
     model, cfg, info = load_run_model(ff_run)
     assert info == {"n_inputs": 2, "n_classes": 2}
@@ -87,6 +91,7 @@ def test_export_of_an_eventprop_run_is_simulated_exactly_by_nir_semantics(tmp_pa
     train(cfg, run_dir=run, verbose=False)
     path, graph = export_run(run)
     assert graph.metadata["readout"] == "li_max" and "beta_out" not in graph.metadata
+    assert int(graph.metadata["nir_semantics_exact"]) == 1
     model, cfg, _ = load_run_model(run)
     sde.quantize_delays(model)
     x = _test_batch(cfg, n=20)

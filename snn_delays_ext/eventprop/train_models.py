@@ -192,6 +192,8 @@ def _builder(recurrent: bool) -> Callable[[int, int, object], nn.Module]:
             "beta_range": "the EventProp presets use fixed tau_syn/tau_mem",
             "neuron": "the EventProp presets use current-based LIF neurons",
             "batch_norm": "the EventProp presets have no batch norm (exact event-based gradients)",
+            "reset_mechanism": "the EventProp neurons reset to 0 in the step of the spike (as NIR's CubaLIF)",
+            "reset_delay": "the EventProp neurons reset to 0 in the step of the spike (as NIR's CubaLIF)",
         })
         return EventPropSNN(
             n_in, list(cfg.hidden), n_out, max_delay=cfg.max_delay, recurrent=recurrent,

@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--neuron alif: decay of the adaptation trace per step (exp(-dt / tau_a))")
     m.add_argument("--adapt-strength", dest="adapt_strength", type=float, metavar="B",
                    help="--neuron alif: threshold 1 + B * trace (B: the rise at one spike per step)")
+    m.add_argument("--reset-mechanism", dest="reset_mechanism", choices=["subtract", "zero", "none"],
+                   help="surrogate presets: the LIF neurons' reset (snnTorch's; default subtract)")
+    m.add_argument("--reset-delay", dest="reset_delay", action=argparse.BooleanOptionalAction, default=None,
+                   help="surrogate presets: reset one step after the spike (snnTorch's default) or in its step "
+                        "(--no-reset-delay; with --reset-mechanism zero: NIR's LIF, exported exactly)")
     m.add_argument("--beta-parametrization", dest="beta_parametrization", choices=list(BETA_PARAMETRIZATIONS),
                    help="with --learn-beta: learn beta clipped to [0, 1] (clamp, snnTorch) or its logit (sigmoid)")
     m.add_argument("--batch-norm", dest="batch_norm", action=argparse.BooleanOptionalAction, default=None,
@@ -221,7 +226,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command == "export":
             from .export import export_run
 
-            path, graph = export_run(args.run_dir, args.out, args.dt, args.max_hardware_delay)
+            import warnings
+
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                path, graph = export_run(args.run_dir, args.out, args.dt, args.max_hardware_delay)
+            for w in caught:
+                if str(w.message).startswith("export"):
+                    print(f"snn-delays: warning: {w.message}", file=sys.stderr)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
             print(f"wrote {path} (dt {graph.metadata['dt']:g} s, readout {graph.metadata['readout']!r}, "
                   f"{len(graph.nodes) - 2} layers)")
             return 0

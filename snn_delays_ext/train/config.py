@@ -77,6 +77,8 @@ class TrainConfig:
     neuron: str = "lif"                 # ff-delays/ff-nodelay hidden neurons: "lif" (snnTorch Leaky) or "alif"
     adapt_decay: float = 0.97           # neuron "alif": decay of the adaptation trace per step
     adapt_strength: float = 1.8         # neuron "alif": threshold 1 + adapt_strength * trace
+    reset_mechanism: str = "subtract"   # surrogate models' LIF reset: "subtract", "zero" or "none" (snnTorch's)
+    reset_delay: bool = True            # reset one step after the spike (snnTorch's default) or in its step
     beta_parametrization: str = "clamp"  # learn_beta: "clamp" (snnTorch: beta clipped to [0, 1]) or "sigmoid" (a logit)
     beta_lr: Optional[float] = None      # learning rate of the decay logits (beta_parametrization "sigmoid"); None: lr
     batch_norm: bool = False            # surrogate models: batch norm of each hidden layer's input current
@@ -166,7 +168,8 @@ class TrainConfig:
         self.time_stretch = check_fraction("time_stretch", self.time_stretch)
         self.drop_event = check_fraction("drop_event", self.drop_event, "a probability")
         self.ema = check_fraction("ema", self.ema, "an averaging decay")
-        for n in ("learn_beta", "learn_threshold", "output_delays", "batch_norm", "train_on_val", "flush_denormal"):
+        for n in ("learn_beta", "learn_threshold", "output_delays", "batch_norm", "train_on_val", "flush_denormal",
+                  "reset_delay"):
             if not isinstance(getattr(self, n), bool):
                 raise TypeError(f"{n}: expected True or False, got {getattr(self, n)!r}")
         need_float("delay_std", 0.0, optional=True, lo_open=True)
@@ -199,10 +202,12 @@ class TrainConfig:
             raise ValueError(f"delay_init: expected 'uniform', 'half_normal' or a number, got {self.delay_init!r}")
         if not isinstance(self.device, str):
             raise TypeError(f"device: expected a string such as 'cpu', 'cuda' or 'auto', got {self.device!r}")
+        from ..functional.recurrent_leaky import RESET_MECHANISMS
         from .models import BETA_PARAMETRIZATIONS, READOUTS, SURROGATES, available_models, check_neuron
 
         need_choice("readout", READOUTS)
-        check_neuron(self.neuron, self.learn_threshold)
+        need_choice("reset_mechanism", RESET_MECHANISMS)
+        check_neuron(self.neuron, self.learn_threshold, self.reset_mechanism, self.reset_delay)
         need_choice("surrogate", tuple(SURROGATES))
         need_choice("beta_parametrization", BETA_PARAMETRIZATIONS)
         if self.beta_parametrization == "sigmoid":

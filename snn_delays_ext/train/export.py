@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
+import snntorch as snn
 import torch
 from torch import nn
 
@@ -84,6 +86,14 @@ def export_run(run_dir: Union[str, os.PathLike], out: Optional[Union[str, os.Pat
     ``"li_mean"``: leaky integration with decay ``beta_out`` per step, then the mean over
     time; ``"sum"``: the sum over time), ``beta_out``, ``n_classes``, ``dataset``, ``model``.
 
+    NIR's LIF neurons reset to 0 in the step of the spike. A network trained with another reset
+    (snnTorch's default subtracts the threshold one step later) is written with NIR's reset and
+    its own in the node metadata: :func:`~snn_delays_ext.import_from_nir` rebuilds it exactly,
+    other NIR tools run a different network. Such an export warns and records
+    ``metadata["nir_semantics_exact"] = 0``; train with ``reset_mechanism="zero",
+    reset_delay=False`` (``--reset-mechanism zero --no-reset-delay``) for an exact graph. The
+    EventProp models reset as NIR does.
+
     Parameters
     ----------
     run_dir : str or os.PathLike
@@ -113,6 +123,15 @@ def export_run(run_dir: Union[str, os.PathLike], out: Optional[Union[str, os.Pat
     if max_hardware_delay is not None:
         max_hardware_delay = check_int("max_hardware_delay", max_hardware_delay, minimum=0)
     quantize_delays(model)
+    inexact = sorted({f"reset_mechanism={m.reset_mechanism!r}, reset_delay={bool(getattr(m, 'reset_delay', True))}"
+                      for m in model.modules() if isinstance(m, snn.SpikingNeuron)
+                      and (m.reset_mechanism != "zero" or bool(getattr(m, "reset_delay", True)))})
+    if inexact:
+        warnings.warn(
+            f"export: the run's LIF neurons reset with {'; '.join(inexact)}, but NIR's LIF resets to 0 in "
+            "the step of the spike: other NIR tools and chips run a different network (import_from_nir "
+            "rebuilds the trained one from the metadata). Train with --reset-mechanism zero "
+            "--no-reset-delay for a graph that every NIR tool runs exactly.", stacklevel=2)
     # zeros: binary for the EventProp layers, and runs every layer once to find the chain
     graph = export_to_nir(model, torch.zeros(1, 1, info["n_inputs"]), dt=float(dt),
                           max_hardware_delay=max_hardware_delay)
@@ -120,6 +139,7 @@ def export_run(run_dir: Union[str, os.PathLike], out: Optional[Union[str, os.Pat
     graph.metadata.update({
         "readout": str(readout) if readout is not None else "sum",
         "n_classes": info["n_classes"], "dataset": cfg.dataset, "model": cfg.model,
+        "nir_semantics_exact": int(not inexact),
     })
     if getattr(model, "beta_out", None) is not None:
         graph.metadata["beta_out"] = float(model.beta_out)

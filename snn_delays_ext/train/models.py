@@ -16,9 +16,10 @@ from snntorch import surrogate
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .._checks import as_real, check_bool, check_fraction, check_int, check_positive_float
+from .._checks import as_real, check_bool, check_choice, check_fraction, check_int, check_positive_float
 from ..delayed_linear import DelayedLinear
 from ..delayed_recurrent_leaky import DelayedRecurrentLeaky
+from ..functional.recurrent_leaky import RESET_MECHANISMS
 from ..surrogate import _PARAM as _SURROGATE_PARAM
 from ..surrogate import triangle
 from .adaptive import AdaptiveLeaky
@@ -271,14 +272,22 @@ def check_beta_range(beta_range: Optional[Sequence[float]], open_interval: bool 
     return lo, hi
 
 
-def check_neuron(neuron: str, learn_threshold: bool) -> None:
-    """Check a hidden neuron model name (:data:`NEURONS`); the adaptive neurons (``"alif"``) have
-    their own threshold dynamics, so they refuse ``learn_threshold``."""
+def check_neuron(neuron: str, learn_threshold: bool, reset_mechanism: str = "subtract",
+                 reset_delay: bool = True) -> None:
+    """Check a hidden neuron model name (:data:`NEURONS`) against the neuron options: the
+    adaptive neurons (``"alif"``) have their own threshold dynamics and snnTorch's default reset
+    (subtract, one step later), so they refuse ``learn_threshold`` and other resets."""
     if neuron not in NEURONS:
         raise ValueError(f"neuron: expected one of {list(NEURONS)}, got {neuron!r}")
+    check_choice("reset_mechanism", reset_mechanism, RESET_MECHANISMS)
+    check_bool("reset_delay", reset_delay)
     if neuron == "alif" and learn_threshold is True:
         raise ValueError("learn_threshold: the adaptive neurons ('alif') have their own threshold dynamics; "
                          "expected False with neuron='alif', got True")
+    if neuron == "alif" and (reset_mechanism != "subtract" or not reset_delay):
+        raise ValueError("reset_mechanism, reset_delay: the adaptive neurons ('alif') subtract their threshold "
+                         "one step after the spike; expected 'subtract' and True with neuron='alif', got "
+                         f"{reset_mechanism!r} and {reset_delay!r}")
 
 
 def initial_decays(h: int, beta: float, beta_range: Optional[Tuple[float, float]]) -> torch.Tensor:
@@ -294,7 +303,8 @@ def initial_decays(h: int, beta: float, beta_range: Optional[Tuple[float, float]
 def _leaky(h: int, beta: float, learn_beta: bool, beta_parametrization: str, surrogate_name: str,
            surrogate_param: Optional[float], learn_threshold: bool = False,
            beta_range: Optional[Tuple[float, float]] = None, neuron: str = "lif",
-           adapt_decay: float = 0.97, adapt_strength: float = 1.8) -> nn.Module:
+           adapt_decay: float = 0.97, adapt_strength: float = 1.8, reset_mechanism: str = "subtract",
+           reset_delay: bool = True) -> nn.Module:
     if beta_parametrization not in BETA_PARAMETRIZATIONS:
         raise ValueError(f"beta_parametrization: expected one of {list(BETA_PARAMETRIZATIONS)}, "
                          f"got {beta_parametrization!r}")
@@ -306,7 +316,8 @@ def _leaky(h: int, beta: float, learn_beta: bool, beta_parametrization: str, sur
     else:
         lif = snn.Leaky(beta=initial_decays(h, beta, beta_range) if per_neuron else beta, learn_beta=learn_beta,
                         threshold=torch.ones(h) if learn_threshold else 1.0, learn_threshold=learn_threshold,
-                        spike_grad=_spike_grad(surrogate_name, surrogate_param))
+                        spike_grad=_spike_grad(surrogate_name, surrogate_param), reset_mechanism=reset_mechanism,
+                        reset_delay=reset_delay)
     if learn_beta and beta_parametrization == "sigmoid":
         if beta_range is None and not 0.0 < float(beta) < 1.0:
             raise ValueError(f"beta: expected a number in (0, 1) with beta_parametrization='sigmoid', got {beta}")
@@ -384,6 +395,12 @@ class FeedForwardSNN(nn.Module):
     adapt_decay, adapt_strength : float
         With ``neuron="alif"``: the adaptation trace's decay per step ``rho`` and the threshold
         rise ``b`` (threshold ``1 + b a``, ``a`` the ``(1 - rho)``-normalised spike trace).
+    reset_mechanism : {"subtract", "zero", "none"}
+        The hidden neurons' reset (snnTorch's ``reset_mechanism``).
+    reset_delay : bool
+        Reset one step after the spike (snnTorch's default) or in the step of the spike.
+        ``reset_mechanism="zero", reset_delay=False`` is NIR's LIF: only such a network exports
+        to a graph that other NIR tools and chips run exactly (see :doc:`/nir`).
 
     Examples
     --------
@@ -401,11 +418,12 @@ class FeedForwardSNN(nn.Module):
                  batch_norm: bool = False, beta_parametrization: str = "clamp",
                  surrogate_param: Optional[float] = None, learn_threshold: bool = False,
                  beta_range: Optional[Sequence[float]] = None, neuron: str = "lif",
-                 adapt_decay: float = 0.97, adapt_strength: float = 1.8) -> None:
+                 adapt_decay: float = 0.97, adapt_strength: float = 1.8, reset_mechanism: str = "subtract",
+                 reset_delay: bool = True) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
-        check_neuron(neuron, learn_threshold)
+        check_neuron(neuron, learn_threshold, reset_mechanism, reset_delay)
         for name, flag in (("delays", delays), ("output_delays", output_delays), ("learn_beta", learn_beta),
                            ("learn_threshold", learn_threshold)):
             check_bool(name, flag)
@@ -423,7 +441,8 @@ class FeedForwardSNN(nn.Module):
         self.linears = nn.ModuleList(lin(a, b, delays) for a, b in zip(sizes[:-1], sizes[1:]))
         self.norms = nn.ModuleList(_norm(batch_norm, h) for h in hidden)
         self.lifs = nn.ModuleList(_leaky(h, beta, learn_beta, beta_parametrization, surrogate, surrogate_param,
-                                         learn_threshold, decay_range, neuron, adapt_decay, adapt_strength)
+                                         learn_threshold, decay_range, neuron, adapt_decay, adapt_strength,
+                                         reset_mechanism, reset_delay)
                                   for h in hidden)
         self.out = lin(sizes[-1], n_classes, delays and output_delays)
 
@@ -447,6 +466,8 @@ class RecurrentSNN(nn.Module):
     ----------
     n_inputs, hidden, n_classes, max_delay, delays, readout, beta_out, dropout, batch_norm
         As in :class:`FeedForwardSNN`.
+    reset_mechanism, reset_delay
+        As in :class:`FeedForwardSNN` (DelRec: subtract, one step later).
     beta : float
         Membrane decay of the recurrent LIF neurons (DelRec: 0.5).
     surrogate : str
@@ -470,7 +491,8 @@ class RecurrentSNN(nn.Module):
                  delays: bool = True, beta: float = 0.5, readout: str = "sum", beta_out: float = 0.9,
                  surrogate: str = "triangle", delay_std: Optional[float] = None,
                  delay_type: str = "axonal", dropout: float = 0.0, batch_norm: bool = False,
-                 surrogate_param: Optional[float] = None) -> None:
+                 surrogate_param: Optional[float] = None, reset_mechanism: str = "subtract",
+                 reset_delay: bool = True) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
@@ -482,7 +504,7 @@ class RecurrentSNN(nn.Module):
         self.recs = nn.ModuleList(
             DelayedRecurrentLeaky(beta, h, max_delay, delay_type=delay_type, spike_grad=_spike_grad(surrogate, surrogate_param),
                                   delay_init="half_normal" if delays else 1.0, delay_std=delay_std,
-                                  learn_delays=delays)
+                                  learn_delays=delays, reset_mechanism=reset_mechanism, reset_delay=reset_delay)
             for h in hidden
         )
         self.out = nn.Linear(sizes[-1], n_classes)
@@ -501,7 +523,7 @@ class RecurrentSNN(nn.Module):
 #: Defaults of the training options that some model families do not have (``TrainConfig``'s)
 _OPTION_DEFAULTS: Dict[str, object] = {"learn_beta": False, "learn_threshold": False, "beta_range": None,
                                        "neuron": "lif", "batch_norm": False, "dropout": 0.0, "tau_out": None,
-                                       "reg_strength": 0.0}
+                                       "reg_strength": 0.0, "reset_mechanism": "subtract", "reset_delay": True}
 
 
 def refuse_options(cfg: object, reasons: Dict[str, str]) -> None:
@@ -545,6 +567,7 @@ def _ff(delays: bool) -> ModelBuilder:
             learn_threshold=getattr(cfg, "learn_threshold", False), beta_range=getattr(cfg, "beta_range", None),
             neuron=getattr(cfg, "neuron", "lif"), adapt_decay=getattr(cfg, "adapt_decay", 0.97),
             adapt_strength=getattr(cfg, "adapt_strength", 1.8),
+            reset_mechanism=getattr(cfg, "reset_mechanism", "subtract"), reset_delay=getattr(cfg, "reset_delay", True),
         )
     return build
 
@@ -563,7 +586,8 @@ def _rec(delays: bool) -> ModelBuilder:
             n_in, cfg.hidden, n_out, max_delay=cfg.max_delay, delays=delays, beta=cfg.beta,
             readout=cfg.readout, beta_out=cfg.beta_out, surrogate=cfg.surrogate,
             delay_std=cfg.delay_std, delay_type=dtype, dropout=cfg.dropout, batch_norm=cfg.batch_norm,
-            surrogate_param=cfg.surrogate_param,
+            surrogate_param=cfg.surrogate_param, reset_mechanism=getattr(cfg, "reset_mechanism", "subtract"),
+            reset_delay=getattr(cfg, "reset_delay", True),
         )
     return build
 
