@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import snntorch as snn
 import torch
 
 from snn_delays_ext.train import FeedForwardSNN, RecurrentSNN, build_model, make_config, train
@@ -79,7 +80,7 @@ def test_zero_reset_run_exports_to_a_graph_nir_semantics_runs_exactly(tmp_path):
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         path, graph = export_run(run)
-    assert not [w for w in record if str(w.message).startswith("export")]
+    assert not [str(w.message) for w in record if str(w.message).startswith("export:")]
     assert int(graph.metadata["nir_semantics_exact"]) == 1
     model, cfg, _ = load_run_model(run)
     sde.quantize_delays(model)
@@ -91,3 +92,56 @@ def test_zero_reset_run_exports_to_a_graph_nir_semantics_runs_exactly(tmp_path):
     cur = torch.from_numpy(NirSim.run(nir.read(str(path)), float(graph.metadata["dt"]), x))
     got = readout_logits(cur, "li_mean", 0.8).float()
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_detached_zero_reset_hand_computed_gradient():
+    # beta 0.5, inputs 1.5, 0.3, 0.5: spike at step 0 (reset to 0), then 0.3, 0.15 + 0.5 = 0.65.
+    # d spk_2 / d I_0 flows only through the reset of step 0: mem_0' = mem_0 (1 - s_0).
+    # Detached: d mem_0' / d mem_0 = 1 - s_0 = 0, so the gradient is exactly 0. snnTorch's
+    # (--no-detach-reset): 1 - s_0 - mem_0 s'(mem_0 - 1) = -1.5 s'(0.5), times 0.5 per step, the
+    # reset factor of step 1 (no spike: 1 - 0.3 s'(0.3 - 1)) and s'(0.65 - 1) at step 2 (s' the
+    # atan surrogate's derivative). Step 1's input: 0.5 s'(-0.35) detached.
+    from snntorch import surrogate
+
+    def grad_of_input(detach):
+        net = FeedForwardSNN(1, [1], 1, max_delay=1, delays=False, beta=0.5, reset_mechanism="zero",
+                             reset_delay=False, detach_reset=detach)
+        with torch.no_grad():
+            net.linears[0].weight.fill_(1.0)
+            net.linears[0].bias.zero_()
+        x = torch.tensor([1.5, 0.3, 0.5]).view(3, 1, 1).requires_grad_(True)
+        spikes = net(x, record=True)[1][0]
+        assert spikes.flatten().tolist() == [1.0, 0.0, 0.0]
+        spikes[2].sum().backward()
+        return x.grad.flatten()
+
+    def ds(u):
+        v = torch.tensor(u, requires_grad=True)
+        surrogate.atan()(v).backward()
+        return float(v.grad)
+
+    g = grad_of_input(True)
+    assert float(g[0]) == 0.0
+    assert float(g[1]) == pytest.approx(0.5 * ds(-0.35), rel=1e-6)
+    assert float(g[2]) == pytest.approx(ds(-0.35), rel=1e-6)
+    g = grad_of_input(False)
+    step1 = 1.0 - 0.3 * ds(-0.7)
+    assert float(g[0]) == pytest.approx(ds(-0.35) * 0.5 * step1 * 0.5 * (-1.5 * ds(0.5)), rel=1e-5)
+    assert float(g[1]) == pytest.approx(ds(-0.35) * 0.5 * step1, rel=1e-5)
+    assert float(g[2]) == pytest.approx(ds(-0.35), rel=1e-6)
+
+
+def test_detached_zero_reset_has_snntorchs_values():
+    torch.manual_seed(0)
+    a = FeedForwardSNN(5, [16, 8], 3, max_delay=4, learn_beta=True, reset_mechanism="zero", reset_delay=False)
+    b = FeedForwardSNN(5, [16, 8], 3, max_delay=4, learn_beta=True, reset_mechanism="zero", reset_delay=False,
+                       detach_reset=False)
+    b.load_state_dict(a.state_dict())
+    assert type(b.lifs[0]) is snn.Leaky and isinstance(a.lifs[0], snn.Leaky)
+    x = (torch.rand(30, 4, 5) < 0.4).float() * 2
+    (la, sa), (lb, sb) = a(x, record=True), b(x, record=True)
+    assert float(sa[0].sum()) > 20 and float(sa[1].sum()) > 5
+    assert torch.equal(la, lb) and all(torch.equal(p, q) for p, q in zip(sa, sb))
+    la.sum().backward()
+    lb.sum().backward()
+    assert not torch.allclose(a.linears[0].weight.grad, b.linears[0].weight.grad)

@@ -304,7 +304,7 @@ def _leaky(h: int, beta: float, learn_beta: bool, beta_parametrization: str, sur
            surrogate_param: Optional[float], learn_threshold: bool = False,
            beta_range: Optional[Tuple[float, float]] = None, neuron: str = "lif",
            adapt_decay: float = 0.97, adapt_strength: float = 1.8, reset_mechanism: str = "subtract",
-           reset_delay: bool = True) -> nn.Module:
+           reset_delay: bool = True, detach_reset: bool = True) -> nn.Module:
     if beta_parametrization not in BETA_PARAMETRIZATIONS:
         raise ValueError(f"beta_parametrization: expected one of {list(BETA_PARAMETRIZATIONS)}, "
                          f"got {beta_parametrization!r}")
@@ -314,7 +314,8 @@ def _leaky(h: int, beta: float, learn_beta: bool, beta_parametrization: str, sur
         lif = AdaptiveLeaky(h, initial_decays(h, beta, beta_range), adapt_decay, adapt_strength,
                             _spike_grad(surrogate_name, surrogate_param), learn_beta=learn_beta)
     else:
-        lif = snn.Leaky(beta=initial_decays(h, beta, beta_range) if per_neuron else beta, learn_beta=learn_beta,
+        cls = _DetachedZeroResetLeaky if detach_reset and reset_mechanism == "zero" and not reset_delay else snn.Leaky
+        lif = cls(beta=initial_decays(h, beta, beta_range) if per_neuron else beta, learn_beta=learn_beta,
                         threshold=torch.ones(h) if learn_threshold else 1.0, learn_threshold=learn_threshold,
                         spike_grad=_spike_grad(surrogate_name, surrogate_param), reset_mechanism=reset_mechanism,
                         reset_delay=reset_delay)
@@ -334,6 +335,21 @@ def _run_leaky(lif: nn.Module, cur: torch.Tensor) -> torch.Tensor:
         spk, mem = lif(c, mem)
         spikes.append(spk)
     return torch.stack(spikes)
+
+
+class _DetachedZeroResetLeaky(snn.Leaky):
+    """snnTorch's ``Leaky(reset_mechanism="zero", reset_delay=False)`` (NIR's LIF), the same
+    values, with the reset detached from the gradient: ``mem = beta mem + I``,
+    ``spk = H(mem - thr)``, ``mem = mem (1 - spk)``, where snnTorch multiplies by the spike with
+    its surrogate gradient (its delayed reset is detached). One step ``(spk, mem)`` per call, as
+    ``Leaky`` without ``init_hidden``; exports to NIR as a ``Leaky``."""
+
+    def forward(self, input_: torch.Tensor, mem: torch.Tensor):  # type: ignore[override]
+        if mem.shape != input_.shape:  # init_leaky()'s empty state: start at rest
+            mem = torch.zeros_like(input_)
+        mem = self.beta.clamp(0, 1) * mem + input_
+        spk = self.fire(mem)
+        return spk, mem * (1.0 - spk.detach())
 
 
 class FeedForwardSNN(nn.Module):
@@ -401,6 +417,10 @@ class FeedForwardSNN(nn.Module):
         Reset one step after the spike (snnTorch's default) or in the step of the spike.
         ``reset_mechanism="zero", reset_delay=False`` is NIR's LIF: only such a network exports
         to a graph that other NIR tools and chips run exactly (see :doc:`/nir`).
+    detach_reset : bool
+        With ``reset_mechanism="zero", reset_delay=False``: no gradient through the reset (the
+        same forward values as snnTorch's, whose same-step reset multiplies the membrane by the
+        spike with its surrogate gradient; its delayed reset is detached). Default ``True``.
 
     Examples
     --------
@@ -419,11 +439,12 @@ class FeedForwardSNN(nn.Module):
                  surrogate_param: Optional[float] = None, learn_threshold: bool = False,
                  beta_range: Optional[Sequence[float]] = None, neuron: str = "lif",
                  adapt_decay: float = 0.97, adapt_strength: float = 1.8, reset_mechanism: str = "subtract",
-                 reset_delay: bool = True) -> None:
+                 reset_delay: bool = True, detach_reset: bool = True) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
         check_neuron(neuron, learn_threshold, reset_mechanism, reset_delay)
+        check_bool("detach_reset", detach_reset)
         for name, flag in (("delays", delays), ("output_delays", output_delays), ("learn_beta", learn_beta),
                            ("learn_threshold", learn_threshold)):
             check_bool(name, flag)
@@ -442,7 +463,7 @@ class FeedForwardSNN(nn.Module):
         self.norms = nn.ModuleList(_norm(batch_norm, h) for h in hidden)
         self.lifs = nn.ModuleList(_leaky(h, beta, learn_beta, beta_parametrization, surrogate, surrogate_param,
                                          learn_threshold, decay_range, neuron, adapt_decay, adapt_strength,
-                                         reset_mechanism, reset_delay)
+                                         reset_mechanism, reset_delay, detach_reset)
                                   for h in hidden)
         self.out = lin(sizes[-1], n_classes, delays and output_delays)
 
@@ -568,6 +589,7 @@ def _ff(delays: bool) -> ModelBuilder:
             neuron=getattr(cfg, "neuron", "lif"), adapt_decay=getattr(cfg, "adapt_decay", 0.97),
             adapt_strength=getattr(cfg, "adapt_strength", 1.8),
             reset_mechanism=getattr(cfg, "reset_mechanism", "subtract"), reset_delay=getattr(cfg, "reset_delay", True),
+            detach_reset=getattr(cfg, "detach_reset", True),
         )
     return build
 
