@@ -1436,7 +1436,7 @@ def import_from_nir(graph: "nir.NIRGraph", dt: Optional[float] = None) -> nn.Mod
 
         return SequentialState(*modules)
     eventprop = [type(m).__name__ for m in modules if isinstance(m, (DelayedRecurrentSynaptic, LeakyIntegrator))]
-    stepwise = [type(m).__name__ for m in modules if isinstance(m, (snn.SpikingNeuron, DelayedLinear))]
+    stepwise = [type(m).__name__ for m in modules if isinstance(m, snn.SpikingNeuron)]
     if eventprop and stepwise:
         raise TypeError(
             f"graph: mixes EventProp layers ({sorted(set(eventprop))}), which run whole sequences, with "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -228,8 +229,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 0
         if args.command == "export":
             from .export import export_run
-
-            import warnings
 
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", UserWarning)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import warnings
 from pathlib import Path
@@ -13,7 +12,7 @@ import snntorch as snn
 import torch
 from torch import nn
 
-from .._checks import check_int
+from .._checks import check_int, check_positive_float
 from ..utils import quantize_delays
 from .config import TrainConfig
 from .models import build_model
@@ -118,8 +117,8 @@ def export_run(run_dir: Union[str, os.PathLike], out: Optional[Union[str, os.Pat
     model, cfg, info = load_run_model(run_dir)
     if dt is None:
         dt = float(cfg.dt) if cfg.dt is not None else DEFAULT_DT
-    elif isinstance(dt, bool) or not isinstance(dt, (int, float)) or not (math.isfinite(dt) and dt > 0):
-        raise ValueError(f"dt: expected seconds per step, a finite float > 0, got {dt!r}")
+    else:
+        dt = check_positive_float("dt", dt)
     if max_hardware_delay is not None:
         max_hardware_delay = check_int("max_hardware_delay", max_hardware_delay, minimum=0)
     quantize_delays(model)
