@@ -111,3 +111,26 @@ def test_sizes_of_runs_saved_before_they_were_recorded(ff_run, tmp_path):
     old.mkdir()
     torch.save(saved, old / "model_best.pt")
     assert load_run_model(old)[2] == {"n_inputs": 2, "n_classes": 2}
+
+
+def test_braille_run_with_nirs_reset_exports_exactly(shared_data, tmp_path):
+    # real data: a short Braille run with NIR's reset; the independent interpreter of NIR's
+    # equations gives the trained model's logits on real test samples
+    if not (shared_data / "braille").is_dir():
+        pytest.skip("no Braille data in the shared folder")
+    run = tmp_path / "br"
+    cfg = make_config("braille", None, dict(data_dir=str(shared_data / "braille"), hidden=[24, 24], max_delay=6,
+                                            epochs=1, train_limit=256, eval_limit=64, progress=False,
+                                            tensorboard=False, reset_mechanism="zero", reset_delay=False))
+    train(cfg, run_dir=run, verbose=False)
+    path, graph = export_run(run)
+    assert int(graph.metadata["nir_semantics_exact"]) == 1 and float(graph.metadata["dt"]) == 0.02
+    model, cfg, _ = load_run_model(run)
+    sde.quantize_delays(model)
+    x = _test_batch(cfg, n=32)
+    with torch.no_grad():
+        want, spikes = model(x, record=True)
+    assert all(float(s.sum()) > 0 for s in spikes)
+    cur = torch.from_numpy(NirSim.run(nir.read(str(path)), 0.02, x))
+    got = readout_logits(cur, "li_mean", float(graph.metadata["beta_out"])).float()
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
