@@ -160,10 +160,15 @@ def _steps(layer: DelayLayerMixin, max_hardware_delay: Optional[int], name: str)
             "before exporting for an exact export",
             stacklevel=3,
         )
+    return _within_limit(rounded, max_hardware_delay, name, "")
+
+
+def _within_limit(rounded: torch.Tensor, max_hardware_delay: Optional[int], name: str, kind: str) -> np.ndarray:
+    """Whole-step delays as int64, refused above the target's ``max_hardware_delay``."""
     if max_hardware_delay is not None and bool((rounded > max_hardware_delay).any()):
         raise ValueError(
             f"max_hardware_delay: module {name!r} has {int((rounded > max_hardware_delay).sum())} "
-            f"rounded delays above the limit {max_hardware_delay} (largest {int(rounded.max())})"
+            f"rounded {kind}delays above the limit {max_hardware_delay} (largest {int(rounded.max())})"
         )
     return rounded.cpu().numpy().astype(np.int64)
 
@@ -319,13 +324,8 @@ def _export_eventprop(name: str, m: nn.Module, dt: float, max_hw: Optional[int])
     meta: Dict[str, Any] = {"module": type(m).__name__, "delay_type": "synaptic",
                             "max_delay": int(m.max_delay), "delay_steps": steps, "backward": m.backward}
     if getattr(m, "recurrent", False):
-        rec_steps = round_half_up(m.rec_delays.detach().clamp(1.0, float(m.max_delay))).cpu().numpy()
-        rec_steps = rec_steps.astype(np.int64)
-        if max_hw is not None and bool((rec_steps > max_hw).any()):
-            raise ValueError(
-                f"max_hardware_delay: module {name!r} has {int((rec_steps > max_hw).sum())} rounded "
-                f"recurrent delays above the limit {max_hw} (largest {int(rec_steps.max())})"
-            )
+        rec_steps = _within_limit(round_half_up(m.rec_delays.detach().clamp(1.0, float(m.max_delay))),
+                                  max_hw, name, "recurrent ")
         # the recurrent edge carries one step itself
         _add_delayed_map(nodes, edges, key, key, _np(m.rec_weight), None, rec_steps - 1, "synaptic", dt, "rec_")
         meta["rec_delay_steps"] = rec_steps
@@ -918,7 +918,8 @@ def _norse_params(node: nir.CubaLIF, key: str, dt: float):
 
 
 def _with_saved_lags(
-    lags: np.ndarray, weight: np.ndarray, meta: Dict[str, Any], offset: int, where: str
+    lags: np.ndarray, weight: np.ndarray, meta: Dict[str, Any], offset: int, where: str,
+    key: str = "delay_steps",
 ) -> np.ndarray:
     """Complete a synaptic lag matrix parsed from a graph with the one the exporter saved.
 
@@ -928,17 +929,19 @@ def _with_saved_lags(
     including the one step of the recurrent edge, hence ``offset``); they fill in the lags of
     zero-weight connections. The graph decides every other lag, so a graph edited after export
     is still read as it now is. Graphs without that metadata (other tools) are unchanged.
+    ``key`` names the metadata entry (the EventProp layers save their recurrent lags as
+    ``"rec_delay_steps"`` beside the feed-forward ones).
     """
-    if "delay_steps" not in meta or lags.ndim != 2:
+    if key not in meta or lags.ndim != 2:
         return lags
-    saved = np.asarray(meta["delay_steps"])
+    saved = np.asarray(meta[key])
     ok = saved.shape == lags.shape and saved.dtype.kind in "iuf"
     if ok:
         saved = saved.astype(np.float64) - offset
         ok = bool(np.all(np.isfinite(saved)) and np.all(saved == np.round(saved)) and np.all(saved >= 0))
     if not ok:
         warnings.warn(
-            f"import_from_nir: sub-graph {where!r}: metadata['delay_steps'] (shape "
+            f"import_from_nir: sub-graph {where!r}: metadata[{key!r}] (shape "
             f"{saved.shape}) does not fit the {lags.shape} synaptic delays of the graph, or holds "
             "values that are not whole steps; ignored",
             stacklevel=4,
@@ -1092,9 +1095,7 @@ def _synaptic_lags(mp: _Map, meta: Dict[str, Any], offset: int, where: str) -> n
         lags = mp.lags
     if mp.bias is not None and np.any(mp.bias != 0):
         raise TypeError(f"graph: sub-graph {where!r}: an EventProp layer has no bias, but its map has one")
-    key = "rec_delay_steps" if offset else "delay_steps"
-    saved = {"delay_steps": meta[key]} if key in meta else {}
-    return _with_saved_lags(lags, mp.weight, saved, offset, where)
+    return _with_saved_lags(lags, mp.weight, meta, offset, where, "rec_delay_steps" if offset else "delay_steps")
 
 
 def _import_eventprop(key: str, g: nir.NIRGraph, meta: Dict[str, Any], dt: float,

@@ -59,6 +59,16 @@ def test_options_reach_the_neurons_and_bad_values_are_refused():
     cfg = make_config("braille-eventprop", None, {"reset_delay": False})
     with pytest.raises(ValueError, match="reset_delay: the EventProp neurons reset to 0"):
         build_model(cfg.model, 24, 27, cfg)
+    cfg = make_config("braille-eventprop", None, {"detach_reset": False})
+    with pytest.raises(ValueError, match="detach_reset: the EventProp gradient is exact"):
+        build_model(cfg.model, 24, 27, cfg)
+    cfg = make_config("shd-delrec", None, {"detach_reset": False})
+    with pytest.raises(ValueError, match="detach_reset: the recurrent presets"):
+        build_model(cfg.model, 140, 20, cfg)
+    with pytest.raises(TypeError, match="detach_reset"):
+        make_config("braille", None, {"detach_reset": 1})
+    with pytest.raises(TypeError, match="detach_reset"):
+        FeedForwardSNN(2, [3], 2, detach_reset="yes")
     args = build_parser().parse_args(["train", "--reset-mechanism", "zero", "--no-reset-delay"])
     assert (args.reset_mechanism, args.reset_delay) == ("zero", False)
 

@@ -194,6 +194,7 @@ def _builder(recurrent: bool) -> Callable[[int, int, object], nn.Module]:
             "batch_norm": "the EventProp presets have no batch norm (exact event-based gradients)",
             "reset_mechanism": "the EventProp neurons reset to 0 in the step of the spike (as NIR's CubaLIF)",
             "reset_delay": "the EventProp neurons reset to 0 in the step of the spike (as NIR's CubaLIF)",
+            "detach_reset": "the EventProp gradient is exact, not a surrogate through the reset",
         })
         return EventPropSNN(
             n_in, list(cfg.hidden), n_out, max_delay=cfg.max_delay, recurrent=recurrent,

@@ -203,11 +203,9 @@ class TrainConfig:
             raise ValueError(f"delay_init: expected 'uniform', 'half_normal' or a number, got {self.delay_init!r}")
         if not isinstance(self.device, str):
             raise TypeError(f"device: expected a string such as 'cpu', 'cuda' or 'auto', got {self.device!r}")
-        from ..functional.recurrent_leaky import RESET_MECHANISMS
         from .models import BETA_PARAMETRIZATIONS, READOUTS, SURROGATES, available_models, check_neuron
 
         need_choice("readout", READOUTS)
-        need_choice("reset_mechanism", RESET_MECHANISMS)
         check_neuron(self.neuron, self.learn_threshold, self.reset_mechanism, self.reset_delay)
         need_choice("surrogate", tuple(SURROGATES))
         need_choice("beta_parametrization", BETA_PARAMETRIZATIONS)

@@ -544,7 +544,8 @@ class RecurrentSNN(nn.Module):
 #: Defaults of the training options that some model families do not have (``TrainConfig``'s)
 _OPTION_DEFAULTS: Dict[str, object] = {"learn_beta": False, "learn_threshold": False, "beta_range": None,
                                        "neuron": "lif", "batch_norm": False, "dropout": 0.0, "tau_out": None,
-                                       "reg_strength": 0.0, "reset_mechanism": "subtract", "reset_delay": True}
+                                       "reg_strength": 0.0, "reset_mechanism": "subtract", "reset_delay": True,
+                                       "detach_reset": True}
 
 
 def refuse_options(cfg: object, reasons: Dict[str, str]) -> None:
@@ -602,6 +603,7 @@ def _rec(delays: bool) -> ModelBuilder:
             "learn_threshold": "the recurrent presets keep the threshold 1 (DelRec)",
             "beta_range": "the recurrent presets keep one fixed decay per layer (DelRec)",
             "neuron": "the recurrent presets use DelayedRecurrentLeaky's LIF neurons",
+            "detach_reset": "the recurrent presets reset as DelayedRecurrentLeaky does (snnTorch's gradient)",
         })
         dtype = cfg.delay_type if cfg.delay_type in ("axonal", "synaptic") else "axonal"
         return RecurrentSNN(
