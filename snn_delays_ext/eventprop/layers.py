@@ -14,8 +14,8 @@ from ..functional.interpolation import round_half_up
 from .functional import (
     EventPropConfig,
     _check_decay,
+    _eventprop_lif_binary,
     decays_from_taus,
-    eventprop_lif,
     lif_sequence_surrogate,
     spike_count_planes,
     synaptic_scale,
@@ -117,9 +117,9 @@ class _EventPropBase(DelayLayerMixin, nn.Module):
         self._check_x(x)
         cfg = self.config()
         if self.backward == "eventprop":
-            planes, K = spike_count_planes(x)
+            planes, K = spike_count_planes(x)  # validates x: the planes are binary
             w, d = (self.weight, self.delays) if K == 1 else (self.weight.repeat(1, K), self.delays.repeat(1, K))
-            return eventprop_lif(planes, w, d, rec_weight, rec_delays, config=cfg)
+            return _eventprop_lif_binary(planes, w, d, rec_weight, rec_delays, cfg)
         return lif_sequence_surrogate(x, self.weight, self.delays, rec_weight, rec_delays, config=cfg,
                                       spike_fn=spike_fn)
 
