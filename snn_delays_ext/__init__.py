@@ -11,6 +11,7 @@ from ._version import __version__
 from .delayed_linear import DelayedLinear
 from .delayed_recurrent_leaky import DelayedRecurrentLeaky
 from .eventprop import DelayedRecurrentSynaptic, LeakyIntegrator
+from .leaky_readout import LeakyReadout
 from .schedule import SigmaScheduler
 from .utils import (
     clamp_delays_,
@@ -29,6 +30,7 @@ __all__ = [
     "DelayedRecurrentLeaky",
     "DelayedRecurrentSynaptic",
     "LeakyIntegrator",
+    "LeakyReadout",
     "SigmaScheduler",
     "__version__",
     "backend",

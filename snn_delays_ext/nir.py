@@ -37,7 +37,10 @@ Units and conventions
   ``dt`` is then exactly snnTorch's update). A decay of 1 (no leak, e.g. a learned decay
   clipped at 1) is written as ``tau = 2**24 dt`` (a decay of ``1 - 2**-24``, the float32
   number below 1), not ``inf``: NIR simulators step with ``(dt / tau) r``, which is
-  ``0 * inf = NaN`` for ``tau = r = inf``; import reads it back as 1. Norse's LIF neurons are ``nir.CubaLIF`` with
+  ``0 * inf = NaN`` for ``tau = r = inf``; import reads it back as 1.
+  :class:`~snn_delays_ext.LeakyReadout` (``mem = beta mem + input``) is ``nir.LI`` with
+  ``tau = dt / (1 - beta)``, ``r = tau / dt``, ``v_leak = 0``; import folds another ``LI``
+  input gain ``(dt / tau) r`` into the weights before it. Norse's LIF neurons are ``nir.CubaLIF`` with
   ``tau_syn = 1 / tau_syn_inv``, ``tau_mem = 1 / tau_mem_inv`` (seconds), ``r = 1``,
   ``w_in = tau_syn / dt`` and Norse's ``v_leak``, ``v_th``, ``v_reset``: Norse's update is then
   exactly the Euler step of NIR's ``CubaLIF`` equations, reset included. The EventProp layers
@@ -84,6 +87,7 @@ from .eventprop.functional import synaptic_scale
 from .eventprop.layers import DelayedRecurrentSynaptic, LeakyIntegrator
 from .functional.interpolation import round_half_up
 from .functional.recurrent_leaky import recurrent_delay_shape
+from .leaky_readout import LeakyReadout
 
 __all__ = ["export_to_nir", "import_from_nir"]
 
@@ -277,6 +281,12 @@ def _leaky_node(m: nn.Module, n: int, dt: float) -> nir.LIF:
     )
 
 
+def _li_node(beta: np.ndarray, dt: float) -> nir.LI:
+    """``nir.LI`` whose Euler step is ``v = beta v + I``: ``tau = dt / (1 - beta)``, ``r = tau / dt``."""
+    tau = _tau(beta, dt)
+    return nir.LI(tau=tau, r=tau / dt, v_leak=np.zeros(tau.size), metadata={"beta": np.asarray(beta, np.float64)})
+
+
 def _norse_cubalif(p, n: int, dt: float, module: str) -> nir.CubaLIF:
     tau_syn = 1.0 / _vec(p.tau_syn_inv, n, "tau_syn_inv")
     tau_mem = 1.0 / _vec(p.tau_mem_inv, n, "tau_mem_inv")
@@ -378,6 +388,10 @@ def _export_module(
     if isinstance(m, snn.Leaky) and not isinstance(m, snn.RLeaky):
         _check_nir_neuron(m, name)
         return _leaky_node(m, n_in, dt), n_in
+    if isinstance(m, LeakyReadout):
+        if m.beta.dim() == 1:
+            need_in(m.beta.numel(), "input features (one per beta)")
+        return _li_node(_vec(m.beta, n_in, "beta"), dt), n_in
     if isinstance(m, snn.RLeaky):
         _check_nir_neuron(m, name)
         rec = getattr(m, "recurrent", None)
@@ -500,7 +514,7 @@ def _norse_types() -> Dict[str, tuple]:
 # finding the chain of layers
 # ---------------------------------------------------------------------------------------------
 def _is_atom(m: nn.Module) -> bool:
-    known = (nn.Linear, DelayedLinear, snn.SpikingNeuron, DelayLayerMixin) + _SKIP
+    known = (nn.Linear, DelayedLinear, snn.SpikingNeuron, DelayLayerMixin, LeakyReadout) + _SKIP
     nm = _norse_types()
     if nm:
         known = known + nm["lif"] + nm["norse_recurrent"]
@@ -590,7 +604,8 @@ def export_to_nir(
         seen, so keep such a module a plain chain). Supported layers: ``torch.nn.Linear``,
         :class:`~snn_delays_ext.DelayedLinear`, ``snntorch.Leaky``, ``snntorch.Synaptic``,
         ``snntorch.RLeaky`` (dense or one-to-one, not convolutional),
-        :class:`~snn_delays_ext.DelayedRecurrentLeaky`, the EventProp layers
+        :class:`~snn_delays_ext.DelayedRecurrentLeaky`, :class:`~snn_delays_ext.LeakyReadout`
+        (``nir.LI``), the EventProp layers
         :class:`~snn_delays_ext.eventprop.DelayedRecurrentSynaptic` and
         :class:`~snn_delays_ext.eventprop.LeakyIntegrator` (and so the training CLI's
         ``EventPropSNN``: pass binary ``sample_data``, e.g. zeros), the
@@ -901,6 +916,47 @@ def _check_input_gain(node: nir.CubaLIF, key: str, dt: float, mem_step: np.ndarr
         )
 
 
+def _import_li(key: str, node: nir.LI, dt: float, prev: Optional[nn.Module], flavour: str,
+               seq: bool) -> nn.Module:
+    """A :class:`~snn_delays_ext.LeakyReadout` (Norse flavour: ``LIBoxCell``) from an ``LI`` node.
+
+    The Euler step of NIR's ``LI`` is ``v <- (1 - dt / tau) v + (dt / tau) r I``. The module adds
+    ``I`` itself (``LIBoxCell``: ``(dt / tau) I``); another input gain is folded into the weights
+    and bias of the map before the node, which must then be an ``Affine`` / ``Linear`` (or a
+    delayed map).
+    """
+    n = np.asarray(node.tau).size
+    if np.any(np.asarray(node.v_leak) != 0):
+        raise TypeError(f"graph: node {key!r}: an LI with v_leak != 0 has no equivalent here (expected 0)")
+    tau = _vec(node.tau, n, f"graph: node {key!r}: tau")
+    if np.any(~(tau > 0)):
+        raise ValueError(f"graph: node {key!r}: expected LI time constants tau > 0, got {tau.tolist()}")
+    meta = dict(node.metadata or {})
+    beta = _vec(meta["beta"], n, f"graph: node {key!r}: metadata beta") if "beta" in meta else _decay(tau, dt)
+    r = _vec(node.r, n, f"graph: node {key!r}: r")
+    # what the node adds per unit of input, over what the module adds (1, or dt / tau for LIBoxCell)
+    gain = r if flavour == "norse" else (dt / tau) * r
+    if not np.allclose(gain, 1.0, rtol=1e-6, atol=0.0):
+        if not isinstance(prev, (nn.Linear, DelayedLinear)):
+            raise TypeError(
+                f"graph: node {key!r}: this LI's input gain (dt / tau) * r is not 1 (dt={dt} s) and the "
+                f"node before it is {type(prev).__name__ if prev is not None else 'the input'}, not a "
+                "weight map to fold it into (check dt)")
+        g = _t(gain).to(prev.weight.dtype)
+        with torch.no_grad():
+            prev.weight.mul_(g.view(-1, *([1] * (prev.weight.dim() - 1))))
+            if prev.bias is not None:
+                prev.bias.mul_(g)
+    if flavour == "norse":
+        if seq:
+            raise TypeError(f"graph: node {key!r}: an LI node in a Norse sequence graph is not supported; "
+                            "export the network with step cells")
+        from norse.torch import LIBoxCell, LIBoxParameters
+
+        return LIBoxCell(p=LIBoxParameters(tau_mem_inv=_t(1.0 / tau), v_leak=torch.zeros(n)), dt=dt)
+    return LeakyReadout(_param(beta))
+
+
 def _norse_params(node: nir.CubaLIF, key: str, dt: float):
     from norse.torch import LIFParameters
 
@@ -1074,7 +1130,7 @@ def _import_node(key: str, node: nir.NIRNode, dt: float, flavour: str, seq: bool
         return layer
     raise TypeError(
         f"graph: node {key!r} of type nir.{type(node).__name__} is not supported by import_from_nir "
-        "(supported: Affine, Linear, LIF, CubaLIF and the sub-graphs export_to_nir writes)"
+        "(supported: Affine, Linear, LIF, CubaLIF, LI and the sub-graphs export_to_nir writes)"
     )
 
 
@@ -1344,7 +1400,7 @@ def import_from_nir(graph: "nir.NIRGraph", dt: Optional[float] = None) -> nn.Mod
     ----------
     graph : nir.NIRGraph
         A chain ``input -> ... -> output`` of ``Affine`` / ``Linear`` / ``LIF`` / ``CubaLIF``
-        / ``Delay`` nodes and of sub-graphs as :func:`export_to_nir` writes them (delayed maps,
+        / ``LI`` / ``Delay`` nodes and of sub-graphs as :func:`export_to_nir` writes them (delayed maps,
         recurrent layers with or without ``Delay`` nodes); a recurrent loop
         ``lif -> [Delay] -> Affine/Linear -> lif`` may also sit at the top level, as snnTorch's
         own export writes ``RLeaky`` (its graphs need ``dt=1e-4``, the step it writes time
@@ -1360,7 +1416,8 @@ def import_from_nir(graph: "nir.NIRGraph", dt: Optional[float] = None) -> nn.Mod
         snnTorch flavour: an ``nn.Sequential`` of ``nn.Linear``,
         :class:`~snn_delays_ext.DelayedLinear` (where a map has delays), ``snntorch.Leaky`` /
         ``Synaptic`` / ``RLeaky`` and :class:`~snn_delays_ext.DelayedRecurrentLeaky` (where
-        recurrent delays occur), all with ``init_hidden=True``: call it on one step ``(B, F)``
+        recurrent delays occur) and :class:`~snn_delays_ext.LeakyReadout` (``LI``), all with
+        ``init_hidden=True``: call it on one step ``(B, F)``
         at a time and reset it between samples with :func:`snn_delays_ext.reset`.
         Norse flavour (graphs exported from Norse modules): a ``norse.torch.SequentialState`` of
         the :mod:`snn_delays_ext.norse` modules (step cells or sequence modules, as exported).
@@ -1430,6 +1487,9 @@ def import_from_nir(graph: "nir.NIRGraph", dt: Optional[float] = None) -> nn.Mod
             if flavour == "norse" and seq:
                 raise TypeError(f"graph: node {cur!r}: a bare Delay in a Norse sequence graph is not supported")
             modules.append(layer)
+            continue
+        if isinstance(node, nir.LI):
+            modules.append(_import_li(cur, node, dt, modules[-1] if modules else None, flavour, seq))
             continue
         modules.append(_import_node(cur, node, dt, flavour, seq))
     if flavour == "norse":

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ._delay_layer import DelayLayerMixin
+from .leaky_readout import LeakyReadout
 from ._checks import check_int, check_module, check_nonneg_float
 
 __all__ = [
@@ -84,9 +85,9 @@ def _reset_module(m: nn.Module) -> None:
 
 
 def _reset_delay_layers(net: nn.Module) -> None:
-    """Reset (and detach) the state of every delay layer in ``net``, at any depth."""
+    """Reset (and detach) the state of every delay layer and ``LeakyReadout`` in ``net``, at any depth."""
     for m in net.modules():
-        if isinstance(m, DelayLayerMixin):
+        if isinstance(m, (DelayLayerMixin, LeakyReadout)):
             _reset_module(m)
 
 

@@ -13,10 +13,25 @@ nir = pytest.importorskip("nir")
 import snn_delays_ext as sde  # noqa: E402
 from snn_delays_ext.train import export_run, load_run_model, make_config, make_datasets, train  # noqa: E402
 from snn_delays_ext.train.cli import main  # noqa: E402
-from snn_delays_ext.train.models import readout_logits  # noqa: E402
 
 from _nir_sim import NirSim  # noqa: E402
 from _train_helpers import QUICK  # noqa: E402
+
+
+def _reduce(v: torch.Tensor, how: str) -> torch.Tensor:
+    """Class scores from a graph's output ``(T, B, C)``, as ``metadata["output_reduction"]`` documents
+    (written out here, not taken from the training code)."""
+    T = v.shape[0]
+    if how == "mean":
+        return v.sum(0) / T
+    if how == "max":
+        return v.max(0).values
+    if how == "sum":
+        return v.sum(0)
+    if how == "shaped_mean":
+        return sum(np.exp(-t / T) * v[t] for t in range(T)) / T
+    assert how == "log_mean_softmax"
+    return torch.log(sum(torch.softmax(v[t], -1) for t in range(T)) / T)
 
 
 def _test_batch(cfg, n=40):
@@ -43,8 +58,17 @@ def test_export_cli_writes_the_network_the_run_tested(ff_run, capsys):
     assert "--reset-mechanism zero --no-reset-delay" in out.err
     graph = nir.read(str(path))
     assert graph.metadata["readout"] == "li_mean" and int(graph.metadata["n_classes"]) == 2
+    assert graph.metadata["output_reduction"] == "mean"
     assert int(graph.metadata["nir_semantics_exact"]) == 0
     assert float(graph.metadata["beta_out"]) == pytest.approx(0.8)
+    # the readout's leaky integrator v = 0.8 v + I is the graph's last node: with 1 ms steps,
+    # tau = 1 ms / (1 - 0.8) = 5 ms and r = tau / dt = 5 (so (dt / tau) r = 1)
+    (last,) = [a for a, b in graph.edges if b == "output"]
+    li = graph.nodes[last]
+    assert isinstance(li, nir.LI)
+    np.testing.assert_allclose(li.tau, [5e-3, 5e-3], rtol=1e-6)
+    np.testing.assert_allclose(li.r, [5.0, 5.0], rtol=1e-6)
+    np.testing.assert_array_equal(li.v_leak, [0.0, 0.0])
     model, cfg, info = load_run_model(ff_run)
     assert info == {"n_inputs": 2, "n_classes": 2}
     x = _test_batch(cfg)
@@ -52,10 +76,10 @@ def test_export_cli_writes_the_network_the_run_tested(ff_run, capsys):
     with torch.no_grad():
         want = model(x)
         net = sde.import_from_nir(graph)
+        assert isinstance(net[-1], sde.LeakyReadout)
         sde.reset(net)
-        cur = torch.stack([net(x[t]) for t in range(x.shape[0])])
-    got = readout_logits(cur, graph.metadata["readout"], float(graph.metadata["beta_out"]))
-    torch.testing.assert_close(got, want)
+        v = torch.stack([net(x[t]) for t in range(x.shape[0])])
+    torch.testing.assert_close(_reduce(v, "mean"), want)
     # the rounded test accuracy the run reported is this network's
     results = json.loads((ff_run / "results.json").read_text())
     assert results["n_inputs"] == 2 and results["n_classes"] == 2
@@ -91,6 +115,9 @@ def test_export_of_an_eventprop_run_is_simulated_exactly_by_nir_semantics(tmp_pa
     train(cfg, run_dir=run, verbose=False)
     path, graph = export_run(run)
     assert graph.metadata["readout"] == "li_max" and "beta_out" not in graph.metadata
+    assert graph.metadata["output_reduction"] == "max"
+    # the EventProp readout is its own CubaLI node: no LI is added
+    assert not any(isinstance(n, nir.LI) for n in graph.nodes.values())
     assert int(graph.metadata["nir_semantics_exact"]) == 1
     model, cfg, _ = load_run_model(run)
     sde.quantize_delays(model)
@@ -131,6 +158,28 @@ def test_braille_run_with_nirs_reset_exports_exactly(shared_data, tmp_path):
     with torch.no_grad():
         want, spikes = model(x, record=True)
     assert all(float(s.sum()) > 0 for s in spikes)
-    cur = torch.from_numpy(NirSim.run(nir.read(str(path)), 0.02, x))
-    got = readout_logits(cur, "li_mean", float(graph.metadata["beta_out"])).float()
+    v = torch.from_numpy(NirSim.run(nir.read(str(path)), 0.02, x))
+    got = _reduce(v, graph.metadata["output_reduction"]).float()
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("readout", ["sum", "li_mean", "li_max", "li_shaped", "li_softmax"])
+def test_every_readout_is_the_graph_output_reduced_as_recorded(readout, tmp_path):
+    # NIR's reset, so that the independent interpreter runs the trained network; its output
+    # reduced over time as metadata["output_reduction"] says gives the model's logits
+    run = tmp_path / readout
+    cfg = make_config(None, None, dict(QUICK, hidden=[8], readout=readout, beta_out=0.7, epochs=1,
+                                       interpolation="round", reset_mechanism="zero", reset_delay=False))
+    train(cfg, run_dir=run, verbose=False)
+    path, graph = export_run(run)
+    has_li = any(isinstance(n, nir.LI) for n in graph.nodes.values())
+    assert has_li == (readout != "sum")  # "sum" adds up the readout current itself
+    model, cfg, _ = load_run_model(run)
+    sde.quantize_delays(model)
+    x = _test_batch(cfg, n=30)
+    with torch.no_grad():
+        want, spikes = model(x, record=True)
+    assert float(spikes[0].sum()) > 0
+    v = torch.from_numpy(NirSim.run(nir.read(str(path)), float(graph.metadata["dt"]), x))
+    got = _reduce(v, graph.metadata["output_reduction"]).float()
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)

@@ -23,6 +23,31 @@ __all__ = ["load_run_model", "export_run"]
 DEFAULT_DT = 1e-3
 
 
+#: How a run's ``readout`` turns the graph's output ``v`` (T steps) into class scores:
+#: ``graph.metadata["output_reduction"]``
+_REDUCTIONS = {
+    "sum": "sum",                    # sum_t v_t (v: the readout current)
+    "li_mean": "mean",               # (1/T) sum_t v_t
+    "li_max": "max",                 # max_t v_t
+    "li_shaped": "shaped_mean",      # (1/T) sum_t exp(-t/T) v_t, t = 0 .. T-1
+    "li_softmax": "log_mean_softmax",  # log((1/T) sum_t softmax(v_t))
+}
+
+
+def _append_readout_neuron(graph: Any, beta_out: float, n_classes: int, dt: float) -> None:
+    """Put the surrogate models' leaky-integrator readout (``v = beta_out v + I``) before the
+    graph's output as an ``nir.LI`` node ``"readout"``: the graph then ends at the voltage the
+    run reduced over time, as the EventProp models' ``CubaLI`` does."""
+    import numpy as np
+
+    from ..nir import _li_node
+
+    (last,) = [a for a, b in graph.edges if b == "output"]
+    graph.nodes["readout"] = _li_node(np.full(n_classes, beta_out), dt)
+    graph.edges.remove((last, "output"))
+    graph.edges += [(last, "readout"), ("readout", "output")]
+
+
 def _sizes_from_state(state: Dict[str, torch.Tensor]) -> Tuple[int, int]:
     """Input and class counts of a model saved before they were recorded: the first and the
     last weight matrix in registration order (input layer, readout)."""
@@ -79,11 +104,14 @@ def export_run(run_dir: Union[str, os.PathLike], out: Optional[Union[str, os.Pat
     The model of ``RUN_DIR/model_best.pt`` (the one the run tested) gets its delays rounded
     (:func:`~snn_delays_ext.quantize_delays`: the network whose "rounded" test accuracy the
     run reported) and is written with :func:`~snn_delays_ext.export_to_nir`. The graph ends
-    at what the network's modules compute: the readout's input current for the surrogate
-    models, the leaky-integrator voltage (``nir.CubaLI``) for the EventProp ones. How the run
-    turned that into class scores is recorded in ``graph.metadata``: ``readout`` (e.g.
-    ``"li_mean"``: leaky integration with decay ``beta_out`` per step, then the mean over
-    time; ``"sum"``: the sum over time), ``beta_out``, ``n_classes``, ``dataset``, ``model``.
+    at the readout voltage: the surrogate models' leaky integrator (decay ``beta_out`` per
+    step) is appended as an ``nir.LI`` node ``"readout"`` (for the ``li_*`` readouts; with
+    ``"sum"`` the graph ends at the readout current), the EventProp models end with their
+    ``nir.CubaLI`` readout. How the run turned that output ``v_t`` into class scores is
+    recorded in ``graph.metadata``: ``output_reduction`` (``"mean"``: ``(1/T) sum_t v_t``;
+    ``"max"``; ``"sum"``; ``"shaped_mean"``: ``(1/T) sum_t exp(-t/T) v_t``, ``t = 0 .. T-1``;
+    ``"log_mean_softmax"``: ``log((1/T) sum_t softmax(v_t))``), and ``readout`` (the run's
+    readout name), ``beta_out``, ``n_classes``, ``dataset``, ``model``.
 
     NIR's LIF neurons reset to 0 in the step of the spike. A network trained with another reset
     (snnTorch's default subtracts the threshold one step later) is written with NIR's reset and
@@ -134,14 +162,17 @@ def export_run(run_dir: Union[str, os.PathLike], out: Optional[Union[str, os.Pat
     # zeros: binary for the EventProp layers, and runs every layer once to find the chain
     graph = export_to_nir(model, torch.zeros(1, 1, info["n_inputs"]), dt=float(dt),
                           max_hardware_delay=max_hardware_delay)
-    readout = getattr(model, "readout", None)
+    readout = str(getattr(model, "readout", None) or "sum")
+    beta_out = getattr(model, "beta_out", None)
+    if beta_out is not None and readout != "sum":
+        _append_readout_neuron(graph, float(beta_out), int(info["n_classes"]), float(dt))
     graph.metadata.update({
-        "readout": str(readout) if readout is not None else "sum",
+        "readout": readout, "output_reduction": _REDUCTIONS[readout],
         "n_classes": info["n_classes"], "dataset": cfg.dataset, "model": cfg.model,
         "nir_semantics_exact": int(not inexact),
     })
-    if getattr(model, "beta_out", None) is not None:
-        graph.metadata["beta_out"] = float(model.beta_out)
+    if beta_out is not None:
+        graph.metadata["beta_out"] = float(beta_out)
     path = Path(out) if out is not None else Path(run_dir) / "model.nir"
     path.parent.mkdir(parents=True, exist_ok=True)
     nir.write(str(path), graph)

@@ -1,0 +1,126 @@
+"""A non-spiking leaky-integrator readout: NIR's ``LI`` neuron as an snnTorch-style module."""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from ._checks import check_bool, check_tensor
+
+__all__ = ["LeakyReadout"]
+
+
+class LeakyReadout(nn.Module):
+    r"""Leaky integrator without spikes: ``mem[t] = beta * mem[t-1] + input[t]``.
+
+    The readout of the training CLI's surrogate models (``readout="li_mean"`` and the other
+    ``li_*`` readouts integrate the readout current so before reducing it over time), and the
+    Euler step of NIR's ``LI`` neuron ``tau dv/dt = -v + r I`` with ``beta = 1 - dt / tau`` and
+    ``(dt / tau) r = 1``: :func:`~snn_delays_ext.nir.export_to_nir` writes it as that node and
+    :func:`~snn_delays_ext.nir.import_from_nir` reads an ``LI`` node back as this module.
+
+    Parameters
+    ----------
+    beta : float or torch.Tensor
+        Decay per step, in ``[0, 1]``: a number, or one value per neuron (a 1-D tensor, which
+        fixes the number of neurons).
+    init_hidden : bool
+        snnTorch's convention. ``True``: the module keeps the membrane; a call takes the input
+        and returns the new membrane; reset it between samples with
+        :func:`snn_delays_ext.reset`, ``reset_mem()`` or ``snntorch.utils.reset``. ``False``:
+        a call takes the input and the previous membrane (``None``: zeros) and returns the new.
+
+    Notes
+    -----
+    The input is one step ``(B, N)`` or a whole sequence ``(T, B, N)`` (time first); the output
+    has its shape: the membrane after the step, or after every step of the sequence.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from snn_delays_ext import LeakyReadout
+    >>> li = LeakyReadout(beta=0.5)
+    >>> li(torch.ones(3, 1, 1)).flatten().tolist()     # 1, 0.5 + 1, 0.75 + 1
+    [1.0, 1.5, 1.75]
+    >>> li(torch.ones(1, 1)).item()                    # the state goes on from the sequence's end
+    1.875
+    >>> _ = li.reset_mem()
+    >>> li(torch.ones(1, 1)).item()
+    1.0
+    """
+
+    mem: Optional[torch.Tensor]
+
+    def __init__(self, beta: Union[float, torch.Tensor], init_hidden: bool = True) -> None:
+        super().__init__()
+        self.init_hidden = check_bool("init_hidden", init_hidden)
+        if isinstance(beta, torch.Tensor):
+            b = beta.detach().clone()
+            b = b if b.is_floating_point() else b.to(torch.get_default_dtype())
+            if b.dim() > 1:
+                raise ValueError(f"beta: expected a number or a 1-D tensor, got shape {tuple(b.shape)}")
+        elif isinstance(beta, (int, float)) and not isinstance(beta, bool):
+            b = torch.tensor(float(beta))
+        else:
+            raise TypeError(f"beta: expected a number or a tensor, got {type(beta).__name__}")
+        if not bool(torch.isfinite(b).all()) or bool((b < 0).any()) or bool((b > 1).any()):
+            raise ValueError(f"beta: expected values in [0, 1], got {b.tolist()}")
+        self.register_buffer("beta", b)
+        self.mem = None
+
+    def extra_repr(self) -> str:
+        b = self.beta
+        shown = f"{b.item():g}" if b.dim() == 0 else f"tensor of {b.numel()}"
+        return f"beta={shown}, init_hidden={self.init_hidden}"
+
+    def reset_mem(self) -> "LeakyReadout":
+        """Forget the membrane (the next step starts from 0); returns ``self``."""
+        self.mem = None
+        return self
+
+    def _check_input(self, input_: torch.Tensor) -> None:
+        check_tensor("input_", input_, ranks=(2, 3), last_dim=self.beta.numel() if self.beta.dim() == 1 else None,
+                     device=self.beta.device)
+
+    def forward(self, input_: torch.Tensor, mem: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Integrate one step or a sequence.
+
+        Parameters
+        ----------
+        input_ : torch.Tensor
+            ``(B, N)`` (one step) or ``(T, B, N)`` (a sequence), floating point.
+        mem : torch.Tensor, optional
+            ``(B, N)``: the membrane before the first step, with ``init_hidden=False`` only
+            (``None``: zeros).
+
+        Returns
+        -------
+        torch.Tensor
+            The membrane after each step, shaped as ``input_``.
+        """
+        self._check_input(input_)
+        if self.init_hidden:
+            if mem is not None:
+                raise TypeError("mem: init_hidden=True keeps the membrane in the module; do not pass it")
+            mem = self.mem
+        step_shape = input_.shape[-2:]
+        if mem is not None and tuple(mem.shape) != tuple(step_shape):
+            hint = ("; call reset_mem() (or snn_delays_ext.reset(net)) before a new batch" if self.init_hidden
+                    else "")
+            raise ValueError(f"mem: expected shape {tuple(step_shape)} (batch, features), got {tuple(mem.shape)}{hint}")
+        beta = self.beta.to(input_.dtype)
+        v = torch.zeros(step_shape, dtype=input_.dtype, device=input_.device) if mem is None else mem
+        if input_.dim() == 2:
+            v = beta * v + input_
+            out = v
+        else:
+            steps = []
+            for x in input_.unbind(0):
+                v = beta * v + x
+                steps.append(v)
+            out = torch.stack(steps)
+        if self.init_hidden:
+            self.mem = v
+        return out
