@@ -62,7 +62,7 @@ class LeakyReadout(nn.Module):
             if b.dim() > 1:
                 raise ValueError(f"beta: expected a number or a 1-D tensor, got shape {tuple(b.shape)}")
         elif isinstance(beta, (int, float)) and not isinstance(beta, bool):
-            b = torch.tensor(float(beta))
+            b = torch.tensor(float(beta), dtype=torch.float64)  # cast to the input's dtype per call
         else:
             raise TypeError(f"beta: expected a number or a tensor, got {type(beta).__name__}")
         if not bool(torch.isfinite(b).all()) or bool((b < 0).any()) or bool((b > 1).any()):

@@ -19,6 +19,7 @@ from torch.nn.utils import parametrize
 from .._checks import as_real, check_bool, check_choice, check_fraction, check_int, check_positive_float
 from ..delayed_linear import DelayedLinear
 from ..delayed_recurrent_leaky import DelayedRecurrentLeaky
+from ..leaky_readout import LeakyReadout
 from ..functional.recurrent_leaky import RESET_MECHANISMS
 from ..surrogate import _PARAM as _SURROGATE_PARAM
 from ..surrogate import triangle
@@ -84,13 +85,9 @@ def build_model(name: str, n_inputs: int, n_classes: int, cfg: object) -> nn.Mod
 
 
 def leaky_integrator(cur: torch.Tensor, beta: float) -> torch.Tensor:
-    """Non-spiking leaky integrator ``v_t = beta v_{t-1} + I_t`` over a ``(T, B, C)`` current."""
-    v = torch.zeros_like(cur[0])
-    out = []
-    for c in cur.unbind(0):  # one backward node, not T (indexing cur[t] costs O(T^2) backward)
-        v = beta * v + c
-        out.append(v)
-    return torch.stack(out)
+    """Non-spiking leaky integrator ``v_t = beta v_{t-1} + I_t`` over a ``(T, B, C)`` current
+    (:class:`~snn_delays_ext.LeakyReadout`, which export writes as ``nir.LI``)."""
+    return LeakyReadout(beta, init_hidden=False)(cur)
 
 
 def readout_logits(cur: torch.Tensor, readout: str, beta: float) -> torch.Tensor:
