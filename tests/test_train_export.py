@@ -183,3 +183,26 @@ def test_every_readout_is_the_graph_output_reduced_as_recorded(readout, tmp_path
     v = torch.from_numpy(NirSim.run(nir.read(str(path)), float(graph.metadata["dt"]), x))
     got = _reduce(v, graph.metadata["output_reduction"]).float()
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_recurrent_run_with_an_li_readout_imports_to_its_logits(tmp_path):
+    # DelRec-style recurrent model, li_mean readout: the import ends with the LeakyReadout, and
+    # the mean over time of its voltage is the model's logits (recurrent delays included)
+    run = tmp_path / "rec"
+    cfg = make_config(None, None, dict(QUICK, model="delrec", hidden=[6], max_delay=4, readout="li_mean",
+                                       beta_out=0.9, epochs=1))
+    train(cfg, run_dir=run, verbose=False)
+    with pytest.warns(UserWarning, match="reset"):
+        _, graph = export_run(run)
+    assert graph.metadata["output_reduction"] == "mean"
+    model, cfg, _ = load_run_model(run)
+    sde.quantize_delays(model)
+    x = _test_batch(cfg, n=20)
+    net = sde.import_from_nir(graph)
+    assert isinstance(net[-1], sde.LeakyReadout) and net[-1].beta.item() == pytest.approx(0.9)
+    with torch.no_grad():
+        want, spikes = model(x, record=True)
+        sde.reset(net)
+        v = torch.stack([net(x[t]) for t in range(x.shape[0])])
+    assert float(spikes[0].sum()) > 0
+    torch.testing.assert_close(_reduce(v, "mean"), want, rtol=1e-5, atol=1e-5)
