@@ -110,6 +110,10 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         With ``init_hidden=True``, return ``(spk, mem)`` instead of ``spk``.
     reset_delay : bool
         As in snnTorch: ``True`` resets the membrane one step after the spike.
+    detach_reset : bool
+        With ``reset_delay=False``, give the same-step reset no gradient (default ``False``:
+        snnTorch's, where the reset term carries the spike's surrogate derivative). Forward
+        values do not change. NIR's LIF is ``reset_mechanism="zero", reset_delay=False``.
     bias : bool
         Keep the recurrent bias (``RLeaky`` has one).
     backward : {"surrogate"}
@@ -196,6 +200,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         kernel_size: None = None,
         inhibition: bool = False,
         state_quant: Union[bool, Callable[[torch.Tensor], torch.Tensor]] = False,
+        detach_reset: bool = False,
     ) -> None:
         n = check_int("linear_features", linear_features, minimum=1)
         check_choice("reset_mechanism", reset_mechanism, RESET_MECHANISMS)
@@ -207,6 +212,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
             )
         check_bool("all_to_all", all_to_all)
         check_bool("inhibition", inhibition)
+        check_bool("detach_reset", detach_reset)
         if state_quant is not False and state_quant is not None and not callable(state_quant):
             raise TypeError(f"state_quant: expected False or a callable, got {type(state_quant).__name__}")
         if not all_to_all and delay_type != "axonal":
@@ -238,6 +244,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
                 reset_delay=reset_delay,
             )
             self.linear_features = n  # snnTorch leaves it None for all_to_all=False
+            self.detach_reset = detach_reset
             self.max_delay = check_int("max_delay", max_delay, minimum=1)
             self.min_delay = 1
             self.delay_type = check_choice("delay_type", delay_type, DELAY_TYPES_RECURRENT)
@@ -316,6 +323,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
             graded_spikes_factor=self._graded(),
             state_quant=self.state_quant if self.state_quant else None,
             inhibition=bool(self.inhibition),
+            detach_reset=self.detach_reset,
         )
 
     def _weights(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:

@@ -280,3 +280,65 @@ def test_torch_func_vmap_and_per_sample_gradients_with_a_functorch_surrogate(del
         for name, p in lif.named_parameters():
             torch.testing.assert_close(per_sample[name][i], p.grad, rtol=1e-10, atol=1e-12,
                                        msg=lambda m: f"{name}: {m}")
+
+
+def _atan_slope(u):
+    v = torch.tensor(u, requires_grad=True)
+    surrogate.atan()(v).backward()
+    return float(v.grad)
+
+
+@pytest.mark.parametrize("mechanism", ["zero", "subtract"])
+def test_detach_reset_hand_computed_gradient(mechanism):
+    # one neuron, recurrent weight and bias 0, beta 0.5, threshold 1, inputs 1.5, 0.3, 0.5,
+    # reset in the spike's step. Membranes: 1.5 (spike) -> 0 (zero) / 0.5 (subtract), then
+    # 0.3 / 0.55, then 0.65 / 0.775: no more spikes. d spk_2 / d I_0 passes through the reset of
+    # step 0: with detach_reset its factor is d mem_0' / d mem_0 = 1 - s_0 = 0 (zero) or 1
+    # (subtract); snnTorch's adds -mem_0 s'(0.5) (zero) or -1 * s'(0.5) (subtract). Step 1 has
+    # no spike, and its reset term's slope (-mem_1 s'(mem_1 - 1) for zero, -s'(mem_1 - 1) for
+    # subtract) enters only without detaching.
+    def grad_of_input(detach):
+        layer = sde.DelayedRecurrentLeaky(beta=0.5, linear_features=1, max_delay=2, delay_init=1.0,
+                                          reset_mechanism=mechanism, reset_delay=False, detach_reset=detach,
+                                          spike_grad=surrogate.atan())
+        with torch.no_grad():
+            layer.recurrent.weight.zero_()
+            layer.recurrent.bias.zero_()
+        x = torch.tensor([1.5, 0.3, 0.5]).view(3, 1, 1).requires_grad_(True)
+        spk, _ = layer(x)
+        assert spk.flatten().tolist() == [1.0, 0.0, 0.0]
+        spk[2].sum().backward()
+        return x.grad.flatten()
+
+    ds = _atan_slope
+    m1, m2 = (0.3, 0.65) if mechanism == "zero" else (0.55, 0.775)
+    out = ds(m2 - 1)
+    det = grad_of_input(True)
+    step0 = 0.0 if mechanism == "zero" else 1.0
+    assert float(det[2]) == pytest.approx(out, rel=1e-6)
+    assert float(det[1]) == pytest.approx(out * 0.5, rel=1e-6)
+    assert float(det[0]) == pytest.approx(out * 0.5 * 0.5 * step0, rel=1e-6, abs=1e-12)
+    snt = grad_of_input(False)
+    step1 = 1.0 - (m1 if mechanism == "zero" else 1.0) * ds(m1 - 1)
+    step0 = (1.0 - 1.0 - 1.5 * ds(0.5)) if mechanism == "zero" else (1.0 - ds(0.5))
+    assert float(snt[2]) == pytest.approx(out, rel=1e-6)
+    assert float(snt[1]) == pytest.approx(out * 0.5 * step1, rel=1e-5)
+    assert float(snt[0]) == pytest.approx(out * 0.5 * step1 * 0.5 * step0, rel=1e-5)
+
+
+def test_detach_reset_keeps_snntorchs_values_and_changes_only_gradients():
+    ref, ours = pair(reset_mechanism="zero", reset_delay=False)
+    ours.detach_reset = True
+    x = torch.randn(25, 3, N) * 1.5
+    assert_same_run(ref, ours, x)  # forward values: snnTorch's RLeaky's
+    ours.reset_mem()
+    x.requires_grad_(True)
+    ours(x)[0].sum().backward()
+    g_det = x.grad.clone()
+    x.grad = None
+    ours.detach_reset = False
+    ours.reset_mem()
+    ours(x)[0].sum().backward()
+    assert not torch.allclose(g_det, x.grad)
+    with pytest.raises(TypeError, match="detach_reset"):
+        sde.DelayedRecurrentLeaky(beta=0.5, linear_features=2, max_delay=2, detach_reset="yes")

@@ -62,9 +62,15 @@ def test_options_reach_the_neurons_and_bad_values_are_refused():
     cfg = make_config("braille-eventprop", None, {"detach_reset": False})
     with pytest.raises(ValueError, match="detach_reset: the EventProp gradient is exact"):
         build_model(cfg.model, 24, 27, cfg)
-    cfg = make_config("shd-delrec", None, {"detach_reset": False})
-    with pytest.raises(ValueError, match="detach_reset: the recurrent presets"):
-        build_model(cfg.model, 140, 20, cfg)
+    cfg = make_config("shd-delrec", None, {"reset_mechanism": "zero", "reset_delay": False, "hidden": [4]})
+    assert build_model(cfg.model, 140, 20, cfg).recs[0].detach_reset is True
+    cfg = make_config("shd-delrec", None, {"reset_mechanism": "zero", "reset_delay": False, "detach_reset": False,
+                                           "hidden": [4]})
+    assert build_model(cfg.model, 140, 20, cfg).recs[0].detach_reset is False
+    cfg = make_config("shd-delrec", None, {"hidden": [4]})  # subtract one step later: nothing to detach
+    assert build_model(cfg.model, 140, 20, cfg).recs[0].detach_reset is False
+    with pytest.raises(TypeError, match="detach_reset"):
+        RecurrentSNN(3, [5], 2, detach_reset=None)
     with pytest.raises(TypeError, match="detach_reset"):
         make_config("braille", None, {"detach_reset": 1})
     with pytest.raises(TypeError, match="detach_reset"):

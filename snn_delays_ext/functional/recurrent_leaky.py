@@ -85,6 +85,10 @@ class RecurrentLeakyParameters(NamedTuple):
     inhibition : bool
         Only the neuron with the highest membrane of each sample may spike in a step
         (snnTorch's ``inhibition``).
+    detach_reset : bool
+        With ``reset_delay=False``: the same-step reset carries no gradient (``False``,
+        snnTorch's: the membrane is reset with the spike and its surrogate derivative). The
+        reset one step later (``reset_delay=True``) never carries one, as in snnTorch.
 
     Examples
     --------
@@ -102,6 +106,7 @@ class RecurrentLeakyParameters(NamedTuple):
     graded_spikes_factor: Union[float, torch.Tensor] = 1.0
     state_quant: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
     inhibition: bool = False
+    detach_reset: bool = False
 
 
 class RecurrentLeakyState(NamedTuple):
@@ -167,7 +172,8 @@ def _membrane_update(
         spk = p.spike_grad(fire_mem - thr).to(mem.dtype)
         spk = spk if unit else spk * graded
     if not p.reset_delay and p.reset_mechanism != "none":
-        do_reset = (spk if unit else spk / graded) - reset
+        fired = spk.detach() if p.detach_reset else spk
+        do_reset = (fired if unit else fired / graded) - reset
         if p.reset_mechanism == "subtract":
             new_mem = new_mem - do_reset * thr
         else:

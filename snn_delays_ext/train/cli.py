@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="surrogate presets: reset one step after the spike (snnTorch's default) or in its step "
                         "(--no-reset-delay; with --reset-mechanism zero: NIR's LIF, exported exactly)")
     m.add_argument("--detach-reset", dest="detach_reset", action=argparse.BooleanOptionalAction, default=None,
-                   help="feed-forward presets with --reset-mechanism zero --no-reset-delay: no gradient through "
+                   help="surrogate presets with --reset-mechanism zero --no-reset-delay: no gradient through "
                         "the reset (default) or snnTorch's (--no-detach-reset)")
     m.add_argument("--beta-parametrization", dest="beta_parametrization", choices=list(BETA_PARAMETRIZATIONS),
                    help="with --learn-beta: learn beta clipped to [0, 1] (clamp, snnTorch) or its logit (sigmoid)")

@@ -79,7 +79,7 @@ class TrainConfig:
     adapt_strength: float = 1.8         # neuron "alif": threshold 1 + adapt_strength * trace
     reset_mechanism: str = "subtract"   # surrogate models' LIF reset: "subtract", "zero" or "none" (snnTorch's)
     reset_delay: bool = True            # reset one step after the spike (snnTorch's default) or in its step
-    detach_reset: bool = True           # ff models, reset "zero" without delay: no gradient through the reset
+    detach_reset: bool = True           # surrogate models, reset "zero" without delay: no gradient through the reset
     beta_parametrization: str = "clamp"  # learn_beta: "clamp" (snnTorch: beta clipped to [0, 1]) or "sigmoid" (a logit)
     beta_lr: Optional[float] = None      # learning rate of the decay logits (beta_parametrization "sigmoid"); None: lr
     batch_norm: bool = False            # surrogate models: batch norm of each hidden layer's input current

@@ -484,8 +484,9 @@ class RecurrentSNN(nn.Module):
     ----------
     n_inputs, hidden, n_classes, max_delay, delays, readout, beta_out, dropout, batch_norm
         As in :class:`FeedForwardSNN`.
-    reset_mechanism, reset_delay
-        As in :class:`FeedForwardSNN` (DelRec: subtract, one step later).
+    reset_mechanism, reset_delay, detach_reset
+        As in :class:`FeedForwardSNN` (DelRec: subtract, one step later; ``detach_reset`` acts
+        on the zero reset in the spike's step only, as there).
     beta : float
         Membrane decay of the recurrent LIF neurons (DelRec: 0.5).
     surrogate : str
@@ -510,10 +511,11 @@ class RecurrentSNN(nn.Module):
                  surrogate: str = "triangle", delay_std: Optional[float] = None,
                  delay_type: str = "axonal", dropout: float = 0.0, batch_norm: bool = False,
                  surrogate_param: Optional[float] = None, reset_mechanism: str = "subtract",
-                 reset_delay: bool = True) -> None:
+                 reset_delay: bool = True, detach_reset: bool = True) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
+        check_bool("detach_reset", detach_reset)
         self.readout, self.beta_out = readout, float(beta_out)
         self.drop = _dropout(dropout)
         sizes = [n_inputs] + list(hidden)
@@ -522,7 +524,8 @@ class RecurrentSNN(nn.Module):
         self.recs = nn.ModuleList(
             DelayedRecurrentLeaky(beta, h, max_delay, delay_type=delay_type, spike_grad=_spike_grad(surrogate, surrogate_param),
                                   delay_init="half_normal" if delays else 1.0, delay_std=delay_std,
-                                  learn_delays=delays, reset_mechanism=reset_mechanism, reset_delay=reset_delay)
+                                  learn_delays=delays, reset_mechanism=reset_mechanism, reset_delay=reset_delay,
+                                  detach_reset=detach_reset and reset_mechanism == "zero" and not reset_delay)
             for h in hidden
         )
         self.out = nn.Linear(sizes[-1], n_classes)
@@ -600,7 +603,6 @@ def _rec(delays: bool) -> ModelBuilder:
             "learn_threshold": "the recurrent presets keep the threshold 1 (DelRec)",
             "beta_range": "the recurrent presets keep one fixed decay per layer (DelRec)",
             "neuron": "the recurrent presets use DelayedRecurrentLeaky's LIF neurons",
-            "detach_reset": "the recurrent presets reset as DelayedRecurrentLeaky does (snnTorch's gradient)",
         })
         dtype = cfg.delay_type if cfg.delay_type in ("axonal", "synaptic") else "axonal"
         return RecurrentSNN(
@@ -608,7 +610,7 @@ def _rec(delays: bool) -> ModelBuilder:
             readout=cfg.readout, beta_out=cfg.beta_out, surrogate=cfg.surrogate,
             delay_std=cfg.delay_std, delay_type=dtype, dropout=cfg.dropout, batch_norm=cfg.batch_norm,
             surrogate_param=cfg.surrogate_param, reset_mechanism=getattr(cfg, "reset_mechanism", "subtract"),
-            reset_delay=getattr(cfg, "reset_delay", True),
+            reset_delay=getattr(cfg, "reset_delay", True), detach_reset=getattr(cfg, "detach_reset", True),
         )
     return build
 
