@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Optional, Union
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -61,7 +63,7 @@ class LeakyReadout(nn.Module):
             b = b if b.is_floating_point() else b.to(torch.get_default_dtype())
             if b.dim() > 1:
                 raise ValueError(f"beta: expected a number or a 1-D tensor, got shape {tuple(b.shape)}")
-        elif isinstance(beta, (int, float)) and not isinstance(beta, bool):
+        elif isinstance(beta, numbers.Real) and not isinstance(beta, (bool, np.bool_)):
             b = torch.tensor(float(beta), dtype=torch.float64)  # cast to the input's dtype per call
         else:
             raise TypeError(f"beta: expected a number or a tensor, got {type(beta).__name__}")

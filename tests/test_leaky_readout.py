@@ -37,6 +37,10 @@ def test_per_neuron_decays():
     torch.testing.assert_close(got[:, :, 3], x[:, :, 3].cumsum(0))   # decay 1: the running sum
 
 
+def test_numpy_numbers_are_decays():
+    assert LeakyReadout(np.float32(0.5))(torch.ones(2, 1, 1)).flatten().tolist() == [1.0, 1.5]
+
+
 def test_explicit_state_and_gradient():
     li = LeakyReadout(0.8, init_hidden=False)
     x = torch.randn(5, 2, 3, requires_grad=True)
