@@ -936,6 +936,9 @@ def _import_li(key: str, node: nir.LI, dt: float, prev: Optional[nn.Module], fla
     r = _vec(node.r, n, f"graph: node {key!r}: r")
     # what the node adds per unit of input, over what the module adds (1, or dt / tau for LIBoxCell)
     gain = r if flavour == "norse" else (dt / tau) * r
+    if flavour == "norse" and seq:  # before the gain is folded into the previous map
+        raise TypeError(f"graph: node {key!r}: an LI node in a Norse sequence graph is not supported; "
+                        "export the network with step cells")
     if not np.allclose(gain, 1.0, rtol=1e-6, atol=0.0):
         if not isinstance(prev, (nn.Linear, DelayedLinear)):
             raise TypeError(
@@ -948,9 +951,6 @@ def _import_li(key: str, node: nir.LI, dt: float, prev: Optional[nn.Module], fla
             if prev.bias is not None:
                 prev.bias.mul_(g)
     if flavour == "norse":
-        if seq:
-            raise TypeError(f"graph: node {key!r}: an LI node in a Norse sequence graph is not supported; "
-                            "export the network with step cells")
         from norse.torch import LIBoxCell, LIBoxParameters
 
         return LIBoxCell(p=LIBoxParameters(tau_mem_inv=_t(1.0 / tau), v_leak=torch.zeros(n)), dt=dt)

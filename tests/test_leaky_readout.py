@@ -168,3 +168,12 @@ def test_norse_flavour_imports_lis_as_norse_cells():
             y, state = net(x[t], state)
             out.append(y)
     np.testing.assert_allclose(torch.stack(out).double().numpy(), NirSim.run(g, 1e-3, x), rtol=1e-5, atol=1e-6)
+
+
+def test_norse_sequence_graphs_refuse_an_li():
+    pytest.importorskip("norse.torch")
+    g = nir.NIRGraph.from_list(nir.Affine(weight=np.eye(2), bias=np.zeros(2)),
+                               nir.LI(tau=np.array([4e-3, 8e-3]), r=np.array([2.0, 1.0]), v_leak=np.zeros(2)))
+    g.metadata = {"flavour": "norse", "norse_mode": "sequence", "dt": 1e-3}
+    with pytest.raises(TypeError, match="Norse sequence graph"):
+        sde.import_from_nir(g)

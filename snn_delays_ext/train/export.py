@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
+import numpy as np
 import snntorch as snn
 import torch
 from torch import nn
@@ -38,8 +39,6 @@ def _append_readout_neuron(graph: Any, beta_out: float, n_classes: int, dt: floa
     """Put the surrogate models' leaky-integrator readout (``v = beta_out v + I``) before the
     graph's output as an ``nir.LI`` node ``"readout"``: the graph then ends at the voltage the
     run reduced over time, as the EventProp models' ``CubaLI`` does."""
-    import numpy as np
-
     from ..nir import _li_node
 
     (last,) = [a for a, b in graph.edges if b == "output"]

@@ -297,6 +297,12 @@ def initial_decays(h: int, beta: float, beta_range: Optional[Tuple[float, float]
     return lo + (hi - lo) * torch.rand(h)
 
 
+def _detaches_reset(detach_reset: bool, reset_mechanism: str, reset_delay: bool) -> bool:
+    """Whether a surrogate model's reset is given no gradient: ``detach_reset`` acts on the zero
+    reset in the spike's step only (snnTorch's delayed reset is detached already)."""
+    return detach_reset and reset_mechanism == "zero" and not reset_delay
+
+
 def _leaky(h: int, beta: float, learn_beta: bool, beta_parametrization: str, surrogate_name: str,
            surrogate_param: Optional[float], learn_threshold: bool = False,
            beta_range: Optional[Tuple[float, float]] = None, neuron: str = "lif",
@@ -311,7 +317,7 @@ def _leaky(h: int, beta: float, learn_beta: bool, beta_parametrization: str, sur
         lif = AdaptiveLeaky(h, initial_decays(h, beta, beta_range), adapt_decay, adapt_strength,
                             _spike_grad(surrogate_name, surrogate_param), learn_beta=learn_beta)
     else:
-        cls = _DetachedZeroResetLeaky if detach_reset and reset_mechanism == "zero" and not reset_delay else snn.Leaky
+        cls = _DetachedZeroResetLeaky if _detaches_reset(detach_reset, reset_mechanism, reset_delay) else snn.Leaky
         lif = cls(beta=initial_decays(h, beta, beta_range) if per_neuron else beta, learn_beta=learn_beta,
                         threshold=torch.ones(h) if learn_threshold else 1.0, learn_threshold=learn_threshold,
                         spike_grad=_spike_grad(surrogate_name, surrogate_param), reset_mechanism=reset_mechanism,
@@ -525,7 +531,7 @@ class RecurrentSNN(nn.Module):
             DelayedRecurrentLeaky(beta, h, max_delay, delay_type=delay_type, spike_grad=_spike_grad(surrogate, surrogate_param),
                                   delay_init="half_normal" if delays else 1.0, delay_std=delay_std,
                                   learn_delays=delays, reset_mechanism=reset_mechanism, reset_delay=reset_delay,
-                                  detach_reset=detach_reset and reset_mechanism == "zero" and not reset_delay)
+                                  detach_reset=_detaches_reset(detach_reset, reset_mechanism, reset_delay))
             for h in hidden
         )
         self.out = nn.Linear(sizes[-1], n_classes)
