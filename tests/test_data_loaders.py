@@ -293,3 +293,76 @@ def test_random_drop_event_thins_each_event_independently():
         random_drop_event(torch.ones(3, 2, 2, dtype=torch.long), 0.1)
     with pytest.raises(ValueError, match=r"x: expected a \(T, B, F\)"):
         random_drop_event(x[0], 0.1)
+
+
+def test_random_blend_hand_made_with_and_without_alignment():
+    """Two samples of class 5 (values 1 and 2, centres of mass at steps 2 and 5) and one of class
+    7. With p = 1 each of the pair is blended with the other; with alignment the partner is moved
+    by 5 - 2 = 3 steps onto the sample's centre, so its events land on the sample's own steps."""
+    from snn_delays_ext.data import random_blend
+
+    x = torch.zeros(8, 3, 1)
+    x[[1, 3], 0, 0] = 1.0
+    x[[4, 6], 1, 0] = 2.0
+    x[[0, 7], 2, 0] = 3.0
+    labels = torch.tensor([5, 5, 7])
+    seen_aligned, seen_plain = set(), set()
+    for seed in range(30):
+        y = random_blend(x, labels, 1.0, generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(y[:, 2], x[:, 2])  # no partner of its class: unchanged
+        for b, own in ((0, [1, 3]), (1, [4, 6])):
+            assert torch.count_nonzero(y[:, b]) <= 2
+            rest = [t for t in range(8) if t not in own]
+            assert float(y[rest, b].abs().sum()) == 0.0  # aligned: only the sample's own steps
+            seen_aligned.update(float(v) for v in y[own, b, 0])
+        z = random_blend(x, labels, 1.0, align=False, generator=torch.Generator().manual_seed(seed))
+        assert set(torch.nonzero(z[:, 0, 0]).flatten().tolist()) <= {1, 3, 4, 6}
+        assert set(z[[1, 3], 0, 0].tolist()) <= {0.0, 1.0} and set(z[[4, 6], 0, 0].tolist()) <= {0.0, 2.0}
+        seen_plain.update(z[:, 0, 0].tolist())
+    assert seen_aligned == {1.0, 2.0}  # each bin comes from one or the other
+    assert seen_plain == {0.0, 1.0, 2.0}
+
+
+def test_random_blend_partners_are_random_members_of_the_class():
+    from snn_delays_ext.data import random_blend
+
+    B, draws = 6, 600
+    x = torch.arange(1.0, B + 1).view(1, B, 1).expand(4, B, 5).contiguous()  # sample b holds the value b + 1
+    labels = torch.tensor([0, 0, 0, 0, 1, 1])
+    g = torch.Generator().manual_seed(0)
+    partners, blended = torch.zeros(B, B), 0
+    for _ in range(draws):
+        y = random_blend(x, labels, 0.5, align=False, generator=g)
+        for b in range(B):
+            vals = set(y[:, b].flatten().tolist())
+            assert b + 1.0 in vals or len(vals) == 1
+            others = vals - {b + 1.0}
+            assert len(others) <= 1
+            if others:
+                o = int(others.pop()) - 1
+                assert labels[o] == labels[b] and o != b
+                partners[b, o] += 1
+                blended += 1
+    # a blended sample shows its partner's value in 20 bins with probability 1 - 2**-20
+    assert abs(blended / (draws * B) - 0.5) < 0.03
+    for b in range(4):  # class 0: the three others about equally often
+        row = partners[b, [o for o in range(4) if o != b]]
+        assert float(row.min()) > 0.25 * float(row.sum())
+
+
+def test_random_blend_bad_input():
+    from snn_delays_ext.data import random_blend
+
+    x = torch.ones(5, 3, 2)
+    assert random_blend(x, torch.tensor([0, 0, 1]), 0.0) is x
+    assert torch.equal(random_blend(x, torch.tensor([0, 1, 2]), 1.0), x)  # no pairs at all
+    with pytest.raises(ValueError, match="labels: expected 3 labels"):
+        random_blend(x, torch.tensor([0, 1]), 0.5)
+    with pytest.raises(ValueError, match="labels: expected a 1-D integer tensor"):
+        random_blend(x, torch.tensor([0.0, 1.0, 1.0]), 0.5)
+    with pytest.raises(ValueError, match=r"p: expected a probability in \[0, 1\]"):
+        random_blend(x, torch.tensor([0, 1, 1]), 1.5)
+    with pytest.raises(TypeError, match="align"):
+        random_blend(x, torch.tensor([0, 1, 1]), 0.5, align=1)
+    with pytest.raises(ValueError, match=r"x: expected a \(T, B, F\)"):
+        random_blend(x[0], torch.tensor([0, 1]), 0.5)

@@ -97,6 +97,29 @@ def test_drop_event_thins_training_input_only(tmp_path):
     assert float(thinned[-1]["train_acc"]) < float(thinned[-1]["val_acc"])
 
 
+def test_blend_sees_each_training_batch_with_its_labels(tmp_path, monkeypatch):
+    """The engine blends training batches only, passing each batch's own labels: every blended
+    batch's labels are the targets the loss is computed on, and validation is never blended."""
+    from snn_delays_ext.data import random_blend
+    from snn_delays_ext.train import engine
+
+    calls = []
+
+    def spy(x, labels, p, **kw):
+        calls.append((x.shape[1], labels.clone(), p))
+        return random_blend(x, labels, p, **kw)
+
+    monkeypatch.setattr(engine, "random_blend", spy)
+    cfg = make_config(overrides={**_QUICK, "epochs": 2, "blend": 0.5})
+    train(cfg, run_dir=tmp_path, verbose=False)
+    n_train = sum(b for b, _, _ in calls)
+    assert len(calls) > 0 and all(p == 0.5 for _, _, p in calls)
+    assert all(len(lab) == b and not lab.is_floating_point() for b, lab, _ in calls)
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert len(rows) == 2
+    assert n_train == 2 * 200  # two epochs of the 200 training samples; validation is not blended
+
+
 def _weights(path):
     return torch.load(path, map_location="cpu", weights_only=False)["model"]
 
@@ -173,6 +196,8 @@ def test_config_files_and_precedence(tmp_path):
     ("label_smoothing", 1.5, ValueError, "label_smoothing: expected a number in [0.0, 1.0]"),
     ("time_stretch", -0.2, ValueError, "time_stretch"),
     ("drop_event", 1.0, ValueError, "drop_event: expected a probability in [0, 1)"),
+    ("blend", 1.5, ValueError, "blend: expected a number in [0.0, 1.0]"),
+    ("blend", "0.5", TypeError, "blend: expected a number"),
     ("surrogate", "sigmoid", ValueError, "surrogate: expected one of"),
     ("surrogate_param", 0.0, ValueError, "surrogate_param: expected a number in (0.0, inf]"),
     ("surrogate_param", "2", TypeError, "surrogate_param: expected a number"),

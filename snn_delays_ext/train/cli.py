@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training augmentation: stretch each sample in time by a random factor in [1-X, 1+X]")
     g.add_argument("--drop-event", dest="drop_event", type=float, metavar="P",
                    help="training augmentation: drop each input event with probability P (event-count inputs)")
+    g.add_argument("--blend", type=float, metavar="P",
+                   help="training augmentation: with probability P blend a sample with another of its class "
+                        "in the batch (each bin from either, centres of mass aligned in time)")
     g.add_argument("--gap", type=int, help="sequence detection: steps between the two input spikes")
     g.add_argument("--train-limit", dest="train_limit", type=int, help="use only this many training samples")
     g.add_argument("--eval-limit", dest="eval_limit", type=int, help="... and validation/test samples")

@@ -55,6 +55,7 @@ class TrainConfig:
     time_shift: int = 0                 # training augmentation: random shift of each sample, in steps
     time_stretch: float = 0.0           # training augmentation: random stretch factor in [1 - x, 1 + x]
     drop_event: float = 0.0             # training augmentation: each input event dropped with this probability
+    blend: float = 0.0                  # training augmentation: probability of blending a sample with one of its class
     gap: int = 10                       # sequence detection: steps between the two spikes
     # model
     model: str = "ff-delays"
@@ -161,6 +162,7 @@ class TrainConfig:
             need_float(n, 0.0)
         need_float("weight_decay", 0.0)
         need_float("label_smoothing", 0.0, 1.0)
+        need_float("blend", 0.0, 1.0)
         need_float("sigma0", 0.0)
         need_float("sigma_decay", 0.0, 1.0, lo_open=True)
         need_float("beta", 0.0, 1.0)

@@ -22,8 +22,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, Subset
 
-from ..data import (SHD, SSC, Braille, PermutedSequentialMNIST, SequenceDetection, YinYang, random_drop_event,
-                    random_time_shift, random_time_stretch, stratified_split, time_first_collate)
+from ..data import (SHD, SSC, Braille, PermutedSequentialMNIST, SequenceDetection, YinYang, random_blend,
+                    random_drop_event, random_time_shift, random_time_stretch, stratified_split, time_first_collate)
 from ..schedule import SigmaScheduler
 from ..utils import clamp_delays_, delay_layers, delay_parameters, quantize_delays, set_sigma, weight_parameters
 from .config import TrainConfig
@@ -364,6 +364,7 @@ def _train_run(cfg: TrainConfig, run_dir: Optional[os.PathLike], resume: bool,
             it = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True)
         loss_sum, correct, n = 0.0, 0.0, 0.0
         for x, y in it:
+            x = random_blend(x, y, cfg.blend)
             x = random_time_stretch(random_time_shift(x, cfg.time_shift), cfg.time_stretch)
             x = random_drop_event(x, cfg.drop_event)
             x, y = x.to(device), y.to(device)
