@@ -16,6 +16,16 @@ def _check_batch(x: object) -> None:
         raise ValueError(f"x: expected a (T, B, F) tensor, got {getattr(x, 'shape', type(x).__name__)}")
 
 
+def _shift_time(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Move sample ``b`` of a ``(T, B, F)`` batch later by ``shift[b]`` whole steps (earlier if
+    negative): ``y[t] = x[t - shift]``, zeros shifted in, steps shifted out lost."""
+    T = x.shape[0]
+    src = torch.arange(T, device=x.device).unsqueeze(1) - shift.unsqueeze(0)  # (T, B)
+    valid = (src >= 0) & (src < T)
+    out = torch.gather(x, 0, src.clamp(0, T - 1).unsqueeze(2).expand_as(x))
+    return out * valid.unsqueeze(2).to(x.dtype)
+
+
 def random_time_shift(x: torch.Tensor, max_shift: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Shift every sample of a ``(T, B, F)`` batch in time by its own random whole number of
     steps in ``[-max_shift, max_shift]``; steps shifted in are zero, steps shifted out are lost.
@@ -49,12 +59,8 @@ def random_time_shift(x: torch.Tensor, max_shift: int, generator: Optional[torch
     max_shift = check_int("max_shift", max_shift, minimum=0)
     if max_shift == 0:
         return x
-    T, B, _ = x.shape
-    shift = torch.randint(-max_shift, max_shift + 1, (B,), generator=generator).to(x.device)
-    src = torch.arange(T, device=x.device).unsqueeze(1) - shift.unsqueeze(0)  # (T, B): y[t] = x[t - s]
-    valid = (src >= 0) & (src < T)
-    out = torch.gather(x, 0, src.clamp(0, T - 1).unsqueeze(2).expand_as(x))
-    return out * valid.unsqueeze(2).to(x.dtype)
+    shift = torch.randint(-max_shift, max_shift + 1, (x.shape[1],), generator=generator)
+    return _shift_time(x, shift.to(x.device))
 
 
 def random_time_stretch(x: torch.Tensor, max_stretch: float,
@@ -219,10 +225,6 @@ def random_blend(x: torch.Tensor, labels: torch.Tensor, p: float, align: bool = 
     other = x[:, partner_d, :]
     if align:
         centre = _time_centre(x)
-        shift = torch.round(centre - centre[partner_d]).nan_to_num(0.0).long()  # (B,): other[t] <- other[t - s]
-        src = torch.arange(T, device=x.device).unsqueeze(1) - shift.unsqueeze(0)
-        valid = (src >= 0) & (src < T)
-        other = torch.gather(other, 0, src.clamp(0, T - 1).unsqueeze(2).expand_as(other))
-        other = other * valid.unsqueeze(2).to(x.dtype)
+        other = _shift_time(other, torch.round(centre - centre[partner_d]).nan_to_num(0.0).long())
     take_other = (pick & blend.view(1, B, 1)).to(x.device)
     return torch.where(take_other, other, x)
