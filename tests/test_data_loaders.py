@@ -362,6 +362,8 @@ def test_random_blend_bad_input():
         random_blend(x, torch.tensor([0.0, 1.0, 1.0]), 0.5)
     with pytest.raises(ValueError, match=r"p: expected a probability in \[0, 1\]"):
         random_blend(x, torch.tensor([0, 1, 1]), 1.5)
+    with pytest.raises(TypeError, match="p: expected a float >= 0"):
+        random_blend(x, torch.tensor([0, 1, 1]), "0.5")
     with pytest.raises(TypeError, match="align"):
         random_blend(x, torch.tensor([0, 1, 1]), 0.5, align=1)
     with pytest.raises(ValueError, match=r"x: expected a \(T, B, F\)"):

@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from .._checks import check_fraction, check_int
+from .._checks import check_bool, check_fraction, check_int, check_nonneg_float
 
 __all__ = ["random_blend", "random_drop_event", "random_time_shift", "random_time_stretch"]
 
@@ -207,17 +207,17 @@ def random_blend(x: torch.Tensor, labels: torch.Tensor, p: float, align: bool = 
     T, B, F = x.shape
     if labels.numel() != B:
         raise ValueError(f"labels: expected {B} labels (the batch size of x), got {labels.numel()}")
-    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= float(p) <= 1.0:
-        raise ValueError(f"p: expected a probability in [0, 1], got {p!r}")
-    if not isinstance(align, bool):
-        raise TypeError(f"align: expected a bool, got {type(align).__name__}")
-    if float(p) == 0.0 or B < 2:
+    p = check_nonneg_float("p", p)
+    if p > 1.0:
+        raise ValueError(f"p: expected a probability in [0, 1], got {p}")
+    check_bool("align", align)
+    if p == 0.0 or B < 2:
         return x
     lab = labels.cpu()
     same = (lab.unsqueeze(0) == lab.unsqueeze(1)) & ~torch.eye(B, dtype=torch.bool)
     scores = torch.rand(B, B, generator=generator).masked_fill(~same, -1.0)
     partner = scores.argmax(1)  # a uniformly random same-class partner where one exists
-    blend = same.any(1) & (torch.rand(B, generator=generator) < float(p))
+    blend = same.any(1) & (torch.rand(B, generator=generator) < p)
     if not bool(blend.any()):
         return x
     pick = torch.rand(T, B, F, generator=generator) < 0.5
