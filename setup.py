@@ -29,6 +29,25 @@ def _flag(name):
     return v.strip().lower() not in ("0", "false", "no", "off")
 
 
+def _cuda_major_mismatch(torch_cuda, cuda_home):
+    """A message if nvcc's CUDA major version differs from the one torch was built with (torch's
+    extension build refuses that), else ``None``."""
+    import re
+    import subprocess
+
+    nvcc = shutil.which("nvcc") or (os.path.join(cuda_home, "bin", "nvcc") if cuda_home else None)
+    try:
+        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except Exception:  # noqa: BLE001 - cannot tell: let torch's own check decide
+        return None
+    found = re.search(r"release (\d+)\.(\d+)", out)
+    if not found or not torch_cuda:
+        return None
+    if found.group(1) != str(torch_cuda).split(".")[0]:
+        return f"nvcc is CUDA {found.group(1)}.{found.group(2)}, torch was built with CUDA {torch_cuda}"
+    return None
+
+
 def _extensions():
     try:
         import torch
@@ -57,6 +76,12 @@ def _extensions():
     want_cuda = _flag("SNN_DELAYS_CUDA")
     nvcc = shutil.which("nvcc") or (CUDA_HOME and os.path.exists(os.path.join(CUDA_HOME, "bin", "nvcc")))
     has_cuda_torch = torch.version.cuda is not None
+    mismatch = _cuda_major_mismatch(torch.version.cuda, CUDA_HOME) if (has_cuda_torch and nvcc) else None
+    if mismatch and want_cuda is None:
+        # torch's build would stop the whole install (the CPU extension too): skip CUDA instead
+        print(f"snn_delays_ext: {mismatch}; building without the CUDA kernels (SNN_DELAYS_CUDA=1 "
+              "forces them)", file=sys.stderr)
+        nvcc = None
     if want_cuda or (want_cuda is None and has_cuda_torch and nvcc):
         if want_cuda and not (has_cuda_torch and nvcc):
             raise RuntimeError("SNN_DELAYS_CUDA=1 but torch has no CUDA or nvcc was not found")

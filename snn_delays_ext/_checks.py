@@ -1,9 +1,13 @@
 """Argument validation shared by every public entry point.
 
 Every check raises a :class:`ValueError` or :class:`TypeError` whose message names the
-argument, the expected value and the received value. Value checks that need to read tensor
-data (finiteness) are skipped while :func:`torch.compile` traces, since a data-dependent
-branch would break the graph; shapes, dtypes and devices are always checked.
+argument, the expected value and the received value. Shapes, dtypes and devices are always
+checked (they cost nothing: no tensor data is read). Value checks, which read tensor data
+(finiteness of inputs and delays), follow :func:`set_validation`: by default they run on CPU
+tensors and are skipped on accelerators, where reading a flag back would synchronise the host
+with the device on every call; they are also skipped while :func:`torch.compile` traces (a
+data-dependent branch would break the graph), on tensors without data (``device="meta"``, fake
+tensors) and inside ``torch.func`` transforms.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import math
 import numbers
 import operator
 import sys
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence, Union
 
 import torch
 
@@ -26,38 +30,71 @@ __all__ = [
     "check_tensor",
     "check_finite",
     "check_same_device",
+    "has_data",
     "is_compiling",
     "is_functorch_wrapped",
+    "reads_values",
     "set_validation",
-    "validation_enabled",
+    "validation_mode",
 ]
 
-_VALIDATE_VALUES = True
+#: ``True``: value checks everywhere; ``False``: nowhere; ``"auto"``: on CPU tensors only.
+_VALIDATE_VALUES: Union[bool, str] = "auto"
 
 
-def set_validation(enabled: bool) -> None:
-    """Turn the data-dependent input checks (finiteness of inputs and delays) on or off.
+def set_validation(enabled: Union[bool, str]) -> None:
+    """Choose where the data-dependent input checks (NaN and infinity in inputs and delays) run.
 
     Parameters
     ----------
-    enabled : bool
-        ``True`` (the default) checks every input and every delay tensor for NaN and
-        infinity before use; ``False`` skips these checks, which saves one pass over the
-        input and, on CUDA, a host-device synchronisation per call.
+    enabled : bool or {"auto"}
+        ``"auto"`` (the default): check CPU tensors, skip the checks on CUDA and other
+        accelerators (there, reading the answer back would make the host wait for the device at
+        every call, every time step in step mode). ``True``: check on every device (a debugging
+        mode on CUDA: one host-device synchronisation per check). ``False``: never check (saves
+        one pass over the input on CPU too).
+
+    Notes
+    -----
+    Shapes, dtypes and devices are checked whatever this says. Where value checks are skipped,
+    a NaN input gives NaN outputs, as in PyTorch's own layers.
 
     Examples
     --------
     >>> import snn_delays_ext
-    >>> snn_delays_ext.set_validation(False)
-    >>> snn_delays_ext.set_validation(True)
+    >>> snn_delays_ext.set_validation(True)      # also on CUDA (synchronises)
+    >>> snn_delays_ext.set_validation("auto")    # the default
     """
     global _VALIDATE_VALUES
-    _VALIDATE_VALUES = check_bool("enabled", enabled)
+    if isinstance(enabled, str):
+        if enabled != "auto":
+            raise ValueError(f"enabled: expected True, False or 'auto', got {enabled!r}")
+    else:
+        enabled = check_bool("enabled", enabled)
+    _VALIDATE_VALUES = enabled
 
 
-def validation_enabled() -> bool:
-    """Return whether data-dependent input checks are on (see :func:`set_validation`)."""
+def validation_mode() -> Union[bool, str]:
+    """Return where value checks run: ``True``, ``False`` or ``"auto"`` (see :func:`set_validation`)."""
     return _VALIDATE_VALUES
+
+
+def has_data(x: torch.Tensor) -> bool:
+    """Whether ``x`` holds values that can be read: ``False`` for ``meta`` and fake tensors
+    (shape propagation, ``torch.compile`` tracing) and ``torch.func`` wrappers."""
+    if x.device.type == "meta" or is_compiling() or is_functorch_wrapped(x):
+        return False
+    fake = getattr(getattr(torch, "_subclasses", None), "FakeTensor", None)
+    return not (fake is not None and isinstance(x, fake))
+
+
+def reads_values(x: torch.Tensor) -> bool:
+    """Whether the value checks of :func:`set_validation` run for ``x`` (its device, the mode,
+    and :func:`has_data`)."""
+    mode = _VALIDATE_VALUES
+    if mode is False or (mode == "auto" and x.device.type != "cpu"):
+        return False
+    return has_data(x)
 
 
 def is_compiling() -> bool:
@@ -229,11 +266,10 @@ def _rank_words(rank: int) -> str:
 def check_finite(name: str, x: torch.Tensor) -> None:
     """Raise :class:`ValueError` if ``x`` holds NaN or infinity.
 
-    Skipped while compiling, when :func:`set_validation` turned value checks off, for
-    tensors without data (``device="meta"``) and inside ``torch.func`` transforms (``vmap``,
-    ``grad``, ``jacrev``: a data-dependent check cannot run on their wrapped tensors).
+    Runs where :func:`reads_values` says so: by default on CPU tensors only (never on
+    ``meta``/fake tensors, while compiling or inside ``torch.func`` transforms).
     """
-    if not _VALIDATE_VALUES or is_compiling() or x.device.type == "meta" or is_functorch_wrapped(x):
+    if not reads_values(x):
         return
     if not bool(torch.isfinite(x).all()):
         n_nan = int(torch.isnan(x).sum())

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ._checks import (
-    check_bool, check_choice, check_finite, check_int, check_nonneg_float, check_tensor, is_compiling,
+    check_bool, check_choice, check_finite, check_int, check_nonneg_float, check_tensor, has_data,
 )
 from ._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from . import ops as _ops
@@ -300,7 +300,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         # torch.compile cannot read it at all: it uses the last eager answer (set at
         # construction too), so change the factor before compiling, not inside a compiled call
         cached = getattr(self, "_graded_key", None)
-        if is_compiling():
+        if not has_data(g):  # compiling, or a meta/fake buffer: the last answer read
             return 1.0 if cached is not None and cached[1] else g
         key = (id(g), g._version)
         if cached is None or cached[0] != key:

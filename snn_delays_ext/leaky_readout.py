@@ -9,9 +9,48 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._checks import check_bool, check_tensor
+from ._checks import check_bool, check_tensor, has_data
 
-__all__ = ["LeakyReadout"]
+__all__ = ["LeakyReadout", "leaky_integrate"]
+
+
+def leaky_integrate(input_: torch.Tensor, beta: Union[float, torch.Tensor],
+                    mem: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``mem[t] = beta * mem[t-1] + input[t]`` over a sequence ``(T, B, N)`` or one step ``(B, N)``.
+
+    The update of :class:`LeakyReadout`, as a function (no checks: the module checks). Every
+    tensor it makes is on ``input_``'s device, in its dtype.
+
+    Parameters
+    ----------
+    input_ : torch.Tensor
+        ``(T, B, N)`` or ``(B, N)``.
+    beta : float or torch.Tensor
+        Decay: a number, or a tensor broadcasting against ``(B, N)`` on ``input_``'s device
+        (it is cast to ``input_``'s dtype).
+    mem : torch.Tensor, optional
+        ``(B, N)`` membrane before the first step (``None``: zeros).
+
+    Returns
+    -------
+    torch.Tensor
+        The membrane after each step, shaped as ``input_``.
+
+    Examples
+    --------
+    >>> leaky_integrate(torch.ones(3, 1, 1), 0.5).flatten().tolist()
+    [1.0, 1.5, 1.75]
+    """
+    if isinstance(beta, torch.Tensor):
+        beta = beta.to(input_.dtype)
+    v = input_.new_zeros(input_.shape[-2:]) if mem is None else mem
+    if input_.dim() == 2:
+        return beta * v + input_
+    steps = []
+    for x in input_.unbind(0):
+        v = beta * v + x
+        steps.append(v)
+    return torch.stack(steps) if steps else input_.new_zeros(input_.shape)
 
 
 class LeakyReadout(nn.Module):
@@ -67,7 +106,7 @@ class LeakyReadout(nn.Module):
             b = torch.tensor(float(beta), dtype=torch.float64)  # cast to the input's dtype per call
         else:
             raise TypeError(f"beta: expected a number or a tensor, got {type(beta).__name__}")
-        if not bool(torch.isfinite(b).all()) or bool((b < 0).any()) or bool((b > 1).any()):
+        if has_data(b) and (not bool(torch.isfinite(b).all()) or bool((b < 0).any()) or bool((b > 1).any())):
             raise ValueError(f"beta: expected values in [0, 1], got {b.tolist()}")
         self.register_buffer("beta", b)
         self.mem = None
@@ -112,17 +151,8 @@ class LeakyReadout(nn.Module):
             hint = ("; call reset_mem() (or snn_delays_ext.reset(net)) before a new batch" if self.init_hidden
                     else "")
             raise ValueError(f"mem: expected shape {tuple(step_shape)} (batch, features), got {tuple(mem.shape)}{hint}")
-        beta = self.beta.to(input_.dtype)
-        v = torch.zeros(step_shape, dtype=input_.dtype, device=input_.device) if mem is None else mem
-        if input_.dim() == 2:
-            v = beta * v + input_
-            out = v
-        else:
-            steps = []
-            for x in input_.unbind(0):
-                v = beta * v + x
-                steps.append(v)
-            out = torch.stack(steps)
+        out = leaky_integrate(input_, self.beta, mem)
+        v = out if input_.dim() == 2 else (out[-1] if out.shape[0] else mem)
         if self.init_hidden:
             self.mem = v
         return out

@@ -115,8 +115,14 @@ def supports(x: torch.Tensor, *others: torch.Tensor) -> bool:
     """Whether a compiled kernel exists for the device and dtype of ``x`` and can run: not
     when ``x`` or one of ``others`` (the parameters) is a ``torch.func`` wrapper (``vmap``,
     ``grad``, ``jacrev``), where the plain-PyTorch path runs instead."""
-    return (x.device.type in _DEVICES and x.dtype in (torch.float32, torch.float64)
+    return (_has_kernel(x.device.type, _DEVICES) and x.dtype in (torch.float32, torch.float64)
             and not any(is_functorch_wrapped(t) for t in (x, *others) if t is not None))
+
+
+def _has_kernel(device_type: str, devices: Set[str]) -> bool:
+    """A device type runs a compiled op if a kernel is built for it; ``meta`` tensors (no
+    data: shape and device propagation) run the ops' fake kernels, registered with the ops."""
+    return device_type in devices or (device_type == "meta" and bool(devices))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -480,7 +486,7 @@ def eventprop_supports(x: torch.Tensor) -> bool:
     >>> eventprop_supports(torch.zeros(1, dtype=torch.int64))
     False
     """
-    return x.device.type in _EP_DEVICES and x.dtype in (torch.float32, torch.float64)
+    return _has_kernel(x.device.type, _EP_DEVICES) and x.dtype in (torch.float32, torch.float64)
 
 
 _ep_warned = False
@@ -518,6 +524,16 @@ def warn_eventprop_reference_once(x: torch.Tensor) -> None:
     )
 
 
+def _in_fake_mode() -> bool:
+    """Whether a ``FakeTensorMode`` is active (``torch.compile``, ``opcheck``): data-dependent
+    output sizes are then symbolic; with plain ``meta`` tensors they cannot be."""
+    try:
+        from torch._guards import detect_fake_mode
+    except ImportError:  # pragma: no cover - very old torch
+        return False
+    return detect_fake_mode() is not None
+
+
 def _delay_dtype(max_delay: int) -> torch.dtype:
     return torch.int16 if max_delay < 2**15 else torch.int32
 
@@ -529,9 +545,14 @@ if _EP_DEVICES:
                          syn_scale, min_denominator, reg_strength, reg_target, max_spikes, record_mem):
         T, B, F_ = x.shape
         N = weight.shape[0]
-        ctx = torch.library.get_ctx()
-        n_in = ctx.new_dynamic_size()  # input spikes
-        n_out = ctx.new_dynamic_size()  # output spikes
+        if x.device.type == "meta" and not _in_fake_mode():
+            # meta tensors (shape and device propagation, no tracing): the event lists take
+            # their largest possible lengths, every input bin and every neuron step an event
+            n_in, n_out = T * B * F_, T * B * N
+        else:
+            ctx = torch.library.get_ctx()
+            n_in = ctx.new_dynamic_size()  # input spikes
+            n_out = ctx.new_dynamic_size()  # output spikes
         idt = torch.int32 if T * B * (N if N > F_ else F_) < 2**31 - 1 else torch.int64
         return (
             x.new_empty((T, B, N)),

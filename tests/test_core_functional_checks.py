@@ -8,6 +8,7 @@ import torch
 import snn_delays_ext as sde
 from snn_delays_ext import functional as Fn
 from snn_delays_ext import ops
+from snn_delays_ext._checks import has_data, reads_values, validation_mode
 from snn_delays_ext.functional.delayed_linear import delay_shape
 
 compiled = pytest.mark.skipif(not ops.AVAILABLE, reason=f"compiled ops not built: {ops.LOAD_ERROR}")
@@ -97,6 +98,8 @@ def test_dendritic_past_holds_out_features():
 
 def test_validation_off_skips_only_the_value_checks():
     kw = _call(delays=torch.full((2, 3), float("nan")))
+    with pytest.raises(ValueError, match="delays: expected finite values"):
+        Fn.delayed_linear(**kw)  # the default ("auto") checks CPU tensors
     sde.set_validation(False)
     try:
         y, _ = Fn.delayed_linear(**kw)
@@ -104,7 +107,29 @@ def test_validation_off_skips_only_the_value_checks():
         with pytest.raises(ValueError, match="max_delay"):
             Fn.delayed_linear(**_call(max_delay=0))
     finally:
-        sde.set_validation(True)
+        sde.set_validation("auto")
+
+
+@pytest.mark.parametrize("bad, exc", [("on", ValueError), (1, TypeError), (None, TypeError)])
+def test_set_validation_refuses_other_values(bad, exc):
+    with pytest.raises(exc, match="enabled"):
+        sde.set_validation(bad)
+    assert validation_mode() == "auto"
+
+
+def test_value_checks_follow_the_mode_and_the_device():
+    x = torch.zeros(3)
+    meta = torch.empty(3, device="meta")
+    assert reads_values(x) and not reads_values(meta) and not has_data(meta)
+    sde.set_validation(True)
+    try:
+        assert reads_values(x) and not reads_values(meta)
+    finally:
+        sde.set_validation("auto")
+    # "auto" skips accelerators: a tensor whose device is not the CPU is not read
+    class _Dev:  # stands for a CUDA tensor on a machine without one
+        device = torch.device("cuda")
+    assert not reads_values(_Dev())  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("call, exc, match", [

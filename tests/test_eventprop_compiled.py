@@ -59,9 +59,10 @@ def _run(backend, x, W, D, R, E, cfg, seed=1, spk_loss=True, mem_loss=True):
     g = torch.Generator().manual_seed(seed)
     loss = spk.sum() * 0.0
     if spk_loss:
-        loss = loss + (spk * torch.randn(spk.shape, generator=g, dtype=D64).to(spk.dtype)).sum()
+        # the random weights are drawn on the CPU (the same numbers for every device) and moved
+        loss = loss + (spk * torch.randn(spk.shape, generator=g, dtype=D64).to(spk)).sum()
     if mem_loss and mem.numel():
-        loss = loss + (mem * torch.randn(mem.shape, generator=g, dtype=D64).to(mem.dtype)).sum()
+        loss = loss + (mem * torch.randn(mem.shape, generator=g, dtype=D64).to(mem)).sum()
     loss.backward()
     grads = [t.grad if t is not None else None for t in leaves]
     return spk.detach(), mem.detach(), grads

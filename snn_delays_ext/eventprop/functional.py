@@ -78,7 +78,8 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 
-from .._checks import as_real, check_bool, check_finite, check_int, check_nonneg_float, check_positive_float
+from .._checks import (as_real, check_bool, check_finite, check_int, check_nonneg_float, check_positive_float,
+                       has_data)
 from ..functional.delayed_linear import _delayed_linear
 from ..functional.interpolation import delay_taps, round_half_up
 
@@ -121,13 +122,16 @@ def spike_count_planes(x: torch.Tensor) -> Tuple[torch.Tensor, int]:
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise TypeError(f"input_: expected a floating-point spike tensor, got "
                         f"{type(x).__name__ if not isinstance(x, torch.Tensor) else x.dtype}")
-    if x.numel() == 0:
+    if x.numel() == 0 or not has_data(x):  # no values to read (meta/fake): one plane
         return x, 1
-    lo, hi = torch.aminmax(x)  # one pass; the fractional check below is one more
-    finite = bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))
+    # the number of planes is data, so the range is read from the device anyway: the value
+    # checks (negative, fractional or non-finite counts) come with that one read, on every device
+    lo, hi = torch.aminmax(x)
+    lo, hi, frac = torch.stack([lo, hi, torch.frac(x).abs().amax()]).tolist()
+    finite = math.isfinite(lo) and math.isfinite(hi)
     if not finite:
-        check_finite("input_", x)  # says how many NaN / inf (unless value checks are off)
-    if not finite or bool(lo < 0) or bool(torch.frac(x).any()):
+        check_finite("input_", x)  # says how many NaN / inf (where value checks run)
+    if not finite or lo < 0 or frac != 0:
         raise ValueError(
             "input_: EventProp layers take spikes or spike counts per step (non-negative integers); "
             "got other values (e.g. analog intensities such as PS-MNIST pixels: use a surrogate-gradient "

@@ -58,6 +58,28 @@ def _as_lif_parameters(p: LIFParameters) -> LIFParameters:
     )
 
 
+class _ParametersFollowModule:
+    """Move the Norse parameters ``self.p`` with the module: ``module.to(device)`` /
+    ``.cuda()`` also moves their tensors (Norse keeps them on the CPU), so no step computes on
+    a CPU tensor next to a CUDA input. Their dtype stays (Norse's arithmetic: ``dt * tau_inv``
+    in the parameters' own precision)."""
+
+    p: LIFParameters
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        out = super()._apply(fn, recurse)  # type: ignore[misc]
+
+        def move(v: object) -> object:
+            if not isinstance(v, torch.Tensor):
+                return v
+            moved = fn(v)
+            return moved.to(v.dtype) if isinstance(moved, torch.Tensor) else v
+
+        if isinstance(getattr(self, "p", None), LIFParameters):
+            self.p = self.p._replace(**{f: move(getattr(self.p, f)) for f in self.p._fields if f != "method"})
+        return out
+
+
 def _check_dt(dt: float) -> float:
     if isinstance(dt, bool) or not isinstance(dt, (int, float)):
         raise TypeError(f"dt: expected a float > 0 (seconds), got {type(dt).__name__} ({dt!r})")
@@ -106,7 +128,7 @@ def _weight(
     return nn.Parameter(given.detach())
 
 
-class _DelayedLIFRecurrentBase(DelayLayerMixin, nn.Module):
+class _DelayedLIFRecurrentBase(_ParametersFollowModule, DelayLayerMixin, nn.Module):
     """Parameters and initial state shared by the recurrent cell and sequence module."""
 
     def __init__(
@@ -322,7 +344,7 @@ class DelayedLIFRecurrent(_DelayedLIFRecurrentBase):
         return torch.stack(out), state
 
 
-class _DelayedLIFBase(DelayLayerMixin, nn.Module):
+class _DelayedLIFBase(_ParametersFollowModule, DelayLayerMixin, nn.Module):
     def __init__(
         self,
         input_size: int,

@@ -19,7 +19,7 @@ from torch.nn.utils import parametrize
 from .._checks import as_real, check_bool, check_choice, check_fraction, check_int, check_positive_float
 from ..delayed_linear import DelayedLinear
 from ..delayed_recurrent_leaky import DelayedRecurrentLeaky
-from ..leaky_readout import LeakyReadout
+from ..leaky_readout import leaky_integrate
 from ..functional.recurrent_leaky import RESET_MECHANISMS
 from ..surrogate import _PARAM as _SURROGATE_PARAM
 from ..surrogate import triangle
@@ -86,8 +86,9 @@ def build_model(name: str, n_inputs: int, n_classes: int, cfg: object) -> nn.Mod
 
 def leaky_integrator(cur: torch.Tensor, beta: float) -> torch.Tensor:
     """Non-spiking leaky integrator ``v_t = beta v_{t-1} + I_t`` over a ``(T, B, C)`` current
-    (:class:`~snn_delays_ext.LeakyReadout`, which export writes as ``nir.LI``)."""
-    return LeakyReadout(beta, init_hidden=False)(cur)
+    (the update of :class:`~snn_delays_ext.LeakyReadout`, which export writes as ``nir.LI``;
+    computed on ``cur``'s device, in its dtype)."""
+    return leaky_integrate(cur, float(beta))
 
 
 def readout_logits(cur: torch.Tensor, readout: str, beta: float) -> torch.Tensor:
@@ -337,7 +338,8 @@ def _run_leaky(lif: nn.Module, cur: torch.Tensor) -> torch.Tensor:
     for c in cur.unbind(0):
         spk, mem = lif(c, mem)
         spikes.append(spk)
-    return torch.stack(spikes)
+    # snnTorch's spike functions return float32: the spikes go on in the current's dtype
+    return torch.stack(spikes).to(cur.dtype)
 
 
 class _DetachedZeroResetLeaky(snn.Leaky):
