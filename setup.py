@@ -48,6 +48,24 @@ def _cuda_major_mismatch(torch_cuda, cuda_home):
     return None
 
 
+def _cuda_include_dirs(cuda_home):
+    """Where cuda_runtime.h is, for the host-compiled (.cpp) sources of the CUDA extension (nvcc
+    finds it by itself): torch's CUDA_HOME, else what nvcc says it includes (a wrapper script on
+    PATH can make torch guess the wrong CUDA_HOME)."""
+    import re
+    import subprocess
+
+    dirs = [os.path.join(cuda_home, "include")] if cuda_home else []
+    try:
+        out = subprocess.run([shutil.which("nvcc") or "nvcc", "--dryrun", "-c", "-x", "cu", os.devnull, "-o",
+                              os.devnull], capture_output=True, text=True, timeout=60).stderr
+        dirs += re.findall(r'INCLUDES="-I([^"]+)"', out)
+    except Exception:  # noqa: BLE001 - no nvcc to ask
+        pass
+    found = [d for d in dirs if os.path.isfile(os.path.join(d, "cuda_runtime.h"))]
+    return found[:1]
+
+
 def _extensions():
     try:
         import torch
@@ -88,7 +106,9 @@ def _extensions():
         exts.append(
             CUDAExtension(
                 "snn_delays_ext._C_cuda",
-                [os.path.join(CSRC, "cuda", "delays_cuda.cu"), os.path.join(CSRC, "cuda", "eventprop_cuda.cu")],
+                [os.path.join(CSRC, "cuda", name) for name in
+                 ("delays_cuda.cu", "eventprop_cuda.cu", "eventprop_cuda_ops.cpp")],
+                include_dirs=_cuda_include_dirs(CUDA_HOME),
                 extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3"]},
             )
         )

@@ -16,13 +16,14 @@ import torch.distributed as dist
 REPO = Path(__file__).resolve().parents[1]
 
 
-def torchrun_train(out: Path, args: List[str]) -> "subprocess.CompletedProcess[str]":
-    """``snn-delays train --out OUT ARGS`` under torchrun with 2 CPU processes (gloo); skips
-    where gloo is missing; returns the finished process (output captured)."""
+def torchrun_train(out: Path, args: List[str], nproc: int = 2) -> "subprocess.CompletedProcess[str]":
+    """``snn-delays train --out OUT ARGS`` under torchrun with ``nproc`` processes (gloo on the
+    CPU, NCCL on GPUs); skips where gloo is missing; returns the finished process (output
+    captured)."""
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("needs torch.distributed gloo")
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "snn_delays_ext.train", "train", "--out", str(out)] + args
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 

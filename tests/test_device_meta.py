@@ -12,138 +12,19 @@ from __future__ import annotations
 
 import os
 import traceback
-from typing import Callable, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import pytest
 import snntorch as snn
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 import snn_delays_ext as sde
 from snn_delays_ext import ops
-from snn_delays_ext.eventprop import DelayedRecurrentSynaptic, EventPropSNN, LeakyIntegrator
-from snn_delays_ext.surrogate import triangle
-from snn_delays_ext.train import AdaptiveLeaky, FeedForwardSNN, RecurrentSNN, TimeBatchNorm
-from snn_delays_ext.train.config import PRESETS, make_config
-from snn_delays_ext.train.models import build_model
+from snn_delays_ext.train.config import PRESETS
 
-T, B, F, N = 7, 3, 5, 4
-
-# (id, factory, input shape, calls): ``calls`` 1 = one call on the input; 2 = two step calls
-# (the second reads the state the first left); a factory returns the module on the CPU
-Case = Tuple[str, Callable[[], nn.Module], Tuple[int, ...], int]
-
-
-def _layers() -> List[Case]:
-    cases: List[Case] = []
-    for kind in ("synaptic", "axonal", "dendritic"):
-        for interp, sigma in (("triangle", 0.0), ("triangle", 1.5), ("round", 0.0)):
-            def make(kind=kind, interp=interp, sigma=sigma):
-                return sde.DelayedLinear(F, N, max_delay=4, delay_type=kind, interpolation=interp, sigma=sigma)
-            cases.append((f"DelayedLinear-{kind}-{interp}-{sigma}-seq", make, (T, B, F), 1))
-            cases.append((f"DelayedLinear-{kind}-{interp}-{sigma}-step", make, (B, F), 2))
-    for kind in ("axonal", "synaptic"):
-        for reset_delay in (True, False):
-            for mech in ("subtract", "zero"):
-                def make(kind=kind, reset_delay=reset_delay, mech=mech):
-                    return sde.DelayedRecurrentLeaky(0.9, N, max_delay=4, delay_type=kind, reset_delay=reset_delay,
-                                                     reset_mechanism=mech, sigma=1.0, learn_beta=True,
-                                                     learn_threshold=True, detach_reset=not reset_delay)
-                name = f"DelayedRecurrentLeaky-{kind}-{mech}-delay{reset_delay}"
-                cases.append((name + "-seq", make, (T, B, N), 1))
-                cases.append((name + "-step", make, (B, N), 2))
-    cases += [
-        ("DelayedRecurrentLeaky-triangle-surrogate-seq",
-         lambda: sde.DelayedRecurrentLeaky(0.5, N, 4, spike_grad=triangle()), (T, B, N), 1),
-        ("DelayedRecurrentLeaky-init_hidden-step",
-         lambda: sde.DelayedRecurrentLeaky(0.9, N, 4, init_hidden=True, output=True), (B, N), 2),
-        ("DelayedRecurrentLeaky-one_to_one-seq",
-         lambda: sde.DelayedRecurrentLeaky(0.9, N, 4, all_to_all=False, learn_recurrent=True), (T, B, N), 1),
-        ("DelayedRecurrentLeaky-inhibition-seq",
-         lambda: sde.DelayedRecurrentLeaky(0.9, N, 4, inhibition=True), (T, B, N), 1),
-        ("LeakyReadout-seq", lambda: sde.LeakyReadout(0.8), (T, B, N), 1),
-        ("LeakyReadout-per-neuron-step", lambda: sde.LeakyReadout(torch.full((N,), 0.7)), (B, N), 2),
-        ("LeakyReadout-no-hidden-seq", lambda: sde.LeakyReadout(0.8, init_hidden=False), (T, B, N), 1),
-    ]
-    for backward in ("eventprop", "surrogate"):
-        for recurrent in (False, True):
-            cases.append((f"DelayedRecurrentSynaptic-{backward}-rec{recurrent}",
-                          lambda b=backward, r=recurrent: DelayedRecurrentSynaptic(F, N, 4, recurrent=r, backward=b),
-                          (T, B, F), 1))
-        cases.append((f"LeakyIntegrator-{backward}", lambda b=backward: LeakyIntegrator(F, N, 4, backward=b),
-                      (T, B, F), 1))
-    cases += [
-        ("EventPropSNN-ff", lambda: EventPropSNN(F, [6], 3, max_delay=4), (T, B, F), 1),
-        ("EventPropSNN-rec", lambda: EventPropSNN(F, [6], 3, max_delay=4, recurrent=True), (T, B, F), 1),
-        ("FeedForwardSNN", lambda: FeedForwardSNN(F, [6], 3, max_delay=4, readout="li_shaped"), (T, B, F), 1),
-        ("FeedForwardSNN-nodelay-bn-alif",
-         lambda: FeedForwardSNN(F, [6], 3, delays=False, batch_norm=True, neuron="alif", readout="li_softmax"),
-         (T, B, F), 1),
-        ("RecurrentSNN", lambda: RecurrentSNN(F, [6, 6], 3, max_delay=4, readout="li_max"), (T, B, F), 1),
-        ("TimeBatchNorm", lambda: TimeBatchNorm(F), (T, B, F), 1),
-        ("AdaptiveLeaky", lambda: AdaptiveLeaky(N, 0.9, 0.9, 1.0, snn.surrogate.atan(), learn_beta=True),
-         (T, B, N), 1),
-    ]
-    try:
-        from snn_delays_ext import norse as sn
-    except ImportError:  # pragma: no cover - norse is a test dependency
-        return cases
-    cases += [
-        ("norse-DelayedLIFRecurrent", lambda: sn.DelayedLIFRecurrent(F, N, 4), (T, B, F), 1),
-        ("norse-DelayedLIFRecurrentCell", lambda: sn.DelayedLIFRecurrentCell(F, N, 4), (B, F), 2),
-        ("norse-DelayedLIF", lambda: sn.DelayedLIF(F, N, 4), (T, B, F), 1),
-        ("norse-DelayedLIFCell", lambda: sn.DelayedLIFCell(F, N, 4), (B, F), 2),
-    ]
-    return cases
-
-
-LAYERS = _layers()
-
-#: (n_inputs, n_classes) of each dataset, as the training engine finds them
-_DATA_DIMS = {"sequence": (2, 2), "yinyang": (5, 3), "braille": (24, 27), "shd": (700, 20), "ssc": (700, 35),
-              "psmnist": (1, 10)}
-
-
-def _preset_model(name: str) -> Tuple[nn.Module, Tuple[int, ...]]:
-    cfg = make_config(name, overrides={"data_dir": "unused"})
-    n_in, n_out = _DATA_DIMS[cfg.dataset]
-    if cfg.dataset in ("shd", "ssc"):
-        n_in //= cfg.pool
-    return build_model(cfg.model, n_in, n_out, cfg), (T, B, n_in)
-
-
-def _tensors(out) -> List[torch.Tensor]:
-    return [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
-
-
-def _run(module: nn.Module, shape: Sequence[int], calls: int, device: str, dtype: torch.dtype
-         ) -> Tuple[List[torch.Tensor], torch.Tensor]:
-    """Forward ``calls`` times and backward; returns the outputs and the input."""
-    module = module.to(device=device, dtype=dtype).train()
-    sde.reset(module)
-    x = torch.zeros(shape, device=device, dtype=dtype) if device != "meta" else torch.empty(
-        shape, device=device, dtype=dtype)
-    x.requires_grad_(True)
-    outs: List[torch.Tensor] = []
-    state = None
-    for _ in range(calls):
-        if _takes_state(module):  # Norse cells: (z, state) = cell(x, state)
-            z, state = module(x, state)
-            out = [z] + _tensors(state)
-        else:
-            out = _tensors(module(x))
-        outs += out
-    loss = sum(o.sum() for o in outs if o.is_floating_point() and o.requires_grad)
-    if isinstance(loss, torch.Tensor):
-        loss.backward()
-    return outs, x
-
-
-def _takes_state(module: nn.Module) -> bool:
-    return type(module).__module__.startswith("snn_delays_ext.norse")
-
+from _layer_cases import B, F, LAYERS, N, T, preset_model, run, tensors
 
 def _needs_kernels(name: str) -> None:
     # EventProp's reference forward lists its events with nonzero(), which meta tensors cannot
@@ -154,7 +35,7 @@ def _needs_kernels(name: str) -> None:
 
 
 def _check_on_meta(module: nn.Module, shape: Sequence[int], calls: int) -> None:
-    outs, x = _run(module, shape, calls, "meta", torch.float32)
+    outs, x = run(module, shape, calls, "meta", torch.float32)
     assert outs, "the layer returned no tensor"
     for o in outs:
         assert o.device.type == "meta", f"an output is on {o.device}"
@@ -176,7 +57,7 @@ def test_layer_forward_backward_on_meta(name, factory, shape, calls):
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_preset_model_forward_backward_on_meta(preset):
-    model, shape = _preset_model(preset)
+    model, shape = preset_model(preset)
     _needs_kernels(model.__class__.__name__)
     _check_on_meta(model, shape, 1)
 
@@ -191,9 +72,9 @@ class _Recorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        given = {t.dtype for t in _tensors((args, kwargs)) if t.is_floating_point()}
+        given = {t.dtype for t in tensors((args, kwargs)) if t.is_floating_point()}
         if not _third_party_caller():
-            for t in _tensors(out):
+            for t in tensors(out):
                 self.made.append((str(func), t, given))
         return out
 
@@ -235,7 +116,7 @@ def test_layer_makes_tensors_on_the_input_device_and_dtype(name, factory, shape,
     module = factory()
     rec = _Recorder()
     with rec:
-        _run(module, shape, calls, "meta", torch.float64)
+        run(module, shape, calls, "meta", torch.float64)
     assert rec.made
     wrong_device = sorted({op for op, t, _ in rec.made if t.device.type != "meta"})
     assert not wrong_device, f"tensors made off the input's device by {wrong_device}"
@@ -246,11 +127,11 @@ def test_layer_makes_tensors_on_the_input_device_and_dtype(name, factory, shape,
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_preset_model_makes_tensors_on_the_input_device(preset):
-    model, shape = _preset_model(preset)
+    model, shape = preset_model(preset)
     _needs_kernels(model.__class__.__name__)
     rec = _Recorder()
     with rec:
-        _run(model, shape, 1, "meta", torch.float32)
+        run(model, shape, 1, "meta", torch.float32)
     wrong = sorted({op for op, t, _ in rec.made if t.device.type != "meta"})
     assert not wrong, f"tensors made off the input's device by {wrong}"
 
@@ -280,7 +161,7 @@ def test_a_readout_built_inside_forward_is_caught():
 
     rec = _Recorder()
     with rec:
-        _run(Sneaky(), (T, B, F), 1, "meta", torch.float32)
+        run(Sneaky(), (T, B, F), 1, "meta", torch.float32)
     assert any(t.device.type == "cpu" for _, t, _ in rec.made)
 
     class Float32Constant(nn.Module):  # a default-dtype tensor in a float64 network
@@ -289,5 +170,61 @@ def test_a_readout_built_inside_forward_is_caught():
 
     rec = _Recorder()
     with rec:
-        _run(Float32Constant(), (T, B, F), 1, "meta", torch.float64)
+        run(Float32Constant(), (T, B, F), 1, "meta", torch.float64)
     assert any(_new_dtype(op, t, given, torch.float64) for op, t, given in rec.made)
+
+
+#: Layers whose forward and backward read no tensor value back to the host when value checks
+#: are off (or skipped: ``set_validation("auto")`` on CUDA): nothing synchronises a GPU. The
+#: EventProp layers are not among them: their event lists (``nonzero``) and spike-count planes
+#: need the input's values on the host.
+_SYNC_FREE = [c for c in LAYERS if c[0].split("-")[0] in ("DelayedLinear", "DelayedRecurrentLeaky", "LeakyReadout",
+                                                          "FeedForwardSNN", "RecurrentSNN", "TimeBatchNorm",
+                                                          "AdaptiveLeaky")
+              and "inhibition" not in c[0]]
+
+
+class _ValueReads(TorchDispatchMode):
+    """Counts the operators that bring a tensor value to the host (``.item()``, ``bool(t)``,
+    ``nonzero``): on CUDA each of them waits for the device."""
+
+    _READS = ("aten._local_scalar_dense", "aten.is_nonzero", "aten.nonzero", "aten.equal")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: List[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if str(func).startswith(self._READS) and not _third_party_caller():
+            self.reads.append(f"{func} at {_our_caller()}")
+        return func(*args, **(kwargs or {}))
+
+
+def _our_caller() -> str:
+    for frame in reversed(traceback.extract_stack()[:-2]):
+        if not os.path.abspath(frame.filename).startswith(_TORCH_DIR):
+            return f"{os.path.basename(frame.filename)}:{frame.lineno}"
+    return "?"
+
+
+@pytest.mark.parametrize("name, factory, shape, calls", _SYNC_FREE, ids=[c[0] for c in _SYNC_FREE])
+def test_hot_path_reads_no_value_when_checks_are_off(name, factory, shape, calls):
+    module = factory()
+    run(module, shape, calls, "cpu", torch.float32)  # warm-up: what is read once is cached
+    sde.set_validation(False)
+    try:
+        mode = _ValueReads()
+        with mode:
+            run(module, shape, calls, "cpu", torch.float32)
+    finally:
+        sde.set_validation("auto")
+    assert not mode.reads, f"values read back to the host: {mode.reads}"
+
+
+def test_value_reads_are_seen_where_checksrun():
+    """The counter above sees a read: with checks on, the finiteness check reads one flag."""
+    layer = sde.DelayedLinear(F, N, max_delay=4)
+    mode = _ValueReads()
+    with mode:
+        run(layer, (T, B, F), 1, "cpu", torch.float32)
+    assert any("_checks.py" in r for r in mode.reads), mode.reads

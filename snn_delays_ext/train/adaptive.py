@@ -97,7 +97,7 @@ class AdaptiveLeaky(nn.Module):
             mem = beta * mem + c - reset * thr
             a = rho * a + (1.0 - rho) * reset
             thr = 1.0 + b * a
-            spk = self.spike_grad(mem - thr)
+            spk = self.spike_grad(mem - thr).to(mem.dtype)  # snnTorch's spikes are float32
             spikes.append(spk)
             thresholds.append(thr)
         out = torch.stack(spikes)

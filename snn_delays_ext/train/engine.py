@@ -107,7 +107,10 @@ def make_datasets(cfg: TrainConfig) -> Tuple[Dataset, Dataset, Dataset, int, int
 def _dist_info() -> Tuple[int, int, int]:
     """(rank, world size, local rank); initialises the process group under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
+    # under torchrun (it sets RANK and MASTER_ADDR), even with one process: the same code path
+    # as several (DistributedDataParallel, NCCL on GPU), which a one-GPU machine can then test
+    launched = "RANK" in os.environ and "MASTER_ADDR" in os.environ
+    if (world > 1 or launched) and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
     if dist.is_initialized():
@@ -331,7 +334,7 @@ def _train_run(cfg: TrainConfig, run_dir: Optional[os.PathLike], resume: bool,
                              "(torch.nn.SyncBatchNorm), which needs CUDA devices; got device "
                              f"{device.type!r}. Train on one process or on GPUs")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    if world > 1:
+    if dist.is_initialized():  # under torchrun, one process too
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                       broadcast_buffers=False)
     sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
@@ -441,6 +444,7 @@ def _train_run(cfg: TrainConfig, run_dir: Optional[os.PathLike], resume: bool,
         "test_acc": test_acc, "test_acc_rounded": test_acc_r, "test_loss": test_loss,
         "test_loss_rounded": test_loss_r, "mean_epoch_time_s": float(np.mean(times)) if times else 0.0,
         "n_parameters": sum(p.numel() for p in model.parameters()), "world_size": world,
+        "distributed_backend": dist.get_backend() if dist.is_initialized() else None,
         "n_train": len(train_ds), "n_val": len(val_ds) if val_ds is not None else 0, "n_test": len(test_ds),
         "n_inputs": n_in, "n_classes": n_classes,
     }

@@ -1,4 +1,5 @@
-// CUDA kernels of the EventProp ops (schemas and CPU kernels in ../eventprop.cpp).
+// CUDA kernels of the EventProp ops (schemas and CPU kernels in ../eventprop.cpp; the host
+// side of the CUDA ops, with their checks and errors, in eventprop_cuda_ops.cpp).
 //
 // Same math as the CPU kernels and the plain-PyTorch reference (snn_delays_ext/eventprop/
 // functional.py). Kept deliberately simple: one thread block per batch element runs the whole
@@ -11,31 +12,20 @@
 // and per-input-event sums over the block and adds the weight/delay gradients with atomics
 // (summation order, hence the last bits, vary between runs).
 //
-// The forward kernel writes spk densely and the rise U - V of each spike into a temporary dense
-// buffer; the compact spike list (flat indices and one rise per spike) is then taken with
-// at::nonzero / index_select, and the temporary is freed before the op returns.
+// This file holds device code and the launchers only: nothing here throws (the launchers
+// return the launch status), so every error is raised by host-compiled code.
 
-#include <ATen/ATen.h>
 #include <ATen/cuda/Atomic.cuh>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#include <torch/library.h>
 
-#include <tuple>
+#include <cstdint>
 
-#include "../eventprop_common.h"
+#include "eventprop_launch.h"
 
 namespace snn_delays_ext {
+namespace eventprop_cuda {
 namespace {
 
-using eventprop::check_backward_args;
-using eventprop::check_forward_args;
-using eventprop::index_dtype;
-using eventprop::ring_len;
-using eventprop::round_delays;
-
-constexpr int kEpThreads = 256;  // a power of two (block reduction)
+constexpr int kEpThreads = kThreads;
 
 __device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
 __device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
@@ -112,55 +102,6 @@ __global__ void ep_forward_kernel(const scalar_t* __restrict__ x, const scalar_t
       __syncthreads();  // before fired[] is rewritten in the next step
     }
   }
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop_lif_forward_cuda(
-    const at::Tensor& x_, const at::Tensor& weight, const at::Tensor& delays,
-    const c10::optional<at::Tensor>& rec_weight, const c10::optional<at::Tensor>& rec_delays, int64_t max_delay,
-    double alpha, double beta, double threshold, double syn_scale, double /*min_denominator*/,
-    double /*reg_strength*/, double /*reg_target*/, int64_t max_spikes, bool record_mem) {
-  check_forward_args(x_, weight, delays, rec_weight, rec_delays, max_delay);
-  TORCH_CHECK(x_.is_cuda(), "x: expected a CUDA tensor");
-  const c10::cuda::CUDAGuard guard(x_.device());
-  const auto x = x_.contiguous();
-  const int64_t T = x.size(0), B = x.size(1), F = x.size(2), N = weight.size(0), L = ring_len(max_delay);
-  const bool recurrent = rec_weight.has_value() && rec_weight->defined();
-  const auto wT = weight.t().contiguous();
-  const auto dT = round_delays(delays, 0, max_delay).t().contiguous();
-  at::Tensor rT, eT;
-  if (recurrent) {
-    rT = rec_weight->t().contiguous();
-    eT = round_delays(*rec_delays, 1, max_delay).t().contiguous();
-  }
-  const auto opts = x.options();
-  auto spk = at::zeros({T, B, N}, opts);
-  auto mem = record_mem ? at::empty({T, B, N}, opts) : at::empty({0}, opts);
-  const auto idt = index_dtype(T, B, N, F);
-  auto x_idx = at::nonzero(x.reshape({-1})).reshape({-1}).to(idt);
-  if (T * B * N == 0) {
-    return {spk, mem, x_idx, at::empty({0}, opts.dtype(idt)), at::empty({0}, opts)};
-  }
-  auto rise = at::empty({T, B, N}, opts);
-  auto ring = at::zeros({B, L, N}, opts);
-  auto Sb = at::zeros({B, N}, opts);
-  auto Vb = at::zeros({B, N}, opts);
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "eventprop_lif_forward_cuda", [&] {
-    ep_forward_kernel<scalar_t><<<static_cast<unsigned int>(B), kEpThreads, static_cast<size_t>(N), stream>>>(
-        x.data_ptr<scalar_t>(), wT.data_ptr<scalar_t>(), dT.data_ptr<int32_t>(),
-        recurrent ? rT.data_ptr<scalar_t>() : nullptr, recurrent ? eT.data_ptr<int32_t>() : nullptr,
-        ring.data_ptr<scalar_t>(), Sb.data_ptr<scalar_t>(), Vb.data_ptr<scalar_t>(), spk.data_ptr<scalar_t>(),
-        record_mem ? mem.data_ptr<scalar_t>() : nullptr, rise.data_ptr<scalar_t>(), T, B, F, N, L - 1,
-        static_cast<scalar_t>(beta), static_cast<scalar_t>(alpha), static_cast<scalar_t>((1.0 - beta) * syn_scale),
-        static_cast<scalar_t>(threshold));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  auto s_idx = at::nonzero(spk.reshape({-1})).reshape({-1});  // sorted (t, b, n)
-  TORCH_CHECK(max_spikes < 0 || s_idx.numel() <= max_spikes, "spike buffer overflow: more than max_spikes=",
-              max_spikes, " spikes (", s_idx.numel(), " in ", T,
-              " steps); raise max_spikes (the EventProp gradient would be wrong with dropped spikes)");
-  auto s_rise = rise.reshape({-1}).index_select(0, s_idx);
-  return {spk, mem, x_idx, s_idx.to(idt), s_rise};
 }
 
 // ---- backward ---------------------------------------------------------------------------------
@@ -250,90 +191,49 @@ __global__ void ep_backward_kernel(const scalar_t* __restrict__ gs, const scalar
   }
 }
 
-// Sort flat event indices and return (sorted, permutation, offsets per (t, b) cell).
-std::tuple<at::Tensor, at::Tensor, at::Tensor> bucket_cuda(const at::Tensor& idx, int64_t row, int64_t cells) {
-  auto flat = idx.to(at::kLong);
-  at::Tensor sorted, perm;
-  std::tie(sorted, perm) = at::sort(flat);
-  auto cell = at::floor_divide(sorted, row);
-  auto counts = cells > 0 ? at::bincount(cell, {}, cells) : at::zeros({0}, flat.options());
-  auto off = at::cat({at::zeros({1}, flat.options()), at::cumsum(counts, 0)});
-  return {sorted, perm, off.contiguous()};
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop_lif_backward_cuda(
-    const at::Tensor& grad_spk_, const at::Tensor& grad_mem_, const at::Tensor& x_idx, const at::Tensor& s_idx,
-    const at::Tensor& s_rise_, const at::Tensor& weight, const at::Tensor& d_ff,
-    const c10::optional<at::Tensor>& rec_weight, const c10::optional<at::Tensor>& d_rec, int64_t T, int64_t B,
-    int64_t max_delay, double alpha, double beta, double threshold, double syn_scale, double min_denominator,
-    double reg_strength, double reg_target) {
-  check_backward_args(grad_spk_, grad_mem_, x_idx, s_idx, s_rise_, weight, d_ff, rec_weight, d_rec, T, B, max_delay);
-  TORCH_CHECK(weight.is_cuda(), "weight: expected a CUDA tensor");
-  const c10::cuda::CUDAGuard guard(weight.device());
-  const int64_t N = weight.size(0), F = weight.size(1), L = ring_len(max_delay);
-  const bool recurrent = rec_weight.has_value() && rec_weight->defined();
-  const auto opts = weight.options();
-  const auto grad_spk = grad_spk_.contiguous();
-  const auto grad_mem = grad_mem_.contiguous();
-  const auto wT = weight.contiguous().t().contiguous();
-  const auto dT = d_ff.to(at::kInt).t().contiguous();
-  at::Tensor rT, eT;
-  if (recurrent) {
-    rT = rec_weight->contiguous().t().contiguous();
-    eT = d_rec->to(at::kInt).t().contiguous();
-  }
-  auto grad_x = at::zeros({T, B, F}, opts);
-  auto gwT = at::zeros({F, N}, opts);
-  auto gdT = at::zeros({F, N}, opts);
-  auto grT = at::zeros({recurrent ? N : 0, N}, opts);
-  auto geT = at::zeros({recurrent ? N : 0, N}, opts);
-  if (T * B * N > 0) {
-    at::Tensor xs, xperm, x_off, ss, sperm, s_off;
-    std::tie(xs, xperm, x_off) = bucket_cuda(x_idx, F, T * B);
-    std::tie(ss, sperm, s_off) = bucket_cuda(s_idx, N, T * B);
-    auto x_i = at::remainder(xs, F).contiguous();
-    auto s_n = at::remainder(ss, N).contiguous();
-    auto s_rise = s_rise_.index_select(0, sperm).contiguous();
-    at::Tensor reg;
-    if (reg_strength != 0.0 && s_n.numel() > 0) {
-      auto counts = at::bincount(s_n, {}, N).to(weight.scalar_type());
-      reg = ((counts - reg_target * static_cast<double>(B)) * reg_strength / static_cast<double>(B * B)).contiguous();
-    }
-    auto hist = at::zeros({B, L, N, 2}, opts);
-    auto gU = at::zeros({B, N}, opts);
-    auto gV = at::zeros({B, N}, opts);
-    auto gUn = at::zeros({B, N}, opts);
-    auto gSn = at::zeros({B, N}, opts);
-    auto stream = c10::cuda::getCurrentCUDAStream();
-    AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "eventprop_lif_backward_cuda", [&] {
-      ep_backward_kernel<scalar_t><<<static_cast<unsigned int>(B), kEpThreads, 0, stream>>>(
-          grad_spk.numel() ? grad_spk.data_ptr<scalar_t>() : nullptr,
-          grad_mem.numel() ? grad_mem.data_ptr<scalar_t>() : nullptr, s_off.data_ptr<int64_t>(),
-          s_n.data_ptr<int64_t>(), s_rise.data_ptr<scalar_t>(), x_off.data_ptr<int64_t>(), x_i.data_ptr<int64_t>(),
-          wT.data_ptr<scalar_t>(), dT.data_ptr<int32_t>(), recurrent ? rT.data_ptr<scalar_t>() : nullptr,
-          recurrent ? eT.data_ptr<int32_t>() : nullptr, reg.defined() ? reg.data_ptr<scalar_t>() : nullptr,
-          hist.data_ptr<scalar_t>(), gU.data_ptr<scalar_t>(), gV.data_ptr<scalar_t>(), gUn.data_ptr<scalar_t>(),
-          gSn.data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(), gwT.data_ptr<scalar_t>(), gdT.data_ptr<scalar_t>(),
-          recurrent ? grT.data_ptr<scalar_t>() : nullptr, recurrent ? geT.data_ptr<scalar_t>() : nullptr, T, B, F, N,
-          L - 1, static_cast<scalar_t>(beta), static_cast<scalar_t>(alpha),
-          static_cast<scalar_t>((1.0 - beta) * syn_scale), static_cast<scalar_t>(threshold),
-          static_cast<scalar_t>((1.0 - beta) * threshold), static_cast<scalar_t>(min_denominator));
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
-  }
-  at::Tensor grad_r = at::empty({0}, opts), grad_e = at::empty({0}, opts);
-  if (recurrent) {
-    grad_r = grT.t().contiguous();
-    grad_e = geT.t().contiguous();
-  }
-  return {grad_x, gwT.t().contiguous(), gdT.t().contiguous(), grad_r, grad_e};
-}
-
 }  // namespace
 
-TORCH_LIBRARY_IMPL(snn_delays_ext, CUDA, m) {
-  m.impl("eventprop_lif_forward", &eventprop_lif_forward_cuda);
-  m.impl("eventprop_lif_backward", &eventprop_lif_backward_cuda);
+template <typename scalar_t>
+cudaError_t launch_forward(const scalar_t* x, const scalar_t* wT, const int32_t* dT, const scalar_t* rT,
+                           const int32_t* eT, scalar_t* ring, scalar_t* S, scalar_t* V, scalar_t* spk,
+                           scalar_t* mem, scalar_t* rise, int64_t T, int64_t B, int64_t F, int64_t N,
+                           int64_t mask, double alpha, double beta, double syn_scale, double threshold,
+                           cudaStream_t stream) {
+  // a = membrane decay (snnTorch beta), bs = synaptic decay (alpha), as in the reference
+  ep_forward_kernel<scalar_t><<<static_cast<unsigned int>(B), kEpThreads, static_cast<size_t>(N), stream>>>(
+      x, wT, dT, rT, eT, ring, S, V, spk, mem, rise, T, B, F, N, mask, static_cast<scalar_t>(beta),
+      static_cast<scalar_t>(alpha), static_cast<scalar_t>((1.0 - beta) * syn_scale), static_cast<scalar_t>(threshold));
+  return cudaGetLastError();
 }
 
+template <typename scalar_t>
+cudaError_t launch_backward(const scalar_t* gs, const scalar_t* gm, const int64_t* s_off, const int64_t* s_n,
+                            const scalar_t* s_rise, const int64_t* x_off, const int64_t* x_i, const scalar_t* wT,
+                            const int32_t* dT, const scalar_t* rT, const int32_t* eT, const scalar_t* reg,
+                            scalar_t* hist, scalar_t* gU, scalar_t* gV, scalar_t* gUn, scalar_t* gSn, scalar_t* gx,
+                            scalar_t* gwT, scalar_t* gdT, scalar_t* grT, scalar_t* geT, int64_t T, int64_t B,
+                            int64_t F, int64_t N, int64_t mask, double alpha, double beta, double syn_scale,
+                            double threshold, double min_denominator, cudaStream_t stream) {
+  ep_backward_kernel<scalar_t><<<static_cast<unsigned int>(B), kEpThreads, 0, stream>>>(
+      gs, gm, s_off, s_n, s_rise, x_off, x_i, wT, dT, rT, eT, reg, hist, gU, gV, gUn, gSn, gx, gwT, gdT, grT, geT,
+      T, B, F, N, mask, static_cast<scalar_t>(beta), static_cast<scalar_t>(alpha),
+      static_cast<scalar_t>((1.0 - beta) * syn_scale), static_cast<scalar_t>(threshold),
+      static_cast<scalar_t>((1.0 - beta) * threshold), static_cast<scalar_t>(min_denominator));
+  return cudaGetLastError();
+}
+
+#define SDX_EP_INSTANTIATE(T_)                                                                                 \
+  template cudaError_t launch_forward<T_>(const T_*, const T_*, const int32_t*, const T_*, const int32_t*, T_*, \
+                                          T_*, T_*, T_*, T_*, T_*, int64_t, int64_t, int64_t, int64_t, int64_t,  \
+                                          double, double, double, double, cudaStream_t);                        \
+  template cudaError_t launch_backward<T_>(const T_*, const T_*, const int64_t*, const int64_t*, const T_*,     \
+                                           const int64_t*, const int64_t*, const T_*, const int32_t*, const T_*, \
+                                           const int32_t*, const T_*, T_*, T_*, T_*, T_*, T_*, T_*, T_*, T_*, T_*, \
+                                           T_*, int64_t, int64_t, int64_t, int64_t, int64_t, double, double,    \
+                                           double, double, double, cudaStream_t);
+SDX_EP_INSTANTIATE(float)
+SDX_EP_INSTANTIATE(double)
+#undef SDX_EP_INSTANTIATE
+
+}  // namespace eventprop_cuda
 }  // namespace snn_delays_ext

@@ -1,0 +1,43 @@
+// Kernel launchers of the EventProp CUDA ops: defined in eventprop_cuda.cu (device code),
+// called from eventprop_cuda_ops.cpp (host code: argument checks, allocation, errors).
+//
+// The split keeps every C++ exception on the host compiler's side: the launchers take raw
+// pointers of tensors the caller has checked and allocated, never throw, and return the launch
+// status (cudaGetLastError) for the caller to report.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace snn_delays_ext {
+namespace eventprop_cuda {
+
+constexpr int kThreads = 256;  // threads per block (a power of two: block reduction)
+
+// Forward: one block per batch element runs the whole time loop. rT/eT (recurrent weights and
+// delays) and mem may be null. ring: (B, L, N) zeros, S/V: (B, N) zeros, spk: (T, B, N) zeros,
+// rise: (T, B, N). mask = L - 1 (L a power of two >= max_delay + 1).
+template <typename scalar_t>
+cudaError_t launch_forward(const scalar_t* x, const scalar_t* wT, const int32_t* dT, const scalar_t* rT,
+                           const int32_t* eT, scalar_t* ring, scalar_t* S, scalar_t* V, scalar_t* spk,
+                           scalar_t* mem, scalar_t* rise, int64_t T, int64_t B, int64_t F, int64_t N,
+                           int64_t mask, double alpha, double beta, double syn_scale, double threshold,
+                           cudaStream_t stream);
+
+// Backward: the reverse-time adjoint, one block per batch element. gs/gm (gradients of spikes
+// and membranes, (T, B, N)), rT/eT/grT/geT and reg may be null. s_off/x_off: (T B + 1) offsets
+// of the spikes / input events of each (t, b) cell into s_n/s_rise and x_i. hist: (B, L, N, 2)
+// zeros; gU, gV, gUn, gSn: (B, N) zeros; gx: (T, B, F) zeros; gwT, gdT: (F, N) zeros;
+// grT, geT: (N, N) zeros.
+template <typename scalar_t>
+cudaError_t launch_backward(const scalar_t* gs, const scalar_t* gm, const int64_t* s_off, const int64_t* s_n,
+                            const scalar_t* s_rise, const int64_t* x_off, const int64_t* x_i, const scalar_t* wT,
+                            const int32_t* dT, const scalar_t* rT, const int32_t* eT, const scalar_t* reg,
+                            scalar_t* hist, scalar_t* gU, scalar_t* gV, scalar_t* gUn, scalar_t* gSn, scalar_t* gx,
+                            scalar_t* gwT, scalar_t* gdT, scalar_t* grT, scalar_t* geT, int64_t T, int64_t B,
+                            int64_t F, int64_t N, int64_t mask, double alpha, double beta, double syn_scale,
+                            double threshold, double min_denominator, cudaStream_t stream);
+
+}  // namespace eventprop_cuda
+}  // namespace snn_delays_ext
