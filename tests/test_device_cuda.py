@@ -115,3 +115,31 @@ def test_train_presets_one_epoch_on_cuda(preset, tmp_path):
                                              progress=False, tensorboard=False))
     results = train(cfg, run_dir=tmp_path / preset, verbose=False)
     assert 0.0 <= results["test_acc"] <= 1.0 and results["n_train"] == 128
+
+
+_CUDA_OP_ERROR = """
+import torch
+import snn_delays_ext  # registers the ops
+x = torch.zeros(4, 3, device="cuda")  # rank 2: the op wants (T, B, F)
+for _ in range(2):  # twice: the process goes on after the error
+    try:
+        torch.ops.snn_delays_ext.delay_channels(x, torch.zeros(3, dtype=torch.long, device="cuda"),
+                                                torch.ones(3, 2, device="cuda"))
+    except RuntimeError as e:
+        assert "x: expected" in str(e) and "(T, B, F)" in str(e), e
+    else:
+        raise SystemExit("no error")
+print("error raised")
+"""
+
+
+def test_cuda_delay_op_error_is_an_exception():
+    """An argument error raised inside a CUDA delay op (a ``TORCH_CHECK`` in ``delays_cuda.cu``) is
+    a RuntimeError in Python, not a crash: run in a subprocess, so a crash fails only this test."""
+    import subprocess
+    import sys
+
+    if "cuda" not in ops.available_devices():
+        pytest.skip("no CUDA delay kernels in this build")
+    res = subprocess.run([sys.executable, "-c", _CUDA_OP_ERROR], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "error raised" in res.stdout, (res.returncode, res.stdout, res.stderr[-3000:])
