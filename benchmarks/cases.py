@@ -137,7 +137,7 @@ def _recurrent(impl: str, shape: dict, sigma: float, device, dtype, gen) -> Case
         def step():
             cur = inp(x)
             state = RecurrentLeakyState(cur.new_zeros(B, N), cur.new_zeros(K, B, N))
-            spk, mem, _ = recurrent_leaky_sequence(cur, state, w, b, d, p, D, "axonal", sigma)
+            spk, mem, _ = recurrent_leaky_sequence(cur, state, w, b, d, p, D, "axonal", sigma, backend="reference")
             return _loss(spk, mem), spk
     elif impl == "delrec_style":
         params += [w, b, d]
@@ -195,7 +195,7 @@ def _feedforward(impl: str, shape: dict, sigma: float, device, dtype, gen) -> Ca
         else:
             apply = [
                 lambda z, layer=layer: delayed_linear(
-                    z, layer.weight, layer.bias, layer.delays, D, "synaptic", sigma
+                    z, layer.weight, layer.bias, layer.delays, D, "synaptic", sigma, backend="reference"
                 )[0]
                 for layer in layers
             ]

@@ -80,7 +80,6 @@ METHODS = ("eventprop", "eventprop-reference", "surrogate")
 
 def measure(method: str, T: int, B: int, n_in: int, n_hid: int, max_delay: int, rate: float,
             device: str, seed: int = 0, threads: int = 0) -> dict:
-    from snn_delays_ext import ops
     from snn_delays_ext.eventprop import DelayedRecurrentSynaptic, eventprop_lif
 
     torch.manual_seed(seed)
@@ -95,7 +94,7 @@ def measure(method: str, T: int, B: int, n_in: int, n_hid: int, max_delay: int, 
         backend = "reference"
     else:
         run = layer
-        backend = ("compiled" if ops.eventprop_supports(torch.zeros(0, device=device)) else "reference") \
+        backend = layer.backend(torch.zeros(1, 1, layer.in_features, device=device)).backend \
             if method == "eventprop" else "autograd"
     with torch.no_grad():  # calibrated for a hidden rate of a few % per step
         layer.weight.uniform_(0.0, 0.2)

@@ -20,7 +20,7 @@ from typing import Callable, Dict, List
 import torch
 
 import snn_delays_ext
-from snn_delays_ext import functional, ops
+from snn_delays_ext import functional
 
 
 def _time(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, repeats: int) -> Dict[str, float]:
@@ -67,9 +67,11 @@ def main(argv: List[str] | None = None) -> Path:
     print(f"{'input':<12} {'sigma':>5} {'impl':<10} {'fwd ms':>9} {'bwd ms':>9} {'total x ours':>13}")
     for sigma in a.sigmas:
         for name, x in inputs.items():
-            impls = {"compiled": lambda z: ops.delayed_linear(z, w, b, d, D, "synaptic", sigma, "triangle")}
+            impls = {"compiled": lambda z: functional.delayed_linear(z, w, b, d, D, "synaptic", sigma,
+                                                                     backend="compiled")[0]}
             if not a.no_reference:
-                impls["reference"] = lambda z: functional.delayed_linear(z, w, b, d, D, "synaptic", sigma)[0]
+                impls["reference"] = lambda z: functional.delayed_linear(z, w, b, d, D, "synaptic", sigma,
+                                                                         backend="reference")[0]
                 # both compute the same function
                 torch.testing.assert_close(impls["compiled"](x), impls["reference"](x), rtol=1e-4, atol=1e-4)
             res = {k: _time(f, x, a.repeats) for k, f in impls.items()}

@@ -8,7 +8,7 @@ __all__ = ["backend"]
 
 
 def backend(device: str = "cpu") -> str:
-    """Name the implementation the layers use for sequence inputs on a device type.
+    """Say whether compiled kernels are loaded for a device type.
 
     Parameters
     ----------
@@ -19,10 +19,10 @@ def backend(device: str = "cpu") -> str:
     -------
     str
         ``"compiled"``: the C++/CUDA custom ops in :mod:`snn_delays_ext.ops` (``torch.ops.
-        snn_delays_ext.*``) are loaded for that device; ``"reference"``: the plain-PyTorch path
-        in :mod:`snn_delays_ext.functional` (no compiled extension, or none for that device).
-        A recurrent layer also takes the reference path for a ``spike_grad`` the kernels do not
-        know (see :func:`snn_delays_ext.surrogate.surrogate_spec`) or ``reset_delay=False``.
+        snn_delays_ext.*``) are loaded for that device; ``"reference"``: only the plain-PyTorch
+        path of :mod:`snn_delays_ext.functional` can run there. What one call of a layer runs
+        also depends on its settings and input: ``layer.backend(x)`` says it, with the reason
+        (the rules are in :mod:`snn_delays_ext.dispatch`).
 
     Examples
     --------

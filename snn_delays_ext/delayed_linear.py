@@ -9,7 +9,6 @@ from typing import Optional
 import torch
 from torch import nn
 
-from . import ops as _ops
 from ._checks import check_choice, check_finite, check_int, check_nonneg_float, check_tensor
 from ._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from .functional.delayed_linear import (
@@ -18,6 +17,7 @@ from .functional.delayed_linear import (
     _delayed_linear_step,
     delay_shape,
 )
+from .dispatch import Choice, delayed_linear_backend
 from .functional.interpolation import INTERPOLATIONS
 
 __all__ = ["DelayedLinear"]
@@ -211,15 +211,7 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
         check_finite("input_", input_)
         delays = self.delays
         check_finite("delays", delays)
-        if input_.dim() == 3:
-            if _ops.AVAILABLE and _ops.supports(input_, self.weight, self.bias, delays):
-                if not self._wide_triangles_on_cpu(input_):
-                    return _ops._delayed_linear(
-                        input_, self.weight, self.bias, delays, self.max_delay, self.delay_type,
-                        self._sigma, self.interpolation,
-                    )
-            else:
-                _ops.warn_reference_once()
+        if input_.dim() == 3:  # from silence; kernels where snn_delays_ext.dispatch says so
             y, _ = _delayed_linear(
                 input_, self.weight, self.bias, delays, self.max_delay, self.delay_type,
                 self._sigma, self.interpolation,
@@ -241,24 +233,21 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
         self._past = new_past
         return y
 
-    def _wide_triangles_on_cpu(self, x: torch.Tensor) -> bool:
-        """Whether the plain-PyTorch path is the faster one for this sequence call.
+    def backend(self, input_: torch.Tensor) -> Choice:
+        """What a call with ``input_`` runs, and why (:mod:`snn_delays_ext.dispatch`): a
+        ``(T, B, in)`` sequence runs the compiled op where the rule allows; one ``(B, in)``
+        step runs the plain-PyTorch step (it reads only the band of taps it needs).
 
-        The CPU synaptic kernel costs about one pass per tap of a delay's band (``W = 2 ceil(s)``
-        taps, ``s = 1 + sigma``), the reference about one per lag of the whole range
-        (``max_delay + ceil(s)``) at a lower cost per lag. Measured
-        (B64 T66 256x256, forward + backward, one thread): at ``max_delay`` 20 the reference
-        takes 250-260 ms whatever ``sigma``, the kernel 257 / 377 ms (5% spikes / dense input)
-        at ``sigma`` 2, 380 / 585 ms at ``sigma`` 4, and 698 / 1117 ms at ``max_delay`` 12,
-        ``sigma`` 10; at ``max_delay`` 60 the kernel wins 2.3-3.4x even at ``sigma`` 4
-        (``benchmarks/synaptic_kernel.py``). So on CPU, when the band covers more than a
-        quarter of the lag range (early epochs of a wide ``SigmaScheduler`` start with a short
-        ``max_delay``), the reference runs.
+        Examples
+        --------
+        >>> layer = DelayedLinear(3, 2, max_delay=5)
+        >>> layer.backend(torch.zeros(4, 3)).backend
+        'reference'
         """
-        if x.device.type != "cpu" or self.delay_type != "synaptic" or self.interpolation != "triangle":
-            return False
-        c = math.ceil(1.0 + self._sigma)
-        return self.max_delay + c < 4 * (2 * c)
+        if not isinstance(input_, torch.Tensor) or input_.dim() != 3:
+            return Choice("reference", "one (B, in) step runs the plain-PyTorch step")
+        return delayed_linear_backend(input_, self.delay_type, self.max_delay, self._sigma, self.interpolation,
+                                      self.weight, self.bias, self.delays)
 
     def extra_repr(self) -> str:
         return (

@@ -12,11 +12,10 @@ from ._checks import (
     check_bool, check_choice, check_finite, check_int, check_nonneg_float, check_tensor, has_data,
 )
 from ._delay_layer import DelayInit, DelayLayerMixin, init_delays
-from . import ops as _ops
+from .dispatch import Choice
 from .delayed_linear import _autocast_input
 from .functional.delayed_linear import _fit_history
 from .functional.interpolation import INTERPOLATIONS
-from .surrogate import surrogate_spec
 from .functional.recurrent_leaky import (
     DELAY_TYPES_RECURRENT,
     RESET_MECHANISMS,
@@ -24,18 +23,13 @@ from .functional.recurrent_leaky import (
     RecurrentLeakyState,
     recurrent_delay_shape,
     recurrent_history_length,
+    recurrent_leaky_choice,
     recurrent_leaky_sequence,
     recurrent_leaky_step,
 )
 
 __all__ = ["DelayedRecurrentLeaky"]
 
-
-@torch._dynamo.assume_constant_result
-def _surrogate_spec_cached(fn) -> Optional[Tuple[int, float]]:
-    # a constant for torch.compile: the spike function does not change inside a graph
-    spec = surrogate_spec(fn)
-    return None if spec is None else (spec.kind, spec.param)
 
 _BACKWARDS = ("surrogate",)
 
@@ -384,18 +378,8 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
                     "spk, mem: a (T, B, N) sequence always starts from a zero state; pass the "
                     "state only with one (B, N) step"
                 )
-            T, B, _ = input_.shape
-            spec = self._compiled_spec(input_, weight, bias)
-            if spec is not None:
-                spk_seq, mem_seq = _ops.recurrent_leaky_sequence(
-                    input_, weight, bias, self.delays, self.beta, self.threshold, self.max_delay,
-                    self.delay_type, self._sigma, self.interpolation, self.reset_mechanism, spec,
-                )
-                return self._returns(spk_seq, mem_seq)
-            K = recurrent_history_length(self.max_delay, self._sigma)
-            state = RecurrentLeakyState(input_.new_zeros(B, n), input_.new_zeros(K, B, n))
-            spk_seq, mem_seq, _ = recurrent_leaky_sequence(
-                input_, state, weight, bias, self.delays, params, self.max_delay,
+            spk_seq, mem_seq, _ = recurrent_leaky_sequence(  # from a zero state: kernels where they run
+                input_, None, weight, bias, self.delays, params, self.max_delay,
                 self.delay_type, self._sigma, self.interpolation,
             )
             return self._returns(spk_seq, mem_seq)
@@ -408,25 +392,21 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         self._fresh = False
         return self._returns(new_spk, new_state.mem)
 
-    def _compiled_spec(self, x: torch.Tensor, weight: torch.Tensor,
-                       bias: Optional[torch.Tensor]) -> Optional[Tuple[int, float]]:
-        """The surrogate ``(kind, param)`` if the compiled sequence op can run this call, else
-        ``None`` (reference path: no compiled op for the device, ``reset_delay=False``, an
-        unrecognised ``spike_grad``, or a learnable ``beta``/``threshold`` of an unusual shape)."""
-        if not _ops.AVAILABLE:
-            _ops.warn_reference_once()
-            return None
-        if (not _ops.supports(x, self.delays, self.beta, self.threshold, weight, bias)
-                or not self.reset_delay or not self._plain_neuron()):
-            return None
-        n = self.linear_features
-        for t in (self.beta, self.threshold):
-            if not isinstance(t, torch.Tensor) or t.numel() not in (1, n) or t.dim() > 1:
-                return None
-        spec = _surrogate_spec_cached(self.spike_grad)
-        if spec is None:
-            return None
-        return spec
+    def backend(self, input_: torch.Tensor) -> Choice:
+        """What a call with ``input_`` runs, and why (:mod:`snn_delays_ext.dispatch`): a
+        ``(T, B, N)`` sequence runs the compiled op where the rule allows; one ``(B, N)`` step
+        runs the plain-PyTorch step.
+
+        Examples
+        --------
+        >>> lif = DelayedRecurrentLeaky(0.9, 4, max_delay=5, reset_delay=False)
+        >>> lif.backend(torch.zeros(10, 2, 4)).backend
+        'reference'
+        """
+        if not isinstance(input_, torch.Tensor) or input_.dim() != 3:
+            return Choice("reference", "one (B, N) step runs the plain-PyTorch step")
+        weight, bias = self._weights()
+        return recurrent_leaky_choice(input_, None, weight, bias, self.delays, self._params())[0]
 
     def _returns(self, spk: torch.Tensor, mem: torch.Tensor):
         if self.output:

@@ -1,31 +1,34 @@
-"""Compiled delay kernels as PyTorch custom ops (``torch.ops.snn_delays_ext.*``).
+"""The compiled delay kernels as PyTorch custom ops (``torch.ops.snn_delays_ext.*``).
 
 The C++ (CPU) and CUDA kernels are declared with ``TORCH_LIBRARY(snn_delays_ext, m)`` in
-``snn_delays_ext/csrc``; this module loads them, registers their fake (meta) implementations for
-``torch.compile`` and their autograd formulas, and offers differentiable wrappers that take the
-same arguments as the reference functions in :mod:`snn_delays_ext.functional`:
+``snn_delays_ext/csrc``; this module loads them and registers their fake (meta) implementations
+for ``torch.compile`` and meta tensors and their autograd formulas. Nothing else: which
+implementation a call runs is decided in :mod:`snn_delays_ext.dispatch`, and the Python side of
+the compiled path (delays as banded taps, the calls of the ops) is in
+``snn_delays_ext/functional/_compiled.py`` and ``snn_delays_ext/eventprop/functional.py``.
 
-* :func:`delayed_linear` -- feed-forward delays (synaptic, axonal, dendritic);
-* :func:`recurrent_leaky_sequence` -- a delayed recurrent LIF layer over a whole sequence (the
-  time loop runs inside one op; its backward op runs the reverse-time surrogate BPTT);
-* :func:`eventprop_lif` -- the EventProp layer of :mod:`snn_delays_ext.eventprop` (event-driven
-  forward and exact adjoint backward, ops ``eventprop_lif_forward`` / ``eventprop_lif_backward``).
+The ops:
 
-Delays reach the kernels as *banded taps* (:func:`banded_taps`): for each delay the first
-integer lag of its triangle and the ``W = 2 ceil(s)`` (``2 ceil(s) + 1`` for ``"round"``) tap
-weights from there on, computed differentiably in Python, so the kernels' cost does not grow
-with ``max_delay`` and the delay gradient comes from the tap gradient by autograd (exactly as in
-the reference, including the straight-through ``"round"`` mode and the clamp).
+* ``delay_channels`` / ``synaptic_delay`` (and their ``*_backward``): feed-forward delays;
+* ``recurrent_lif`` / ``recurrent_lif_backward``: a delayed recurrent LIF layer over a whole
+  sequence (the time loop runs inside the op; its backward op runs the reverse-time BPTT);
+* ``eventprop_lif_forward`` / ``eventprop_lif_backward``: the EventProp layer (event-driven
+  forward and exact adjoint backward).
+
+Delays reach the kernels as *banded taps*: for each delay the first integer lag of its
+triangle and the ``W = 2 ceil(s)`` (``2 ceil(s) + 1`` for ``"round"``) tap weights from there
+on, computed differentiably in Python, so the kernels' cost does not grow with ``max_delay`` and
+the delay gradient comes from the tap gradient by autograd.
 
 Double backward (``create_graph=True`` and differentiating the gradient again, e.g. a gradient
 penalty): the feed-forward ops then compute their backward with a plain-PyTorch formula that
 autograd can differentiate (ordinary and ``torch.compile`` backward still run the compiled
 backward ops); the recurrent op gives correct first-order gradients but raises a
-``RuntimeError`` if they are differentiated again (use
-:func:`snn_delays_ext.functional.recurrent_leaky_sequence` for that).
+``RuntimeError`` if they are differentiated again (use the reference,
+``backend="reference"``, for that).
 
-If the extension was not compiled, :data:`AVAILABLE` is ``False`` and the layers use the
-reference path; :func:`snn_delays_ext.backend` tells which path runs.
+If the extension was not compiled, :data:`AVAILABLE` is ``False`` and everything runs the
+reference path (:mod:`snn_delays_ext.dispatch`).
 """
 
 from __future__ import annotations
@@ -36,25 +39,16 @@ from typing import Optional, Set, Tuple
 import torch
 import torch.nn.functional as F
 
-from ._checks import is_functorch_wrapped
-from .functional.interpolation import banded_taps
 
 __all__ = [
     "AVAILABLE",
     "LOAD_ERROR",
     "available_devices",
-    "banded_taps",
-    "delayed_linear",
     "eventprop_devices",
-    "eventprop_lif",
-    "eventprop_supports",
-    "recurrent_leaky_sequence",
-    "supports",
     "warn_eventprop_reference_once",
     "warn_reference_once",
 ]
 
-RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
 
 LOAD_ERROR: Optional[str] = None
 _DEVICES: Set[str] = set()
@@ -109,20 +103,6 @@ def warn_reference_once() -> None:
         RuntimeWarning,
         stacklevel=3,
     )
-
-
-def supports(x: torch.Tensor, *others: torch.Tensor) -> bool:
-    """Whether a compiled kernel exists for the device and dtype of ``x`` and can run: not
-    when ``x`` or one of ``others`` (the parameters) is a ``torch.func`` wrapper (``vmap``,
-    ``grad``, ``jacrev``), where the plain-PyTorch path runs instead."""
-    return (_has_kernel(x.device.type, _DEVICES) and x.dtype in (torch.float32, torch.float64)
-            and not any(is_functorch_wrapped(t) for t in (x, *others) if t is not None))
-
-
-def _has_kernel(device_type: str, devices: Set[str]) -> bool:
-    """A device type runs a compiled op if a kernel is built for it; ``meta`` tensors (no
-    data: shape and device propagation) run the ops' fake kernels, registered with the ops."""
-    return device_type in devices or (device_type == "meta" and bool(devices))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -309,151 +289,6 @@ if AVAILABLE:
 
 
 # ----------------------------------------------------------------------------------------------
-# differentiable wrappers (same arguments as the reference functions)
-# ----------------------------------------------------------------------------------------------
-def delayed_linear(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: Optional[torch.Tensor],
-    delays: torch.Tensor,
-    max_delay: int,
-    delay_type: str = "synaptic",
-    sigma: float = 0.0,
-    interpolation: str = "triangle",
-) -> torch.Tensor:
-    """Compiled counterpart of :func:`snn_delays_ext.functional.delayed_linear` (from silence).
-
-    Parameters
-    ----------
-    x : torch.Tensor
-        ``(T, B, in)``.
-    weight, bias, delays, max_delay, delay_type, sigma, interpolation
-        As for the reference function.
-
-    Returns
-    -------
-    torch.Tensor
-        ``(T, B, out)``, equal to the reference's ``y`` with ``past=None``.
-
-    Raises
-    ------
-    TypeError, ValueError
-        Bad arguments, as for the reference function; ``x`` of a dtype or on a device without
-        a compiled kernel (see :func:`supports`).
-
-    Examples
-    --------
-    >>> x = torch.zeros(5, 1, 1); x[0, 0, 0] = 1.0
-    >>> if AVAILABLE:
-    ...     y = delayed_linear(x, torch.ones(1, 1), None, torch.tensor([[2.0]]), max_delay=4)
-    ...     print(y.flatten())
-    ... else:
-    ...     print(torch.tensor([0., 0., 1., 0., 0.]))
-    tensor([0., 0., 1., 0., 0.])
-    """
-    from .functional.delayed_linear import check_delayed_linear_args
-
-    max_delay, sigma = check_delayed_linear_args(
-        x, weight, bias, delays, max_delay, delay_type, sigma, interpolation)
-    if not supports(x):
-        raise TypeError(
-            f"x: the compiled op runs float32/float64 tensors on {sorted(_DEVICES) or 'no device'} "
-            f"(extension: {LOAD_ERROR or 'loaded'}), got {x.dtype} on {x.device}; use "
-            "snn_delays_ext.functional.delayed_linear (plain PyTorch) for other dtypes or devices"
-        )
-    return _delayed_linear(x, weight, bias, delays, max_delay, delay_type, sigma, interpolation)
-
-
-def _delayed_linear(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: Optional[torch.Tensor],
-    delays: torch.Tensor,
-    max_delay: int,
-    delay_type: str,
-    sigma: float,
-    interpolation: str,
-) -> torch.Tensor:
-    """:func:`delayed_linear` without argument checks (for callers that validated them)."""
-    start, vals = banded_taps(delays, max_delay, sigma, 0, interpolation)
-    vals = vals.to(x.dtype)
-    x = x.contiguous()
-    ops = torch.ops.snn_delays_ext
-    if delay_type == "axonal":
-        return F.linear(ops.delay_channels(x, start, vals), weight, bias)
-    if delay_type == "dendritic":
-        y = ops.delay_channels(F.linear(x, weight).contiguous(), start, vals)
-        return y + bias if bias is not None else y
-    if delay_type == "synaptic":
-        y = ops.synaptic_delay(x, weight, start, vals)
-        return y + bias if bias is not None else y
-    raise ValueError(f"delay_type: expected 'synaptic', 'axonal' or 'dendritic', got {delay_type!r}")
-
-
-def recurrent_leaky_sequence(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: Optional[torch.Tensor],
-    delays: torch.Tensor,
-    beta: torch.Tensor,
-    threshold: torch.Tensor,
-    max_delay: int,
-    delay_type: str = "axonal",
-    sigma: float = 0.0,
-    interpolation: str = "triangle",
-    reset_mechanism: str = "subtract",
-    surrogate: Tuple[int, float] = (0, 2.0),
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Compiled delayed recurrent LIF over a whole sequence, from a zero state.
-
-    Equals :func:`snn_delays_ext.functional.recurrent_leaky_sequence` started from zero membrane
-    and silent history, with ``reset_delay=True`` and the snnTorch surrogate given by
-    ``surrogate`` (a ``(kind, param)`` pair from :func:`snn_delays_ext.surrogate.surrogate_spec`).
-
-    Parameters
-    ----------
-    x : torch.Tensor
-        Input current ``(T, B, N)``.
-    weight, bias : torch.Tensor
-        Recurrent weights ``(N, N)`` and bias ``(N,)`` or ``None``.
-    delays : torch.Tensor
-        ``(N,)`` axonal or ``(N, N)`` synaptic delays, clamped to ``[1, max_delay]``.
-    beta, threshold : torch.Tensor
-        Scalar or ``(N,)``; ``beta`` is clamped to ``[0, 1]`` as in snnTorch.
-    max_delay, delay_type, sigma, interpolation, reset_mechanism
-        As for the reference.
-    surrogate : (int, float)
-        Kernel code and parameter of the surrogate derivative.
-
-    Returns
-    -------
-    spk, mem : torch.Tensor
-        ``(T, B, N)`` spikes and membrane potentials.
-
-    Examples
-    --------
-    >>> if AVAILABLE:
-    ...     spk, mem = recurrent_leaky_sequence(
-    ...         torch.rand(20, 2, 4), torch.zeros(4, 4), None, torch.full((4,), 3.0),
-    ...         torch.tensor(0.5), torch.tensor(1.0), max_delay=5)
-    ...     print(tuple(spk.shape))
-    ... else:
-    ...     print((20, 2, 4))
-    (20, 2, 4)
-    """
-    n = x.shape[-1]
-    start, vals = banded_taps(delays, max_delay, sigma, 1, interpolation)
-    beta_v = beta.to(x.dtype).clamp(0, 1).expand(n).contiguous()
-    thr_v = threshold.to(x.dtype).expand(n).contiguous()
-    spk, mem, _ = torch.ops.snn_delays_ext.recurrent_lif(
-        x.contiguous(), weight, bias, start, vals.to(x.dtype), beta_v, thr_v,
-        RESET_CODES[reset_mechanism], int(surrogate[0]), float(surrogate[1]),
-        delay_type == "synaptic",
-    )
-    return spk, mem
-
-
-# ----------------------------------------------------------------------------------------------
 # EventProp (csrc/eventprop.cpp, csrc/cuda/eventprop_cuda.cu)
 # ----------------------------------------------------------------------------------------------
 _EP_OPS = ("snn_delays_ext::eventprop_lif_forward", "snn_delays_ext::eventprop_lif_backward")
@@ -476,17 +311,6 @@ def eventprop_devices() -> Set[str]:
     True
     """
     return set(_EP_DEVICES)
-
-
-def eventprop_supports(x: torch.Tensor) -> bool:
-    """Whether a compiled EventProp kernel exists for the device and dtype of ``x``.
-
-    Examples
-    --------
-    >>> eventprop_supports(torch.zeros(1, dtype=torch.int64))
-    False
-    """
-    return _has_kernel(x.device.type, _EP_DEVICES) and x.dtype in (torch.float32, torch.float64)
 
 
 _ep_warned = False
@@ -611,63 +435,3 @@ if _EP_DEVICES:
         ) + (None,) * 10
 
     torch.library.register_autograd(_lib + "eventprop_lif_forward", _ep_backward, setup_context=_ep_setup)
-
-
-def eventprop_lif(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    delays: torch.Tensor,
-    rec_weight: Optional[torch.Tensor] = None,
-    rec_delays: Optional[torch.Tensor] = None,
-    *,
-    max_delay: int,
-    alpha: float,
-    beta: float,
-    threshold: float = 1.0,
-    syn_scale: float = 1.0,
-    min_denominator: float = 1e-6,
-    reg_strength: float = 0.0,
-    reg_target: float = 0.0,
-    max_spikes: Optional[int] = None,
-    record_mem: bool = True,
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Compiled counterpart of :func:`snn_delays_ext.eventprop.eventprop_lif`.
-
-    Same model, outputs and gradients (``weight``, real-valued ``delays``, the recurrent pair and
-    ``dL/dt`` of the input spikes); the keyword arguments are the fields of
-    :class:`~snn_delays_ext.eventprop.EventPropConfig`. Inputs are not validated here (the
-    public function does that); ``x`` must be binary.
-
-    Parameters
-    ----------
-    x : torch.Tensor
-        Binary input spikes ``(T, B, F)``, float32 or float64.
-    weight, delays : torch.Tensor
-        ``(N, F)``; delays are clamped to ``[0, max_delay]`` and rounded halves up.
-    rec_weight, rec_delays : torch.Tensor, optional
-        ``(N, N)``; delays clamped to ``[1, max_delay]``.
-    max_delay, alpha, beta, threshold, syn_scale, min_denominator, reg_strength, reg_target, max_spikes, record_mem
-        Keyword arguments, as in :class:`~snn_delays_ext.eventprop.EventPropConfig` (``max_spikes=None``: no limit).
-
-    Returns
-    -------
-    spk, mem : torch.Tensor
-        ``(T, B, N)`` spikes and post-reset membranes (``mem`` empty if not ``record_mem``).
-
-    Examples
-    --------
-    >>> x = torch.zeros(10, 1, 1); x[0] = 1.0
-    >>> if eventprop_supports(x):
-    ...     spk, _ = eventprop_lif(x, torch.tensor([[3.0]]), torch.tensor([[2.0]]), max_delay=3,
-    ...                            alpha=0.9, beta=0.8)
-    ...     print(spk[:, 0, 0].nonzero().flatten().tolist())
-    ... else:
-    ...     print([3, 6])
-    [3, 6]
-    """
-    out = torch.ops.snn_delays_ext.eventprop_lif_forward(
-        x.contiguous(), weight, delays, rec_weight, rec_delays, int(max_delay), float(alpha), float(beta),
-        float(threshold), float(syn_scale), float(min_denominator), float(reg_strength), float(reg_target),
-        -1 if max_spikes is None else int(max_spikes), bool(record_mem),
-    )
-    return out[0], out[1]

@@ -15,13 +15,13 @@ itself.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, NamedTuple, Optional
+from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import torch
 
 from ._checks import check_positive_float
 
-__all__ = ["SurrogateSpec", "surrogate_spec", "SURROGATE_KINDS", "triangle"]
+__all__ = ["SurrogateSpec", "surrogate_spec", "surrogate_spec_constant", "SURROGATE_KINDS", "triangle"]
 
 #: Kernel codes of the recognised surrogates (``csrc/common.h`` ``SurrogateKind``).
 SURROGATE_KINDS: Dict[str, int] = {
@@ -191,3 +191,25 @@ def surrogate_spec(fn: Optional[Callable]) -> Optional[SurrogateSpec]:
         if param != param or param in (float("inf"), float("-inf")):
             return None
     return SurrogateSpec(name, SURROGATE_KINDS[name], param)
+
+
+def _assume_constant_result(fn: Callable) -> Callable:
+    """``torch._dynamo.assume_constant_result`` without importing ``torch._dynamo`` (1.6 s of
+    import time): that decorator only marks the function, as here (a test keeps the two equal)."""
+    fn._dynamo_marked_constant = True  # type: ignore[attr-defined]
+    return fn
+
+
+@_assume_constant_result
+def surrogate_spec_constant(fn: Optional[Callable]) -> Optional[Tuple[int, float]]:
+    """``(kind, param)`` of :func:`surrogate_spec` (``None`` if not recognised), a constant for
+    ``torch.compile``: the spike function does not change inside a compiled graph.
+
+    Examples
+    --------
+    >>> import snntorch.surrogate as sg
+    >>> surrogate_spec_constant(sg.atan(alpha=3.0))
+    (0, 3.0)
+    """
+    spec = surrogate_spec(fn)
+    return None if spec is None else (spec.kind, spec.param)

@@ -8,6 +8,19 @@ import math
 import torch
 
 from snn_delays_ext.functional import recurrent_leaky as R
+from snn_delays_ext.functional.delayed_linear import delayed_linear
+
+
+def ref_delayed_linear(*args, **kwargs):
+    """The plain-PyTorch delayed linear map (the oracle): ``(y, new_past)``."""
+    return delayed_linear(*args, backend="reference", **kwargs)
+
+
+def compiled_delayed_linear(x, weight, bias, delays, max_delay, delay_type="synaptic", sigma=0.0,
+                            interpolation="triangle"):
+    """The compiled delayed linear map from silence (``backend="compiled"``): ``y``."""
+    return delayed_linear(x, weight, bias, delays, max_delay, delay_type, sigma, interpolation,
+                          backend="compiled")[0]
 
 
 def _make(deriv):
@@ -50,5 +63,5 @@ def reference_recurrent(x, weight, bias, delays, beta, threshold, spike_fn, max_
     state = R.RecurrentLeakyState(x.new_zeros(B, N), x.new_zeros(K, B, N))
     params = R.RecurrentLeakyParameters(beta, threshold, spike_fn, reset, True)
     spk, mem, _ = R.recurrent_leaky_sequence(x, state, weight, bias, delays, params, max_delay,
-                                             delay_type, sigma, interpolation)
+                                             delay_type, sigma, interpolation, backend="reference")
     return spk, mem

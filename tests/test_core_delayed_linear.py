@@ -90,7 +90,7 @@ def test_gradcheck_float64(kind):
     x = torch.rand(9, 2, 3, dtype=torch.float64, requires_grad=True)
 
     def f(x, w, b, d):
-        y, _ = sde.functional.delayed_linear(x, w, b, d, 5, kind, 0.5)
+        y, _ = sde.functional.delayed_linear(x, w, b, d, 5, kind, 0.5, backend="reference")
         return y
 
     assert torch.autograd.gradcheck(f, (x, layer.weight, layer.bias, layer.delays))
@@ -265,32 +265,32 @@ def test_torch_func_vmap_and_jacrev(delay_type):
         torch.testing.assert_close(jac[name][1, 2], g)
 
 
-def test_cpu_wide_triangles_run_the_reference_with_the_same_numbers(monkeypatch):
+def test_cpu_wide_triangles_run_the_reference_with_the_same_numbers():
     """On CPU a band wider than a quarter of the lag range runs the plain-PyTorch path (faster
-    there, see ``_wide_triangles_on_cpu``); narrow bands and long ranges run the kernel; both
-    give the same values and gradients."""
+    there, see ``snn_delays_ext.dispatch``); narrow bands and long ranges run the kernel; both
+    give the same values and gradients; ``layer.backend(x)`` says which runs."""
     from snn_delays_ext import ops
+    from snn_delays_ext.functional import delayed_linear
 
     if not ops.AVAILABLE:
         pytest.skip("compiled extension not built")
-    calls = []
-    real = ops._delayed_linear
-    monkeypatch.setattr(ops, "_delayed_linear", lambda *a, **k: calls.append(1) or real(*a, **k))
     torch.manual_seed(0)
     x = torch.rand(30, 4, 6, dtype=torch.float64)
     for max_delay, sigma, kernel in ((20, 4.0, False), (20, 0.5, True), (60, 4.0, True), (12, 10.0, False)):
         lin = sde.DelayedLinear(6, 5, max_delay=max_delay, sigma=sigma).double()
-        calls.clear()
+        choice = lin.backend(x)
+        assert (choice.backend == "compiled") == kernel, (max_delay, sigma, choice)
+        if not kernel:
+            assert "faster" in choice.reason
         y = lin(x)
-        assert bool(calls) == kernel, (max_delay, sigma)
         g = torch.autograd.grad(y.square().sum(), [lin.weight, lin.delays])
-        monkeypatch.setattr(lin, "_wide_triangles_on_cpu", lambda inp: False)  # force the kernel
-        y2 = lin(x)
-        g2 = torch.autograd.grad(y2.square().sum(), [lin.weight, lin.delays])
-        torch.testing.assert_close(y, y2)
-        for a, b in zip(g, g2):
-            torch.testing.assert_close(a, b)
+        args = (lin.weight, lin.bias, lin.delays, max_delay, "synaptic", sigma, "triangle")
+        for backend in ("compiled", "reference"):
+            y2, _ = delayed_linear(x, *args, backend=backend)
+            g2 = torch.autograd.grad(y2.square().sum(), [lin.weight, lin.delays])
+            torch.testing.assert_close(y, y2)
+            for a, b in zip(g, g2):
+                torch.testing.assert_close(a, b)
     lin = sde.DelayedLinear(6, 5, max_delay=20, sigma=4.0, delay_type="axonal").double()
-    calls.clear()
-    lin(x)
-    assert calls  # axonal delays keep their kernel
+    assert lin.backend(x).backend == "compiled"  # axonal delays keep their kernel
+    assert lin.backend(x[0]).backend == "reference"  # one step: the plain-PyTorch step

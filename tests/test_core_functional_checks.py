@@ -67,13 +67,21 @@ def test_functional_delayed_linear_rejects_bad_arguments(changes, exc, match):
 @pytest.mark.parametrize("changes, exc, match", BAD)
 def test_compiled_delayed_linear_rejects_bad_arguments(changes, exc, match):
     with pytest.raises(exc, match=match):
-        ops.delayed_linear(**_call(**changes))
+        Fn.delayed_linear(**_call(**changes), backend="compiled")
 
 
 @compiled
 def test_compiled_delayed_linear_rejects_dtypes_without_kernel():
-    with pytest.raises(TypeError, match="x: the compiled op runs float32/float64"):
-        ops.delayed_linear(X.half(), W.half(), B_.half(), D.half(), 5)
+    with pytest.raises(ValueError, match="backend: 'compiled' cannot run delayed_linear here: the kernels take "
+                                         "float32 or float64, got torch.float16"):
+        Fn.delayed_linear(X.half(), W.half(), B_.half(), D.half(), 5, backend="compiled")
+    y, _ = Fn.delayed_linear(X.half(), W.half(), B_.half(), D.half(), 5)  # "auto": the reference runs
+    assert y.dtype == torch.float16
+
+
+def test_backend_argument_is_checked():
+    with pytest.raises(ValueError, match=r"backend: expected one of \['auto', 'compiled', 'reference'\], got 'fast'"):
+        Fn.delayed_linear(**_call(), backend="fast")
 
 
 @pytest.mark.parametrize("past, match", [
@@ -159,7 +167,7 @@ def test_reference_path_returns_an_empty_output_for_an_empty_sequence(kind):
     w = torch.randn(n_out, n_in, requires_grad=True)
     d = (torch.rand(shape) * md).requires_grad_()
     x = torch.zeros(0, 2, n_in, requires_grad=True)
-    y, past = Fn.delayed_linear(x, w, None, d, md, kind, sigma)
+    y, past = Fn.delayed_linear(x, w, None, d, md, kind, sigma, backend="reference")
     K = Fn.history_length(md, sigma)
     f = n_out if kind == "dendritic" else n_in
     assert y.shape == (0, 2, n_out) and past.shape == (K, 2, f) and not past.any()
@@ -167,9 +175,9 @@ def test_reference_path_returns_an_empty_output_for_an_empty_sequence(kind):
     assert not w.grad.any() and not d.grad.any()
     # a given past passes through unchanged (refitted to the current length)
     old = torch.randn(K, 2, f)
-    _, past2 = Fn.delayed_linear(x.detach(), w, None, d, md, kind, sigma, past=old)
+    _, past2 = Fn.delayed_linear(x.detach(), w, None, d, md, kind, sigma, past=old, backend="reference")
     assert torch.equal(past2, old)
-    _, past3 = Fn.delayed_linear(x.detach(), w, None, d, md, kind, sigma, past=old[2:])
+    _, past3 = Fn.delayed_linear(x.detach(), w, None, d, md, kind, sigma, past=old[2:], backend="reference")
     assert torch.equal(past3[2:], old[2:]) and not past3[:2].any()
     # the layer on the reference path (float16: no compiled kernel)
     layer = sde.DelayedLinear(n_in, n_out, md, delay_type=kind).half()

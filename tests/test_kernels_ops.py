@@ -10,10 +10,11 @@ import torch
 
 import snn_delays_ext
 from snn_delays_ext import DelayedLinear, DelayedRecurrentLeaky, ops
-from snn_delays_ext.functional.delayed_linear import delayed_linear as ref_delayed_linear
+from snn_delays_ext.functional._compiled import recurrent_leaky_compiled
+from snn_delays_ext.functional.interpolation import banded_taps
 from snn_delays_ext.surrogate import surrogate_spec, triangle
 
-from _kernel_helpers import SURROGATES, reference_recurrent
+from _kernel_helpers import SURROGATES, compiled_delayed_linear, ref_delayed_linear, reference_recurrent
 
 compiled = pytest.mark.skipif(not ops.AVAILABLE, reason=f"compiled ops not built: {ops.LOAD_ERROR}")
 OPS = torch.ops.snn_delays_ext if ops.AVAILABLE else None
@@ -22,7 +23,7 @@ DT = torch.float64
 
 def _taps(shape, D, min_delay, mode="triangle", sigma=0.5):
     d = torch.rand(shape, dtype=DT) * D
-    return ops.banded_taps(d, D, sigma, min_delay, mode)
+    return banded_taps(d, D, sigma, min_delay, mode)
 
 
 # -- opcheck -------------------------------------------------------------------------------------
@@ -73,7 +74,7 @@ def test_gradcheck_feedforward(kind):
     shape = {"synaptic": (2, 3), "axonal": (3,), "dendritic": (2,)}[kind]
     # keep delays away from integers (the triangle has kinks there)
     d = (torch.randint(0, 4, shape).to(DT) + 0.3 + 0.4 * torch.rand(shape, dtype=DT)).requires_grad_()
-    f = lambda x, w, b, d: ops.delayed_linear(x, w, b, d, 5, kind, 0.7, "triangle")
+    f = lambda x, w, b, d: compiled_delayed_linear(x, w, b, d, 5, kind, 0.7, "triangle")
     assert torch.autograd.gradcheck(f, (x, w, b, d))
 
 
@@ -93,7 +94,7 @@ def test_gradcheck_recurrent_below_threshold(kind):
     thr = torch.tensor(100.0, dtype=DT)
 
     def f(x, w, b, d, beta):
-        return ops.recurrent_leaky_sequence(x, w, b, d, beta, thr, 5, kind, 0.5, "triangle", "subtract", (5, 0.0))[1]
+        return recurrent_leaky_compiled(x, w, b, d, beta, thr, 5, kind, 0.5, "triangle", "subtract", (5, 0.0))[1]
 
     assert torch.autograd.gradcheck(f, (x, w, b, d, beta))
 
@@ -108,7 +109,7 @@ def test_recurrent_spike_gradient_matches_finite_differences_of_a_smooth_spike()
     d = (torch.rand(4, dtype=DT) * 4 + 1).requires_grad_()
     beta, thr = torch.tensor(0.6, dtype=DT), torch.tensor(1.0, dtype=DT)
     s_ref, _ = reference_recurrent(x, w, None, d, beta, thr, make(param), 5, "axonal", 0.0, "triangle", "subtract")
-    s, _ = ops.recurrent_leaky_sequence(x, w, None, d, beta, thr, 5, "axonal", 0.0, "triangle", "subtract", (code, param))
+    s, _ = recurrent_leaky_compiled(x, w, None, d, beta, thr, 5, "axonal", 0.0, "triangle", "subtract", (code, param))
     for a, e in zip(torch.autograd.grad(s.sum(), (x, w, d)), torch.autograd.grad(s_ref.sum(), (x, w, d))):
         torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-12)
 
@@ -122,11 +123,8 @@ def test_recurrent_module_uses_compiled_op_and_matches_reference(monkeypatch, de
     lif = DelayedRecurrentLeaky(0.8, 6, max_delay=7, delay_type=delay_type, spike_grad=surrogate,
                                 sigma=0.5).double()
     x = (torch.rand(25, 3, 6, dtype=DT) * 1.3).requires_grad_()
-    calls = []
-    orig = ops.recurrent_leaky_sequence
-    monkeypatch.setattr(ops, "recurrent_leaky_sequence", lambda *a, **k: calls.append(1) or orig(*a, **k))
+    assert lif.backend(x).backend == "compiled"
     spk, mem = lif(x)
-    assert calls, "the compiled op was not used"
     params = list(lif.parameters())
     g = torch.autograd.grad(mem.sum() + spk.sum(), [x] + params)
     # reference: the functional path with the module's own parameters and snnTorch's surrogate
@@ -142,14 +140,25 @@ def test_recurrent_module_uses_compiled_op_and_matches_reference(monkeypatch, de
 
 @compiled
 def test_unrecognised_spike_grad_falls_back_to_reference(monkeypatch):
+    import snn_delays_ext.functional._compiled as compiled_path
+
     custom = lambda u: (u > 0).to(u.dtype)  # noqa: E731
     assert surrogate_spec(custom) is None
     lif = DelayedRecurrentLeaky(0.8, 4, max_delay=5, spike_grad=custom).double()
-    monkeypatch.setattr(ops, "recurrent_leaky_sequence", lambda *a, **k: pytest.fail("compiled op used"))
-    spk, mem = lif(torch.rand(10, 2, 4, dtype=DT))
+    x = torch.rand(10, 2, 4, dtype=DT)
+    choice = lif.backend(x)
+    assert choice.backend == "reference" and "spike_grad" in choice.reason
+    monkeypatch.setattr(compiled_path, "recurrent_leaky_compiled", lambda *a, **k: pytest.fail("compiled op used"))
+    spk, mem = lif(x)
     assert spk.shape == (10, 2, 4)
     lif2 = DelayedRecurrentLeaky(0.8, 4, max_delay=5, reset_delay=False).double()
-    lif2(torch.rand(10, 2, 4, dtype=DT))  # reset_delay=False: reference path
+    assert "reset_delay" in lif2.backend(x).reason
+    lif2(x)  # reset_delay=False: reference path
+    with pytest.raises(ValueError, match="backend: 'compiled' cannot run recurrent_leaky_sequence here"):
+        from snn_delays_ext.functional import recurrent_leaky_sequence
+
+        recurrent_leaky_sequence(x, None, lif2.recurrent.weight, None, lif2.delays, lif2._params(), 5,
+                                 backend="compiled")
 
 
 @compiled

@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from snn_delays_ext import ops
-from snn_delays_ext.functional.delayed_linear import delayed_linear as ref_delayed_linear
+from snn_delays_ext.functional._compiled import recurrent_leaky_compiled
 
-from _kernel_helpers import SURROGATES, reference_recurrent
+from _kernel_helpers import SURROGATES, compiled_delayed_linear, ref_delayed_linear, reference_recurrent
 
 pytestmark = pytest.mark.skipif(not ops.AVAILABLE, reason=f"compiled ops not built: {ops.LOAD_ERROR}")
 
@@ -34,7 +34,7 @@ def _ff_compare(kind, mode, T, B, I, O, D, sigma, dtype, seed, density=0.5):
     gen = torch.Generator().manual_seed(seed)
     x, w, b, d = _ff_case(kind, T, B, I, O, D, sigma, dtype, gen, density)
     y_ref, _ = ref_delayed_linear(x, w, b, d, D, kind, sigma, mode)
-    y = ops.delayed_linear(x, w, b, d, D, kind, sigma, mode)
+    y = compiled_delayed_linear(x, w, b, d, D, kind, sigma, mode)
     torch.testing.assert_close(y, y_ref, **TOL[dtype])
     gy = torch.randn(y.shape, dtype=dtype, generator=gen)
     g_ref = torch.autograd.grad(y_ref, (x, w, b, d), gy)
@@ -82,7 +82,7 @@ def _rec_compare(kind, mode, reset, surrogate, T, B, N, D, sigma, dtype, seed, s
     beta.requires_grad_()
     thr = (1.0 + 0.2 * torch.rand(N, dtype=dtype, generator=gen)).requires_grad_()
     s_ref, m_ref = reference_recurrent(x, w, b, d, beta, thr, fn, D, kind, sigma, mode, reset)
-    s, m = ops.recurrent_leaky_sequence(x, w, b, d, beta, thr, D, kind, sigma, mode, reset, (code, param))
+    s, m = recurrent_leaky_compiled(x, w, b, d, beta, thr, D, kind, sigma, mode, reset, (code, param))
     tol = tol or TOL[dtype]
     torch.testing.assert_close(s, s_ref, rtol=0, atol=0)
     torch.testing.assert_close(m, m_ref, **tol)
@@ -138,7 +138,7 @@ def test_recurrent_lags_at_bounds_and_short_sequences(kind):
         d = (d + torch.tensor([-0.5, 0.5], dtype=torch.float64)[torch.randint(0, 2, shape, generator=gen)]).requires_grad_()
         beta, thr = torch.tensor(0.9, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
         s_ref, m_ref = reference_recurrent(x, w, None, d, beta, thr, make(param), D, kind, 0.0, "triangle", "subtract")
-        s, m = ops.recurrent_leaky_sequence(x, w, None, d, beta, thr, D, kind, 0.0, "triangle", "subtract", (code, param))
+        s, m = recurrent_leaky_compiled(x, w, None, d, beta, thr, D, kind, 0.0, "triangle", "subtract", (code, param))
         torch.testing.assert_close(m, m_ref, rtol=1e-10, atol=1e-12)
         g_ref = torch.autograd.grad(m_ref.sum() + s_ref.sum(), (x, w, d))
         g = torch.autograd.grad(m.sum() + s.sum(), (x, w, d))
@@ -169,7 +169,7 @@ def test_feedforward_lags_at_bounds_and_non_contiguous(kind):
     d.requires_grad_()
     for mode in MODES:
         y_ref, _ = ref_delayed_linear(xs, w, None, d, D, kind, 0.0, mode)
-        y = ops.delayed_linear(xs, w, None, d, D, kind, 0.0, mode)
+        y = compiled_delayed_linear(xs, w, None, d, D, kind, 0.0, mode)
         torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
         g_ref = torch.autograd.grad(y_ref.square().sum(), (xs, w, d))
         g = torch.autograd.grad(y.square().sum(), (xs, w, d))
@@ -185,7 +185,7 @@ def test_recurrent_non_contiguous_input():
     code, param, make = SURROGATES["atan"]
     beta, thr = torch.tensor(0.7, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
     s_ref, m_ref = reference_recurrent(x, w, None, d, beta, thr, make(param), 5, "axonal", 0.3, "round", "zero")
-    s, m = ops.recurrent_leaky_sequence(x, w, None, d, beta, thr, 5, "axonal", 0.3, "round", "zero", (code, param))
+    s, m = recurrent_leaky_compiled(x, w, None, d, beta, thr, 5, "axonal", 0.3, "round", "zero", (code, param))
     torch.testing.assert_close(m, m_ref)
     torch.testing.assert_close(torch.autograd.grad(m.sum(), x)[0], torch.autograd.grad(m_ref.sum(), x)[0])
 
@@ -199,10 +199,10 @@ def test_feedforward_cuda_matches_cpu(kind, mode):
         pytest.skip("CUDA kernels not built")
     gen = torch.Generator().manual_seed(0)
     x, w, b, d = _ff_case(kind, 30, 3, 6, 5, 9, 1.0, torch.float64, gen)
-    y = ops.delayed_linear(x, w, b, d, 9, kind, 1.0, mode)
+    y = compiled_delayed_linear(x, w, b, d, 9, kind, 1.0, mode)
     g = torch.autograd.grad(y.square().sum(), (x, w, b, d))
     xc, wc, bc, dc = (t.detach().cuda().requires_grad_() for t in (x, w, b, d))
-    yc = ops.delayed_linear(xc, wc, bc, dc, 9, kind, 1.0, mode)
+    yc = compiled_delayed_linear(xc, wc, bc, dc, 9, kind, 1.0, mode)
     gc = torch.autograd.grad(yc.square().sum(), (xc, wc, bc, dc))
     torch.testing.assert_close(yc.cpu(), y)
     for a, e in zip(gc, g):
@@ -227,7 +227,7 @@ def test_recurrent_cuda_matches_reference(kind, mode, reset, surrogate):
     beta = torch.full((8,), 0.8, dtype=dt, device="cuda", requires_grad=True)
     thr = torch.full((8,), 1.0, dtype=dt, device="cuda", requires_grad=True)
     s_ref, m_ref = reference_recurrent(x, w, b, d, beta, thr, make(param), 8, kind, 0.5, mode, reset)
-    s, m = ops.recurrent_leaky_sequence(x, w, b, d, beta, thr, 8, kind, 0.5, mode, reset, (code, param))
+    s, m = recurrent_leaky_compiled(x, w, b, d, beta, thr, 8, kind, 0.5, mode, reset, (code, param))
     torch.testing.assert_close(s, s_ref)
     torch.testing.assert_close(m, m_ref)
     inputs = (x, w, b, d, beta, thr)
@@ -244,3 +244,32 @@ def test_recurrent_cuda_matches_reference(kind, mode, reset, surrogate):
 def test_recurrent_synaptic_parity_wide_batches(dtype, B, sigma):
     s = _rec_compare("synaptic", "triangle", "subtract", "atan", 30, B, 13, 6, sigma, dtype, 40 + B)
     assert 0 < float(s.mean()) < 1
+
+
+@pytest.mark.parametrize("kind", ["synaptic", "axonal", "dendritic"])
+@pytest.mark.parametrize("past_len", [0, 3, 9])
+def test_feedforward_compiled_with_a_past_equals_reference(kind, past_len):
+    """The compiled path continues a sequence from a given past (prepended, outputs dropped):
+    the same output, new past and gradients (past's too) as the reference."""
+    from snn_delays_ext.functional import delayed_linear
+
+    gen = torch.Generator().manual_seed(5)
+    dt = torch.float64
+    n_in, n_out, D, sigma = 4, 3, 6, 0.7
+    x = torch.rand(11, 2, n_in, generator=gen, dtype=dt).requires_grad_()
+    w = torch.randn(n_out, n_in, generator=gen, dtype=dt).requires_grad_()
+    b = torch.randn(n_out, generator=gen, dtype=dt).requires_grad_()
+    shape = {"synaptic": (n_out, n_in), "axonal": (n_in,), "dendritic": (n_out,)}[kind]
+    d = (torch.rand(shape, generator=gen, dtype=dt) * D).requires_grad_()
+    f = n_out if kind == "dendritic" else n_in
+    past = torch.rand(past_len, 2, f, generator=gen, dtype=dt).requires_grad_()
+    outs = []
+    for backend in ("compiled", "reference"):
+        y, new_past = delayed_linear(x, w, b, d, D, kind, sigma, "triangle", past=past, backend=backend)
+        loss = (y * torch.linspace(-1, 1, y.numel(), dtype=dt).view(y.shape)).sum() + new_past.square().sum()
+        outs.append((y, new_past, torch.autograd.grad(loss, [x, w, b, d, past])))
+    (y1, p1, g1), (y2, p2, g2) = outs
+    torch.testing.assert_close(y1, y2)
+    torch.testing.assert_close(p1, p2)
+    for a, e in zip(g1, g2):
+        torch.testing.assert_close(a, e)

@@ -64,9 +64,9 @@ Implementations
 ``_EventPropLIF`` below is the plain-PyTorch reference (a Python loop over the time
 steps). Where the extension is built, :func:`eventprop_lif` runs the compiled ops
 ``torch.ops.snn_delays_ext.eventprop_lif_forward`` / ``eventprop_lif_backward`` instead
-(``snn_delays_ext/csrc/eventprop.cpp``, ``csrc/cuda/eventprop_cuda.cu``, wrapped by
-:func:`snn_delays_ext.ops.eventprop_lif`): the same arithmetic event by event, each batch
-element's time loop in native code, the same spikes, gradients and saved tensors. Pass
+(``snn_delays_ext/csrc/eventprop.cpp``, ``csrc/cuda/eventprop_cuda*``; the choice is
+:func:`snn_delays_ext.dispatch.eventprop_backend`'s): the same arithmetic event by event, each
+batch element's time loop in native code, the same spikes, gradients and saved tensors. Pass
 ``backend="reference"`` to force this module's version.
 """
 
@@ -80,6 +80,7 @@ import torch
 
 from .._checks import (as_real, check_bool, check_finite, check_int, check_nonneg_float, check_positive_float,
                        has_data)
+from ..dispatch import eventprop_backend
 from ..functional.delayed_linear import _delayed_linear
 from ..functional.interpolation import delay_taps, round_half_up
 
@@ -546,8 +547,8 @@ def eventprop_lif(
     config : EventPropConfig
         Decays, threshold (``inf``: leaky integrator), ``max_delay`` and backward options.
     backend : {"auto", "compiled", "reference"}
-        ``"compiled"``: the C++/CUDA ops of :func:`snn_delays_ext.ops.eventprop_lif` (time loops
-        in native code, same outputs and gradients); ``"reference"``: the plain-PyTorch
+        ``"compiled"``: the C++/CUDA ops ``eventprop_lif_forward`` / ``eventprop_lif_backward``
+        (time loops in native code, same outputs and gradients); ``"reference"``: the plain-PyTorch
         implementation in this module (a Python loop over time steps; slow for long
         sequences); ``"auto"`` (default): compiled where a kernel exists for the device and
         dtype (float32/float64) of ``x``, else the reference (with a one-time warning if the
@@ -592,24 +593,24 @@ def _eventprop_lif_binary(x: torch.Tensor, weight: torch.Tensor, delays: torch.T
     a tenth of the layer's forward."""
     _check_config(config)
     _check_inputs(x, weight, delays, rec_weight, rec_delays, config.max_delay)
-    if backend != "reference":
-        from .. import ops
-
-        if ops.eventprop_supports(x):
-            c = config
-            return ops.eventprop_lif(
-                x, weight, delays, rec_weight, rec_delays, max_delay=c.max_delay, alpha=c.alpha, beta=c.beta,
-                threshold=c.threshold, syn_scale=c.syn_scale, min_denominator=c.min_denominator,
-                reg_strength=c.reg_strength, reg_target=c.reg_target, max_spikes=c.max_spikes,
-                record_mem=c.record_mem,
-            )
-        if backend == "compiled":
-            raise ValueError(
-                f"backend: 'compiled' needs a compiled EventProp kernel for device {x.device.type!r} and "
-                f"dtype {x.dtype} (available devices: {sorted(ops.eventprop_devices())}, float32/float64)"
-            )
-        ops.warn_eventprop_reference_once(x)
+    if eventprop_backend(x, backend).backend == "compiled":
+        return _eventprop_lif_compiled(x, weight, delays, rec_weight, rec_delays, config)
     return _EventPropLIF.apply(x, weight, delays, rec_weight, rec_delays, config)
+
+
+def _eventprop_lif_compiled(x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor,
+                            rec_weight: Optional[torch.Tensor], rec_delays: Optional[torch.Tensor],
+                            c: EventPropConfig) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`eventprop_lif` on the compiled ops (``eventprop_lif_forward`` and, through its
+    registered autograd formula, ``eventprop_lif_backward``); ``x`` binary, arguments checked."""
+    from .. import ops  # noqa: F401  (registers the ops)
+
+    out = torch.ops.snn_delays_ext.eventprop_lif_forward(
+        x.contiguous(), weight, delays, rec_weight, rec_delays, int(c.max_delay), float(c.alpha), float(c.beta),
+        float(c.threshold), float(c.syn_scale), float(c.min_denominator), float(c.reg_strength),
+        float(c.reg_target), -1 if c.max_spikes is None else int(c.max_spikes), bool(c.record_mem),
+    )
+    return out[0], out[1]
 
 
 def lif_sequence_surrogate(

@@ -10,6 +10,7 @@ from torch import nn
 
 from .._checks import check_bool, check_choice, check_int, check_nonneg_float, check_positive_float, check_tensor
 from .._delay_layer import DelayInit, DelayLayerMixin, init_delays
+from ..dispatch import Choice, delayed_linear_backend, eventprop_backend
 from ..functional.interpolation import round_half_up
 from .functional import (
     EventPropConfig,
@@ -102,6 +103,22 @@ class _EventPropBase(DelayLayerMixin, nn.Module):
 
     def reset_state(self) -> None:
         """No state is kept between calls (whole-sequence layer); provided for :func:`reset`."""
+
+    def backend(self, input_: torch.Tensor) -> Choice:
+        """What a call with ``input_`` runs, and why (:mod:`snn_delays_ext.dispatch`): with
+        ``backward="eventprop"`` the compiled EventProp op where it is built for the input's
+        device; with ``"surrogate"`` the BPTT path, whose feed-forward delays follow the
+        delayed-linear rule.
+
+        Examples
+        --------
+        >>> layer = LeakyIntegrator(3, 2, max_delay=4, backward="eventprop")
+        >>> layer.backend(torch.zeros(5, 1, 3)).backend in ("compiled", "reference")
+        True
+        """
+        if self.backward == "eventprop":
+            return eventprop_backend(input_)
+        return delayed_linear_backend(input_, "synaptic", self.max_delay, 0.0, "round", self.weight, self.delays)
 
     def _check_x(self, x: torch.Tensor) -> None:
         check_tensor("input_", x, ranks=(3,), last_dim=self.in_features, dtype=self.weight.dtype,

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import check_choice, check_finite
+from ..dispatch import delayed_linear_backend
 from .interpolation import (
     INTERPOLATIONS,
     _check_delays_tensor,
@@ -164,6 +165,7 @@ def delayed_linear(
     sigma: float = 0.0,
     interpolation: str = "triangle",
     past: Optional[torch.Tensor] = None,
+    backend: str = "auto",
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Apply a delayed linear map to a sequence.
 
@@ -189,6 +191,11 @@ def delayed_linear(
         The previous steps ``(P, B, F)``, oldest first (``F = out`` for dendritic delays, else
         ``in``); ``None`` means silence before ``t = 0``. Trimmed or zero-padded on the old end
         to the length the current ``sigma`` needs.
+    backend : {"auto", "compiled", "reference"}
+        Which implementation runs (:func:`snn_delays_ext.dispatch.delayed_linear_backend`):
+        the compiled kernels where they exist for the input (``"auto"``), the kernels or an
+        error (``"compiled"``), or plain PyTorch (``"reference"``, the oracle of the tests).
+        Same numbers and gradients.
 
     Returns
     -------
@@ -215,7 +222,7 @@ def delayed_linear(
     """
     max_delay, sigma = check_delayed_linear_args(
         x, weight, bias, delays, max_delay, delay_type, sigma, interpolation, past)
-    return _delayed_linear(x, weight, bias, delays, max_delay, delay_type, sigma, interpolation, past)
+    return _delayed_linear(x, weight, bias, delays, max_delay, delay_type, sigma, interpolation, past, backend)
 
 
 def _delayed_linear(
@@ -228,8 +235,31 @@ def _delayed_linear(
     sigma: float,
     interpolation: str,
     past: Optional[torch.Tensor] = None,
+    backend: str = "auto",
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """:func:`delayed_linear` without argument checks (for callers that validated them)."""
+    """:func:`delayed_linear` without argument checks (for callers that validated them): the
+    one place where the delayed linear map chooses its implementation."""
+    choice = delayed_linear_backend(x, delay_type, max_delay, sigma, interpolation, weight, bias, delays,
+                                    backend=backend)
+    if choice.backend == "compiled":
+        from ._compiled import delayed_linear_compiled
+
+        return delayed_linear_compiled(x, weight, bias, delays, max_delay, delay_type, sigma, interpolation, past)
+    return _delayed_linear_reference(x, weight, bias, delays, max_delay, delay_type, sigma, interpolation, past)
+
+
+def _delayed_linear_reference(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    delays: torch.Tensor,
+    max_delay: int,
+    delay_type: str,
+    sigma: float,
+    interpolation: str,
+    past: Optional[torch.Tensor] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The plain-PyTorch delayed linear map (arguments not checked)."""
     T, B, _ = x.shape
     K = _tap_range(max_delay, sigma, 0)[1]
     taps = _delay_taps(delays, max_delay, sigma, 0, interpolation)  # (..., K + 1), lags 0..K

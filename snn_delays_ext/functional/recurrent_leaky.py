@@ -26,6 +26,8 @@ from typing import Callable, NamedTuple, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from ..dispatch import Choice, recurrent_leaky_backend
+from ..surrogate import surrogate_spec_constant
 from .delayed_linear import _history_rows, _SynapticStep
 from .interpolation import _tap_range, banded_taps, delay_taps, tap_range
 
@@ -35,6 +37,7 @@ __all__ = [
     "RecurrentLeakyParameters",
     "RecurrentLeakyState",
     "recurrent_history_length",
+    "recurrent_leaky_choice",
     "recurrent_leaky_step",
     "recurrent_leaky_sequence",
 ]
@@ -388,7 +391,7 @@ def recurrent_leaky_step(
 
 def recurrent_leaky_sequence(
     x: torch.Tensor,
-    state: RecurrentLeakyState,
+    state: Optional[RecurrentLeakyState],
     weight: torch.Tensor,
     bias: Optional[torch.Tensor],
     delays: torch.Tensor,
@@ -397,13 +400,17 @@ def recurrent_leaky_sequence(
     delay_type: str = "axonal",
     sigma: float = 0.0,
     interpolation: str = "triangle",
+    backend: str = "auto",
 ) -> Tuple[torch.Tensor, torch.Tensor, RecurrentLeakyState]:
     """Run a delayed recurrent LIF layer over a whole sequence ``x`` of shape ``(T, B, N)``.
 
-    Same arguments as :func:`recurrent_leaky_step`. Instead of gathering ``K`` past spike
-    vectors every step, each new spike vector is pushed once into a buffer of the delayed
-    presynaptic activity (axonal) or of the recurrent currents (synaptic) of the next ``K``
-    steps, so autograd keeps only ``O(T B N)`` tensors.
+    Same arguments as :func:`recurrent_leaky_step`; ``state=None`` starts from a zero membrane
+    and a silent history. ``backend`` (``"auto"``, ``"compiled"`` or ``"reference"``) chooses
+    the implementation (:func:`snn_delays_ext.dispatch.recurrent_leaky_backend`: the compiled
+    op runs from a zero state with snnTorch's plain neuron and a known surrogate). The
+    reference does not gather ``K`` past spike vectors every step: each new spike vector is
+    pushed once into a buffer of the delayed presynaptic activity (axonal) or of the recurrent
+    currents (synaptic) of the next ``K`` steps, so autograd keeps only ``O(T B N)`` tensors.
 
     Returns
     -------
@@ -425,6 +432,57 @@ def recurrent_leaky_sequence(
     >>> spk.flatten()   # the self-connection re-excites the neuron every 3 steps
     tensor([1., 0., 0., 1., 0., 0., 1., 0.])
     """
+    choice, spec = recurrent_leaky_choice(x, state, weight, bias, delays, params, backend)
+    K = recurrent_history_length(max_delay, sigma)
+    if choice.backend == "compiled":
+        from ._compiled import recurrent_leaky_compiled
+
+        spk_seq, mem_seq = recurrent_leaky_compiled(
+            x, weight, bias, delays, params.beta, params.threshold, max_delay, delay_type, sigma,
+            interpolation, params.reset_mechanism, spec)
+        T, B, n = x.shape
+        mem = mem_seq[-1] if T else x.new_zeros(B, n)
+        past = torch.cat([x.new_zeros((K, B, n)), spk_seq], 0)[-K:] if K > 0 else x.new_zeros((0, B, n))
+        return spk_seq, mem_seq, RecurrentLeakyState(mem, past)
+    if state is None:
+        state = RecurrentLeakyState(x.new_zeros(x.shape[1:]), x.new_zeros((K,) + tuple(x.shape[1:])))
+    return _recurrent_leaky_reference(x, state, weight, bias, delays, params, max_delay, delay_type, sigma,
+                                      interpolation)
+
+
+def recurrent_leaky_choice(x: torch.Tensor, state: Optional[RecurrentLeakyState], weight: torch.Tensor,
+                           bias: Optional[torch.Tensor], delays: torch.Tensor, params: RecurrentLeakyParameters,
+                           backend: str = "auto") -> Tuple[Choice, Optional[Tuple[int, float]]]:
+    """What :func:`recurrent_leaky_sequence` runs for these arguments (the
+    :class:`~snn_delays_ext.dispatch.Choice`), and the kernel's surrogate ``(kind, param)``."""
+    n = x.shape[-1]
+    spec = surrogate_spec_constant(params.spike_grad)
+    graded = params.graded_spikes_factor
+    shapes_ok = all(isinstance(t, torch.Tensor) and t.numel() in (1, n) and t.dim() <= 1
+                    for t in (params.beta, params.threshold))
+    choice = recurrent_leaky_backend(
+        x, zero_state=state is None, reset_delay=params.reset_delay,
+        plain_neuron=not params.inhibition and params.state_quant is None and isinstance(graded, float)
+        and graded == 1.0,
+        surrogate_known=spec is not None, neuron_shapes_ok=shapes_ok,
+        params=(weight, bias, delays) + tuple(t for t in (params.beta, params.threshold) if isinstance(t, torch.Tensor)),
+        backend=backend)
+    return choice, spec
+
+
+def _recurrent_leaky_reference(
+    x: torch.Tensor,
+    state: RecurrentLeakyState,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    delays: torch.Tensor,
+    params: RecurrentLeakyParameters,
+    max_delay: int,
+    delay_type: str,
+    sigma: float,
+    interpolation: str,
+) -> Tuple[torch.Tensor, torch.Tensor, RecurrentLeakyState]:
+    """The plain-PyTorch :func:`recurrent_leaky_sequence` from ``state``."""
     T = x.shape[0]
     taps = _taps(delays, max_delay, sigma, interpolation)
     K = taps.shape[-1]

@@ -14,6 +14,7 @@ from norse.torch.functional.lif import LIFParameters
 from torch import nn
 
 from .._checks import check_choice, check_finite, check_int, check_nonneg_float, check_tensor
+from ..dispatch import Choice, delayed_linear_backend
 from .._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from ..functional.delayed_linear import (
     DELAY_TYPES_FF,
@@ -177,6 +178,12 @@ class _DelayedLIFRecurrentBase(_ParametersFollowModule, DelayLayerMixin, nn.Modu
             kw.get("dtype"), kw.get("device"),
         )
         self.delays = nn.Parameter(d, requires_grad=bool(learn_delays))
+
+    def backend(self, input_tensor: torch.Tensor) -> Choice:
+        """What a call runs (:mod:`snn_delays_ext.dispatch`): the plain-PyTorch path, reading
+        each delay's band of taps per step; the compiled recurrent op implements snnTorch's
+        neuron, not Norse's current-based LIF."""
+        return Choice("reference", "no compiled kernel for Norse's current-based recurrent LIF")
 
     def effective_recurrent_weights(self) -> torch.Tensor:
         """The recurrent weights the forward pass uses (diagonal zeroed unless ``autapses``;
@@ -386,6 +393,15 @@ class _DelayedLIFBase(_ParametersFollowModule, DelayLayerMixin, nn.Module):
             kw.get("device"),
         )
         self.delays = nn.Parameter(d, requires_grad=bool(learn_delays))
+
+    def backend(self, input_tensor: torch.Tensor) -> Choice:
+        """What a call runs (:mod:`snn_delays_ext.dispatch`): a ``(T, B, I)`` sequence runs the
+        delayed linear map on the compiled op where the rule allows (the neuron loop is
+        PyTorch); one ``(B, I)`` step runs the plain-PyTorch step."""
+        if not isinstance(input_tensor, torch.Tensor) or input_tensor.dim() != 3:
+            return Choice("reference", "one (B, I) step runs the plain-PyTorch step")
+        return delayed_linear_backend(input_tensor, self.delay_type, self.max_delay, self._sigma, self.interpolation,
+                                      self.weight, self.bias, self.delays)
 
     def _zero_state(self, batch_shape: Tuple[int, ...], like: torch.Tensor) -> DelayedLIFFeedForwardState:
         dims = (*batch_shape, self.hidden_size)

@@ -1,0 +1,95 @@
+"""The compiled path of the functional ops: delays as banded taps, then the custom ops.
+
+Called by the functional entries (:func:`~snn_delays_ext.functional.delayed_linear`,
+:func:`~snn_delays_ext.functional.recurrent_leaky_sequence`) when
+:mod:`snn_delays_ext.dispatch` chooses the kernels; arguments are checked by the caller.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .. import ops  # noqa: F401  (loads the extension: registers torch.ops.snn_delays_ext)
+from .interpolation import _tap_range, banded_taps
+
+__all__ = ["delayed_linear_compiled", "recurrent_leaky_compiled"]
+
+#: Kernel codes of the reset mechanisms (keep in sync with csrc/common.h).
+RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
+
+
+def _history(seq: torch.Tensor, length: int) -> torch.Tensor:
+    """The last ``length`` steps of ``seq`` (zero-padded on the old end)."""
+    have = seq.shape[0]
+    if have >= length:
+        return seq[have - length:]
+    return torch.cat([seq.new_zeros((length - have,) + tuple(seq.shape[1:])), seq], 0)
+
+
+def delayed_linear_compiled(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    delays: torch.Tensor,
+    max_delay: int,
+    delay_type: str,
+    sigma: float,
+    interpolation: str,
+    past: Optional[torch.Tensor] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`~snn_delays_ext.functional.delayed_linear` on the compiled ops: the same
+    ``(y, new_past)``. A given ``past`` (fitted to the history length) is prepended to the
+    delayed side of the input and its outputs dropped."""
+    K = _tap_range(max_delay, sigma, 0)[1]
+    start, vals = banded_taps(delays, max_delay, sigma, 0, interpolation)
+    vals = vals.to(x.dtype)
+    z = F.linear(x, weight) if delay_type == "dendritic" else x  # the side that is delayed
+    if past is None:
+        seq, first = z, 0
+    else:
+        seq, first = torch.cat([_history(past, K), z], 0), K
+    new_past = _history(seq, K)
+    seq = seq.contiguous()
+    kernels = torch.ops.snn_delays_ext
+    if delay_type == "axonal":
+        return F.linear(kernels.delay_channels(seq, start, vals)[first:], weight, bias), new_past
+    if delay_type == "dendritic":
+        y = kernels.delay_channels(seq, start, vals)[first:]
+    elif delay_type == "synaptic":
+        y = kernels.synaptic_delay(seq, weight, start, vals)[first:]
+    else:
+        raise ValueError(f"delay_type: expected 'synaptic', 'axonal' or 'dendritic', got {delay_type!r}")
+    return (y + bias if bias is not None else y), new_past
+
+
+def recurrent_leaky_compiled(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    delays: torch.Tensor,
+    beta: torch.Tensor,
+    threshold: torch.Tensor,
+    max_delay: int,
+    delay_type: str = "axonal",
+    sigma: float = 0.0,
+    interpolation: str = "triangle",
+    reset_mechanism: str = "subtract",
+    surrogate: Tuple[int, float] = (0, 2.0),
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A delayed recurrent LIF layer over a whole sequence on the compiled op, from a zero
+    state, with snnTorch's one-step-late reset; ``surrogate`` is the ``(kind, param)`` pair of
+    :func:`snn_delays_ext.surrogate.surrogate_spec`. Returns the ``(T, B, N)`` spikes and
+    membranes (``beta`` is clamped to ``[0, 1]`` as in snnTorch)."""
+    n = x.shape[-1]
+    start, vals = banded_taps(delays, max_delay, sigma, 1, interpolation)
+    beta_v = beta.to(x.dtype).clamp(0, 1).expand(n).contiguous()
+    thr_v = threshold.to(x.dtype).expand(n).contiguous()
+    spk, mem, _ = torch.ops.snn_delays_ext.recurrent_lif(
+        x.contiguous(), weight, bias, start, vals.to(x.dtype), beta_v, thr_v,
+        RESET_CODES[reset_mechanism], int(surrogate[0]), float(surrogate[1]),
+        delay_type == "synaptic",
+    )
+    return spk, mem
