@@ -122,3 +122,18 @@ def test_same_named_closures_elsewhere_are_not_recognised():
         fn.__qualname__ = fn.__qualname__.split(".<locals>.", 1)[1]
         assert fn.__qualname__ in ("triangle.<locals>.inner", "atan.<locals>.inner")
         assert surrogate_spec(fn) is None
+
+
+def test_surrogate_spec_constant_is_marked_as_torch_dynamo_marks():
+    """``surrogate_spec_constant`` is marked for torch.compile without importing torch._dynamo:
+    the mark must be the one ``torch._dynamo.assume_constant_result`` sets."""
+    import torch._dynamo
+
+    from snn_delays_ext.surrogate import surrogate_spec_constant
+
+    def probe():
+        return None
+
+    torch._dynamo.assume_constant_result(probe)
+    assert set(vars(probe)) == {"_dynamo_marked_constant"} and probe._dynamo_marked_constant is True
+    assert surrogate_spec_constant._dynamo_marked_constant is True

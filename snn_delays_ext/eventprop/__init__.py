@@ -24,7 +24,7 @@ from .losses import (
     predict_first_spike,
     relative_first_spike_loss,
 )
-from .train_models import EVENTPROP_READOUTS, EventPropSNN, register_train_models, spike_count_planes
+from .network import EVENTPROP_READOUTS, EventPropSNN, spike_count_planes
 
 __all__ = [
     "BACKWARDS",
@@ -42,7 +42,6 @@ __all__ = [
     "loss_shaping_ce",
     "max_voltage_ce",
     "predict_first_spike",
-    "register_train_models",
     "relative_first_spike_loss",
     "spike_count_planes",
     "rounded_delays",

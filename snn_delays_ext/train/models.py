@@ -23,6 +23,7 @@ from ..leaky_readout import leaky_integrate
 from ..functional.recurrent_leaky import RESET_MECHANISMS
 from ..surrogate import _PARAM as _SURROGATE_PARAM
 from ..surrogate import triangle
+from ..eventprop import EventPropSNN
 from .adaptive import AdaptiveLeaky
 
 __all__ = ["register_model", "build_model", "available_models", "FeedForwardSNN", "RecurrentSNN",
@@ -629,16 +630,31 @@ register_model("delrec", _rec(True), "DelRec-style recurrent: Linear + DelayedRe
 register_model("rec-nodelay", _rec(False), "recurrent baseline: Linear + RLeaky-equivalent (all lags 1, fixed)")
 
 
-def _register_optional_presets() -> None:
-    """Presets from optional sub-packages: ``snn_delays_ext.eventprop`` may define
-    ``register_train_models(register_model)`` to add its EventProp presets here."""
-    try:
-        from .. import eventprop  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    hook = getattr(eventprop, "register_train_models", None)
-    if callable(hook):
-        hook(register_model)
+def _eventprop(recurrent: bool) -> ModelBuilder:
+    def build(n_in: int, n_out: int, cfg) -> nn.Module:
+        # surrogate-model options that the event-based layers do not have: refuse, not ignore
+        refuse_options(cfg, {
+            "dropout": "the EventProp presets have no dropout (event-based forward)",
+            "learn_beta": "the EventProp presets use fixed tau_syn/tau_mem",
+            "learn_threshold": "the EventProp presets use the threshold 1",
+            "beta_range": "the EventProp presets use fixed tau_syn/tau_mem",
+            "neuron": "the EventProp presets use current-based LIF neurons",
+            "batch_norm": "the EventProp presets have no batch norm (exact event-based gradients)",
+            "reset_mechanism": "the EventProp neurons reset to 0 in the step of the spike (as NIR's CubaLIF)",
+            "reset_delay": "the EventProp neurons reset to 0 in the step of the spike (as NIR's CubaLIF)",
+            "detach_reset": "the EventProp gradient is exact, not a surrogate through the reset",
+        })
+        return EventPropSNN(
+            n_in, list(cfg.hidden), n_out, max_delay=cfg.max_delay, recurrent=recurrent,
+            tau_syn=float(cfg.tau_syn), tau_mem=float(cfg.tau_mem), tau_out=cfg.tau_out,
+            readout=cfg.readout, delay_init=cfg.delay_init, output_delays=cfg.output_delays,
+            weight_mean=cfg.weight_mean, weight_std=cfg.weight_std, backward="eventprop",
+            reg_strength=float(cfg.reg_strength), reg_target=float(cfg.reg_target),
+        )
+    return build
 
 
-_register_optional_presets()
+register_model("eventprop-ff", _eventprop(False),
+               "EventProp feed-forward: delayed current-based LIF layers + LI readout (exact gradients)")
+register_model("eventprop-rec", _eventprop(True),
+               "EventProp recurrent: DelayedRecurrentSynaptic layers (ff + recurrent delays) + LI readout")

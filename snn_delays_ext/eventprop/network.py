@@ -1,4 +1,4 @@
-"""EventProp networks for the training CLI (``snn-delays train --model eventprop-ff``).
+"""An EventProp network: delayed current-based LIF layers and a leaky-integrator readout.
 
 :class:`EventPropSNN` stacks current-based LIF layers with learnable synaptic delays
 (:class:`~snn_delays_ext.eventprop.DelayedRecurrentSynaptic`, feed-forward or recurrent)
@@ -6,14 +6,14 @@ and a leaky-integrator readout (:class:`~snn_delays_ext.eventprop.LeakyIntegrato
 trained with the EventProp backward, and returns logits, so the engine's cross-entropy is the
 paper's loss: with ``readout="li_shaped"`` the logits are the exponentially weighted average
 readout voltage ``VAvg_k = (1/T) sum_t exp(-t/T) V_k(t)`` ("loss shaping", Nowotny et al.;
-Mészáros et al. 2025), with ``"li_max"`` the maximum over time (the sequence task).
-:func:`register_train_models` adds the presets to the CLI's model registry.
+Mészáros et al. 2025), with ``"li_max"`` the maximum over time (the sequence task). The training
+CLI's ``eventprop-ff`` / ``eventprop-rec`` models are this network.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -24,7 +24,7 @@ from .functional import spike_count_planes
 from .layers import BACKWARDS, DelayedRecurrentSynaptic, LeakyIntegrator
 from .losses import bump_silent_neurons_
 
-__all__ = ["EventPropSNN", "EVENTPROP_READOUTS", "spike_count_planes", "register_train_models"]
+__all__ = ["EventPropSNN", "EVENTPROP_READOUTS", "spike_count_planes"]
 
 #: Readouts of :class:`EventPropSNN`: loss-shaping average, max over time, plain mean, sum.
 EVENTPROP_READOUTS = ("li_shaped", "li_max", "li_mean", "sum")
@@ -177,57 +177,3 @@ class EventPropSNN(nn.Module):
             for c in counts:
                 dist.all_reduce(c)
         return sum(bump_silent_neurons_(layer, c, self.silent_bump) for layer, c in zip(self.layers, counts))
-
-
-def _builder(recurrent: bool) -> Callable[[int, int, object], nn.Module]:
-    def build(n_in: int, n_out: int, cfg) -> nn.Module:
-        readout = getattr(cfg, "readout", "li_shaped")
-        # surrogate-model options that the event-based layers do not have: refuse, not ignore
-        from ..train.models import refuse_options  # here: snn_delays_ext.train imports this module
-
-        refuse_options(cfg, {
-            "dropout": "the EventProp presets have no dropout (event-based forward)",
-            "learn_beta": "the EventProp presets use fixed tau_syn/tau_mem",
-            "learn_threshold": "the EventProp presets use the threshold 1",
-            "beta_range": "the EventProp presets use fixed tau_syn/tau_mem",
-            "neuron": "the EventProp presets use current-based LIF neurons",
-            "batch_norm": "the EventProp presets have no batch norm (exact event-based gradients)",
-            "reset_mechanism": "the EventProp neurons reset to 0 in the step of the spike (as NIR's CubaLIF)",
-            "reset_delay": "the EventProp neurons reset to 0 in the step of the spike (as NIR's CubaLIF)",
-            "detach_reset": "the EventProp gradient is exact, not a surrogate through the reset",
-        })
-        return EventPropSNN(
-            n_in, list(cfg.hidden), n_out, max_delay=cfg.max_delay, recurrent=recurrent,
-            tau_syn=float(getattr(cfg, "tau_syn", 5.0)), tau_mem=float(getattr(cfg, "tau_mem", 20.0)),
-            tau_out=getattr(cfg, "tau_out", None),
-            readout=readout, delay_init=cfg.delay_init, output_delays=cfg.output_delays,
-            weight_mean=getattr(cfg, "weight_mean", None), weight_std=getattr(cfg, "weight_std", None),
-            backward="eventprop", reg_strength=float(getattr(cfg, "reg_strength", 0.0)),
-            reg_target=float(getattr(cfg, "reg_target", 0.0)),
-        )
-    return build
-
-
-def register_train_models(register: Callable[..., None]) -> None:
-    """Add the EventProp model presets to the training CLI's registry.
-
-    Called by :mod:`snn_delays_ext.train.models` with its ``register_model``: ``eventprop-ff``
-    (feed-forward delayed current-based LIF layers) and ``eventprop-rec`` (with delayed
-    recurrent connections), both with a leaky-integrator readout and the EventProp gradient.
-    They read ``hidden``, ``max_delay``, ``tau_syn``, ``tau_mem`` (steps), ``readout``,
-    ``delay_init``, ``output_delays``, ``weight_mean``, ``weight_std``, ``reg_strength`` and
-    ``reg_target`` from the
-    :class:`~snn_delays_ext.train.TrainConfig`.
-
-    Examples
-    --------
-    >>> from snn_delays_ext.train.models import available_models
-    >>> sorted(m for m in available_models() if m.startswith("eventprop"))
-    ['eventprop-ff', 'eventprop-rec']
-    """
-    register("eventprop-ff", _builder(False),
-             "EventProp feed-forward: delayed current-based LIF layers + LI readout (exact gradients)",
-             overwrite=True)
-    register("eventprop-rec", _builder(True),
-             "EventProp recurrent: DelayedRecurrentSynaptic layers (ff + recurrent delays) + LI readout",
-             overwrite=True)
