@@ -1,7 +1,7 @@
 """Baselines for the benchmarks: a DelRec-style recurrent delayed LIF and a delay-free LIF.
 
 ``delrec_style_recurrent_leaky`` follows the cost structure of the published DelRec code
-(Queant et al. 2025) as described in ``DESIGN.md`` section 4: a buffer of *currents*
+(Queant et al. 2025) as its paper and code describe it: a buffer of *currents*
 ``(B, N, L)`` holds what every neuron will receive at the next ``L`` steps; each step the new
 spikes are spread over their future arrival steps by the interpolation mask and multiplied by
 the recurrent weights, ``buffer += W @ (spikes x mask)``, and the buffer shifts by one step.

@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 # --------------------------------------------------------------------------------------------
-# suites: full shapes are DESIGN section 7's; the CPU suite scales the batch (``--scale``)
+# suites: full shapes are the papers' (docs/design.rst, benchmark protocol); the CPU suite scales the batch (``--scale``)
 # --------------------------------------------------------------------------------------------
 
 SHD = dict(T=100, B=256, C=140, N=256, D=25)
@@ -423,7 +423,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--suite", choices=("cpu", "gpu"), default="cpu")
     ap.add_argument("--quick", action="store_true", help="fewer repeats, sweep points and a smaller batch")
     ap.add_argument("--scale", type=float, default=None,
-                    help="batch-size factor on DESIGN's shapes (cpu: 0.25, cpu --quick: 1/16, gpu: 1)")
+                    help="batch-size factor on the papers' shapes (cpu: 0.25, cpu --quick: 1/16, gpu: 1)")
     ap.add_argument("--only", default="", help="comma-separated substrings of group names to run")
     ap.add_argument("--sigma", type=float, default=0.0, help="extra triangle half-width (default 0)")
     ap.add_argument("--repeats", type=int, default=0)

@@ -78,8 +78,10 @@ API_MODULES = [
      "Benchmark data sets yielding time-first ``(T, B, F)`` batches."),
     ("snn_delays_ext.train", "Training",
      "The training loop, presets and the ``snn-delays`` command line."),
+    ("snn_delays_ext.dispatch", "Compiled kernels or reference",
+     "The one rule per op that chooses what runs, and why (``layer.backend(x)``)."),
     ("snn_delays_ext.ops", "Custom operators",
-     "The ``torch.library`` operators behind the layers (compiled kernels or the reference)."),
+     "The ``torch.library`` operators behind the layers: loading, fake kernels, autograd."),
 ]
 
 
@@ -199,7 +201,7 @@ GEN.mkdir(exist_ok=True)
 
 def write_results_body() -> None:
     """``_generated/results_body.rst``: docs/results.{rst,md,csv} if present, else the
-    paper references of DESIGN section 6 with our rows marked "not yet run"."""
+    published reference results with our rows marked "not yet run"."""
     for ext in ("rst", "md", "csv"):
         src = DOCS / f"results.{ext}"
         if src.exists():

@@ -47,7 +47,7 @@ __all__ = [
     "weight_parameters",
 ]
 
-install_snntorch_reset()  # snntorch.utils.reset(net) resets our layers too (DESIGN section 3)
+install_snntorch_reset()  # snntorch.utils.reset(net) resets our layers too (README, "Conventions")
 
 
 def __getattr__(name: str):

@@ -92,7 +92,7 @@ def _reset_delay_layers(net: nn.Module) -> None:
 
 
 def _with_delay_layers(original: Callable[..., object]) -> Callable[..., object]:
-    """``snntorch.utils.reset`` that also resets our delay layers (what DESIGN §3 promises)."""
+    """``snntorch.utils.reset`` that also resets our delay layers (what the README promises)."""
 
     @functools.wraps(original)
     def reset(net: nn.Module, *args: object, **kwargs: object) -> object:

@@ -224,7 +224,7 @@ def test_cuda_matches_cpu():
 
 
 def test_snntorch_utils_reset_resets_delayed_linear_at_any_depth():
-    """DESIGN section 3: ``snntorch.utils.reset(net)`` resets our layers' step state too."""
+    """``snntorch.utils.reset(net)`` resets our layers' step state too (the README promises it)."""
     import snntorch as snn
     import snntorch.utils
 

@@ -321,7 +321,7 @@ def test_module_entry_point_runs():
 
 
 def test_delrec_presets_build_the_papers_network():
-    """DESIGN section 6, DelRec on SSC: 3x256 recurrent LIF with axonal recurrent delays, 0.37M
+    """DelRec on SSC (Queant et al. 2025): 3x256 recurrent LIF with axonal recurrent delays, 0.37M
     parameters (140 pooled inputs, 35 classes); SHD and PS-MNIST presets also axonal."""
     import snn_delays_ext as sde
 

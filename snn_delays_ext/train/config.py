@@ -245,7 +245,7 @@ class TrainConfig:
         return cls(**d)
 
 
-#: Paper configurations (DESIGN section 6) and the embedded default. Values not given come
+#: Paper configurations (docs/reproduction.rst) and the embedded default. Values not given come
 #: from :class:`TrainConfig`'s defaults. ``snn-delays train --preset NAME``.
 PRESETS: Dict[str, Dict[str, Any]] = {
     # embedded default: no download, about a minute on a laptop CPU
