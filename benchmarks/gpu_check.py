@@ -216,7 +216,7 @@ def _train_cmd(preset: str, out: Path, data: Optional[Path], train_limit: int, e
     cmd = (launcher or [sys.executable, "-m"]) + [
         "snn_delays_ext.train", "train", "--preset", preset, "--device", device, "--epochs", "1",
         "--train-limit", str(train_limit), "--eval-limit", str(eval_limit), "--out", str(out),
-        "--no-progress", "--no-tensorboard"]
+        "--no-progress", "--set", "run.tensorboard=false"]
     return cmd + (["--data-dir", str(data)] if data is not None else [])
 
 
@@ -227,7 +227,7 @@ def step_presets(env: Dict[str, str], work: Path, data_dir: Optional[Path], trai
     from snn_delays_ext.train.config import PRESETS
 
     names = sorted(PRESETS) if names is None else list(names)
-    need = sorted({PRESETS[n]["dataset"] for n in names if PRESETS[n]["dataset"] in _SUBDIR})
+    need = sorted({PRESETS[n]["data"]["dataset"] for n in names if PRESETS[n]["data"]["dataset"] in _SUBDIR})
     real = {d: data_dir / _SUBDIR[d] for d in need if data_dir is not None and (data_dir / _SUBDIR[d]).is_dir()}
     generated = make_small_data(work / "data", [d for d in need if d not in real])
     folders = {**generated, **real}
@@ -235,7 +235,7 @@ def step_presets(env: Dict[str, str], work: Path, data_dir: Optional[Path], trai
     for name in names:
         st = Step(f"preset {name}")
         t0 = time.time()
-        ds = PRESETS[name]["dataset"]
+        ds = PRESETS[name]["data"]["dataset"]
         run_dir = work / "runs" / name
         res = _run(_train_cmd(name, run_dir, folders.get(ds), train_limit, eval_limit, device=device), env,
                    timeout, work / f"preset-{name}.log")

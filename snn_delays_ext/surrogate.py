@@ -21,7 +21,8 @@ import torch
 
 from ._checks import check_positive_float
 
-__all__ = ["SurrogateSpec", "surrogate_spec", "surrogate_spec_constant", "SURROGATE_KINDS", "triangle"]
+__all__ = ["SurrogateSpec", "surrogate_spec", "surrogate_spec_constant", "SURROGATE_KINDS", "SURROGATE_PARAMETERS",
+           "triangle"]
 
 #: Kernel codes of the recognised surrogates (``csrc/common.h`` ``SurrogateKind``).
 SURROGATE_KINDS: Dict[str, int] = {
@@ -44,6 +45,10 @@ _PARAM = {
     "heaviside": (None, 0.0),
     "triangle": ("gamma", 1.0),
 }
+
+#: The keyword argument that sets each recognised factory's parameter (``None``: it has none),
+#: e.g. ``snntorch.surrogate.atan(alpha=...)``.
+SURROGATE_PARAMETERS: Dict[str, Optional[str]] = {name: p for name, (p, _) in _PARAM.items()}
 
 # where each recognised factory lives (its closures' ``__module__``)
 _MODULE = {name: "snntorch" for name in SURROGATE_KINDS}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Callable, List, Sequence, Tuple
 
-import snntorch as snn
 import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten
@@ -13,7 +12,7 @@ from torch.utils._pytree import tree_flatten
 import snn_delays_ext as sde
 from snn_delays_ext.eventprop import DelayedRecurrentSynaptic, EventPropSNN, LeakyIntegrator
 from snn_delays_ext.surrogate import triangle
-from snn_delays_ext.train import AdaptiveLeaky, FeedForwardSNN, RecurrentSNN, TimeBatchNorm
+from snn_delays_ext.train import FeedForwardSNN, RecurrentSNN, TimeBatchNorm
 from snn_delays_ext.train.config import make_config
 from snn_delays_ext.train.models import build_model
 
@@ -66,13 +65,11 @@ def _layers() -> List[Case]:
         ("EventPropSNN-ff", lambda: EventPropSNN(F, [6], 3, max_delay=4), (T, B, F), 1),
         ("EventPropSNN-rec", lambda: EventPropSNN(F, [6], 3, max_delay=4, recurrent=True), (T, B, F), 1),
         ("FeedForwardSNN", lambda: FeedForwardSNN(F, [6], 3, max_delay=4, readout="li_shaped"), (T, B, F), 1),
-        ("FeedForwardSNN-nodelay-bn-alif",
-         lambda: FeedForwardSNN(F, [6], 3, delays=False, batch_norm=True, neuron="alif", readout="li_softmax"),
+        ("FeedForwardSNN-nodelay-bn",
+         lambda: FeedForwardSNN(F, [6], 3, delays=False, batch_norm=True, learn_beta=True, readout="li_max"),
          (T, B, F), 1),
         ("RecurrentSNN", lambda: RecurrentSNN(F, [6, 6], 3, max_delay=4, readout="li_max"), (T, B, F), 1),
         ("TimeBatchNorm", lambda: TimeBatchNorm(F), (T, B, F), 1),
-        ("AdaptiveLeaky", lambda: AdaptiveLeaky(N, 0.9, 0.9, 1.0, snn.surrogate.atan(), learn_beta=True),
-         (T, B, N), 1),
     ]
     try:
         from snn_delays_ext import norse as sn
@@ -96,10 +93,10 @@ _DATA_DIMS = {"sequence": (2, 2), "yinyang": (5, 3), "braille": (24, 27), "shd":
 
 def preset_model(name: str) -> Tuple[nn.Module, Tuple[int, ...]]:
     cfg = make_config(name, overrides={"data_dir": "unused"})
-    n_in, n_out = _DATA_DIMS[cfg.dataset]
-    if cfg.dataset in ("shd", "ssc"):
-        n_in //= cfg.pool
-    return build_model(cfg.model, n_in, n_out, cfg), (T, B, n_in)
+    n_in, n_out = _DATA_DIMS[cfg.data.dataset]
+    if cfg.data.dataset in ("shd", "ssc"):
+        n_in //= cfg.data.pool
+    return build_model(cfg.model.name, n_in, n_out, cfg), (T, B, n_in)
 
 
 def tensors(out) -> List[torch.Tensor]:

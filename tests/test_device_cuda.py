@@ -107,7 +107,7 @@ def test_train_cli_on_cuda(tmp_path):
     assert all(t.device.type == "cpu" for t in state.values() if isinstance(t, torch.Tensor))
 
 
-@pytest.mark.parametrize("preset", sorted(p for p in PRESETS if PRESETS[p]["dataset"] in ("sequence", "yinyang")))
+@pytest.mark.parametrize("preset", sorted(p for p in PRESETS if PRESETS[p]["data"]["dataset"] in ("sequence", "yinyang")))
 def test_train_presets_one_epoch_on_cuda(preset, tmp_path):
     from snn_delays_ext.train import make_config, train
 

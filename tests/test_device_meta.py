@@ -179,8 +179,7 @@ def test_a_readout_built_inside_forward_is_caught():
 #: EventProp layers are not among them: their event lists (``nonzero``) and spike-count planes
 #: need the input's values on the host.
 _SYNC_FREE = [c for c in LAYERS if c[0].split("-")[0] in ("DelayedLinear", "DelayedRecurrentLeaky", "LeakyReadout",
-                                                          "FeedForwardSNN", "RecurrentSNN", "TimeBatchNorm",
-                                                          "AdaptiveLeaky")
+                                                          "FeedForwardSNN", "RecurrentSNN", "TimeBatchNorm")
               and "inhibition" not in c[0]]
 
 

@@ -27,8 +27,8 @@ def test_presets_registered():
     models = available_models()
     assert "eventprop-ff" in models and "eventprop-rec" in models
     cfg = make_config("braille-eventprop")
-    assert cfg.model == "eventprop-ff" and cfg.hidden == [256, 256]
-    assert make_config("shd-eventprop").model == "eventprop-rec"
+    assert cfg.model.name == "eventprop-ff" and cfg.model.hidden == [256, 256]
+    assert make_config("shd-eventprop").model.name == "eventprop-rec"
 
 
 def test_cli_end_to_end_sequence_task(tmp_path):
@@ -44,10 +44,11 @@ def test_cli_end_to_end_sequence_task(tmp_path):
 
 
 def test_cli_model_flag_on_hidden_network(tmp_path):
-    # --model eventprop-ff on top of another preset, with a hidden layer; learns above chance
+    # the sequence task's EventProp preset with a hidden layer; learns above chance
     out = tmp_path / "run"
-    rc = main(["train", "--preset", "sequence", "--model", "eventprop-ff", "--hidden", "16", "--readout", "li_max",
-               "--weight-mean", "6", "--weight-std", "2", "--sigma0", "0", "--out", str(out), "--no-progress",
+    rc = main(["train", "--preset", "sequence-eventprop", "--hidden", "16", "--set", "model.readout=li_max",
+               "--set", "eventprop.weight_mean=6", "--set", "eventprop.weight_std=2", "--sigma0", "0", "--out", str(out),
+               "--no-progress",
                "--epochs", "3", "--lr", "0.01", "--delay-lr", "0.5", "--train-limit", "400", "--eval-limit", "100"])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
@@ -56,8 +57,8 @@ def test_cli_model_flag_on_hidden_network(tmp_path):
 
 def test_contract_and_engine_parameter_groups():
     torch.manual_seed(0)
-    cfg = make_config("sequence", overrides={"model": "eventprop-rec", "hidden": [6], "readout": "li_shaped",
-                                              "weight_mean": 3.0, "weight_std": 1.0})
+    cfg = make_config("sequence-eventprop", overrides={"model": "eventprop-rec", "hidden": [6], "readout": "li_shaped",
+                                                        "weight_mean": 3.0, "weight_std": 1.0})
     net = build_model("eventprop-rec", 2, 2, cfg)
     x = (torch.rand(30, 5, 2) < 0.3).float()
     logits = net(x)
@@ -81,7 +82,7 @@ def test_contract_and_engine_parameter_groups():
     clamp_delays_(net)
     assert float(net.layers[0].delays.detach().min()) == 0.0
     assert float(net.layers[0].rec_delays.detach().min()) == 1.0
-    assert float(net.out.delays.detach().max()) == cfg.max_delay
+    assert float(net.out.delays.detach().max()) == cfg.model.max_delay
 
 
 def test_quantize_delays_keeps_the_forward():
@@ -151,14 +152,14 @@ def test_silent_neurons_are_bumped_once_per_epoch():
 
 
 def test_bad_values():
-    with pytest.raises(ValueError, match="tau_mem"):
-        TrainConfig(tau_mem=0.0).validate()
-    with pytest.raises(ValueError, match="tau_syn"):
-        TrainConfig(tau_syn=-1.0).validate()
-    with pytest.raises(ValueError, match="weight_mean, weight_std"):
-        TrainConfig(weight_mean=1.0).validate()
-    with pytest.raises(ValueError, match="weight_std"):
-        TrainConfig(weight_mean=1.0, weight_std=-0.5).validate()
+    with pytest.raises(ValueError, match="eventprop.tau_mem"):
+        TrainConfig.from_dict({"tau_mem": 0.0}).validate()
+    with pytest.raises(ValueError, match="eventprop.tau_syn"):
+        TrainConfig.from_dict({"eventprop": {"tau_syn": -1.0}}).validate()
+    with pytest.raises(ValueError, match="eventprop.weight_mean, eventprop.weight_std: give both"):
+        TrainConfig.from_dict({"weight_mean": 1.0}).validate()
+    with pytest.raises(ValueError, match="eventprop.weight_std"):
+        TrainConfig.from_dict({"weight_mean": 1.0, "weight_std": -0.5}).validate()
     with pytest.raises(ValueError, match="readout"):
         EventPropSNN(2, [3], 2, readout="softmax")
     with pytest.raises(ValueError, match="silent_bump"):
@@ -168,16 +169,18 @@ def test_bad_values():
     with pytest.raises(TypeError, match="input_"):
         spike_count_planes(torch.ones(3, 1, 2, dtype=torch.long))
     # surrogate-model options are refused, not silently ignored
-    with pytest.raises(ValueError, match="dropout: the EventProp presets have no dropout"):
+    with pytest.raises(ValueError, match="surrogate.dropout: the EventProp models have current-based LIF neurons"):
         build_model("eventprop-ff", 2, 2, make_config("sequence-eventprop", overrides={"dropout": 0.2}))
-    with pytest.raises(ValueError, match="learn_beta"):
+    with pytest.raises(ValueError, match="surrogate.learn_beta"):
         build_model("eventprop-rec", 2, 2, make_config("sequence-eventprop", overrides={"learn_beta": True}))
+    with pytest.raises(ValueError, match=r"surrogate.beta_out: .* expected 0.9 \(the default\), got 0.5"):
+        build_model("eventprop-ff", 2, 2, make_config("sequence", overrides={"model": "eventprop-ff"}))
 
 
 def test_cli_reports_bad_value(capsys):
-    rc = main(["train", "--preset", "sequence-eventprop", "--tau-mem", "0", "--print-config"])
+    rc = main(["train", "--preset", "sequence-eventprop", "--set", "eventprop.tau_mem=0", "--print-config"])
     assert rc == 2
-    assert "tau_mem" in capsys.readouterr().err
+    assert "eventprop.tau_mem: expected a number in (0, inf], got 0" in capsys.readouterr().err
 
 
 def test_relative_first_spike_loss_gradient_signs():
@@ -208,7 +211,7 @@ def test_resume_and_plots_with_an_eventprop_model(tmp_path, train_killed_then_re
     cfg = make_config("sequence-eventprop", overrides=dict(
         hidden=[8], weight_mean=0.0, weight_std=4.0, epochs=3, train_limit=100, eval_limit=50,
         progress=False, tensorboard=False))
-    net = build_model(cfg.model, 2, 2, cfg)
+    net = build_model(cfg.model.name, 2, 2, cfg)
     assert net.silent_bump > 0
     train_killed_then_resumed(cfg, tmp_path, kill_after=1)
     a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["model"]
@@ -225,7 +228,7 @@ def test_torchrun_two_processes_match_one_with_the_bump(tmp_path):
     # EventProp models train under torchrun (gloo) to the same weights as one process
     from _ddp_helpers import train_ddp_and_single
 
-    args = ["--preset", "sequence-eventprop", "--hidden", "8", "--weight-mean", "0", "--weight-std", "4",
+    args = ["--preset", "sequence-eventprop", "--hidden", "8", "--set", "eventprop.weight_mean=0", "--set", "eventprop.weight_std=4",
             "--epochs", "1", "--batch-size", "50", "--train-limit", "200", "--eval-limit", "100",
             "--device", "cpu", "--no-progress"]
     a, b = train_ddp_and_single(tmp_path, args)
@@ -278,9 +281,8 @@ def test_bump_sums_spike_counts_over_processes(tmp_path):
 def test_spike_count_regulariser_reaches_the_layers_and_lowers_firing():
     """``--reg-strength/--reg-target`` reach every hidden layer; with target 0 a few plain
     gradient steps leave the hidden layer firing less than the same steps without it."""
-    cfg = make_config(overrides={"model": "eventprop-ff", "dataset": "sequence", "hidden": [12],
-                                 "reg_strength": 5.0, "reg_target": 0.0, "weight_mean": 2.0,
-                                 "weight_std": 0.5})
+    cfg = make_config("sequence-eventprop", overrides={"hidden": [12], "reg_strength": 5.0, "reg_target": 0.0,
+                                                        "weight_mean": 2.0, "weight_std": 0.5})
     torch.manual_seed(0)
     reg = build_model("eventprop-ff", 2, 2, cfg)
     assert [(m.reg_strength, m.reg_target) for m in reg.layers] == [(5.0, 0.0)]
@@ -301,9 +303,9 @@ def test_spike_count_regulariser_reaches_the_layers_and_lowers_firing():
         with torch.no_grad():
             counts[name] = float(net(x, record=True)[1][0].sum())
     assert counts["plain"] > 0 and counts["reg"] < 0.9 * counts["plain"], counts
-    with pytest.raises(ValueError, match="reg_strength"):
+    with pytest.raises(ValueError, match="eventprop.reg_strength: the EventProp options apply to the eventprop-"):
         build_model("ff-delays", 2, 2, make_config(overrides={"reg_strength": 1.0}))
-    with pytest.raises(ValueError, match="reg_target"):
+    with pytest.raises(ValueError, match="eventprop.reg_target"):
         make_config(overrides={"reg_target": -1.0})
 
 
@@ -338,9 +340,9 @@ def test_tau_out_is_checked_and_refused_by_surrogate_models():
             EventPropSNN(2, [3], 2, tau_out=bad)
     with pytest.raises(TypeError, match=r"tau_out: expected a float > 0, got bool \(True\)"):
         EventPropSNN(2, [3], 2, tau_out=True)
-    with pytest.raises(ValueError, match="tau_out"):
-        TrainConfig(tau_out=0.0).validate()
+    with pytest.raises(ValueError, match="eventprop.tau_out"):
+        TrainConfig.from_dict({"tau_out": 0.0}).validate()
     cfg = make_config("braille-eventprop", overrides={"tau_out": 15.0, "hidden": [4]})
-    assert build_model(cfg.model, 24, 27, cfg).out.config().beta == pytest.approx(math.exp(-1 / 15))
-    with pytest.raises(ValueError, match="tau_out: the readout time constant of the EventProp models"):
+    assert build_model(cfg.model.name, 24, 27, cfg).out.config().beta == pytest.approx(math.exp(-1 / 15))
+    with pytest.raises(ValueError, match="eventprop.tau_out: the EventProp options apply to the eventprop-"):
         build_model("ff-delays", 2, 2, make_config("braille", overrides={"tau_out": 15.0, "hidden": [4]}))

@@ -218,7 +218,7 @@ def test_trained_eventprop_preset_network_exports():
 
     cfg = make_config("braille-eventprop", None, {"hidden": [8, 8]})
     torch.manual_seed(0)
-    net = build_model(cfg.model, 24, 27, cfg).eval()
+    net = build_model(cfg.model.name, 24, 27, cfg).eval()
     for layer in [*net.layers, net.out]:
         layer.quantize_delays()
     counts = torch.poisson(torch.full((30, 2, 24), 0.4))
@@ -228,7 +228,7 @@ def test_trained_eventprop_preset_network_exports():
         for layer in net.layers:
             h = layer(h)[0]
         v = net.out(h)
-    g = export_to_nir(net, torch.zeros(1, 1, 24), dt=cfg.dt)
-    np.testing.assert_allclose(NirSim.run(g, cfg.dt, counts), v.double().numpy(), rtol=1e-5, atol=1e-5)
+    g = export_to_nir(net, torch.zeros(1, 1, 24), dt=cfg.data.dt)
+    np.testing.assert_allclose(NirSim.run(g, cfg.data.dt, counts), v.double().numpy(), rtol=1e-5, atol=1e-5)
     with torch.no_grad():
         assert torch.allclose(import_from_nir(g)(counts), v, atol=1e-6)

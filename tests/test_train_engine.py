@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import subprocess
 import sys
@@ -33,10 +32,10 @@ def test_cli_default_end_to_end(tmp_path, capsys):
     assert res["test_acc"] > 0.9 and res["test_acc_rounded"] > 0.9  # chance is 0.5
     assert (out / "checkpoint.pt").is_file() and (out / "model_best.pt").is_file()
     rows = list(csv.DictReader(open(out / "metrics.csv")))
-    assert len(rows) == PRESETS["default"]["epochs"]
+    assert len(rows) == PRESETS["default"]["optim"]["epochs"]
     assert {"train_loss", "val_acc", "sigma", "epoch_time_s"} <= set(rows[0])
     # the width schedule ran and the best epoch was chosen on validation accuracy
-    assert float(rows[0]["sigma"]) == pytest.approx(PRESETS["default"]["sigma0"])
+    assert float(rows[0]["sigma"]) == pytest.approx(PRESETS["default"]["optim"]["sigma0"])
     assert float(rows[-1]["sigma"]) < float(rows[0]["sigma"])
     val = [float(r["val_acc"]) for r in rows]
     assert res["best_epoch"] == val.index(max(val)) + 1
@@ -50,20 +49,6 @@ def test_no_delay_baseline_fails_where_delays_succeed(tmp_path):
     res = train(make_config(overrides={**QUICK, "model": "ff-nodelay", "train_limit": None, "eval_limit": None}),
                 run_dir=tmp_path, verbose=False)
     assert res["test_acc"] < 0.9
-
-
-def test_label_smoothing_bounds_the_training_loss_only(tmp_path):
-    """With smoothing eps over C classes the training cross-entropy cannot go below the entropy
-    of the smoothed target; the validation loss stays the plain cross-entropy."""
-    eps, C = 0.2, 2
-    cfg = make_config(overrides={"label_smoothing": eps, "progress": False, "tensorboard": False})  # default task
-    res = train(cfg, run_dir=tmp_path, verbose=False)
-    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
-    p_true, p_other = 1 - eps + eps / C, eps / C
-    floor = -(p_true * math.log(p_true) + (C - 1) * p_other * math.log(p_other))  # 0.325 nats
-    assert min(float(r["train_loss"]) for r in rows) >= floor - 1e-6
-    assert res["test_acc"] > 0.9  # still learns the task
-    assert min(float(r["val_loss"]) for r in rows) < floor  # plain loss: can go below the floor
 
 
 def _flushes() -> bool:
@@ -82,42 +67,6 @@ def test_denormals_flushed_during_training_only(tmp_path, flush):
     train(cfg, run_dir=tmp_path, verbose=False, on_epoch_end=lambda e, m: seen.append(_flushes()))
     assert seen == [flush, flush]
     assert not _flushes()
-
-
-def test_drop_event_thins_training_input_only(tmp_path):
-    """Dropping 90% of the input spikes leaves most training samples of the two-spike order task
-    without an answer (training accuracy near chance), while validation sees the full input."""
-    def rows(drop, sub):
-        cfg = make_config(overrides={"drop_event": drop, "progress": False, "tensorboard": False})  # default task
-        train(cfg, run_dir=tmp_path / sub, verbose=False)
-        return list(csv.DictReader(open(tmp_path / sub / "metrics.csv")))
-
-    plain, thinned = rows(0.0, "plain"), rows(0.9, "thinned")
-    assert float(thinned[-1]["train_acc"]) < 0.7 < float(plain[-1]["train_acc"])
-    assert float(thinned[-1]["train_acc"]) < float(thinned[-1]["val_acc"])
-
-
-def test_blend_sees_each_training_batch_with_its_labels(tmp_path, monkeypatch):
-    """The engine blends training batches only, passing each batch's own labels: every blended
-    batch's labels are the targets the loss is computed on, and validation is never blended."""
-    from snn_delays_ext.data import random_blend
-    from snn_delays_ext.train import engine
-
-    calls = []
-
-    def spy(x, labels, p, **kw):
-        calls.append((x.shape[1], labels.clone(), p))
-        return random_blend(x, labels, p, **kw)
-
-    monkeypatch.setattr(engine, "random_blend", spy)
-    cfg = make_config(overrides={**_QUICK, "epochs": 2, "blend": 0.5})
-    train(cfg, run_dir=tmp_path, verbose=False)
-    n_train = sum(b for b, _, _ in calls)
-    assert len(calls) > 0 and all(p == 0.5 for _, _, p in calls)
-    assert all(len(lab) == b and not lab.is_floating_point() for b, lab, _ in calls)
-    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
-    assert len(rows) == 2
-    assert n_train == 2 * 200  # two epochs of the 200 training samples; validation is not blended
 
 
 def _weights(path):
@@ -142,6 +91,27 @@ def test_resume_after_interruption_gives_same_weights(tmp_path, train_killed_the
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 1000
 
 
+def test_blend_sees_each_training_batch_with_its_labels(tmp_path, monkeypatch):
+    """The engine blends training batches only, passing each batch's own labels: every blended
+    batch's labels are the targets the loss is computed on, and validation is never blended."""
+    from snn_delays_ext.data import random_blend
+    from snn_delays_ext.train import engine
+
+    calls = []
+
+    def spy(x, labels, p, **kw):
+        calls.append((x.shape[1], labels.clone(), p))
+        return random_blend(x, labels, p, **kw)
+
+    monkeypatch.setattr(engine, "random_blend", spy)
+    cfg = make_config(overrides={**_QUICK, "epochs": 2, "augment.blend": 0.5})
+    train(cfg, run_dir=tmp_path, verbose=False)
+    n_train = sum(b for b, _, _ in calls)
+    assert len(calls) > 0 and all(p == 0.5 for _, _, p in calls)
+    assert all(len(lab) == b and not lab.is_floating_point() for b, lab, _ in calls)
+    assert n_train == 2 * 200  # two epochs of the 200 training samples; validation is not blended
+
+
 def test_plot_cli_and_bad_run_dir(tmp_path, capsys):
     assert main(["plot", str(tmp_path / "missing")]) == 2
     assert "not a folder" in capsys.readouterr().err
@@ -156,52 +126,74 @@ def test_separate_delay_learning_rate_and_clamp(tmp_path):
     assert torch.equal(w["out.delays"], init)
     cfg = make_config(overrides={**QUICK, "epochs": 1, "lr": 0.0})
     train(cfg, run_dir=tmp_path / "b", verbose=False)
-    torch.manual_seed(cfg.seed)  # same seed -> same initial weights
+    torch.manual_seed(cfg.run.seed)  # same seed -> same initial weights
     w0 = build_model("ff-delays", 2, 2, cfg).state_dict()
     w = _weights(tmp_path / "b" / "checkpoint.pt")
     assert torch.equal(w["out.weight"], w0["out.weight"])
     assert not torch.equal(w["out.delays"], w0["out.delays"])
-    assert float(w["out.delays"].min()) >= 0.0 and float(w["out.delays"].max()) <= cfg.max_delay
+    assert float(w["out.delays"].min()) >= 0.0 and float(w["out.delays"].max()) <= cfg.model.max_delay
 
 
 def test_config_files_and_precedence(tmp_path):
-    (tmp_path / "c.toml").write_text('preset = "yinyang"\nepochs = 3\n[unused]\nx = 1\n'.replace("[unused]\nx = 1\n", ""))
+    (tmp_path / "c.toml").write_text('preset = "yinyang"\n[optim]\nepochs = 3\n')
     cfg = make_config(config_file=tmp_path / "c.toml", overrides={"lr": 0.5})
-    assert cfg.dataset == "yinyang" and cfg.hidden == [30] and cfg.epochs == 3 and cfg.lr == 0.5
+    assert cfg.data.dataset == "yinyang" and cfg.model.hidden == [30] and cfg.optim.epochs == 3
+    assert cfg.optim.lr == 0.5
+    # JSON, the former one-table layout and short names; later layers win
     (tmp_path / "c.json").write_text(json.dumps({"train": {"dataset": "sequence", "hidden": [4], "epochs": 2}}))
-    cfg = make_config(config_file=tmp_path / "c.json")
-    assert cfg.hidden == [4] and cfg.epochs == 2
+    cfg = make_config(config_file=tmp_path / "c.json", overrides={"optim.epochs": 5})
+    assert cfg.model.hidden == [4] and cfg.optim.epochs == 5
     (tmp_path / "bad.json").write_text(json.dumps({"epoch": 2}))
-    with pytest.raises(ValueError, match="unknown key.*epoch"):
+    with pytest.raises(ValueError, match="unknown option 'epoch'"):
         make_config(config_file=tmp_path / "bad.json")
+    (tmp_path / "bad.toml").write_text("[optim]\nepoch = 2\n")
+    with pytest.raises(ValueError, match="unknown option 'optim.epoch'"):
+        make_config(config_file=tmp_path / "bad.toml")
+    (tmp_path / "broken.toml").write_text("[optim\n")
+    with pytest.raises(ValueError, match="is not valid TOML"):
+        make_config(config_file=tmp_path / "broken.toml")
     with pytest.raises(ValueError, match="expected a .json"):
         (tmp_path / "c.ini").write_text("x")
         make_config(config_file=tmp_path / "c.ini")
 
 
+def test_a_config_round_trips_through_its_dict_and_old_run_folders_load():
+    cfg = make_config("braille", overrides={"data_dir": "x", "seed": 3})
+    again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))).validate()
+    assert again == cfg
+    # a run folder written before the sections: flat keys, removed options at their defaults
+    old = {"dataset": "sequence", "model": "ff-delays", "hidden": [], "epochs": 2, "lr": 0.01, "ema": 0.0,
+           "label_smoothing": 0.0, "neuron": "lif", "learn_threshold": False, "beta_range": None}
+    cfg = TrainConfig.from_dict(old).validate()
+    assert cfg.model.name == "ff-delays" and cfg.optim.epochs == 2
+    with pytest.raises(ValueError, match="'ema' was removed"):
+        TrainConfig.from_dict(dict(old, ema=0.99))
+
+
 @pytest.mark.parametrize("key, value, exc, words", [
-    ("epochs", 0, ValueError, "epochs: expected an int >= 1, got 0"),
-    ("epochs", 2.5, TypeError, "epochs: expected an int"),
-    ("lr", -1.0, ValueError, "lr: expected a number in"),
-    ("delay_lr", float("nan"), ValueError, "delay_lr"),
-    ("dataset", "mnist", ValueError, "dataset: expected one of"),
-    ("model", "transformer", ValueError, "model: expected one of"),
-    ("hidden", [0], ValueError, "hidden: expected a list"),
-    ("beta", 1.5, ValueError, "beta: expected a number in [0.0, 1.0]"),
-    ("sigma_decay", 0.0, ValueError, "sigma_decay"),
-    ("delay_init", "random", ValueError, "delay_init"),
-    ("readout", "spikes", ValueError, "readout: expected one of"),
-    ("dropout", 1.0, ValueError, "dropout: expected a probability in [0, 1)"),
-    ("dropout", -0.1, ValueError, "dropout"),
-    ("label_smoothing", 1.5, ValueError, "label_smoothing: expected a number in [0.0, 1.0]"),
-    ("time_stretch", -0.2, ValueError, "time_stretch"),
-    ("drop_event", 1.0, ValueError, "drop_event: expected a probability in [0, 1)"),
-    ("blend", 1.5, ValueError, "blend: expected a number in [0.0, 1.0]"),
-    ("blend", "0.5", TypeError, "blend: expected a number"),
-    ("surrogate", "sigmoid", ValueError, "surrogate: expected one of"),
-    ("surrogate_param", 0.0, ValueError, "surrogate_param: expected a number in (0.0, inf]"),
-    ("surrogate_param", "2", TypeError, "surrogate_param: expected a number"),
-    ("flush_denormal", 1, TypeError, "flush_denormal: expected True or False"),
+    ("epochs", 0, ValueError, "optim.epochs: expected an int >= 1, got 0"),
+    ("epochs", 2.5, TypeError, "optim.epochs: expected an int"),
+    ("lr", -1.0, ValueError, "optim.lr: expected a number in [0, inf]"),
+    ("delay_lr", float("nan"), ValueError, "optim.delay_lr"),
+    ("dataset", "mnist", ValueError, "data.dataset: expected one of"),
+    ("model", "transformer", ValueError, "model.name: expected one of"),
+    ("hidden", [0], ValueError, "model.hidden: expected a list"),
+    ("beta", 1.5, ValueError, "surrogate.beta: expected a number in [0, 1]"),
+    ("optim.sigma_decay", 0.0, ValueError, "optim.sigma_decay"),
+    ("delay_init", "random", ValueError, "model.delay_init"),
+    ("readout", "spikes", ValueError, "model.readout: expected one of"),
+    ("readout", "li_softmax", ValueError, "model.readout: expected one of"),
+    ("dropout", 1.0, ValueError, "surrogate.dropout: expected a probability in [0, 1)"),
+    ("dropout", -0.1, ValueError, "surrogate.dropout"),
+    ("surrogate", "sigmoid", ValueError, "surrogate.surrogate: expected one of"),
+    ("surrogate_param", 0.0, ValueError, "surrogate.surrogate_param: expected a number in (0, inf]"),
+    ("surrogate_param", "2", TypeError, "surrogate.surrogate_param: expected a number"),
+    ("flush_denormal", 1, TypeError, "run.flush_denormal: expected True or False"),
+    ("optim.nothing", 1, ValueError, "config: unknown option 'optim.nothing'"),
+    ("learning_rate", 1, ValueError, "config: unknown option 'learning_rate'"),
+    ("blend", 1.5, ValueError, "augment.blend: expected a probability in [0, 1]"),
+    ("time_stretch", 0.1, ValueError, "config: 'time_stretch' was removed"),
+    ("label_smoothing", 0.1, ValueError, "config: 'label_smoothing' was removed"),
 ])
 def test_bad_config_values(key, value, exc, words):
     with pytest.raises(exc) as e:
@@ -211,7 +203,7 @@ def test_bad_config_values(key, value, exc, words):
 
 def test_bad_values_through_cli(tmp_path, capsys):
     assert main(["train", "--epochs", "-3", "--out", str(tmp_path)]) == 2
-    assert "epochs: expected an int >= 1, got -3" in capsys.readouterr().err
+    assert "optim.epochs: expected an int >= 1, got -3" in capsys.readouterr().err
     assert main(["train", "--dataset", "braille", "--out", str(tmp_path)]) == 2
     assert "data_dir" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "nope")]) == 2
@@ -232,6 +224,7 @@ def test_model_registry_and_presets():
         register_model("ff-delays", lambda *a: None)
     for name, values in PRESETS.items():  # every paper preset is a valid config
         TrainConfig.from_dict(dict(values)).validate()
+        assert make_config(name).model.name == values["model"]["name"]
 
 
 @pytest.mark.parametrize("name", ["ff-delays", "delrec"])
@@ -277,12 +270,10 @@ def test_learn_beta_gives_one_trained_decay_per_hidden_neuron():
     # with the default, beta is a fixed scalar, as before
     net = build_model("ff-delays", 4, 3, make_config(overrides={"hidden": [6]}))
     assert not any(n.endswith("beta") for n, _ in net.named_parameters())
-    with pytest.raises(TypeError, match="learn_beta: expected True or False"):
+    with pytest.raises(TypeError, match="surrogate.learn_beta: expected True or False"):
         make_config(overrides={"learn_beta": "yes"})
-    with pytest.raises(TypeError, match="output_delays: expected True or False"):
+    with pytest.raises(TypeError, match="model.output_delays: expected True or False"):
         make_config(overrides={"output_delays": 1})
-    with pytest.raises(ValueError, match=r"time_stretch: expected a number in \[0, 1\)"):
-        make_config(overrides={"time_stretch": 1.0})
 
 
 def test_rec_nodelay_matches_snntorch_rleaky():
@@ -307,17 +298,33 @@ def test_rec_nodelay_matches_snntorch_rleaky():
 
 def test_module_entry_point_runs():
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    r = subprocess.run([sys.executable, "-m", "snn_delays_ext.train", "train", "--preset", "braille", "--print-config"],
-                       capture_output=True, text=True, env=env, timeout=120)
-    assert r.returncode == 0 and json.loads(r.stdout)["hidden"] == [256, 256]
-    assert json.loads(r.stdout)["learn_beta"] is True
-    r = subprocess.run([sys.executable, "-m", "snn_delays_ext.train", "train", "--preset", "braille", "--no-learn-beta",
-                        "--print-config"], capture_output=True, text=True, env=env, timeout=120)
-    assert r.returncode == 0 and json.loads(r.stdout)["learn_beta"] is False
-    assert json.loads(r.stdout)["output_delays"] is False  # the braille preset's value
-    r = subprocess.run([sys.executable, "-m", "snn_delays_ext.train", "train", "--preset", "braille", "--output-delays",
-                        "--print-config"], capture_output=True, text=True, env=env, timeout=120)
-    assert r.returncode == 0 and json.loads(r.stdout)["output_delays"] is True
+
+    def printed(*args):
+        r = subprocess.run([sys.executable, "-m", "snn_delays_ext.train", "train", "--preset", "braille", *args,
+                            "--print-config"], capture_output=True, text=True, env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    c = printed()
+    assert c["model"]["hidden"] == [256, 256] and c["surrogate"]["learn_beta"] is True
+    assert c["model"]["output_delays"] is False  # the braille preset's value
+    c = printed("--set", "surrogate.learn_beta=false", "--set", "output_delays=true", "--hidden", "2x64")
+    assert c["surrogate"]["learn_beta"] is False and c["model"]["output_delays"] is True
+    assert c["model"]["hidden"] == [64, 64]
+
+
+def test_set_parses_values_and_flags_win(tmp_path, capsys):
+    assert main(["train", "--set", "optim.lr=1e-3", "--set", "model.hidden=[4, 5]", "--set", "run.device=cpu",
+                 "--set", "data.n_steps=none", "--set", "surrogate.interpolation=round", "--lr", "0.5",
+                 "--print-config"]) == 0
+    c = json.loads(capsys.readouterr().out)
+    assert c["optim"]["lr"] == 0.5 and c["model"]["hidden"] == [4, 5] and c["run"]["device"] == "cpu"
+    assert c["data"]["n_steps"] is None and c["surrogate"]["interpolation"] == "round"
+    assert main(["train", "--set", "optim.lr=fast", "--out", str(tmp_path)]) == 2
+    assert "optim.lr: expected a number" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # no '=': argparse refuses it with a usage message
+        main(["train", "--set", "optim", "--out", str(tmp_path)])
+    assert "expected SECTION.NAME=VALUE" in capsys.readouterr().err
 
 
 def test_delrec_presets_build_the_papers_network():
@@ -326,11 +333,11 @@ def test_delrec_presets_build_the_papers_network():
     import snn_delays_ext as sde
 
     cfg = make_config("ssc-delrec")
-    net = build_model(cfg.model, 140, 35, cfg)
+    net = build_model(cfg.model.name, 140, 35, cfg)
     n_params = sum(p.numel() for p in net.parameters())
     assert abs(n_params - 370_000) < 0.02 * 370_000, n_params
     for preset in ("shd-delrec", "ssc-delrec", "psmnist-delrec"):
         cfg = make_config(preset)
-        layers = [m for m in sde.delay_layers(build_model(cfg.model, 4, 3, cfg))
+        layers = [m for m in sde.delay_layers(build_model(cfg.model.name, 4, 3, cfg))
                   if isinstance(m, sde.DelayedRecurrentLeaky)]
         assert layers and all(m.delay_type == "axonal" and m.delays.dim() == 1 for m in layers)

@@ -1,4 +1,4 @@
-"""The time-averaged softmax readout and batch norm of hidden currents (surrogate presets)."""
+"""The readouts and batch norm of hidden currents (surrogate presets)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from _ddp_helpers import torchrun_train
 
 from snn_delays_ext.train import FeedForwardSNN, RecurrentSNN, build_model, make_config, train
@@ -22,34 +21,17 @@ def _li_by_hand(cur: torch.Tensor, beta: float) -> torch.Tensor:
     return torch.stack(out)
 
 
-def test_li_softmax_is_the_log_of_the_time_averaged_probabilities():
+@pytest.mark.parametrize("readout", ["sum", "li_mean", "li_max", "li_shaped"])
+def test_readouts_reduce_the_leaky_integrator_as_documented(readout):
     torch.manual_seed(0)
     cur = torch.randn(7, 3, 4, dtype=torch.float64)
     v = _li_by_hand(cur, 0.8)
-    mean_p = torch.stack([torch.exp(v[t]) / torch.exp(v[t]).sum(-1, keepdim=True) for t in range(7)]).mean(0)
-    logits = readout_logits(cur, "li_softmax", 0.8)
-    assert torch.allclose(logits, mean_p.log(), atol=1e-12)
-    # cross-entropy on these logits is -log of the averaged probability of the target
-    target = torch.tensor([0, 3, 1])
-    want = -mean_p[torch.arange(3), target].log().mean()
-    assert F.cross_entropy(logits, target).item() == pytest.approx(want.item(), rel=1e-12)
-
-
-def test_li_softmax_stays_finite_for_large_voltages_and_has_exact_gradients():
-    cur = torch.zeros(3, 1, 2, dtype=torch.float64)
-    cur[0, 0, 0] = 2000.0  # exp(2000) overflows; the averaged probability is still well defined
-    logits = readout_logits(cur, "li_softmax", 1.0)
-    assert torch.isfinite(logits).all()
-    # every step puts probability 1 on class 0: the average is (1, 0) up to exp(-2000)
-    assert logits[0, 0].item() == pytest.approx(0.0, abs=1e-12)
-    x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda c: readout_logits(c, "li_softmax", 0.7), (x,))
-
-
-def test_li_softmax_is_refused_by_the_eventprop_presets():
-    cfg = make_config("sequence-eventprop", overrides={"readout": "li_softmax"})
+    T = 7
+    want = {"sum": cur.sum(0), "li_mean": v.mean(0), "li_max": v.max(0).values,
+            "li_shaped": sum(math.exp(-t / T) * v[t] for t in range(T)) / T}[readout]
+    assert torch.allclose(readout_logits(cur, readout, 0.8), want, atol=1e-12)
     with pytest.raises(ValueError, match="readout: expected one of"):
-        build_model("eventprop-ff", 2, 2, cfg)
+        readout_logits(cur, "li_softmax", 0.8)
 
 
 def test_time_batch_norm_normalises_each_feature_over_time_and_batch():
@@ -97,19 +79,20 @@ def test_batch_norm_feeds_normalised_currents_to_the_hidden_neurons(cls):
 
 
 def test_batch_norm_config_cli_and_eventprop_refusal(capsys):
-    assert main(["train", "--preset", "braille", "--batch-norm", "--readout", "li_softmax", "--print-config"]) == 0
+    assert main(["train", "--preset", "braille", "--set", "surrogate.batch_norm=true", "--set", "model.readout=li_max",
+                 "--print-config"]) == 0
     text = capsys.readouterr().out
-    assert '"batch_norm": true' in text and '"readout": "li_softmax"' in text
-    with pytest.raises(TypeError, match="batch_norm: expected True or False"):
+    assert '"batch_norm": true' in text and '"readout": "li_max"' in text
+    with pytest.raises(TypeError, match="surrogate.batch_norm: expected True or False"):
         make_config(overrides={"batch_norm": "yes"})
-    with pytest.raises(ValueError, match="batch_norm: the EventProp presets have no batch norm"):
+    with pytest.raises(ValueError, match="surrogate.batch_norm: the EventProp models"):
         build_model("eventprop-ff", 2, 2, make_config("sequence-eventprop", overrides={"batch_norm": True}))
 
 
 def test_engine_trains_with_batch_norm_and_keeps_its_statistics(tmp_path):
     cfg = make_config(overrides=dict(
         dataset="sequence", model="ff-delays", hidden=[8], max_delay=12, gap=10, delay_init=0.0,
-        readout="li_softmax", beta_out=0.5, epochs=3, batch_size=50, lr=1e-2, delay_lr=0.5, sigma0=4.0,
+        readout="li_mean", beta_out=0.5, epochs=3, batch_size=50, lr=1e-2, delay_lr=0.5, sigma0=4.0,
         train_limit=200, eval_limit=100, progress=False, tensorboard=False, batch_norm=True))
     res = train(cfg, run_dir=tmp_path / "run", verbose=False)
     assert math.isfinite(res["test_acc"])
@@ -124,6 +107,6 @@ def test_engine_trains_with_batch_norm_and_keeps_its_statistics(tmp_path):
 def test_torchrun_on_cpu_refuses_unsynchronised_batch_norm(tmp_path):
     r = torchrun_train(tmp_path / "ddp", [
         "--dataset", "sequence", "--hidden", "4", "--epochs", "1", "--batch-size", "50", "--train-limit", "100",
-        "--eval-limit", "50", "--device", "cpu", "--no-progress", "--batch-norm"])
+        "--eval-limit", "50", "--device", "cpu", "--no-progress", "--set", "surrogate.batch_norm=true"])
     assert r.returncode != 0
-    assert "batch_norm: under torchrun the batch statistics must be synchronised" in r.stdout + r.stderr
+    assert "surrogate.batch_norm: under torchrun the batch statistics must be synchronised" in r.stdout + r.stderr

@@ -42,41 +42,40 @@ def test_hand_computed_reset_sequences(mechanism, delay, expect):
 
 def test_options_reach_the_neurons_and_bad_values_are_refused():
     cfg = make_config("braille", None, {"reset_mechanism": "zero", "reset_delay": False, "hidden": [4]})
-    net = build_model(cfg.model, 24, 27, cfg)
+    net = build_model(cfg.model.name, 24, 27, cfg)
     assert (net.lifs[0].reset_mechanism, net.lifs[0].reset_delay) == ("zero", False)
     rec = RecurrentSNN(3, [5], 2, max_delay=4, reset_mechanism="zero", reset_delay=False)
     assert (rec.recs[0].reset_mechanism, rec.recs[0].reset_delay) == ("zero", False)
     cfg = make_config("shd-delrec", None, {"reset_mechanism": "zero"})
-    assert build_model(cfg.model, 140, 20, cfg).recs[0].reset_mechanism == "zero"
+    assert build_model(cfg.model.name, 140, 20, cfg).recs[0].reset_mechanism == "zero"
     with pytest.raises(ValueError, match="reset_mechanism"):
         make_config("braille", None, {"reset_mechanism": "reset"})
     with pytest.raises(TypeError, match="reset_delay"):
         make_config("braille", None, {"reset_delay": "no"})
-    with pytest.raises(ValueError, match="reset_mechanism, reset_delay.*alif"):
-        make_config("braille", None, {"neuron": "alif", "reset_mechanism": "zero"})
-    with pytest.raises(ValueError, match="reset_mechanism, reset_delay.*alif"):
-        FeedForwardSNN(2, [3], 2, neuron="alif", reset_delay=False)
+    with pytest.raises(ValueError, match="reset_mechanism: expected one of"):
+        FeedForwardSNN(2, [3], 2, reset_mechanism="reset")
     cfg = make_config("braille-eventprop", None, {"reset_delay": False})
-    with pytest.raises(ValueError, match="reset_delay: the EventProp neurons reset to 0"):
-        build_model(cfg.model, 24, 27, cfg)
+    with pytest.raises(ValueError, match="surrogate.reset_delay: the EventProp models .* reset to 0"):
+        build_model(cfg.model.name, 24, 27, cfg)
     cfg = make_config("braille-eventprop", None, {"detach_reset": False})
-    with pytest.raises(ValueError, match="detach_reset: the EventProp gradient is exact"):
-        build_model(cfg.model, 24, 27, cfg)
+    with pytest.raises(ValueError, match="surrogate.detach_reset: the EventProp models .* exact gradients"):
+        build_model(cfg.model.name, 24, 27, cfg)
     cfg = make_config("shd-delrec", None, {"reset_mechanism": "zero", "reset_delay": False, "hidden": [4]})
-    assert build_model(cfg.model, 140, 20, cfg).recs[0].detach_reset is True
+    assert build_model(cfg.model.name, 140, 20, cfg).recs[0].detach_reset is True
     cfg = make_config("shd-delrec", None, {"reset_mechanism": "zero", "reset_delay": False, "detach_reset": False,
                                            "hidden": [4]})
-    assert build_model(cfg.model, 140, 20, cfg).recs[0].detach_reset is False
+    assert build_model(cfg.model.name, 140, 20, cfg).recs[0].detach_reset is False
     cfg = make_config("shd-delrec", None, {"hidden": [4]})  # subtract one step later: nothing to detach
-    assert build_model(cfg.model, 140, 20, cfg).recs[0].detach_reset is False
+    assert build_model(cfg.model.name, 140, 20, cfg).recs[0].detach_reset is False
     with pytest.raises(TypeError, match="detach_reset"):
         RecurrentSNN(3, [5], 2, detach_reset=None)
     with pytest.raises(TypeError, match="detach_reset"):
         make_config("braille", None, {"detach_reset": 1})
     with pytest.raises(TypeError, match="detach_reset"):
         FeedForwardSNN(2, [3], 2, detach_reset="yes")
-    args = build_parser().parse_args(["train", "--reset-mechanism", "zero", "--no-reset-delay"])
-    assert (args.reset_mechanism, args.reset_delay) == ("zero", False)
+    args = build_parser().parse_args(["train", "--set", "surrogate.reset_mechanism=zero", "--set",
+                                      "surrogate.reset_delay=false"])
+    assert args.settings == [("surrogate.reset_mechanism", "zero"), ("surrogate.reset_delay", False)]
 
 
 def test_zero_reset_run_exports_to_a_graph_nir_semantics_runs_exactly(tmp_path):

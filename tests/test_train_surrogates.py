@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
 import torch
 
 from snn_delays_ext.surrogate import surrogate_spec
-from snn_delays_ext.train import PRESETS, FeedForwardSNN, RecurrentSNN, TrainConfig, build_model, make_config
+from snn_delays_ext.train import PRESETS, FeedForwardSNN, RecurrentSNN, build_model, make_config
 from snn_delays_ext.train.cli import build_parser, main
 
 
@@ -17,7 +16,7 @@ from snn_delays_ext.train.cli import build_parser, main
 def test_delrec_presets_use_a_true_triangle(preset):
     # DelRec's surrogate is max(0, 1 - |u|); snnTorch's "triangular" is +-1 everywhere
     cfg = make_config(preset, overrides={"hidden": [4, 4]})
-    net = build_model(cfg.model, 3, 2, cfg)
+    net = build_model(cfg.model.name, 3, 2, cfg)
     spec = surrogate_spec(net.recs[0].spike_grad)
     assert (spec.name, spec.param) == ("triangle", 1.0)
     u = torch.tensor([-2.0, -0.5, 0.5, 2.0], requires_grad=True)
@@ -40,27 +39,38 @@ def test_surrogate_and_its_parameter_reach_every_hidden_neuron(model, name, para
     assert [tuple(surrogate_spec(m.spike_grad)[i] for i in (0, 2)) for m in layers] == [expected, expected]
 
 
-def test_every_config_field_has_a_flag(capsys):
-    # a value set by a flag ends in the resolved config (--print-config)
-    flags = ["--gap", "7", "--delay-std", "3.5", "--surrogate", "triangle", "--surrogate-param", "0.5",
-             "--sigma-decay", "0.9", "--num-workers", "1", "--no-tensorboard"]
+def test_every_option_is_reachable_from_the_command_line(capsys):
+    """Every option of every section, set with --set, ends in the resolved config
+    (--print-config); the everyday ones have flags of their own, about fifteen."""
+    from snn_delays_ext.train.config import options
+
+    flags = ["--set", "data.gap=7", "--set", "surrogate.delay_std=3.5", "--set", "surrogate.surrogate=triangle",
+             "--set", "surrogate.surrogate_param=0.5", "--set", "optim.sigma_decay=0.9", "--set", "run.num_workers=1",
+             "--set", "run.tensorboard=false"]
     assert main(["train", *flags, "--print-config"]) == 0
     cfg = json.loads(capsys.readouterr().out)
-    assert (cfg["gap"], cfg["delay_std"], cfg["surrogate"], cfg["surrogate_param"]) == (7, 3.5, "triangle", 0.5)
-    assert (cfg["sigma_decay"], cfg["num_workers"], cfg["tensorboard"]) == (0.9, 1, False)
+    assert (cfg["data"]["gap"], cfg["surrogate"]["delay_std"], cfg["surrogate"]["surrogate"]) == (7, 3.5, "triangle")
+    assert cfg["surrogate"]["surrogate_param"] == 0.5
+    assert (cfg["optim"]["sigma_decay"], cfg["run"]["num_workers"], cfg["run"]["tensorboard"]) == (0.9, 1, False)
+    # every option: its section in the printed config, and --set accepts its name
+    for section, short, f in options():
+        assert f.name in cfg[section], (section, f.name)
+        assert f.metadata["help"]
     dests = {a.dest for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions}
-    missing = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in dests]
-    assert missing == []
+    flagged = {short for _, short, f in options() if f.metadata["flag"]}
+    assert flagged <= dests and 12 <= len(flagged) <= 18
+    # the rest only through --set (run.out's name is also the --out run folder argument)
+    assert ({short for _, short, f in options()} - flagged) & dests == {"out"}
 
 
 def test_bad_surrogate_param_through_cli(capsys):
-    assert main(["train", "--surrogate-param", "-1", "--print-config"]) == 2
-    assert "surrogate_param: expected a number in (0.0, inf], got -1.0" in capsys.readouterr().err
+    assert main(["train", "--set", "surrogate.surrogate_param=-1", "--print-config"]) == 2
+    assert "surrogate.surrogate_param: expected a number in (0, inf], got -1" in capsys.readouterr().err
 
 
 def test_presets_name_known_surrogates():
     for name, values in PRESETS.items():
-        if "surrogate" in values:
+        if "surrogate" in values.get("surrogate", {}):
             make_config(name)  # validates
 
 

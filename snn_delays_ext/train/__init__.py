@@ -4,26 +4,21 @@ Examples
 --------
 >>> from snn_delays_ext.train import make_config
 >>> cfg = make_config("default", overrides={"epochs": 1})
->>> cfg.dataset, cfg.model
+>>> cfg.data.dataset, cfg.model.name
 ('sequence', 'ff-delays')
 """
 
-from .adaptive import AdaptiveLeaky
 from .config import PRESETS, TrainConfig, load_config_file, make_config
-from .ema import ParameterEMA
 from .engine import evaluate, make_datasets, train
 from .export import export_run, load_run_model
-from .models import (FeedForwardSNN, RecurrentSNN, SigmoidBeta, TimeBatchNorm, available_models, build_model,
-                     readout_logits, register_model)
+from .models import (FeedForwardSNN, RecurrentSNN, TimeBatchNorm, available_models, build_model, readout_logits,
+                     register_model)
 from .plots import plot_run
 
 __all__ = [
-    "AdaptiveLeaky",
     "FeedForwardSNN",
     "PRESETS",
-    "ParameterEMA",
     "RecurrentSNN",
-    "SigmoidBeta",
     "TimeBatchNorm",
     "TrainConfig",
     "available_models",

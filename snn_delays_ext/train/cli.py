@@ -11,10 +11,10 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-from .config import OPTIMIZERS, PRESETS, SELECTIONS, WEIGHT_DECAY_SCOPES, TrainConfig, make_config
-from .models import BETA_PARAMETRIZATIONS, NEURONS, READOUTS, SURROGATES, available_models
+from .config import PRESETS, TrainConfig, resolve_option, make_config, options, preset_description
+from .models import available_models
 
 __all__ = ["main", "build_parser"]
 
@@ -32,143 +32,64 @@ def _int_list(s: str) -> List[int]:
         raise argparse.ArgumentTypeError(f"expected layer sizes like '256,256' or '2x256', got {s!r}") from e
 
 
-def _float_pair(s: str) -> List[float]:
+def _parse_value(text: str) -> Any:
+    """A ``--set`` value: a TOML value (``3``, ``1e-3``, ``true``, ``[256, 256]``, ``"x"``), ``none``
+    for ``None``, else the text itself (``--set run.device=cuda``)."""
+    if text.strip().lower() in ("none", "null"):
+        return None
     try:
-        vals = [float(v) for v in s.split(",")]
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"expected two numbers like '0.5,0.98', got {s!r}") from e
-    if len(vals) != 2:
-        raise argparse.ArgumentTypeError(f"expected two numbers like '0.5,0.98', got {s!r}")
-    return vals
+        import tomllib  # type: ignore[import-not-found]
+    except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except Exception:  # noqa: BLE001 - not a TOML value: a plain string
+        return text
 
 
-def _delay_init(s: str) -> Any:
-    try:
-        return float(s)
-    except ValueError:
-        return s
+def _setting(text: str) -> Tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected SECTION.NAME=VALUE (e.g. optim.lr=1e-3), got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), _parse_value(value.strip())
+
+
+def _flag_kwargs(f: Any) -> Dict[str, Any]:
+    """argparse keywords of an option's own flag, from its check's kind."""
+    kind = f.metadata["check"].kind
+    if kind[0] == "bool":
+        return dict(action=argparse.BooleanOptionalAction, default=None)
+    if kind[0] == "int":
+        return dict(type=int)
+    if kind[0] == "float":
+        return dict(type=float)
+    if kind[0] == "choice":
+        return dict(choices=list(kind[1]))
+    if kind[0] == "sizes":
+        return dict(type=_int_list)
+    return dict(type=str)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="snn-delays", description="Train and inspect spiking networks with learnable delays.")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a model (no arguments: the embedded default task)",
-                       description="Settings: defaults < --preset < --config file < flags.")
+                       description="Settings: defaults < --preset < --config file < --set < flags. Every option "
+                       "is reachable as --set SECTION.NAME=VALUE (--print-config lists them with their "
+                       "values); the everyday ones also have a flag.")
     t.add_argument("--preset", choices=sorted(PRESETS), help="a paper configuration (default: 'default')")
-    t.add_argument("--config", type=Path, help="config file (.json, .toml; .yaml with PyYAML)")
+    t.add_argument("--config", type=Path, help="config file (.toml with sections, .json; .yaml with PyYAML)")
+    t.add_argument("--set", dest="settings", type=_setting, action="append", default=[],
+                   metavar="SECTION.NAME=VALUE", help="any option, e.g. --set optim.weight_decay=5e-4 "
+                   "--set surrogate.reset_delay=false --set model.hidden=[128,128] (repeatable)")
     t.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     t.add_argument("--out", type=Path, metavar="RUN_DIR", help="run folder (default runs/<dataset>-<model>-<time>)")
-    g = t.add_argument_group("data")
-    g.add_argument("--dataset", choices=["sequence", "yinyang", "braille", "shd", "ssc", "psmnist"])
-    g.add_argument("--data-dir", dest="data_dir")
-    g.add_argument("--dt", type=float, help="bin width in seconds (SHD/SSC/Braille)")
-    g.add_argument("--n-steps", dest="n_steps", type=int, help="fixed number of time steps")
-    g.add_argument("--pool", type=int, help="SHD/SSC channel pooling (5: 700 -> 140)")
-    g.add_argument("--time-shift", dest="time_shift", type=int,
-                   help="augment training samples by a random time shift of up to this many steps")
-    g.add_argument("--time-stretch", dest="time_stretch", type=float,
-                   help="training augmentation: stretch each sample in time by a random factor in [1-X, 1+X]")
-    g.add_argument("--drop-event", dest="drop_event", type=float, metavar="P",
-                   help="training augmentation: drop each input event with probability P (event-count inputs)")
-    g.add_argument("--blend", type=float, metavar="P",
-                   help="training augmentation: with probability P blend a sample with another of its class "
-                        "in the batch (each bin from either, centres of mass aligned in time)")
-    g.add_argument("--gap", type=int, help="sequence detection: steps between the two input spikes")
-    g.add_argument("--train-limit", dest="train_limit", type=int, help="use only this many training samples")
-    g.add_argument("--eval-limit", dest="eval_limit", type=int, help="... and validation/test samples")
-    m = t.add_argument_group("model")
-    m.add_argument("--model", help=f"model preset: {', '.join(sorted(available_models()))}")
-    m.add_argument("--hidden", type=_int_list, help="hidden layer sizes, e.g. 256,256 or 2x256")
-    m.add_argument("--max-delay", dest="max_delay", type=int)
-    m.add_argument("--delay-type", dest="delay_type", choices=["synaptic", "axonal", "dendritic"])
-    m.add_argument("--delay-init", dest="delay_init", type=_delay_init, help="'uniform', 'half_normal' or a number")
-    m.add_argument("--output-delays", dest="output_delays", action=argparse.BooleanOptionalAction, default=None,
-                   help="learnable delays also on the readout connections (or not)")
-    m.add_argument("--delay-std", dest="delay_std", type=float,
-                   help="delay_init 'half_normal': standard deviation in steps (default max_delay / 2)")
-    m.add_argument("--interpolation", choices=["triangle", "round"])
-    m.add_argument("--beta", type=float)
-    m.add_argument("--beta-out", dest="beta_out", type=float, help="decay of the leaky-integrator readout")
-    m.add_argument("--surrogate", choices=list(SURROGATES),
-                   help="surrogate presets: spike surrogate ('triangle': max(0, 1 - |u|), DelRec's; "
-                        "'triangular': snnTorch's, +-threshold)")
-    m.add_argument("--surrogate-param", dest="surrogate_param", type=float,
-                   help="its parameter: atan alpha, fast_sigmoid slope, triangle gamma, triangular threshold")
-    m.add_argument("--dropout", type=float, help="hidden-spike dropout probability (training only)")
-    m.add_argument("--learn-beta", dest="learn_beta", action=argparse.BooleanOptionalAction, default=None,
-                   help="feed-forward presets: learn one membrane decay per hidden neuron (or not)")
-    m.add_argument("--learn-threshold", dest="learn_threshold", action=argparse.BooleanOptionalAction, default=None,
-                   help="feed-forward presets: learn one firing threshold per hidden neuron (from 1; no weight decay)")
-    m.add_argument("--beta-range", dest="beta_range", type=_float_pair, metavar="LOW,HIGH",
-                   help="feed-forward presets: each hidden neuron's initial decay drawn uniformly from [LOW, HIGH) "
-                        "(heterogeneous time constants; learned with --learn-beta)")
-    m.add_argument("--neuron", choices=list(NEURONS),
-                   help="feed-forward presets: hidden neurons, snnTorch's Leaky (lif) or adaptive-threshold LIF (alif)")
-    m.add_argument("--adapt-decay", dest="adapt_decay", type=float, metavar="RHO",
-                   help="--neuron alif: decay of the adaptation trace per step (exp(-dt / tau_a))")
-    m.add_argument("--adapt-strength", dest="adapt_strength", type=float, metavar="B",
-                   help="--neuron alif: threshold 1 + B * trace (B: the rise at one spike per step)")
-    m.add_argument("--reset-mechanism", dest="reset_mechanism", choices=["subtract", "zero", "none"],
-                   help="surrogate presets: the LIF neurons' reset (snnTorch's; default subtract)")
-    m.add_argument("--reset-delay", dest="reset_delay", action=argparse.BooleanOptionalAction, default=None,
-                   help="surrogate presets: reset one step after the spike (snnTorch's default) or in its step "
-                        "(--no-reset-delay; with --reset-mechanism zero: NIR's LIF, exported exactly)")
-    m.add_argument("--detach-reset", dest="detach_reset", action=argparse.BooleanOptionalAction, default=None,
-                   help="surrogate presets with --reset-mechanism zero --no-reset-delay: no gradient through "
-                        "the reset (default) or snnTorch's (--no-detach-reset)")
-    m.add_argument("--beta-parametrization", dest="beta_parametrization", choices=list(BETA_PARAMETRIZATIONS),
-                   help="with --learn-beta: learn beta clipped to [0, 1] (clamp, snnTorch) or its logit (sigmoid)")
-    m.add_argument("--batch-norm", dest="batch_norm", action=argparse.BooleanOptionalAction, default=None,
-                   help="surrogate presets: batch-normalise each hidden layer's input current (or not)")
-    m.add_argument("--readout", choices=list(READOUTS),
-                   help="logits from the readout: sum over time, leaky-integrator mean / max / "
-                        "loss-shaped mean, or the time-averaged softmax")
-    m.add_argument("--tau-syn", dest="tau_syn", type=float, help="EventProp models: synaptic time constant (steps)")
-    m.add_argument("--tau-mem", dest="tau_mem", type=float, help="EventProp models: membrane time constant (steps)")
-    m.add_argument("--tau-out", dest="tau_out", type=float,
-                   help="EventProp models: readout membrane time constant (steps; default: --tau-mem)")
-    m.add_argument("--weight-mean", dest="weight_mean", type=float,
-                   help="EventProp models: initial weights ~ N(mean, std) / sqrt(fan_in) (with --weight-std)")
-    m.add_argument("--weight-std", dest="weight_std", type=float)
-    m.add_argument("--reg-strength", dest="reg_strength", type=float,
-                   help="EventProp models: spike-count regulariser strength k_reg (0: off)")
-    m.add_argument("--reg-target", dest="reg_target", type=float,
-                   help="EventProp models: target spikes per hidden neuron and sample (the paper's nu = 14)")
-    o = t.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=int)
-    o.add_argument("--batch-size", dest="batch_size", type=int, help="global batch (split over processes)")
-    o.add_argument("--lr", type=float, help="learning rate of the weights")
-    o.add_argument("--delay-lr", dest="delay_lr", type=float, help="learning rate of the delays")
-    o.add_argument("--beta-lr", dest="beta_lr", type=float,
-                   help="learning rate of the decay logits (--beta-parametrization sigmoid; default: --lr)")
-    o.add_argument("--weight-decay", dest="weight_decay", type=float)
-    o.add_argument("--weight-decay-scope", dest="weight_decay_scope", choices=list(WEIGHT_DECAY_SCOPES),
-                   help="parameters that get weight decay: all non-delay ones (default) or only weight "
-                        "matrices (biases, decays, thresholds and norm parameters excluded)")
-    o.add_argument("--label-smoothing", dest="label_smoothing", type=float,
-                   help="label smoothing of the training cross-entropy (0: none)")
-    o.add_argument("--optimizer", choices=list(OPTIMIZERS),
-                   help="adam: weight decay as an L2 term in the gradient; adamw: decoupled weight decay")
-    o.add_argument("--lr-schedule", dest="lr_schedule", choices=["cosine", "none"])
-    o.add_argument("--ema", type=float, metavar="DECAY",
-                   help="validate and test an exponential moving average of the weights (decay per step, e.g. 0.99; 0: off)")
-    o.add_argument("--selection", choices=list(SELECTIONS),
-                   help="model tested at the end: best validation accuracy (val, default) or the final epoch (last)")
-    o.add_argument("--train-on-val", dest="train_on_val", action=argparse.BooleanOptionalAction, default=None,
-                   help="train on the training and validation samples, no validation (needs --selection last)")
-    o.add_argument("--sigma0", type=float, help="initial extra width of the delay triangle (0: none)")
-    o.add_argument("--sigma-decay", dest="sigma_decay", type=float,
-                   help="base of DelRec's width schedule sigma0 * x**(100 * epoch / epochs) (0 < x <= 1)")
-    o.add_argument("--seed", type=int)
-    o.add_argument("--device", help="'auto' (default), 'cpu', 'cuda', 'cuda:N'")
-    o.add_argument("--num-workers", dest="num_workers", type=int, help="DataLoader worker processes")
-    o.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
-                   help="also log to TensorBoard when it is installed (default) or not")
-    o.add_argument("--flush-denormal", dest="flush_denormal", action=argparse.BooleanOptionalAction,
-                   default=None, help="CPU: flush denormal floats to zero while training (default on; "
-                   "learned decays near 0 make the backward pass's products denormal, up to 8x slower)")
-    o.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no tqdm bars")
-    o.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    groups: Dict[str, argparse._ArgumentGroup] = {}
+    for section, short, f in options():
+        if f.metadata["flag"]:
+            g = groups.setdefault(section, t.add_argument_group(section))
+            g.add_argument("--" + short.replace("_", "-"), dest=short, help=f.metadata["help"], **_flag_kwargs(f))
 
     pl = sub.add_parser("plot", help="write PNG plots of a run folder")
     pl.add_argument("run_dir", type=Path)
@@ -184,26 +105,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_NOT_CONFIG = {"command", "preset", "config", "resume", "out", "print_config"}
+_NOT_CONFIG = {"command", "preset", "config", "resume", "out", "print_config", "settings"}
+#: Options a resumed run may change (how it runs, not what it computes)
+_RESUMABLE = {"run.device", "run.progress", "run.num_workers", "run.flush_denormal", "run.tensorboard"}
 
 
 def _train(args: argparse.Namespace) -> int:
     from .engine import train
 
-    overrides: Dict[str, Any] = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG and v is not None}
+    overrides: Dict[str, Any] = dict(args.settings)
+    overrides.update({k: v for k, v in vars(args).items() if k not in _NOT_CONFIG and v is not None})
     if args.resume is not None:
         cfg_file = args.resume / "config.json"
         if not cfg_file.is_file():
             raise FileNotFoundError(f"resume: '{args.resume}' has no config.json (not a run folder)")
-        saved = json.loads(cfg_file.read_text())
-        saved.update({k: v for k, v in overrides.items() if k in ("device", "progress", "num_workers",
-                                                                   "flush_denormal")})
-        cfg = TrainConfig.from_dict(saved).validate()
+        cfg = TrainConfig.from_dict(json.loads(cfg_file.read_text()))
+        for key, value in overrides.items():
+            section, name = resolve_option(key)
+            if f"{section}.{name}" not in _RESUMABLE and cfg.get(key) != value:
+                raise ValueError(
+                    f"resume: {section}.{name} is {cfg.get(key)!r} in '{cfg_file}'; a resumed run computes what "
+                    f"it started with, so it takes only {sorted(_RESUMABLE)} (got {value!r}). Start a new run "
+                    "(--out) to change it")
+            cfg.set(key, value)
+        cfg.validate()
         run_dir = args.resume
     else:
         preset = args.preset if args.preset is not None or args.config is not None else "default"
         cfg = make_config(preset, args.config, overrides)
-        run_dir = args.out if args.out is not None else (Path(cfg.out) if cfg.out else None)
+        run_dir = args.out if args.out is not None else (Path(cfg.run.out) if cfg.run.out else None)
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
@@ -245,9 +175,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                   f"{len(graph.nodes) - 2} layers)")
             return 0
         if args.command == "presets":
-            print("presets (--preset):")
+            print("presets (--preset; files in snn_delays_ext/train/presets):")
             for name, values in PRESETS.items():
-                print(f"  {name:16s} dataset={values.get('dataset')} model={values.get('model')} hidden={values.get('hidden')}")
+                m = values.get("model", {})
+                print(f"  {name:20s} dataset={values.get('data', {}).get('dataset')} model={m.get('name')} "
+                      f"hidden={m.get('hidden')}")
+                print(f"  {'':20s} {preset_description(name)}")
             print("model presets (--model):")
             for name, desc in available_models().items():
                 print(f"  {name:16s} {desc}")

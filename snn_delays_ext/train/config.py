@@ -1,4 +1,17 @@
-"""Training configuration: a dataclass, paper presets, loading from JSON/TOML/YAML, validation."""
+"""Training configuration: sections of options, each defined once, presets as TOML files.
+
+A :class:`TrainConfig` holds seven sections: :class:`DataConfig`, :class:`AugmentConfig`,
+:class:`ModelConfig` (what every model has), :class:`SurrogateModelConfig` (the surrogate-gradient
+models' neurons and delays), :class:`EventPropModelConfig` (the EventProp models' neurons),
+:class:`OptimConfig` and :class:`RunConfig`. Every option is one dataclass field whose metadata
+carries its help text and its check; validation and the command line's ``--set`` are generated
+from them, and the everyday options (``flag=True``) also get a flag of their own.
+
+An option is addressed as ``section.name`` (``optim.lr``) or by its name alone (``lr``): names
+are unique across sections (the model's name is ``model.name``, ``model`` for short). Settings
+come from the defaults < a preset (``presets/<name>.toml`` in this package) < a config file <
+the command line.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +20,277 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-from .._checks import check_fraction
+__all__ = ["TrainConfig", "DataConfig", "AugmentConfig", "ModelConfig", "SurrogateModelConfig", "EventPropModelConfig",
+           "OptimConfig", "RunConfig", "PRESETS", "SECTIONS", "load_config_file", "make_config", "options",
+           "DATASETS", "OPTIMIZERS", "SELECTIONS", "READOUTS", "SURROGATE_NAMES", "REMOVED", "resolve_option",
+           "preset_description"]
 
-__all__ = ["TrainConfig", "PRESETS", "load_config_file", "make_config", "DATASETS", "OPTIMIZERS", "SELECTIONS",
-           "WEIGHT_DECAY_SCOPES"]
-
-#: ``optimizer`` choices: ``torch.optim.Adam`` (weight decay added to the gradient, an L2 term)
-#: or ``torch.optim.AdamW`` (decoupled weight decay, Loshchilov & Hutter 2019).
-OPTIMIZERS = ("adam", "adamw")
-#: ``selection`` choices: the model tested at the end is the one of the best validation accuracy
-#: (earliest on ties) or the one after the final epoch.
-SELECTIONS = ("val", "last")
-#: ``weight_decay_scope`` choices: every non-delay parameter (weights, biases, clipped decays,
-#: thresholds, batch-norm scales) or only the weight matrices and kernels (parameters with two or
-#: more dimensions; biases, decays, thresholds and norm parameters then have none, as timm and
-#: most transformer recipes do).
-WEIGHT_DECAY_SCOPES = ("all", "matrices")
+#: Data sets the engine knows.
 DATASETS = ("sequence", "yinyang", "braille", "shd", "ssc", "psmnist")
+#: ``optim.optimizer``: ``torch.optim.Adam`` (weight decay as an L2 term in the gradient) or
+#: ``torch.optim.AdamW`` (decoupled weight decay, DelRec's).
+OPTIMIZERS = ("adam", "adamw")
+#: ``optim.selection``: the model tested at the end is the best on validation (earliest on
+#: ties) or the final epoch's.
+SELECTIONS = ("val", "last")
+#: ``model.readout``: the sum of the readout current over time (DelRec), or the mean, max or
+#: loss-shaped mean ``(1/T) sum_t exp(-t/T) v_t`` of a leaky integrator's voltage.
+READOUTS = ("sum", "li_mean", "li_max", "li_shaped")
+#: ``surrogate.surrogate``: snnTorch's atan and fast_sigmoid, this package's triangle (DelRec's)
+#: and snnTorch's ``triangular`` (not a triangle: +-threshold).
+SURROGATE_NAMES = ("atan", "fast_sigmoid", "triangle", "triangular")
+
+#: Options that measured no gain and that no published configuration needs, with their former
+#: defaults: an old run folder's ``config.json`` that keeps the default loads (the option is
+#: dropped), any other value is refused with this note.
+REMOVED: Dict[str, Any] = {
+    "time_stretch": 0.0, "drop_event": 0.0, "ema": 0.0, "label_smoothing": 0.0,
+    "learn_threshold": False, "beta_range": None, "neuron": "lif", "adapt_decay": 0.97, "adapt_strength": 1.8,
+    "beta_parametrization": "clamp", "beta_lr": None, "weight_decay_scope": "all",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# checks: each returns the value, normalised, or raises naming the option
+# ---------------------------------------------------------------------------------------------
+def _int(minimum: int = 0, optional: bool = False) -> Callable[[str, Any], Any]:
+    def check(name: str, v: Any) -> Any:
+        if v is None and optional:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{name}: expected an int, got {type(v).__name__} ({v!r})")
+        if v < minimum:
+            raise ValueError(f"{name}: expected an int >= {minimum}, got {v}")
+        return int(v)
+    check.kind = ("int", optional)  # type: ignore[attr-defined]
+    return check
+
+
+def _float(lo: float = -math.inf, hi: float = math.inf, lo_open: bool = False, optional: bool = False,
+           what: str = "a number", hi_open: bool = False) -> Callable[[str, Any], Any]:
+    def check(name: str, v: Any) -> Any:
+        if v is None and optional:
+            return None
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"{name}: expected {what}, got {type(v).__name__} ({v!r})")
+        v = float(v)
+        if not math.isfinite(v) or (v >= hi if hi_open else v > hi) or (v <= lo if lo_open else v < lo):
+            rng = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+            raise ValueError(f"{name}: expected {what} in {rng}, got {v:g}")
+        return v
+    check.kind = ("float", optional)  # type: ignore[attr-defined]
+    return check
+
+
+def _bool() -> Callable[[str, Any], Any]:
+    def check(name: str, v: Any) -> Any:
+        if not isinstance(v, bool):
+            raise TypeError(f"{name}: expected True or False, got {v!r}")
+        return v
+    check.kind = ("bool", False)  # type: ignore[attr-defined]
+    return check
+
+
+def _choice(choices: Tuple[str, ...]) -> Callable[[str, Any], Any]:
+    def check(name: str, v: Any) -> Any:
+        if v not in choices:
+            raise ValueError(f"{name}: expected one of {list(choices)}, got {v!r}")
+        return v
+    check.kind = ("choice", choices)  # type: ignore[attr-defined]
+    return check
+
+
+def _str(optional: bool = True) -> Callable[[str, Any], Any]:
+    def check(name: str, v: Any) -> Any:
+        if v is None and optional:
+            return None
+        if not isinstance(v, str):
+            raise TypeError(f"{name}: expected a string, got {type(v).__name__} ({v!r})")
+        return v
+    check.kind = ("str", optional)  # type: ignore[attr-defined]
+    return check
+
+
+def _sizes() -> Callable[[str, Any], Any]:
+    def check(name: str, v: Any) -> Any:
+        if not isinstance(v, (list, tuple)) or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1
+                                                       for h in v):
+            raise ValueError(f"{name}: expected a list of layer sizes (ints >= 1), got {v!r}")
+        return list(v)
+    check.kind = ("sizes", False)  # type: ignore[attr-defined]
+    return check
+
+
+def _delay_init() -> Callable[[str, Any], Any]:
+    def check(name: str, v: Any) -> Any:
+        if isinstance(v, bool) or not (isinstance(v, (int, float)) or v in ("uniform", "half_normal")):
+            raise ValueError(f"{name}: expected 'uniform', 'half_normal' or a number, got {v!r}")
+        if isinstance(v, (int, float)) and not math.isfinite(v):
+            raise ValueError(f"{name}: expected a finite number, got {v!r}")
+        return float(v) if isinstance(v, (int, float)) else v
+    check.kind = ("delay_init", False)  # type: ignore[attr-defined]
+    return check
+
+
+def opt(default: Any, check: Callable[[str, Any], Any], help: str, flag: bool = False) -> Any:
+    """A config option: its default, its check, its help text, and whether the command line has
+    a flag of its own for it (``flag``; every option is reachable with ``--set``)."""
+    meta = {"check": check, "help": help, "flag": flag}
+    if isinstance(default, list):
+        return field(default_factory=lambda d=default: list(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# ---------------------------------------------------------------------------------------------
+# sections
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class DataConfig:
+    """The data set and how it is read."""
+
+    dataset: str = opt("sequence", _choice(DATASETS), "data set", flag=True)
+    data_dir: Optional[str] = opt(None, _str(), "folder with the data set's files (not needed for sequence, yinyang)",
+                                  flag=True)
+    dt: Optional[float] = opt(None, _float(0.0, lo_open=True, optional=True),
+                              "bin width in seconds (SHD, SSC, Braille)")
+    n_steps: Optional[int] = opt(None, _int(1, optional=True), "fixed number of time steps (SHD/SSC; Yin-Yang, "
+                                 "sequence: the sequence length)")
+    pool: int = opt(1, _int(1), "SHD/SSC channel pooling (5: 700 -> 140)")
+    train_limit: Optional[int] = opt(None, _int(1, optional=True), "use only this many training samples", flag=True)
+    eval_limit: Optional[int] = opt(None, _int(1, optional=True), "... and validation/test samples", flag=True)
+    gap: int = opt(10, _int(1), "sequence detection: steps between the two input spikes")
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation (validation and test samples are never changed)."""
+
+    time_shift: int = opt(0, _int(0), "shift each training sample by a random whole number of steps in [-n, n]")
+    blend: float = opt(0.0, _float(0.0, 1.0, what="a probability"),
+                       "probability of blending a training sample with another of its class (DelRec's and "
+                       "EventProp's SHD configurations)")
+
+
+@dataclass
+class ModelConfig:
+    """What every model has: which one, its layers and its delays."""
+
+    name: str = opt("ff-delays", _str(optional=False), "model preset (snn-delays presets lists them)", flag=True)
+    hidden: List[int] = opt([32], _sizes(), "hidden layer sizes, e.g. [256, 256] (flag: 256,256 or 2x256)",
+                            flag=True)
+    max_delay: int = opt(12, _int(1), "largest delay in steps", flag=True)
+    delay_type: str = opt("synaptic", _choice(("synaptic", "axonal", "dendritic")),
+                          "delays per connection, per presynaptic or per postsynaptic neuron", flag=True)
+    delay_init: Union[str, float] = opt("uniform", _delay_init(), "'uniform', 'half_normal' or a number of steps")
+    output_delays: bool = opt(True, _bool(), "learnable delays also on the readout connections")
+    readout: str = opt("li_mean", _choice(READOUTS), "logits from the readout (see READOUTS)")
+
+
+@dataclass
+class SurrogateModelConfig:
+    """The surrogate-gradient models (``ff-*``, ``delrec``, ``rec-nodelay``): neurons and delays."""
+
+    beta: float = opt(0.9, _float(0.0, 1.0), "membrane decay of the hidden LIF neurons")
+    beta_out: float = opt(0.9, _float(0.0, 1.0), "decay of the leaky-integrator readout")
+    learn_beta: bool = opt(False, _bool(), "feed-forward models: learn one membrane decay per hidden neuron")
+    surrogate: str = opt("atan", _choice(SURROGATE_NAMES), "surrogate spike function")
+    surrogate_param: Optional[float] = opt(None, _float(0.0, lo_open=True, optional=True),
+                                           "its parameter: atan alpha, fast_sigmoid slope, triangle gamma, "
+                                           "triangular threshold (None: its default)")
+    reset_mechanism: str = opt("subtract", _choice(("subtract", "zero", "none")), "the LIF neurons' reset")
+    reset_delay: bool = opt(True, _bool(), "reset one step after the spike (snnTorch's default) or in its step "
+                            "(zero without delay: NIR's LIF)")
+    detach_reset: bool = opt(True, _bool(), "zero reset in the spike's step: no gradient through the reset")
+    dropout: float = opt(0.0, _float(0.0, 1.0, what="a probability", hi_open=True),
+                         "hidden-spike dropout (training only)")
+    batch_norm: bool = opt(False, _bool(), "batch-normalise each hidden layer's input current over time and batch")
+    interpolation: str = opt("triangle", _choice(("triangle", "round")),
+                             "delays read through the triangle, or rounded forward with its slope backward")
+    delay_std: Optional[float] = opt(None, _float(0.0, lo_open=True, optional=True),
+                                     "delay_init 'half_normal': standard deviation in steps (None: max_delay / 2)")
+
+
+@dataclass
+class EventPropModelConfig:
+    """The EventProp models (``eventprop-ff``, ``eventprop-rec``): time constants in steps,
+    initial weights and the spike-count regulariser."""
+
+    tau_syn: float = opt(5.0, _float(0.0, lo_open=True), "synaptic time constant (steps)")
+    tau_mem: float = opt(20.0, _float(0.0, lo_open=True), "membrane time constant (steps)")
+    tau_out: Optional[float] = opt(None, _float(0.0, lo_open=True, optional=True),
+                                   "readout membrane time constant (steps; None: tau_mem)")
+    weight_mean: Optional[float] = opt(None, _float(optional=True), "initial weights ~ N(mean, std) / sqrt(fan_in)")
+    weight_std: Optional[float] = opt(None, _float(0.0, optional=True), "(with weight_mean)")
+    reg_strength: float = opt(0.0, _float(0.0), "spike-count regulariser strength k_reg (0: off)")
+    reg_target: float = opt(0.0, _float(0.0), "its target spikes per hidden neuron and sample (the paper's nu)")
+
+
+@dataclass
+class OptimConfig:
+    """Optimisation, the delays' width schedule and model selection."""
+
+    epochs: int = opt(20, _int(1), "epochs", flag=True)
+    batch_size: int = opt(64, _int(1), "global batch (split over processes)", flag=True)
+    lr: float = opt(1e-2, _float(0.0), "learning rate of the weights", flag=True)
+    delay_lr: float = opt(1e-1, _float(0.0), "learning rate of the delays", flag=True)
+    weight_decay: float = opt(0.0, _float(0.0), "weight decay of the non-delay parameters")
+    optimizer: str = opt("adam", _choice(OPTIMIZERS), "adam (L2 term) or adamw (decoupled weight decay)")
+    lr_schedule: str = opt("cosine", _choice(("cosine", "none")), "learning-rate schedule")
+    sigma0: float = opt(0.0, _float(0.0), "initial extra half-width of the delay triangle (0: none)", flag=True)
+    sigma_decay: float = opt(0.95, _float(0.0, 1.0, lo_open=True),
+                             "base of DelRec's width schedule sigma0 * x**(100 epoch / epochs)")
+    selection: str = opt("val", _choice(SELECTIONS), "model tested: best on validation (val) or the final epoch")
+    train_on_val: bool = opt(False, _bool(), "train on training + validation samples (needs selection 'last')")
+
+
+@dataclass
+class RunConfig:
+    """Where and how the run happens."""
+
+    seed: int = opt(0, _int(0), "random seed", flag=True)
+    device: str = opt("auto", _str(optional=False), "'auto', 'cpu', 'cuda' or 'cuda:N'", flag=True)
+    num_workers: int = opt(0, _int(0), "DataLoader worker processes")
+    out: Optional[str] = opt(None, _str(), "run folder (default runs/<dataset>-<model>-<time>)")
+    progress: bool = opt(True, _bool(), "tqdm progress bars", flag=True)
+    tensorboard: bool = opt(True, _bool(), "also log to TensorBoard when it is installed")
+    flush_denormal: bool = opt(True, _bool(), "CPU: flush denormal floats to zero while training (speed)")
+
+
+#: section name -> its dataclass, in order
+SECTIONS: Dict[str, type] = {"data": DataConfig, "augment": AugmentConfig, "model": ModelConfig,
+                             "surrogate": SurrogateModelConfig, "eventprop": EventPropModelConfig, "optim": OptimConfig,
+                             "run": RunConfig}
+#: short names that differ from the field's
+_ALIASES = {"model": ("model", "name")}
+
+
+def options() -> Iterator[Tuple[str, str, "dataclasses.Field"]]:
+    """Every option: ``(section, short name, field)``."""
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            short = "model" if (section, f.name) == ("model", "name") else f.name
+            yield section, short, f
+
+
+def resolve_option(key: str) -> Tuple[str, str]:
+    """``(section, field)`` of ``"section.name"`` or a short name."""
+    if "." in key:
+        section, name = key.split(".", 1)
+        if section in SECTIONS and name in {f.name for f in dataclasses.fields(SECTIONS[section])}:
+            return section, name
+        raise ValueError(f"config: unknown option {key!r}; valid are section.name with the sections "
+                         f"{list(SECTIONS)} (snn-delays train --print-config shows them all)")
+    if key in _ALIASES:
+        return _ALIASES[key]
+    for section, short, f in options():
+        if short == key:
+            return section, f.name
+    if key in REMOVED:
+        raise ValueError(f"config: {key!r} was removed (it measured no gain and no published configuration "
+                         "uses it; see the changelog)")
+    raise ValueError(f"config: unknown option {key!r}; valid short names are {sorted(s for _, s, _ in options())}")
 
 
 @dataclass
@@ -34,275 +299,121 @@ class TrainConfig:
 
     Examples
     --------
-    >>> cfg = TrainConfig(epochs=3)
-    >>> cfg.validate().epochs
-    3
+    >>> cfg = TrainConfig.from_dict({"epochs": 3, "model": {"max_delay": 5}})
+    >>> cfg.validate().optim.epochs, cfg.model.max_delay
+    (3, 5)
     >>> try:
-    ...     TrainConfig(epochs=0).validate()
+    ...     TrainConfig.from_dict({"optim.epochs": 0}).validate()
     ... except ValueError as e:
     ...     print(e)
-    epochs: expected an int >= 1, got 0
+    optim.epochs: expected an int >= 1, got 0
     """
 
-    # data
-    dataset: str = "sequence"
-    data_dir: Optional[str] = None
-    dt: Optional[float] = None          # bin width in seconds (SHD/SSC/Braille)
-    n_steps: Optional[int] = None       # fixed number of steps (SHD/SSC; Yin-Yang/sequence length)
-    pool: int = 1                       # SHD/SSC channel pooling (5: 700 -> 140)
-    train_limit: Optional[int] = None   # keep only this many training samples (quick runs)
-    eval_limit: Optional[int] = None    # ... and validation/test samples
-    time_shift: int = 0                 # training augmentation: random shift of each sample, in steps
-    time_stretch: float = 0.0           # training augmentation: random stretch factor in [1 - x, 1 + x]
-    drop_event: float = 0.0             # training augmentation: each input event dropped with this probability
-    blend: float = 0.0                  # training augmentation: probability of blending a sample with one of its class
-    gap: int = 10                       # sequence detection: steps between the two spikes
-    # model
-    model: str = "ff-delays"
-    hidden: List[int] = field(default_factory=lambda: [32])
-    max_delay: int = 12
-    delay_type: str = "synaptic"
-    output_delays: bool = True
-    delay_init: Union[str, float] = "uniform"
-    delay_std: Optional[float] = None
-    interpolation: str = "triangle"
-    beta: float = 0.9
-    beta_out: float = 0.9
-    readout: str = "li_mean"
-    surrogate: str = "atan"             # surrogate models: "atan", "fast_sigmoid", "triangle" or "triangular"
-    surrogate_param: Optional[float] = None  # its alpha / slope / gamma / threshold (None: default)
-    dropout: float = 0.0                # hidden-spike dropout (training only)
-    learn_beta: bool = False            # ff-delays/ff-nodelay: one learnable decay per hidden neuron
-    learn_threshold: bool = False       # ff-delays/ff-nodelay: one learnable firing threshold per hidden neuron
-    beta_range: Optional[List[float]] = None  # ff-delays/ff-nodelay: initial decays uniform in [low, high)
-    neuron: str = "lif"                 # ff-delays/ff-nodelay hidden neurons: "lif" (snnTorch Leaky) or "alif"
-    adapt_decay: float = 0.97           # neuron "alif": decay of the adaptation trace per step
-    adapt_strength: float = 1.8         # neuron "alif": threshold 1 + adapt_strength * trace
-    reset_mechanism: str = "subtract"   # surrogate models' LIF reset: "subtract", "zero" or "none" (snnTorch's)
-    reset_delay: bool = True            # reset one step after the spike (snnTorch's default) or in its step
-    detach_reset: bool = True           # surrogate models, reset "zero" without delay: no gradient through the reset
-    beta_parametrization: str = "clamp"  # learn_beta: "clamp" (snnTorch: beta clipped to [0, 1]) or "sigmoid" (a logit)
-    beta_lr: Optional[float] = None      # learning rate of the decay logits (beta_parametrization "sigmoid"); None: lr
-    batch_norm: bool = False            # surrogate models: batch norm of each hidden layer's input current
-    tau_syn: float = 5.0                # EventProp models: synaptic time constant (steps)
-    tau_mem: float = 20.0               # EventProp models: membrane time constant (steps)
-    tau_out: Optional[float] = None     # EventProp models: readout membrane time constant (steps; None: tau_mem)
-    weight_mean: Optional[float] = None  # EventProp models: weights ~ N(mean, std) / sqrt(fan_in)
-    weight_std: Optional[float] = None
-    reg_strength: float = 0.0           # EventProp models: spike-count regulariser k_reg (0: off)
-    reg_target: float = 0.0             # EventProp models: its target spikes per neuron and sample (nu)
-    # optimisation
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 1e-2
-    delay_lr: float = 1e-1
-    weight_decay: float = 0.0
-    weight_decay_scope: str = "all"     # "all" non-delay parameters or only "matrices" (ndim >= 2)
-    label_smoothing: float = 0.0        # training loss only; validation/test losses are plain
-    lr_schedule: str = "cosine"
-    optimizer: str = "adam"             # "adam" (weight decay as an L2 term) or "adamw" (decoupled weight decay)
-    ema: float = 0.0                    # decay of a parameter moving average used for validation/test (0: off)
-    selection: str = "val"              # model tested: "val" (best validation accuracy) or "last" (final epoch)
-    train_on_val: bool = False          # train on training + validation samples (needs selection "last")
-    sigma0: float = 0.0
-    sigma_decay: float = 0.95
-    # run
-    seed: int = 0
-    device: str = "auto"
-    num_workers: int = 0
-    out: Optional[str] = None
-    progress: bool = True
-    tensorboard: bool = True
-    flush_denormal: bool = True         # CPU: flush denormal floats to zero while training (speed)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    surrogate: SurrogateModelConfig = field(default_factory=SurrogateModelConfig)
+    eventprop: EventPropModelConfig = field(default_factory=EventPropModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
 
     def validate(self) -> "TrainConfig":
-        """Check every value; raise ``ValueError``/``TypeError`` naming the field."""
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
+        """Check every option (each field's own check) and the rules between options; raise
+        ``ValueError``/``TypeError`` naming the option as ``section.name``."""
+        for section, _short, f in options():
+            sec = getattr(self, section)
+            setattr(sec, f.name, f.metadata["check"](f"{section}.{f.name}", getattr(sec, f.name)))
+        e = self.eventprop
+        if (e.weight_mean is None) != (e.weight_std is None):
+            raise ValueError(f"eventprop.weight_mean, eventprop.weight_std: give both or neither, got "
+                             f"{e.weight_mean!r} and {e.weight_std!r}")
+        if self.optim.train_on_val and self.optim.selection != "last":
+            raise ValueError("optim.train_on_val: the validation samples are then training samples and cannot "
+                             f"select the model; expected optim.selection='last', got {self.optim.selection!r}")
+        from .models import available_models
 
-        def need_int(name: str, minimum: int, optional: bool = False) -> None:
-            v = getattr(self, name)
-            if optional and v is None:
-                return
-            if not is_int(v):
-                raise TypeError(f"{name}: expected an int, got {type(v).__name__} ({v!r})")
-            if v < minimum:
-                raise ValueError(f"{name}: expected an int >= {minimum}, got {v}")
+        if self.model.name not in available_models():
+            raise ValueError(f"model.name: expected one of {sorted(available_models())}, got {self.model.name!r}")
+        return self
 
-        def need_float(name: str, lo: float, hi: float = math.inf, optional: bool = False,
-                       lo_open: bool = False) -> None:
-            v = getattr(self, name)
-            if optional and v is None:
-                return
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise TypeError(f"{name}: expected a number, got {type(v).__name__} ({v!r})")
-            bad = (not math.isfinite(float(v))) or v > hi or (v <= lo if lo_open else v < lo)
-            if bad:
-                rng = f"{'(' if lo_open else '['}{lo}, {hi}]"
-                raise ValueError(f"{name}: expected a number in {rng}, got {v}")
-            setattr(self, name, float(v))
+    def get(self, key: str) -> Any:
+        """The value of an option (``"optim.lr"`` or ``"lr"``)."""
+        section, name = resolve_option(key)
+        return getattr(getattr(self, section), name)
 
-        def need_choice(name: str, choices) -> None:
-            v = getattr(self, name)
-            if v not in choices:
-                raise ValueError(f"{name}: expected one of {list(choices)}, got {v!r}")
-
-        need_choice("dataset", DATASETS)
-        for n in ("epochs", "batch_size", "max_delay"):
-            need_int(n, 1)
-        need_int("pool", 1)
-        need_int("time_shift", 0)
-        need_int("gap", 1)
-        need_int("seed", 0)
-        need_int("num_workers", 0)
-        for n in ("n_steps", "train_limit", "eval_limit"):
-            need_int(n, 1, optional=True)
-        need_float("dt", 0.0, optional=True, lo_open=True)
-        for n in ("lr", "delay_lr"):
-            need_float(n, 0.0)
-        need_float("weight_decay", 0.0)
-        need_float("label_smoothing", 0.0, 1.0)
-        need_float("blend", 0.0, 1.0)
-        need_float("sigma0", 0.0)
-        need_float("sigma_decay", 0.0, 1.0, lo_open=True)
-        need_float("beta", 0.0, 1.0)
-        need_float("beta_out", 0.0, 1.0)
-        self.dropout = check_fraction("dropout", self.dropout, "a probability")
-        self.time_stretch = check_fraction("time_stretch", self.time_stretch)
-        self.drop_event = check_fraction("drop_event", self.drop_event, "a probability")
-        self.ema = check_fraction("ema", self.ema, "an averaging decay")
-        for n in ("learn_beta", "learn_threshold", "output_delays", "batch_norm", "train_on_val", "flush_denormal",
-                  "reset_delay", "detach_reset"):
-            if not isinstance(getattr(self, n), bool):
-                raise TypeError(f"{n}: expected True or False, got {getattr(self, n)!r}")
-        need_float("delay_std", 0.0, optional=True, lo_open=True)
-        need_float("tau_syn", 0.0, lo_open=True)
-        need_float("reg_strength", 0.0)
-        need_float("reg_target", 0.0)
-        need_float("tau_mem", 0.0, lo_open=True)
-        need_float("tau_out", 0.0, optional=True, lo_open=True)
-        need_float("weight_mean", -math.inf, optional=True)
-        need_float("weight_std", 0.0, optional=True)
-        if (self.weight_mean is None) != (self.weight_std is None):
-            raise ValueError(f"weight_mean, weight_std: give both or neither, got {self.weight_mean!r} and "
-                             f"{self.weight_std!r}")
-        if not isinstance(self.hidden, (list, tuple)) or not all(is_int(h) and h >= 1 for h in self.hidden):
-            raise ValueError(f"hidden: expected a list of layer sizes (ints >= 1), got {self.hidden!r}")
-        self.hidden = list(self.hidden)
-        need_choice("delay_type", ("synaptic", "axonal", "dendritic"))
-        need_choice("interpolation", ("triangle", "round"))
-        need_float("surrogate_param", 0.0, optional=True, lo_open=True)
-        need_choice("lr_schedule", ("cosine", "none"))
-        need_choice("optimizer", OPTIMIZERS)
-        need_choice("weight_decay_scope", WEIGHT_DECAY_SCOPES)
-        need_choice("selection", SELECTIONS)
-        if self.train_on_val and self.selection != "last":
-            raise ValueError("train_on_val: the validation samples are then training samples and cannot select "
-                             f"the model; expected selection='last', got {self.selection!r}")
-        if isinstance(self.delay_init, bool) or not (
-            isinstance(self.delay_init, (int, float)) or self.delay_init in ("uniform", "half_normal")
-        ):
-            raise ValueError(f"delay_init: expected 'uniform', 'half_normal' or a number, got {self.delay_init!r}")
-        if not isinstance(self.device, str):
-            raise TypeError(f"device: expected a string such as 'cpu', 'cuda' or 'auto', got {self.device!r}")
-        from .models import BETA_PARAMETRIZATIONS, READOUTS, SURROGATES, available_models, check_neuron
-
-        need_choice("readout", READOUTS)
-        check_neuron(self.neuron, self.learn_threshold, self.reset_mechanism, self.reset_delay)
-        need_choice("surrogate", tuple(SURROGATES))
-        need_choice("beta_parametrization", BETA_PARAMETRIZATIONS)
-        if self.beta_parametrization == "sigmoid":
-            if not self.learn_beta:
-                raise ValueError("beta_parametrization: 'sigmoid' parametrises a learnable decay; "
-                                 "expected learn_beta=True, got False")
-            if not 0.0 < self.beta < 1.0:
-                raise ValueError(f"beta: expected a number in (0, 1) with beta_parametrization='sigmoid', "
-                                 f"got {self.beta}")
-        from .models import check_beta_range
-
-        br = check_beta_range(self.beta_range,
-                              open_interval=self.learn_beta and self.beta_parametrization == "sigmoid")
-        self.beta_range = None if br is None else list(br)
-        need_float("adapt_decay", 0.0, 1.0)
-        need_float("adapt_strength", 0.0)
-        need_float("beta_lr", 0.0, optional=True)
-        if self.beta_lr is not None and self.beta_parametrization != "sigmoid":
-            raise ValueError(f"beta_lr: applies to decay logits; expected beta_parametrization='sigmoid', "
-                             f"got {self.beta_parametrization!r}")
-        if self.model not in available_models():
-            raise ValueError(f"model: expected one of {sorted(available_models())}, got {self.model!r}")
+    def set(self, key: str, value: Any) -> "TrainConfig":
+        """Set an option (``"optim.lr"`` or ``"lr"``); returns ``self`` (not validated)."""
+        section, name = resolve_option(key)
+        setattr(getattr(self, section), name, value)
         return self
 
     def to_dict(self) -> Dict[str, Any]:
+        """The nested dict (``{"data": {...}, "model": {...}, ...}``) that :meth:`from_dict` reads."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"config: unknown key(s) {unknown}; valid keys are {sorted(names)}")
-        return cls(**d)
+        """A config from a dict of sections (``{"optim": {"lr": 1e-3}}``), dotted keys
+        (``{"optim.lr": 1e-3}``) or short names (``{"lr": 1e-3}``, as in run folders written before
+        the sections existed); unset options keep their defaults. Not validated."""
+        if not isinstance(d, dict):
+            raise TypeError(f"config: expected a mapping of settings, got {type(d).__name__}")
+        cfg = cls()
+        for key, value in d.items():
+            if key in SECTIONS and isinstance(value, dict):
+                for name, v in value.items():
+                    cfg.set(f"{key}.{name}", v)
+            elif key in REMOVED and value == REMOVED[key]:
+                continue  # an old run folder's default of a removed option
+            else:
+                cfg.set(key, value)
+        return cfg
 
 
-#: Paper configurations (docs/reproduction.rst) and the embedded default. Values not given come
-#: from :class:`TrainConfig`'s defaults. ``snn-delays train --preset NAME``.
-PRESETS: Dict[str, Dict[str, Any]] = {
-    # embedded default: no download, about a minute on a laptop CPU
-    "default": dict(dataset="sequence", model="ff-delays", hidden=[], max_delay=12, gap=10,
-                    delay_init=0.0, output_delays=True, readout="li_max", beta_out=0.5,
-                    epochs=15, batch_size=50, lr=1e-2, delay_lr=0.5, sigma0=10.0, lr_schedule="none"),
-    "sequence": dict(dataset="sequence", model="ff-delays", hidden=[], max_delay=12, gap=10,
-                    delay_init=0.0, output_delays=True, readout="li_max", beta_out=0.5,
-                    epochs=15, batch_size=50, lr=1e-2, delay_lr=0.5, sigma0=10.0, lr_schedule="none"),
-    # Yin-Yang 5(4 + bias)-30-3, time-to-first-spike input over 20 steps; "round" delays (integer
-    # forward, straight-through gradient, as mlGeNN) so rounding costs nothing at the end
-    "yinyang": dict(dataset="yinyang", model="ff-delays", hidden=[30], max_delay=10, n_steps=30,
-                    delay_type="synaptic", interpolation="round", readout="li_mean", beta=0.9,
-                    beta_out=0.9, epochs=100, batch_size=100, lr=1e-2, delay_lr=5e-2, sigma0=2.0),
-    # Braille 24-256-256-27 feed-forward, synaptic delays (one per connection, as the EventProp
-    # paper) on the hidden layers, 20 ms bins (66 steps), delays up to 20 steps (400 ms);
-    # per-neuron learnable decays, dropout 0.3; integer delays in the forward pass ("round",
-    # straight-through triangle gradient, as mlGeNN), so the exported (rounded) network is the
-    # trained one; each training sample shifted by a random 0-2 steps either way: 80.5% mean
-    # test over seeds 0-8 (80.0-81.3%; without the shift 80.2% over seeds 0-7), see docs/results.md
-    "braille": dict(dataset="braille", model="ff-delays", hidden=[256, 256], max_delay=20, dt=0.02,
-                    delay_type="synaptic", interpolation="round", output_delays=False, readout="li_mean", beta=0.9,
-                    beta_out=0.95, epochs=120, batch_size=128, lr=1e-2, delay_lr=0.1, sigma0=2.0,
-                    weight_decay=5e-4, dropout=0.3, learn_beta=True, time_shift=2),
-    # EventProp presets (exact gradients; time constants in steps, see EventPropSNN). Sequence
-    # task: 2 inputs -> 2 LI outputs, max-over-time voltage, delays learn the order
-    "sequence-eventprop": dict(dataset="sequence", model="eventprop-ff", hidden=[], max_delay=12, gap=10,
-                               delay_init=0.0, output_delays=True, readout="li_max", weight_mean=1.4,
-                               weight_std=0.1, epochs=5, batch_size=50, lr=1e-2, delay_lr=0.5, sigma0=0.0,
-                               lr_schedule="none"),
-    # Braille 24-256-256-27 feed-forward (the EventProp paper's 2x256 with delays): 10 ms bins, so
-    # tau_syn 5 / tau_mem 20 steps are 50 / 200 ms; delays up to 200 ms; loss-shaping readout
-    "braille-eventprop": dict(dataset="braille", model="eventprop-ff", hidden=[256, 256], max_delay=20,
-                              dt=0.01, delay_type="synaptic", output_delays=True, readout="li_shaped",
-                              tau_syn=5.0, tau_mem=20.0, weight_mean=2.0, weight_std=1.0, delay_init="uniform",
-                              epochs=40, batch_size=64, lr=2e-2, delay_lr=0.05, sigma0=0.0),
-    # SHD 700-512rec-20 (the EventProp paper): 2 ms bins, tau_syn 5 ms / tau_mem 20 ms, recurrent
-    # delayed current-based LIF; not run on this machine (needs the SHD files and a GPU day)
-    "shd-eventprop": dict(dataset="shd", model="eventprop-rec", hidden=[512], max_delay=50, dt=0.002,
-                          pool=1, readout="li_shaped", tau_syn=2.5, tau_mem=10.0, weight_mean=0.8,
-                          weight_std=0.26, delay_init="uniform", epochs=50, batch_size=32, lr=1e-3,
-                          delay_lr=0.05, sigma0=0.0),
-    "shd-delrec": dict(dataset="shd", model="delrec", hidden=[256, 256], max_delay=25, dt=0.01,
-                       pool=5, delay_type="axonal", beta=0.5, surrogate="triangle", readout="sum", delay_std=12.0,
-                       epochs=100, batch_size=128, lr=1e-3, delay_lr=5e-2, sigma0=10.0),
-    "ssc-delrec": dict(dataset="ssc", model="delrec", hidden=[256, 256, 256], max_delay=50, n_steps=250,
-                       pool=5, delay_type="axonal", beta=0.5, surrogate="triangle", readout="sum", delay_std=12.0,
-                       epochs=100, batch_size=128, lr=1e-3, delay_lr=5e-2, sigma0=10.0),
-    "psmnist-delrec": dict(dataset="psmnist", model="delrec", hidden=[64, 212, 212], max_delay=50,
-                           delay_type="axonal", beta=0.5, surrogate="triangle", readout="sum", delay_std=12.0,
-                           epochs=100, batch_size=128, lr=1e-3, delay_lr=5e-2, sigma0=10.0),
-}
+# ---------------------------------------------------------------------------------------------
+# presets and files
+# ---------------------------------------------------------------------------------------------
+_PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+
+def _read_toml(text: str, where: str) -> Dict[str, Any]:
+    try:
+        import tomllib  # type: ignore[import-not-found]
+    except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError as e:
+            raise ValueError("config: reading TOML needs Python >= 3.11 or `pip install tomli`") from e
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"config: '{where}' is not valid TOML: {e}") from e
+
+
+def _load_presets() -> Dict[str, Dict[str, Any]]:
+    out = {}
+    for path in sorted(_PRESET_DIR.glob("*.toml")):
+        data = _read_toml(path.read_text(), str(path))
+        data.pop("description", None)
+        out[path.stem] = data
+    return out
+
+
+#: The paper configurations and the embedded default, one TOML file each in
+#: ``snn_delays_ext/train/presets`` (``snn-delays train --preset NAME``): nested dicts of the
+#: options each sets; the rest keep their defaults.
+PRESETS: Dict[str, Dict[str, Any]] = _load_presets()
+
+
+def preset_description(name: str) -> str:
+    """The ``description`` line of a preset file."""
+    data = _read_toml((_PRESET_DIR / f"{name}.toml").read_text(), name)
+    return str(data.get("description", ""))
 
 
 def load_config_file(path: Union[str, Path]) -> Dict[str, Any]:
-    """Read a config file: ``.json``, ``.toml`` (``tomllib``, Python >= 3.11, or ``tomli``) or
-    ``.yaml``/``.yml`` (needs PyYAML). A ``[train]`` table/section, if present, is used."""
+    """Read a config file: ``.toml`` (sections as tables), ``.json`` or ``.yaml``/``.yml`` (needs
+    PyYAML). A top-level ``preset = "NAME"`` starts from that preset."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"config: file '{p}' not found")
@@ -310,15 +421,7 @@ def load_config_file(path: Union[str, Path]) -> Dict[str, Any]:
     if suffix == ".json":
         data = json.loads(p.read_text())
     elif suffix == ".toml":
-        try:
-            import tomllib  # type: ignore[import-not-found]
-        except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
-            try:
-                import tomli as tomllib  # type: ignore[no-redef]
-            except ModuleNotFoundError as e:
-                raise ValueError("config: reading TOML needs Python >= 3.11 or `pip install tomli`; "
-                                 "or use a .json file") from e
-        data = tomllib.loads(p.read_text())
+        data = _read_toml(p.read_text(), str(p))
     elif suffix in (".yaml", ".yml"):
         try:
             import yaml  # type: ignore[import-untyped]
@@ -329,7 +432,7 @@ def load_config_file(path: Union[str, Path]) -> Dict[str, Any]:
         raise ValueError(f"config: expected a .json, .toml or .yaml file, got '{p.name}'")
     if not isinstance(data, dict):
         raise ValueError(f"config: expected a mapping of settings in '{p}', got {type(data).__name__}")
-    if "train" in data and isinstance(data["train"], dict):
+    if "train" in data and isinstance(data["train"], dict):  # the former layout: one [train] table
         data = data["train"]
     return data
 
@@ -338,21 +441,30 @@ def make_config(preset: Optional[str] = None, config_file: Optional[Union[str, P
                 overrides: Optional[Dict[str, Any]] = None) -> TrainConfig:
     """Build a validated config: defaults < ``preset`` < ``config_file`` < ``overrides``.
 
-    A config file may name its own ``preset``.
+    ``overrides`` maps option names (``"lr"``, ``"optim.lr"``) or sections to values; ``None``
+    values are ignored. A config file may name its own ``preset``.
 
     Examples
     --------
-    >>> make_config("yinyang", overrides={"epochs": 2}).hidden
+    >>> make_config("yinyang", overrides={"epochs": 2}).model.hidden
     [30]
     """
-    values: Dict[str, Any] = {}
     file_values = load_config_file(config_file) if config_file is not None else {}
     file_preset = file_values.pop("preset", None)
     preset = preset if preset is not None else file_preset
+    cfg = TrainConfig()
+    layers: List[Dict[str, Any]] = []
     if preset is not None:
         if preset not in PRESETS:
             raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {preset!r}")
-        values.update(PRESETS[preset])
-    values.update(file_values)
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return TrainConfig.from_dict(values).validate()
+        layers.append(PRESETS[preset])
+    layers.append(file_values)
+    layers.append({k: v for k, v in (overrides or {}).items() if v is not None})
+    for layer in layers:
+        for key, value in layer.items():
+            if key in SECTIONS and isinstance(value, dict):
+                for name, v in value.items():
+                    cfg.set(f"{key}.{name}", v)
+            else:
+                cfg.set(key, value)
+    return cfg.validate()

@@ -31,7 +31,6 @@ _REDUCTIONS = {
     "li_mean": "mean",               # (1/T) sum_t v_t
     "li_max": "max",                 # max_t v_t
     "li_shaped": "shaped_mean",      # (1/T) sum_t exp(-t/T) v_t, t = 0 .. T-1
-    "li_softmax": "log_mean_softmax",  # log((1/T) sum_t softmax(v_t))
 }
 
 
@@ -86,12 +85,12 @@ def load_run_model(run_dir: Union[str, os.PathLike]) -> Tuple[nn.Module, TrainCo
     cfg_dict = saved.get("config")
     if cfg_dict is None:  # pragma: no cover - every engine version saved it
         cfg_dict = json.loads((Path(run_dir) / "config.json").read_text())
-    cfg = TrainConfig.from_dict(dict(cfg_dict, device="cpu")).validate()
+    cfg = TrainConfig.from_dict(cfg_dict).set("run.device", "cpu").validate()
     if "n_inputs" in saved:
         n_in, n_classes = int(saved["n_inputs"]), int(saved["n_classes"])
     else:
         n_in, n_classes = _sizes_from_state(state)
-    model = build_model(cfg.model, n_in, n_classes, cfg)
+    model = build_model(cfg.model.name, n_in, n_classes, cfg)
     model.load_state_dict(state)
     return model.eval(), cfg, {"n_inputs": n_in, "n_classes": n_classes}
 
@@ -108,8 +107,8 @@ def export_run(run_dir: Union[str, os.PathLike], out: Optional[Union[str, os.Pat
     ``"sum"`` the graph ends at the readout current), the EventProp models end with their
     ``nir.CubaLI`` readout. How the run turned that output ``v_t`` into class scores is
     recorded in ``graph.metadata``: ``output_reduction`` (``"mean"``: ``(1/T) sum_t v_t``;
-    ``"max"``; ``"sum"``; ``"shaped_mean"``: ``(1/T) sum_t exp(-t/T) v_t``, ``t = 0 .. T-1``;
-    ``"log_mean_softmax"``: ``log((1/T) sum_t softmax(v_t))``), and ``readout`` (the run's
+    ``"max"``; ``"sum"``; ``"shaped_mean"``: ``(1/T) sum_t exp(-t/T) v_t``, ``t = 0 .. T-1``),
+    and ``readout`` (the run's
     readout name), ``beta_out``, ``n_classes``, ``dataset``, ``model``.
 
     NIR's LIF neurons reset to 0 in the step of the spike. A network trained with another reset
@@ -117,7 +116,8 @@ def export_run(run_dir: Union[str, os.PathLike], out: Optional[Union[str, os.Pat
     its own in the node metadata: :func:`~snn_delays_ext.import_from_nir` rebuilds it exactly,
     other NIR tools run a different network. Such an export warns and records
     ``metadata["nir_semantics_exact"] = 0``; train with ``reset_mechanism="zero",
-    reset_delay=False`` (``--reset-mechanism zero --no-reset-delay``) for an exact graph. The
+    reset_delay=False`` (``--set surrogate.reset_mechanism=zero --set surrogate.reset_delay=false``)
+    for an exact graph. The
     EventProp models reset as NIR does.
 
     Parameters
@@ -143,7 +143,7 @@ def export_run(run_dir: Union[str, os.PathLike], out: Optional[Union[str, os.Pat
 
     model, cfg, info = load_run_model(run_dir)
     if dt is None:
-        dt = float(cfg.dt) if cfg.dt is not None else DEFAULT_DT
+        dt = float(cfg.data.dt) if cfg.data.dt is not None else DEFAULT_DT
     else:
         dt = check_positive_float("dt", dt)
     if max_hardware_delay is not None:
@@ -156,8 +156,8 @@ def export_run(run_dir: Union[str, os.PathLike], out: Optional[Union[str, os.Pat
         warnings.warn(
             f"export: the run's LIF neurons reset with {'; '.join(inexact)}, but NIR's LIF resets to 0 in "
             "the step of the spike: other NIR tools and chips run a different network (import_from_nir "
-            "rebuilds the trained one from the metadata). Train with --reset-mechanism zero "
-            "--no-reset-delay for a graph that every NIR tool runs exactly.", stacklevel=2)
+            "rebuilds the trained one from the metadata). Train with --set surrogate.reset_mechanism=zero "
+            "--set surrogate.reset_delay=false for a graph that every NIR tool runs exactly.", stacklevel=2)
     # zeros: binary for the EventProp layers, and runs every layer once to find the chain
     graph = export_to_nir(model, torch.zeros(1, 1, info["n_inputs"]), dt=float(dt),
                           max_hardware_delay=max_hardware_delay)
@@ -167,7 +167,7 @@ def export_run(run_dir: Union[str, os.PathLike], out: Optional[Union[str, os.Pat
         _append_readout_neuron(graph, float(beta_out), int(info["n_classes"]), float(dt))
     graph.metadata.update({
         "readout": readout, "output_reduction": _REDUCTIONS[readout],
-        "n_classes": info["n_classes"], "dataset": cfg.dataset, "model": cfg.model,
+        "n_classes": info["n_classes"], "dataset": cfg.data.dataset, "model": cfg.model.name,
         "nir_semantics_exact": int(not inexact),
     })
     if beta_out is not None:

@@ -7,36 +7,29 @@ a name with :func:`register_model`. The module maps a time-first batch ``(T, B, 
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import snntorch as snn
 import torch
 from snntorch import surrogate
 from torch import nn
-from torch.nn.utils import parametrize
 
-from .._checks import as_real, check_bool, check_choice, check_fraction, check_int, check_positive_float
+from .._checks import check_bool, check_fraction, check_int, check_positive_float
 from ..delayed_linear import DelayedLinear
 from ..delayed_recurrent_leaky import DelayedRecurrentLeaky
-from ..leaky_readout import leaky_integrate
-from ..functional.recurrent_leaky import RESET_MECHANISMS
-from ..surrogate import _PARAM as _SURROGATE_PARAM
-from ..surrogate import triangle
 from ..eventprop import EventPropSNN
-from .adaptive import AdaptiveLeaky
+from ..functional.recurrent_leaky import RESET_MECHANISMS
+from ..leaky_readout import leaky_integrate
+from ..surrogate import SURROGATE_PARAMETERS
+from ..surrogate import triangle
+from .config import READOUTS, SECTIONS
 
 __all__ = ["register_model", "build_model", "available_models", "FeedForwardSNN", "RecurrentSNN",
-           "learned_thresholds", "leaky_integrator", "readout_logits", "TimeBatchNorm", "SigmoidBeta",
-           "BETA_PARAMETRIZATIONS", "SURROGATES", "NEURONS", "AdaptiveLeaky"]
+           "leaky_integrator", "readout_logits", "TimeBatchNorm", "SURROGATES"]
 
 ModelBuilder = Callable[[int, int, "object"], nn.Module]
 _REGISTRY: Dict[str, Tuple[ModelBuilder, str]] = {}
-READOUTS = ("sum", "li_mean", "li_max", "li_shaped", "li_softmax")
-#: Hidden neuron models of the feed-forward surrogate networks
-NEURONS = ("lif", "alif")
-#: How a learnable membrane decay is stored: snnTorch's clipped value, or a logit.
-BETA_PARAMETRIZATIONS = ("clamp", "sigmoid")
 
 
 def register_model(name: str, builder: ModelBuilder, description: str = "", overwrite: bool = False) -> None:
@@ -97,29 +90,27 @@ def readout_logits(cur: torch.Tensor, readout: str, beta: float) -> torch.Tensor
 
     ``"sum"``: summed over time (DelRec); ``"li_mean"`` / ``"li_max"``: the mean / max over time
     of a leaky integrator's voltage ``v``; ``"li_shaped"``: its exponentially weighted mean
-    ``(1/T) sum_t exp(-t/T) v_t`` (EventProp's loss shaping); ``"li_softmax"``: the log of the
-    time-averaged class probabilities, ``log((1/T) sum_t softmax(v_t))`` (every step votes with
-    a probability vector, as the DCLS SHD models; ``softmax`` of these logits is that average, so
-    ``cross_entropy`` on them is the negative log of the averaged probability of the target).
+    ``(1/T) sum_t exp(-t/T) v_t`` (EventProp's loss shaping).
 
     Examples
     --------
     >>> import torch
-    >>> cur = torch.randn(5, 2, 3)
-    >>> p = readout_logits(cur, "li_softmax", 0.9).softmax(-1)
-    >>> torch.allclose(p, leaky_integrator(cur, 0.9).softmax(-1).mean(0))
-    True
+    >>> cur = torch.ones(3, 1, 1)
+    >>> readout_logits(cur, "li_mean", 0.5).item()    # v = 1, 1.5, 1.75
+    1.4166666269302368
     """
     if readout == "sum":
         return cur.sum(0)
     v = leaky_integrator(cur, beta)
-    if readout == "li_softmax":  # log-mean-exp of the per-step log-probabilities: no exp overflow
-        return torch.logsumexp(torch.log_softmax(v, -1), 0) - math.log(v.shape[0])
     if readout == "li_shaped":
         T = v.shape[0]
         w = torch.exp(-torch.arange(T, device=v.device, dtype=v.dtype) / T)
         return (w.view(T, 1, 1) * v).sum(0) / T
-    return v.mean(0) if readout == "li_mean" else v.max(0).values
+    if readout == "li_mean":
+        return v.mean(0)
+    if readout == "li_max":
+        return v.max(0).values
+    raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
 
 
 #: Surrogate spike functions of the training models: name -> factory. ``"triangle"`` is
@@ -140,7 +131,7 @@ def _spike_grad(name: str, param: Optional[float] = None) -> Callable:
         raise ValueError(f"surrogate: expected one of {sorted(SURROGATES)}, got {name!r}")
     if param is None:
         return SURROGATES[name]()
-    return SURROGATES[name](**{_SURROGATE_PARAM[name][0]: check_positive_float("surrogate_param", param)})
+    return SURROGATES[name](**{SURROGATE_PARAMETERS[name]: check_positive_float("surrogate_param", param)})
 
 
 def _dropout(p: float) -> nn.Module:
@@ -189,151 +180,22 @@ def _norm(batch_norm: bool, n: int) -> nn.Module:
     return TimeBatchNorm(n) if batch_norm else nn.Identity()
 
 
-class SigmoidBeta(nn.Module):
-    """Parametrisation of a learnable decay as ``beta = sigmoid(logit)``.
-
-    snnTorch's ``learn_beta`` learns ``beta`` itself and clips it to ``[0, 1]`` in the forward
-    pass, so a decay pushed below 0 or above 1 gets no gradient from the loss; below 0 nothing
-    brings it back (weight decay only pulls it towards 0), and neurons that lost their memory for
-    good, ``beta = 0``, are common after training. Registered with
-    :func:`torch.nn.utils.parametrize.register_parametrization` on a neuron's ``beta``, the
-    stored parameter becomes the logit: the decay stays in ``(0, 1)`` and always gets a gradient.
-    The neuron's own clipping is then a no-op. The training engine does not apply weight decay
-    to these logits (decaying a logit pulls ``beta`` towards 0.5).
-
-    Examples
-    --------
-    >>> import snntorch as snn
-    >>> import torch
-    >>> from torch.nn.utils import parametrize
-    >>> lif = snn.Leaky(beta=torch.full((3,), 0.9), learn_beta=True)
-    >>> _ = parametrize.register_parametrization(lif, "beta", SigmoidBeta())
-    >>> round(float(lif.parametrizations.beta.original[0]), 4)  # logit(0.9)
-    2.1972
-    >>> torch.allclose(lif.beta, torch.full((3,), 0.9))
-    True
-    """
-
-    def forward(self, logit: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(logit)
-
-    def right_inverse(self, beta: torch.Tensor) -> torch.Tensor:
-        if not bool(((beta > 0) & (beta < 1)).all()):
-            raise ValueError(f"beta: a sigmoid-parametrised decay must lie in (0, 1), got values in "
-                             f"[{float(beta.min()):g}, {float(beta.max()):g}]")
-        return torch.logit(beta)
-
-
-def sigmoid_beta_logits(model: nn.Module) -> List[nn.Parameter]:
-    """The stored logits of every :class:`SigmoidBeta`-parametrised ``beta`` in ``model``."""
-    out: List[nn.Parameter] = []
-    for m in model.modules():
-        plist = getattr(getattr(m, "parametrizations", None), "beta", None)
-        if plist is not None and any(isinstance(f, SigmoidBeta) for f in plist):
-            out.append(plist.original)
-    return out
-
-
-def learned_thresholds(model: nn.Module) -> List[nn.Parameter]:
-    """The learnable firing thresholds (``learn_threshold``) of the snnTorch neurons in ``model``.
-
-    The training engine gives them no weight decay: pulling a threshold towards 0 does not
-    regularise, it makes the neuron fire on any input.
-    """
-    return [m.threshold for m in model.modules()
-            if isinstance(m, snn.SpikingNeuron) and isinstance(getattr(m, "threshold", None), nn.Parameter)]
-
-
-def check_beta_range(beta_range: Optional[Sequence[float]], open_interval: bool = False
-                     ) -> Optional[Tuple[float, float]]:
-    """Check a ``(low, high)`` range of initial decays; ``None`` passes through.
-
-    Both ends must be real numbers with ``0 <= low < high <= 1`` (``0 < low < high < 1`` with
-    ``open_interval``, for decays stored as logits).
-
-    >>> check_beta_range([0.5, 0.98])
-    (0.5, 0.98)
-    >>> try:
-    ...     check_beta_range((0.9, 0.5))
-    ... except ValueError as e:
-    ...     print(e)
-    beta_range: expected (low, high) with 0 <= low < high <= 1, got (0.9, 0.5)
-    """
-    if beta_range is None:
-        return None
-    if isinstance(beta_range, (str, bytes)) or not isinstance(beta_range, Sequence) or len(beta_range) != 2:
-        raise TypeError(f"beta_range: expected a pair (low, high) of decays, got {beta_range!r}")
-    lo, hi = (as_real("beta_range", v, "two numbers") for v in beta_range)
-    ok = (0.0 < lo < hi < 1.0) if open_interval else (0.0 <= lo < hi <= 1.0)  # False for NaN
-    if not ok:
-        bounds = "0 < low < high < 1" if open_interval else "0 <= low < high <= 1"
-        raise ValueError(f"beta_range: expected (low, high) with {bounds}, got {tuple(beta_range)!r}")
-    return lo, hi
-
-
-def check_neuron(neuron: str, learn_threshold: bool, reset_mechanism: str = "subtract",
-                 reset_delay: bool = True) -> None:
-    """Check a hidden neuron model name (:data:`NEURONS`) against the neuron options: the
-    adaptive neurons (``"alif"``) have their own threshold dynamics and snnTorch's default reset
-    (subtract, one step later), so they refuse ``learn_threshold`` and other resets."""
-    if neuron not in NEURONS:
-        raise ValueError(f"neuron: expected one of {list(NEURONS)}, got {neuron!r}")
-    check_choice("reset_mechanism", reset_mechanism, RESET_MECHANISMS)
-    check_bool("reset_delay", reset_delay)
-    if neuron == "alif" and learn_threshold is True:
-        raise ValueError("learn_threshold: the adaptive neurons ('alif') have their own threshold dynamics; "
-                         "expected False with neuron='alif', got True")
-    if neuron == "alif" and (reset_mechanism != "subtract" or not reset_delay):
-        raise ValueError("reset_mechanism, reset_delay: the adaptive neurons ('alif') subtract their threshold "
-                         "one step after the spike; expected 'subtract' and True with neuron='alif', got "
-                         f"{reset_mechanism!r} and {reset_delay!r}")
-
-
-def initial_decays(h: int, beta: float, beta_range: Optional[Tuple[float, float]]) -> torch.Tensor:
-    """One initial decay per neuron: ``beta`` everywhere, or, with ``beta_range = (low, high)``,
-    drawn uniformly from ``[low, high)`` (torch's global generator, so ``torch.manual_seed``
-    fixes them)."""
-    if beta_range is None:
-        return torch.full((h,), float(beta))
-    lo, hi = beta_range
-    return lo + (hi - lo) * torch.rand(h)
-
-
 def _detaches_reset(detach_reset: bool, reset_mechanism: str, reset_delay: bool) -> bool:
     """Whether a surrogate model's reset is given no gradient: ``detach_reset`` acts on the zero
     reset in the spike's step only (snnTorch's delayed reset is detached already)."""
     return detach_reset and reset_mechanism == "zero" and not reset_delay
 
 
-def _leaky(h: int, beta: float, learn_beta: bool, beta_parametrization: str, surrogate_name: str,
-           surrogate_param: Optional[float], learn_threshold: bool = False,
-           beta_range: Optional[Tuple[float, float]] = None, neuron: str = "lif",
-           adapt_decay: float = 0.97, adapt_strength: float = 1.8, reset_mechanism: str = "subtract",
-           reset_delay: bool = True, detach_reset: bool = True) -> nn.Module:
-    if beta_parametrization not in BETA_PARAMETRIZATIONS:
-        raise ValueError(f"beta_parametrization: expected one of {list(BETA_PARAMETRIZATIONS)}, "
-                         f"got {beta_parametrization!r}")
-    per_neuron = learn_beta or beta_range is not None
-    lif: nn.Module
-    if neuron == "alif":
-        lif = AdaptiveLeaky(h, initial_decays(h, beta, beta_range), adapt_decay, adapt_strength,
-                            _spike_grad(surrogate_name, surrogate_param), learn_beta=learn_beta)
-    else:
-        cls = _DetachedZeroResetLeaky if _detaches_reset(detach_reset, reset_mechanism, reset_delay) else snn.Leaky
-        lif = cls(beta=initial_decays(h, beta, beta_range) if per_neuron else beta, learn_beta=learn_beta,
-                        threshold=torch.ones(h) if learn_threshold else 1.0, learn_threshold=learn_threshold,
-                        spike_grad=_spike_grad(surrogate_name, surrogate_param), reset_mechanism=reset_mechanism,
-                        reset_delay=reset_delay)
-    if learn_beta and beta_parametrization == "sigmoid":
-        if beta_range is None and not 0.0 < float(beta) < 1.0:
-            raise ValueError(f"beta: expected a number in (0, 1) with beta_parametrization='sigmoid', got {beta}")
-        parametrize.register_parametrization(lif, "beta", SigmoidBeta())
-    return lif
+def _leaky(h: int, beta: float, learn_beta: bool, spike_grad: Callable, reset_mechanism: str,
+           reset_delay: bool, detach_reset: bool) -> nn.Module:
+    """The hidden LIF neurons of a feed-forward layer (snnTorch's ``Leaky``); a learnable decay
+    is one per neuron."""
+    cls = _DetachedZeroResetLeaky if _detaches_reset(detach_reset, reset_mechanism, reset_delay) else snn.Leaky
+    return cls(beta=torch.full((h,), float(beta)) if learn_beta else beta, learn_beta=learn_beta,
+               spike_grad=spike_grad, reset_mechanism=reset_mechanism, reset_delay=reset_delay)
 
 
 def _run_leaky(lif: nn.Module, cur: torch.Tensor) -> torch.Tensor:
-    if isinstance(lif, AdaptiveLeaky):
-        return lif(cur)
     mem = lif.init_leaky()
     spikes = []
     for c in cur.unbind(0):
@@ -376,7 +238,8 @@ class FeedForwardSNN(nn.Module):
         Delays also on the readout connections.
     beta, beta_out : float
         Membrane decay of the hidden LIF neurons and of the leaky-integrator readout.
-    readout : {"sum", "li_mean", "li_max"}
+    readout : {"sum", "li_mean", "li_max", "li_shaped"}
+        See :func:`readout_logits`.
     surrogate : str
         A name in :data:`SURROGATES`: ``"atan"``, ``"fast_sigmoid"`` (snnTorch),
         ``"triangle"`` (:func:`snn_delays_ext.surrogate.triangle`) or ``"triangular"``
@@ -394,29 +257,9 @@ class FeedForwardSNN(nn.Module):
     learn_beta : bool
         Learn one membrane decay per hidden neuron (starting at ``beta``; snnTorch's
         ``learn_beta`` with a per-neuron tensor), i.e. heterogeneous time constants.
-    learn_threshold : bool
-        Learn one firing threshold per hidden neuron (starting at 1; snnTorch's
-        ``learn_threshold`` with a per-neuron tensor). The reset subtracts the neuron's own
-        threshold.
-    beta_parametrization : {"clamp", "sigmoid"}
-        With ``learn_beta``: ``"clamp"`` learns ``beta`` itself, clipped to ``[0, 1]`` by the
-        neuron (snnTorch's behaviour); ``"sigmoid"`` learns its logit (:class:`SigmoidBeta`), so
-        no decay gets stuck at 0 or 1. ``beta`` must then lie in ``(0, 1)``.
     batch_norm : bool
         Normalise each hidden layer's input current with :class:`TimeBatchNorm` (statistics over
-        time and batch, learnable scale and shift) before its neurons, as the DCLS models.
-    beta_range : (float, float), optional
-        Heterogeneous initial decays: each hidden neuron's decay is drawn uniformly from
-        ``[low, high)`` instead of being ``beta`` (Perez-Nieves et al. 2021, "Neural
-        heterogeneity promotes robust learning"). Learned with ``learn_beta``, fixed otherwise.
-        ``beta`` is then unused (``beta_out`` still sets the readout's decay).
-    neuron : {"lif", "alif"}
-        Hidden neurons: snnTorch's ``Leaky`` (``"lif"``) or LIF neurons with an adaptive
-        threshold (``"alif"``, :class:`~snn_delays_ext.train.AdaptiveLeaky`, Bellec et al. 2018;
-        not with ``learn_threshold``; no NIR node exists for them).
-    adapt_decay, adapt_strength : float
-        With ``neuron="alif"``: the adaptation trace's decay per step ``rho`` and the threshold
-        rise ``b`` (threshold ``1 + b a``, ``a`` the ``(1 - rho)``-normalised spike trace).
+        time and batch, learnable scale and shift) before its neurons.
     reset_mechanism : {"subtract", "zero", "none"}
         The hidden neurons' reset (snnTorch's ``reset_mechanism``).
     reset_delay : bool
@@ -439,25 +282,22 @@ class FeedForwardSNN(nn.Module):
     def __init__(self, n_inputs: int, hidden: Sequence[int], n_classes: int, max_delay: int = 10,
                  delays: bool = True, delay_type: str = "synaptic", output_delays: bool = True,
                  beta: float = 0.9, beta_out: float = 0.9, readout: str = "li_mean",
-                 surrogate: str = "atan", delay_init: Union[str, float] = "uniform",
-                 interpolation: str = "triangle", dropout: float = 0.0, learn_beta: bool = False,
-                 batch_norm: bool = False, beta_parametrization: str = "clamp",
-                 surrogate_param: Optional[float] = None, learn_threshold: bool = False,
-                 beta_range: Optional[Sequence[float]] = None, neuron: str = "lif",
-                 adapt_decay: float = 0.97, adapt_strength: float = 1.8, reset_mechanism: str = "subtract",
-                 reset_delay: bool = True, detach_reset: bool = True) -> None:
+                 surrogate: str = "atan", surrogate_param: Optional[float] = None,
+                 delay_init: Union[str, float] = "uniform", interpolation: str = "triangle",
+                 dropout: float = 0.0, learn_beta: bool = False, batch_norm: bool = False,
+                 reset_mechanism: str = "subtract", reset_delay: bool = True, detach_reset: bool = True) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
-        check_neuron(neuron, learn_threshold, reset_mechanism, reset_delay)
-        check_bool("detach_reset", detach_reset)
+        if reset_mechanism not in RESET_MECHANISMS:
+            raise ValueError(f"reset_mechanism: expected one of {list(RESET_MECHANISMS)}, got {reset_mechanism!r}")
         for name, flag in (("delays", delays), ("output_delays", output_delays), ("learn_beta", learn_beta),
-                           ("learn_threshold", learn_threshold)):
+                           ("reset_delay", reset_delay), ("detach_reset", detach_reset)):
             check_bool(name, flag)
-        decay_range = check_beta_range(beta_range, open_interval=learn_beta and beta_parametrization == "sigmoid")
         self.readout, self.beta_out = readout, float(beta_out)
         self.drop = _dropout(dropout)
         sizes = [n_inputs] + list(hidden)
+        spike_grad = _spike_grad(surrogate, surrogate_param)
 
         def lin(a: int, b: int, with_delay: bool) -> nn.Module:
             if with_delay:
@@ -467,9 +307,7 @@ class FeedForwardSNN(nn.Module):
 
         self.linears = nn.ModuleList(lin(a, b, delays) for a, b in zip(sizes[:-1], sizes[1:]))
         self.norms = nn.ModuleList(_norm(batch_norm, h) for h in hidden)
-        self.lifs = nn.ModuleList(_leaky(h, beta, learn_beta, beta_parametrization, surrogate, surrogate_param,
-                                         learn_threshold, decay_range, neuron, adapt_decay, adapt_strength,
-                                         reset_mechanism, reset_delay, detach_reset)
+        self.lifs = nn.ModuleList(_leaky(h, beta, learn_beta, spike_grad, reset_mechanism, reset_delay, detach_reset)
                                   for h in hidden)
         self.out = lin(sizes[-1], n_classes, delays and output_delays)
 
@@ -494,8 +332,11 @@ class RecurrentSNN(nn.Module):
     n_inputs, hidden, n_classes, max_delay, delays, readout, beta_out, dropout, batch_norm
         As in :class:`FeedForwardSNN`.
     reset_mechanism, reset_delay, detach_reset
-        As in :class:`FeedForwardSNN` (DelRec: subtract, one step later; ``detach_reset`` acts
-        on the zero reset in the spike's step only, as there).
+        As in :class:`FeedForwardSNN` (``detach_reset`` acts on the zero reset in the spike's step
+        only, as there). DelRec's neuron resets in the spike's own step: to zero (SHD), or by
+        subtraction (SSC, PS-MNIST).
+    interpolation : {"triangle", "round"}
+        ``DelayedRecurrentLeaky``'s ``interpolation``.
     beta : float
         Membrane decay of the recurrent LIF neurons (DelRec: 0.5).
     surrogate : str
@@ -520,7 +361,7 @@ class RecurrentSNN(nn.Module):
                  surrogate: str = "triangle", delay_std: Optional[float] = None,
                  delay_type: str = "axonal", dropout: float = 0.0, batch_norm: bool = False,
                  surrogate_param: Optional[float] = None, reset_mechanism: str = "subtract",
-                 reset_delay: bool = True, detach_reset: bool = True) -> None:
+                 reset_delay: bool = True, detach_reset: bool = True, interpolation: str = "triangle") -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
@@ -534,7 +375,8 @@ class RecurrentSNN(nn.Module):
             DelayedRecurrentLeaky(beta, h, max_delay, delay_type=delay_type, spike_grad=_spike_grad(surrogate, surrogate_param),
                                   delay_init="half_normal" if delays else 1.0, delay_std=delay_std,
                                   learn_delays=delays, reset_mechanism=reset_mechanism, reset_delay=reset_delay,
-                                  detach_reset=_detaches_reset(detach_reset, reset_mechanism, reset_delay))
+                                  detach_reset=_detaches_reset(detach_reset, reset_mechanism, reset_delay),
+                                  interpolation=interpolation)
             for h in hidden
         )
         self.out = nn.Linear(sizes[-1], n_classes)
@@ -550,76 +392,46 @@ class RecurrentSNN(nn.Module):
         return (logits, spikes) if record else logits
 
 
-#: Defaults of the training options that some model families do not have (``TrainConfig``'s)
-_OPTION_DEFAULTS: Dict[str, object] = {"learn_beta": False, "learn_threshold": False, "beta_range": None,
-                                       "neuron": "lif", "batch_norm": False, "dropout": 0.0, "tau_out": None,
-                                       "reg_strength": 0.0, "reset_mechanism": "subtract", "reset_delay": True,
-                                       "detach_reset": True}
-
-
-def refuse_options(cfg: object, reasons: Dict[str, str]) -> None:
-    """Raise a ``ValueError`` for the first option in ``reasons`` that ``cfg`` sets away from its
-    default: ``"<name>: <reason>; expected <default>, got <value>"``. Model builders call it so
-    that an option their model does not have is refused, not silently ignored.
-
-    >>> from snn_delays_ext.train import TrainConfig
-    >>> try:
-    ...     refuse_options(TrainConfig(neuron="alif"), {"neuron": "this model has LIF neurons only"})
-    ... except ValueError as e:
-    ...     print(e)
-    neuron: this model has LIF neurons only; expected 'lif', got 'alif'
-    """
-    for name, reason in reasons.items():
-        default = _OPTION_DEFAULTS[name]
-        value = getattr(cfg, name, default)
-        if value != default:
-            raise ValueError(f"{name}: {reason}; expected {default!r}, got {value!r}")
-
-
-def _refuse_eventprop_only(cfg: object) -> None:
-    """Surrogate-gradient models have no spike-count regulariser and no readout time constant in
-    steps (they have ``beta_out``): refuse them, not ignore them."""
-    refuse_options(cfg, {
-        "reg_strength": "the spike-count regulariser acts in the EventProp backward pass (models "
-                        "'eventprop-ff', 'eventprop-rec')",
-        "tau_out": "the readout time constant of the EventProp models (here: beta_out)",
-    })
+def _refuse_section(cfg: "object", section: str, reason: str, keep: Sequence[str] = ()) -> None:
+    """Raise a ``ValueError`` for the first option of ``section`` that ``cfg`` sets away from its
+    default (``keep``: options of it this model does use): a model refuses the options of
+    another family instead of ignoring them."""
+    values, defaults = getattr(cfg, section), SECTIONS[section]()
+    for f in dataclasses.fields(defaults):
+        if f.name not in keep and getattr(values, f.name) != getattr(defaults, f.name):
+            raise ValueError(f"{section}.{f.name}: {reason}; expected {getattr(defaults, f.name)!r} (the default), "
+                             f"got {getattr(values, f.name)!r}")
 
 
 def _ff(delays: bool) -> ModelBuilder:
     def build(n_in: int, n_out: int, cfg) -> nn.Module:
-        _refuse_eventprop_only(cfg)
+        _refuse_section(cfg, "eventprop", "the EventProp options apply to the eventprop-* models")
+        m, s = cfg.model, cfg.surrogate
         return FeedForwardSNN(
-            n_in, cfg.hidden, n_out, max_delay=cfg.max_delay, delays=delays, delay_type=cfg.delay_type,
-            output_delays=cfg.output_delays, beta=cfg.beta, beta_out=cfg.beta_out, readout=cfg.readout,
-            surrogate=cfg.surrogate, delay_init=cfg.delay_init, interpolation=cfg.interpolation,
-            dropout=cfg.dropout, learn_beta=cfg.learn_beta, batch_norm=cfg.batch_norm,
-            beta_parametrization=cfg.beta_parametrization, surrogate_param=cfg.surrogate_param,
-            learn_threshold=getattr(cfg, "learn_threshold", False), beta_range=getattr(cfg, "beta_range", None),
-            neuron=getattr(cfg, "neuron", "lif"), adapt_decay=getattr(cfg, "adapt_decay", 0.97),
-            adapt_strength=getattr(cfg, "adapt_strength", 1.8),
-            reset_mechanism=getattr(cfg, "reset_mechanism", "subtract"), reset_delay=getattr(cfg, "reset_delay", True),
-            detach_reset=getattr(cfg, "detach_reset", True),
+            n_in, m.hidden, n_out, max_delay=m.max_delay, delays=delays, delay_type=m.delay_type,
+            output_delays=m.output_delays, beta=s.beta, beta_out=s.beta_out, readout=m.readout,
+            surrogate=s.surrogate, surrogate_param=s.surrogate_param, delay_init=m.delay_init,
+            interpolation=s.interpolation, dropout=s.dropout, learn_beta=s.learn_beta, batch_norm=s.batch_norm,
+            reset_mechanism=s.reset_mechanism, reset_delay=s.reset_delay, detach_reset=s.detach_reset,
         )
     return build
 
 
 def _rec(delays: bool) -> ModelBuilder:
     def build(n_in: int, n_out: int, cfg) -> nn.Module:
-        _refuse_eventprop_only(cfg)
-        refuse_options(cfg, {
-            "learn_beta": "the recurrent presets keep one fixed decay per layer (DelRec)",
-            "learn_threshold": "the recurrent presets keep the threshold 1 (DelRec)",
-            "beta_range": "the recurrent presets keep one fixed decay per layer (DelRec)",
-            "neuron": "the recurrent presets use DelayedRecurrentLeaky's LIF neurons",
-        })
-        dtype = cfg.delay_type if cfg.delay_type in ("axonal", "synaptic") else "axonal"
+        _refuse_section(cfg, "eventprop", "the EventProp options apply to the eventprop-* models")
+        m, s = cfg.model, cfg.surrogate
+        if s.learn_beta:
+            raise ValueError("surrogate.learn_beta: the recurrent models keep one fixed decay per layer (DelRec); "
+                             "expected False, got True")
+        if m.delay_type not in ("axonal", "synaptic"):
+            raise ValueError(f"model.delay_type: recurrent delays are 'axonal' or 'synaptic', got {m.delay_type!r}")
         return RecurrentSNN(
-            n_in, cfg.hidden, n_out, max_delay=cfg.max_delay, delays=delays, beta=cfg.beta,
-            readout=cfg.readout, beta_out=cfg.beta_out, surrogate=cfg.surrogate,
-            delay_std=cfg.delay_std, delay_type=dtype, dropout=cfg.dropout, batch_norm=cfg.batch_norm,
-            surrogate_param=cfg.surrogate_param, reset_mechanism=getattr(cfg, "reset_mechanism", "subtract"),
-            reset_delay=getattr(cfg, "reset_delay", True), detach_reset=getattr(cfg, "detach_reset", True),
+            n_in, m.hidden, n_out, max_delay=m.max_delay, delays=delays, beta=s.beta,
+            readout=m.readout, beta_out=s.beta_out, surrogate=s.surrogate, delay_std=s.delay_std,
+            delay_type=m.delay_type, dropout=s.dropout, batch_norm=s.batch_norm,
+            surrogate_param=s.surrogate_param, reset_mechanism=s.reset_mechanism, reset_delay=s.reset_delay,
+            detach_reset=s.detach_reset, interpolation=s.interpolation,
         )
     return build
 
@@ -632,24 +444,15 @@ register_model("rec-nodelay", _rec(False), "recurrent baseline: Linear + RLeaky-
 
 def _eventprop(recurrent: bool) -> ModelBuilder:
     def build(n_in: int, n_out: int, cfg) -> nn.Module:
-        # surrogate-model options that the event-based layers do not have: refuse, not ignore
-        refuse_options(cfg, {
-            "dropout": "the EventProp presets have no dropout (event-based forward)",
-            "learn_beta": "the EventProp presets use fixed tau_syn/tau_mem",
-            "learn_threshold": "the EventProp presets use the threshold 1",
-            "beta_range": "the EventProp presets use fixed tau_syn/tau_mem",
-            "neuron": "the EventProp presets use current-based LIF neurons",
-            "batch_norm": "the EventProp presets have no batch norm (exact event-based gradients)",
-            "reset_mechanism": "the EventProp neurons reset to 0 in the step of the spike (as NIR's CubaLIF)",
-            "reset_delay": "the EventProp neurons reset to 0 in the step of the spike (as NIR's CubaLIF)",
-            "detach_reset": "the EventProp gradient is exact, not a surrogate through the reset",
-        })
+        # the surrogate models' neuron options do not exist for the event-based layers: refuse them
+        _refuse_section(cfg, "surrogate", "the EventProp models have current-based LIF neurons with fixed time "
+                        "constants, reset to 0 in the spike's step (as NIR's CubaLIF), and exact gradients")
+        m, e = cfg.model, cfg.eventprop
         return EventPropSNN(
-            n_in, list(cfg.hidden), n_out, max_delay=cfg.max_delay, recurrent=recurrent,
-            tau_syn=float(cfg.tau_syn), tau_mem=float(cfg.tau_mem), tau_out=cfg.tau_out,
-            readout=cfg.readout, delay_init=cfg.delay_init, output_delays=cfg.output_delays,
-            weight_mean=cfg.weight_mean, weight_std=cfg.weight_std, backward="eventprop",
-            reg_strength=float(cfg.reg_strength), reg_target=float(cfg.reg_target),
+            n_in, list(m.hidden), n_out, max_delay=m.max_delay, recurrent=recurrent,
+            tau_syn=e.tau_syn, tau_mem=e.tau_mem, tau_out=e.tau_out, readout=m.readout, delay_init=m.delay_init,
+            output_delays=m.output_delays, weight_mean=e.weight_mean, weight_std=e.weight_std,
+            backward="eventprop", reg_strength=e.reg_strength, reg_target=e.reg_target,
         )
     return build
 
