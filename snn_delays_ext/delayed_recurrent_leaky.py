@@ -14,7 +14,7 @@ from ._checks import (
 from ._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from .dispatch import Choice
 from .delayed_linear import _autocast_input
-from .functional.delayed_linear import _fit_history
+from .functional.delayed_linear import fit_history
 from .functional.interpolation import INTERPOLATIONS
 from .functional.recurrent_leaky import (
     DELAY_TYPES_RECURRENT,
@@ -320,7 +320,18 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
             detach_reset=self.detach_reset,
         )
 
-    def _weights(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def recurrent_weights(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The recurrent weight matrix ``(N, N)`` and bias the layer computes with:
+        ``recurrent.weight`` and ``recurrent.bias``, or with ``all_to_all=False`` the diagonal
+        matrix of ``V`` and no bias (snnTorch's one-to-one recurrence).
+
+        Examples
+        --------
+        >>> lif = DelayedRecurrentLeaky(0.9, 3, max_delay=4, all_to_all=False, V=0.5)
+        >>> w, b = lif.recurrent_weights()
+        >>> w.diagonal().tolist(), b is None
+        ([0.5, 0.5, 0.5], True)
+        """
         if self.all_to_all:
             return self.recurrent.weight, self.recurrent.bias
         # one-to-one (snnTorch's RecurrentOneToOne): a diagonal weight matrix V
@@ -362,7 +373,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
                     None if mem is None or mem.numel() == 0 else mem.to(dt),
                 )
             return tuple(o.to(amp) for o in out) if isinstance(out, tuple) else out.to(amp)
-        weight, bias = self._weights()
+        weight, bias = self.recurrent_weights()
         n = self.linear_features
         check_tensor("input_", input_, ranks=(2, 3), last_dim=n, dtype=weight.dtype, device=weight.device)
         check_finite("input_", input_)
@@ -405,7 +416,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         """
         if not isinstance(input_, torch.Tensor) or input_.dim() != 3:
             return Choice("reference", "one (B, N) step runs the plain-PyTorch step")
-        weight, bias = self._weights()
+        weight, bias = self.recurrent_weights()
         return recurrent_leaky_choice(input_, None, weight, bias, self.delays, self._params())[0]
 
     def _returns(self, spk: torch.Tensor, mem: torch.Tensor):
@@ -447,7 +458,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
             past = x.new_zeros(K, B, n)
             cur_mem = x.new_zeros(B, n)
         else:
-            past = _fit_history(self._past.to(x.dtype), K)
+            past = fit_history(self._past.to(x.dtype), K)
             cur_mem = self.mem if self.mem.shape == x.shape else x.new_zeros(B, n)
         if mem is not None:
             cur_mem = mem

@@ -13,20 +13,13 @@ import torch
 import torch.nn.functional as F
 
 from .. import ops  # noqa: F401  (loads the extension: registers torch.ops.snn_delays_ext)
+from .delayed_linear import fit_history
 from .interpolation import _tap_range, banded_taps
 
 __all__ = ["delayed_linear_compiled", "recurrent_leaky_compiled"]
 
 #: Kernel codes of the reset mechanisms (keep in sync with csrc/common.h).
 RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
-
-
-def _history(seq: torch.Tensor, length: int) -> torch.Tensor:
-    """The last ``length`` steps of ``seq`` (zero-padded on the old end)."""
-    have = seq.shape[0]
-    if have >= length:
-        return seq[have - length:]
-    return torch.cat([seq.new_zeros((length - have,) + tuple(seq.shape[1:])), seq], 0)
 
 
 def delayed_linear_compiled(
@@ -50,8 +43,8 @@ def delayed_linear_compiled(
     if past is None:
         seq, first = z, 0
     else:
-        seq, first = torch.cat([_history(past, K), z], 0), K
-    new_past = _history(seq, K)
+        seq, first = torch.cat([fit_history(past, K), z], 0), K
+    new_past = fit_history(seq, K)
     seq = seq.contiguous()
     kernels = torch.ops.snn_delays_ext
     if delay_type == "axonal":

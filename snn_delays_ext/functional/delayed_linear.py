@@ -28,7 +28,7 @@ from .interpolation import (
     tap_range,
 )
 
-__all__ = ["DELAY_TYPES_FF", "delayed_linear", "history_length", "zero_history"]
+__all__ = ["DELAY_TYPES_FF", "delayed_linear", "fit_history", "history_length", "zero_history"]
 
 #: Feed-forward delay kinds.
 DELAY_TYPES_FF = ("synaptic", "axonal", "dendritic")
@@ -132,8 +132,15 @@ def zero_history(
     return torch.zeros(length, batch, f, dtype=dtype, device=device)
 
 
-def _fit_history(past: torch.Tensor, length: int) -> torch.Tensor:
-    """Trim or zero-pad a chronological past to exactly ``length`` steps (oldest first)."""
+def fit_history(past: torch.Tensor, length: int) -> torch.Tensor:
+    """Trim or zero-pad a chronological past ``(P, ...)`` to exactly ``length`` steps (oldest
+    first: the oldest steps are dropped, or zeros are put before them).
+
+    Examples
+    --------
+    >>> fit_history(torch.arange(3.0).view(3, 1), 5).flatten().tolist()
+    [0.0, 0.0, 0.0, 1.0, 2.0]
+    """
     have = past.shape[0]
     if have == length:
         return past
@@ -270,7 +277,7 @@ def _delayed_linear_reference(
     if past is None:
         past = z.new_zeros((K, B, z.shape[-1]))
     else:
-        past = _fit_history(past, K)
+        past = fit_history(past, K)
     seq = torch.cat([past, z], 0) if K > 0 else z
     new_past = seq[seq.shape[0] - K:] if K > 0 else seq[:0]
     if T == 0:
@@ -435,7 +442,7 @@ def _delayed_linear_step(
     if past is None:
         past = z.new_zeros((K, B, z.shape[-1]))
     else:
-        past = _fit_history(past, K)
+        past = fit_history(past, K)
     seq = torch.cat([past, z.unsqueeze(0)], 0)  # (K + 1, B, F): seq[K - k] is k steps ago
     new_past = seq[1:]
     idx = _history_rows(start, vals.shape[-1], K + 1, 0)

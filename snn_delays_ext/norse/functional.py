@@ -37,7 +37,7 @@ from norse.torch.functional.threshold import threshold
 
 from ..functional.delayed_linear import (
     _dense_kernel,
-    _fit_history,
+    fit_history,
     _use_gather,
     delayed_linear,
 )
@@ -150,14 +150,14 @@ def _banded_current(
     max_delay, sigma, _ = _check_tap_args(delays, max_delay, sigma, 1, interpolation)
     K = _tap_range(max_delay, sigma, 1)[1]
     return banded_recurrent_current(
-        _fit_history(past, K), weight, None, delays, max_delay, delay_type, sigma, interpolation)
+        fit_history(past, K), weight, None, delays, max_delay, delay_type, sigma, interpolation)
 
 
 def _recurrent_from_taps(
     past: torch.Tensor, weight: torch.Tensor, taps: torch.Tensor, delay_type: str
 ) -> torch.Tensor:
     """``r_t`` from precomputed taps (``(N, K)`` axonal or ``(N, N, K)`` weighted synaptic)."""
-    return recurrent_current(_fit_history(past, taps.shape[-1]), weight, None, taps, delay_type)
+    return recurrent_current(fit_history(past, taps.shape[-1]), weight, None, taps, delay_type)
 
 
 def _with_sequence_kernel(
@@ -288,7 +288,7 @@ def _step_with_band(
 ) -> Tuple[torch.Tensor, DelayedLIFState]:
     """:func:`delayed_lif_step` given the band of the taps (built once per call by the
     modules); same numbers and gradients."""
-    state = state._replace(past=_fit_history(state.past, band.K))
+    state = state._replace(past=fit_history(state.past, band.K))
     r = _current_from_band(state.past, recurrent_weights, band, delay_type)
     return _step_with_current(input_spikes, state, input_weights, r, p, dt, band.K)
 
@@ -306,7 +306,7 @@ def _step_with_current(
     history is fitted to ``K`` steps."""
     i_jump = state.i + F.linear(input_spikes, input_weights) + r
     z_new, v_new, i_decayed = _lif_update(i_jump, state.v, p, dt, detach_reset=True)
-    past = torch.cat([_fit_history(state.past, K)[1:], z_new.to(state.past.dtype).unsqueeze(0)], 0)
+    past = torch.cat([fit_history(state.past, K)[1:], z_new.to(state.past.dtype).unsqueeze(0)], 0)
     return z_new, DelayedLIFState(z_new, v_new, i_decayed, past)
 
 

@@ -20,7 +20,7 @@ from ..functional.delayed_linear import (
     DELAY_TYPES_FF,
     _delayed_linear,
     _delayed_linear_step,
-    _fit_history,
+    fit_history,
     history_length,
 )
 from ..functional.interpolation import INTERPOLATIONS
@@ -344,7 +344,7 @@ class DelayedLIFRecurrent(_DelayedLIFRecurrentBase):
         band = self._band(w_rec, state.past.dtype)
         # synaptic, short delays: one dense kernel for the whole sequence (same numbers)
         band = _with_sequence_kernel(
-            band, _fit_history(state.past, band.K), input_tensor.shape[0], self.delay_type)
+            band, fit_history(state.past, band.K), input_tensor.shape[0], self.delay_type)
         for t in range(input_tensor.shape[0]):
             z, state = self._step(input_tensor[t], state, band, w_rec)
             out.append(z)

@@ -8,7 +8,6 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
-import numpy as np
 import snntorch as snn
 import torch
 from torch import nn
@@ -32,18 +31,6 @@ _REDUCTIONS = {
     "li_max": "max",                 # max_t v_t
     "li_shaped": "shaped_mean",      # (1/T) sum_t exp(-t/T) v_t, t = 0 .. T-1
 }
-
-
-def _append_readout_neuron(graph: Any, beta_out: float, n_classes: int, dt: float) -> None:
-    """Put the surrogate models' leaky-integrator readout (``v = beta_out v + I``) before the
-    graph's output as an ``nir.LI`` node ``"readout"``: the graph then ends at the voltage the
-    run reduced over time, as the EventProp models' ``CubaLI`` does."""
-    from ..nir import _li_node
-
-    (last,) = [a for a, b in graph.edges if b == "output"]
-    graph.nodes["readout"] = _li_node(np.full(n_classes, beta_out), dt)
-    graph.edges.remove((last, "output"))
-    graph.edges += [(last, "readout"), ("readout", "output")]
 
 
 def _sizes_from_state(state: Dict[str, torch.Tensor]) -> Tuple[int, int]:
@@ -139,7 +126,7 @@ def export_run(run_dir: Union[str, os.PathLike], out: Optional[Union[str, os.Pat
     """
     import nir
 
-    from ..nir import export_to_nir
+    from ..nir import append_readout, export_to_nir
 
     model, cfg, info = load_run_model(run_dir)
     if dt is None:
@@ -164,7 +151,7 @@ def export_run(run_dir: Union[str, os.PathLike], out: Optional[Union[str, os.Pat
     readout = str(getattr(model, "readout", None) or "sum")
     beta_out = getattr(model, "beta_out", None)
     if beta_out is not None and readout != "sum":
-        _append_readout_neuron(graph, float(beta_out), int(info["n_classes"]), float(dt))
+        append_readout(graph, float(beta_out), int(info["n_classes"]), float(dt))
     graph.metadata.update({
         "readout": readout, "output_reduction": _REDUCTIONS[readout],
         "n_classes": info["n_classes"], "dataset": cfg.data.dataset, "model": cfg.model.name,
