@@ -13,8 +13,8 @@ from ._checks import check_choice, check_finite, check_int, check_nonneg_float, 
 from ._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from .functional.delayed_linear import (
     DELAY_TYPES_FF,
-    _delayed_linear,
-    _delayed_linear_step,
+    run_delayed_linear,
+    delayed_linear_step,
     delay_shape,
 )
 from .dispatch import Choice, delayed_linear_backend
@@ -196,7 +196,7 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
         torch.Tensor
             ``(B, out)`` or ``(T, B, out)``.
         """
-        amp = _autocast_input(input_, self.weight, self.in_features)
+        amp = autocast_input(input_, self.weight, self.in_features)
         if amp is not None:
             # compute in the parameters' dtype, return autocast's dtype (as nn.Linear does)
             with torch.autocast(device_type=input_.device.type, enabled=False):
@@ -212,7 +212,7 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
         delays = self.delays
         check_finite("delays", delays)
         if input_.dim() == 3:  # from silence; kernels where snn_delays_ext.dispatch says so
-            y, _ = _delayed_linear(
+            y, _ = run_delayed_linear(
                 input_, self.weight, self.bias, delays, self.max_delay, self.delay_type,
                 self._sigma, self.interpolation,
             )
@@ -226,7 +226,7 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
                     "snn_delays_ext.reset(net)) before a new batch"
                 )
             past = self._past
-        y, new_past = _delayed_linear_step(
+        y, new_past = delayed_linear_step(
             input_, self.weight, self.bias, delays, self.max_delay, self.delay_type,
             self._sigma, self.interpolation, past,
         )
@@ -256,7 +256,7 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
         )
 
 
-def _autocast_input(x: torch.Tensor, param: torch.Tensor, n_features: int) -> Optional[torch.dtype]:
+def autocast_input(x: torch.Tensor, param: torch.Tensor, n_features: int) -> Optional[torch.dtype]:
     """Inside an active ``torch.autocast``: check the input ``x`` of a delay layer whose
     parameters are like ``param`` (which then computes in ``param``'s dtype, autocast off) and
     return the autocast dtype its outputs take; ``None`` outside autocast."""

@@ -13,7 +13,7 @@ from ._checks import (
 )
 from ._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from .dispatch import Choice
-from .delayed_linear import _autocast_input
+from .delayed_linear import autocast_input
 from .functional.delayed_linear import fit_history
 from .functional.interpolation import INTERPOLATIONS
 from .functional.recurrent_leaky import (
@@ -363,7 +363,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         """
         if self.init_hidden and (spk is not None or mem is not None):
             raise TypeError("When `init_hidden=True`, DelayedRecurrentLeaky expects 1 input argument.")
-        amp = _autocast_input(input_, self.delays, self.linear_features)
+        amp = autocast_input(input_, self.delays, self.linear_features)
         if amp is not None:
             # as DelayedLinear: compute in the parameters' dtype, return autocast's dtype
             dt = self.delays.dtype

@@ -11,7 +11,7 @@ from torch import nn
 
 import snn_delays_ext as sde
 from snn_delays_ext import DelayedLinear
-from snn_delays_ext.functional.delayed_linear import _delayed_linear
+from snn_delays_ext.functional.delayed_linear import run_delayed_linear
 
 FDL = sys.modules["snn_delays_ext.functional.delayed_linear"]
 KINDS = ["synaptic", "axonal", "dendritic"]
@@ -184,7 +184,7 @@ def _full_tap_steps(layer, x):
     """The former step mode: one T = 1 call of the full-tap reference per step."""
     past, ys = None, []
     for t in range(x.shape[0]):
-        y, past = _delayed_linear(x[t:t + 1], layer.weight, layer.bias, layer.delays, layer.max_delay,
+        y, past = run_delayed_linear(x[t:t + 1], layer.weight, layer.bias, layer.delays, layer.max_delay,
                                   layer.delay_type, layer.sigma, layer.interpolation, past, backend="reference")
         ys.append(y[0])
     return torch.stack(ys)

@@ -81,7 +81,7 @@ import torch
 from .._checks import (as_real, check_bool, check_finite, check_int, check_nonneg_float, check_positive_float,
                        has_data)
 from ..dispatch import eventprop_backend
-from ..functional.delayed_linear import _delayed_linear
+from ..functional.delayed_linear import run_delayed_linear
 from ..functional.interpolation import delay_taps, round_half_up
 
 __all__ = [
@@ -160,7 +160,7 @@ def decays_from_taus(tau_syn: float, tau_mem: float, dt: float) -> Tuple[float, 
     return math.exp(-dt / tau_syn), math.exp(-dt / tau_mem)
 
 
-def _check_decay(name: str, value: object) -> float:
+def check_decay(name: str, value: object) -> float:
     """A per-step decay: a real number in the open interval ``(0, 1)``."""
     value = as_real(name, value, "a float in (0, 1)")
     if not 0.0 < value < 1.0:
@@ -179,7 +179,7 @@ def synaptic_scale(alpha: float) -> float:
     >>> round(synaptic_scale(0.8187307530779818), 4)   # tau_syn = 5, dt = 1
     0.9063
     """
-    alpha = _check_decay("alpha", alpha)
+    alpha = check_decay("alpha", alpha)
     return (1.0 - alpha) / (-math.log(alpha))
 
 
@@ -229,8 +229,8 @@ class EventPropConfig:
         def put(name: str, value: object) -> None:
             object.__setattr__(self, name, value)
 
-        put("alpha", _check_decay("alpha", self.alpha))
-        put("beta", _check_decay("beta", self.beta))
+        put("alpha", check_decay("alpha", self.alpha))
+        put("beta", check_decay("beta", self.beta))
         th = as_real("threshold", self.threshold, "a float > 0 (or math.inf)")
         if not th > 0:  # also rejects NaN
             raise ValueError(f"threshold: expected a float > 0 (or math.inf for no spikes), got {th}")
@@ -582,10 +582,10 @@ def eventprop_lif(
     check_finite("x", x)
     if x.numel() and not bool(((x == 0) | (x == 1)).all()):
         raise ValueError("x: expected binary spikes (0 or 1) for the event-based forward, got other values")
-    return _eventprop_lif_binary(x, weight, delays, rec_weight, rec_delays, config, backend)
+    return eventprop_lif_binary(x, weight, delays, rec_weight, rec_delays, config, backend)
 
 
-def _eventprop_lif_binary(x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor,
+def eventprop_lif_binary(x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor,
                           rec_weight: Optional[torch.Tensor], rec_delays: Optional[torch.Tensor],
                           config: EventPropConfig, backend: str = "auto") -> Tuple[torch.Tensor, torch.Tensor]:
     """:func:`eventprop_lif` for a ``x`` already known to be binary (the planes of
@@ -653,7 +653,7 @@ def lif_sequence_surrogate(
     N = weight.shape[0]
     md = config.max_delay
     a, b, c, theta = config.beta, config.alpha, config.syn_scale, config.threshold  # membrane, synaptic
-    arr, _ = _delayed_linear(x, weight, None, delays, md, "synaptic", 0.0, "round")  # checked above
+    arr, _ = run_delayed_linear(x, weight, None, delays, md, "synaptic", 0.0, "round")  # checked above
     recurrent = rec_weight is not None
     if recurrent:
         taps = delay_taps(rec_delays, md, 0.0, 1, "round")  # (N, N, md): lags 1..md

@@ -14,8 +14,8 @@ from ..dispatch import Choice, delayed_linear_backend, eventprop_backend
 from ..functional.interpolation import round_half_up
 from .functional import (
     EventPropConfig,
-    _check_decay,
-    _eventprop_lif_binary,
+    check_decay,
+    eventprop_lif_binary,
     decays_from_taus,
     lif_sequence_surrogate,
     spike_count_planes,
@@ -32,7 +32,7 @@ def _resolve_decays(alpha, beta, tau_syn, tau_mem, dt) -> Tuple[float, float]:
     if (alpha is None) != (beta is None):
         raise ValueError("alpha, beta: give both decays or neither (then tau_syn, tau_mem and dt are used)")
     if alpha is not None:
-        return _check_decay("alpha", alpha), _check_decay("beta", beta)
+        return check_decay("alpha", alpha), check_decay("beta", beta)
     return decays_from_taus(tau_syn, tau_mem, dt)
 
 
@@ -136,7 +136,7 @@ class _EventPropBase(DelayLayerMixin, nn.Module):
         if self.backward == "eventprop":
             planes, K = spike_count_planes(x)  # validates x: the planes are binary
             w, d = (self.weight, self.delays) if K == 1 else (self.weight.repeat(1, K), self.delays.repeat(1, K))
-            return _eventprop_lif_binary(planes, w, d, rec_weight, rec_delays, cfg)
+            return eventprop_lif_binary(planes, w, d, rec_weight, rec_delays, cfg)
         return lif_sequence_surrogate(x, self.weight, self.delays, rec_weight, rec_delays, config=cfg,
                                       spike_fn=spike_fn)
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .. import ops  # noqa: F401  (loads the extension: registers torch.ops.snn_delays_ext)
 from .delayed_linear import fit_history
-from .interpolation import _tap_range, banded_taps
+from .interpolation import tap_range_unchecked, banded_taps
 
 __all__ = ["delayed_linear_compiled", "recurrent_leaky_compiled"]
 
@@ -36,7 +36,7 @@ def delayed_linear_compiled(
     """:func:`~snn_delays_ext.functional.delayed_linear` on the compiled ops: the same
     ``(y, new_past)``. A given ``past`` (fitted to the history length) is prepended to the
     delayed side of the input and its outputs dropped."""
-    K = _tap_range(max_delay, sigma, 0)[1]
+    K = tap_range_unchecked(max_delay, sigma, 0)[1]
     start, vals = banded_taps(delays, max_delay, sigma, 0, interpolation)
     vals = vals.to(x.dtype)
     z = F.linear(x, weight) if delay_type == "dendritic" else x  # the side that is delayed

@@ -23,7 +23,7 @@ from .interpolation import (
     _check_delays_tensor,
     _check_range,
     _delay_taps,
-    _tap_range,
+    tap_range_unchecked,
     banded_taps,
     tap_range,
 )
@@ -229,10 +229,10 @@ def delayed_linear(
     """
     max_delay, sigma = check_delayed_linear_args(
         x, weight, bias, delays, max_delay, delay_type, sigma, interpolation, past)
-    return _delayed_linear(x, weight, bias, delays, max_delay, delay_type, sigma, interpolation, past, backend)
+    return run_delayed_linear(x, weight, bias, delays, max_delay, delay_type, sigma, interpolation, past, backend)
 
 
-def _delayed_linear(
+def run_delayed_linear(
     x: torch.Tensor,
     weight: torch.Tensor,
     bias: Optional[torch.Tensor],
@@ -268,7 +268,7 @@ def _delayed_linear_reference(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """The plain-PyTorch delayed linear map (arguments not checked)."""
     T, B, _ = x.shape
-    K = _tap_range(max_delay, sigma, 0)[1]
+    K = tap_range_unchecked(max_delay, sigma, 0)[1]
     taps = _delay_taps(delays, max_delay, sigma, 0, interpolation)  # (..., K + 1), lags 0..K
     if delay_type == "dendritic":
         z = F.linear(x, weight)  # (T, B, out): the dendrite carries W x
@@ -308,7 +308,7 @@ def _delayed_linear_reference(
 _STEP_CHUNK = 1 << 22
 
 
-def _history_rows(start: torch.Tensor, width: int, n_rows: int, first_lag: int) -> torch.Tensor:
+def history_rows(start: torch.Tensor, width: int, n_rows: int, first_lag: int) -> torch.Tensor:
     """Rows of a history buffer (``n_rows`` steps, oldest first, the last one ``first_lag``
     steps ago) holding the band lags ``start + w``, ``w < width``: ``row = n_rows - 1 -
     (lag - first_lag)``. Lags outside the buffer carry zero taps; they read any row (clamped)."""
@@ -351,7 +351,7 @@ def _dense_kernel(idx: torch.Tensor, coef: torch.Tensor, length: int) -> torch.T
     return kern.scatter_add(1, idx.permute(0, 2, 1), coef.permute(0, 2, 1))
 
 
-class _SynapticStep(torch.autograd.Function):
+class SynapticStep(torch.autograd.Function):
     """``y[b, o] = sum_{i, w} coef[o, i, w] * seq[idx[o, i, w], b, i]`` (one step of synaptic
     delays from the buffer ``seq`` of shape ``(L, B, in)``).
 
@@ -415,7 +415,7 @@ class _SynapticStep(torch.autograd.Function):
         return grad_seq, None, grad_coef
 
 
-def _delayed_linear_step(
+def delayed_linear_step(
     x: torch.Tensor,
     weight: torch.Tensor,
     bias: Optional[torch.Tensor],
@@ -435,7 +435,7 @@ def _delayed_linear_step(
     ``y (B, out)`` and the new past.
     """
     B = x.shape[0]
-    K = _tap_range(max_delay, sigma, 0)[1]
+    K = tap_range_unchecked(max_delay, sigma, 0)[1]
     start, vals = banded_taps(delays, max_delay, sigma, 0, interpolation)
     vals = vals.to(x.dtype)
     z = F.linear(x, weight) if delay_type == "dendritic" else x
@@ -445,9 +445,9 @@ def _delayed_linear_step(
         past = fit_history(past, K)
     seq = torch.cat([past, z.unsqueeze(0)], 0)  # (K + 1, B, F): seq[K - k] is k steps ago
     new_past = seq[1:]
-    idx = _history_rows(start, vals.shape[-1], K + 1, 0)
+    idx = history_rows(start, vals.shape[-1], K + 1, 0)
     if delay_type == "synaptic":
-        y = _SynapticStep.apply(seq, idx, weight.unsqueeze(-1) * vals)
+        y = SynapticStep.apply(seq, idx, weight.unsqueeze(-1) * vals)
         return (y + bias if bias is not None else y), new_past
     # axonal / dendritic: one delay per channel c; gathered[b, c, w] = seq[idx[c, w], b, c]
     gathered = torch.gather(seq.permute(1, 2, 0), 2, idx.unsqueeze(0).expand(B, -1, -1))

@@ -59,7 +59,7 @@ def tap_range(max_delay: int, sigma: float, min_delay: int = 0) -> Tuple[int, in
     (1, 13)
     """
     max_delay, sigma, min_delay = _check_range(max_delay, sigma, min_delay)
-    return _tap_range(max_delay, sigma, min_delay)
+    return tap_range_unchecked(max_delay, sigma, min_delay)
 
 
 def _check_range(max_delay: int, sigma: float, min_delay: int) -> Tuple[int, float, int]:
@@ -71,7 +71,7 @@ def _check_range(max_delay: int, sigma: float, min_delay: int) -> Tuple[int, flo
     return max_delay, sigma, min_delay
 
 
-def _tap_range(max_delay: int, sigma: float, min_delay: int = 0) -> Tuple[int, int]:
+def tap_range_unchecked(max_delay: int, sigma: float, min_delay: int = 0) -> Tuple[int, int]:
     """:func:`tap_range` without argument checks (for callers that validated them)."""
     s = 1.0 + float(sigma)
     return int(min_delay), int(max_delay) + int(math.ceil(s)) - 1
@@ -215,7 +215,7 @@ def _delay_taps(
     delays: torch.Tensor, max_delay: int, sigma: float, min_delay: int, interpolation: str,
 ) -> torch.Tensor:
     """:func:`delay_taps` without argument checks (for callers that validated them)."""
-    k_min, k_max = _tap_range(max_delay, sigma, min_delay)
+    k_min, k_max = tap_range_unchecked(max_delay, sigma, min_delay)
     s = 1.0 + float(sigma)
     lags = torch.arange(k_min, k_max + 1, device=delays.device, dtype=delays.dtype)
     d = delays.clamp(float(min_delay), float(max_delay))
@@ -261,7 +261,7 @@ def banded_taps(
     >>> start.tolist(), vals.tolist()
     ([1], [[0.75, 0.25]])
     """
-    k_min, k_max = _tap_range(max_delay, sigma, min_delay)
+    k_min, k_max = tap_range_unchecked(max_delay, sigma, min_delay)
     s = 1.0 + float(sigma)
     cs = int(math.ceil(s))
     d = delays.clamp(float(min_delay), float(max_delay))

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 
 from ..dispatch import Choice, recurrent_leaky_backend
 from ..surrogate import surrogate_spec_constant
-from .delayed_linear import _history_rows, _SynapticStep
-from .interpolation import _tap_range, banded_taps, delay_taps, tap_range
+from .delayed_linear import history_rows, SynapticStep
+from .interpolation import tap_range_unchecked, banded_taps, delay_taps, tap_range
 
 __all__ = [
     "DELAY_TYPES_RECURRENT",
@@ -264,10 +264,10 @@ def _recurrent_band(
 ) -> _RecurrentBand:
     """The non-zero band of the recurrent taps of ``delays`` (see :class:`_RecurrentBand`);
     arguments unchecked."""
-    K = _tap_range(max_delay, sigma, 1)[1]
+    K = tap_range_unchecked(max_delay, sigma, 1)[1]
     start, vals = banded_taps(delays, max_delay, sigma, 1, interpolation)
     vals = vals.to(dtype)
-    idx = _history_rows(start, vals.shape[-1], K, 1)  # past[K - k] is k steps ago
+    idx = history_rows(start, vals.shape[-1], K, 1)  # past[K - k] is k steps ago
     if delay_type == "axonal":
         return _RecurrentBand(idx.t().contiguous(), vals.t().unsqueeze(1), K)
     return _RecurrentBand(idx, weight.unsqueeze(-1) * vals, K)
@@ -284,10 +284,10 @@ def _current_from_band(
     if delay_type == "axonal":
         delayed = (_LagGather.apply(past, band.idx) * band.coef).sum(0)
         return F.linear(delayed, weight)
-    if band.kern is not None:  # the product _SynapticStep's dense path computes, kernel reused
+    if band.kern is not None:  # the product SynapticStep's dense path computes, kernel reused
         K, B, N = past.shape
         return past.transpose(0, 1).reshape(B, K * N) @ band.kern.t()
-    return _SynapticStep.apply(past, band.idx, band.coef)
+    return SynapticStep.apply(past, band.idx, band.coef)
 
 
 def banded_recurrent_current(
@@ -313,7 +313,7 @@ def banded_recurrent_current(
         raise ValueError(
             f"delay_type: expected one of {list(DELAY_TYPES_RECURRENT)}, got {delay_type!r}"
         )
-    K = _tap_range(max_delay, sigma, 1)[1]
+    K = tap_range_unchecked(max_delay, sigma, 1)[1]
     if past.dim() != 3 or past.shape[0] != K:
         raise ValueError(
             f"past: expected the last {K} spike vectors (K, B, N) for max_delay={max_delay} and "

@@ -41,7 +41,7 @@ from ..functional.delayed_linear import (
     _use_gather,
     delayed_linear,
 )
-from ..functional.interpolation import _check_tap_args, _tap_range
+from ..functional.interpolation import _check_tap_args, tap_range_unchecked
 from ..functional.recurrent_leaky import (
     _current_from_band,
     _RecurrentBand,
@@ -148,7 +148,7 @@ def _banded_current(
     gradients as the full taps of :func:`~snn_delays_ext.functional.delay_taps`, and the same
     argument checks)."""
     max_delay, sigma, _ = _check_tap_args(delays, max_delay, sigma, 1, interpolation)
-    K = _tap_range(max_delay, sigma, 1)[1]
+    K = tap_range_unchecked(max_delay, sigma, 1)[1]
     return banded_recurrent_current(
         fit_history(past, K), weight, None, delays, max_delay, delay_type, sigma, interpolation)
 
@@ -165,7 +165,7 @@ def _with_sequence_kernel(
 ) -> _RecurrentBand:
     """For a synaptic sequence of ``steps`` steps from the ``(K, B, N)`` history ``past``: the
     band plus its dense kernel, built once (differentiably) for all steps, where a step would
-    take :class:`_SynapticStep`'s dense path (``3 B W > K``: a matrix product beats gathering
+    take :class:`SynapticStep`'s dense path (``3 B W > K``: a matrix product beats gathering
     ``B W`` entries per synapse) and the kernel is no larger than the histories autograd keeps
     anyway (``N <= steps * B``). Otherwise the band unchanged (each step gathers it, or
     rebuilds the small dense kernel). Same numbers as the per-step path; measured for ``N = 128,
@@ -255,7 +255,7 @@ def delayed_lif_step(
         raise ValueError(f"delay_type: expected one of ['axonal', 'synaptic'], got {delay_type!r}")
     r = _banded_current(state.past, recurrent_weights, delays, max_delay, delay_type, sigma,
                         interpolation)
-    K = _tap_range(max_delay, float(sigma), 1)[1]
+    K = tap_range_unchecked(max_delay, float(sigma), 1)[1]
     return _step_with_current(input_spikes, state, input_weights, r, p, dt, K)
 
 

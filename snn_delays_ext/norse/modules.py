@@ -18,8 +18,8 @@ from ..dispatch import Choice, delayed_linear_backend
 from .._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from ..functional.delayed_linear import (
     DELAY_TYPES_FF,
-    _delayed_linear,
-    _delayed_linear_step,
+    run_delayed_linear,
+    delayed_linear_step,
     fit_history,
     history_length,
 )
@@ -491,7 +491,7 @@ class DelayedLIFCell(_DelayedLIFBase):
             state = self._check_state(state, input_tensor.shape[0])
         # one step reads only the non-zero band of each delay's taps (as DelayedLinear's step
         # mode): its cost does not grow with max_delay; inputs, delays and state checked above
-        y, past = _delayed_linear_step(
+        y, past = delayed_linear_step(
             input_tensor, self.weight, self.bias, self.delays, self.max_delay,
             self.delay_type, self._sigma, self.interpolation, state.past,
         )
@@ -533,7 +533,7 @@ class DelayedLIF(_DelayedLIFBase):
             state = self.initial_state(input_tensor)
         else:
             state = self._check_state(state, input_tensor.shape[1])
-        y, past = _delayed_linear(  # inputs, delays and state checked above
+        y, past = run_delayed_linear(  # inputs, delays and state checked above
             input_tensor, self.weight, self.bias, self.delays, self.max_delay, self.delay_type,
             self._sigma, self.interpolation, state.past,
         )
