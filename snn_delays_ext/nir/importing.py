@@ -7,94 +7,76 @@ from typing import Any, Dict, List, Optional, Tuple
 import nir
 import numpy as np
 import snntorch as snn
-import torch
 from torch import nn
 
-from ..delayed_recurrent_leaky import DelayedRecurrentLeaky
 from ..eventprop.layers import DelayedRecurrentSynaptic, LeakyIntegrator
 from ._common import (Map, as_exported, check_dt, delayed_linear_from, io_keys, lags_of, meta_str, neuron_key,
-                      parse_map, parse_map_or_none, recurrent_lags, to_tensor, weight_bias)
+                      parse_map, parse_map_or_none, weight_bias)
 from .eventprop import EVENTPROP_MODULES, import_eventprop
 from .norse import import_norse, norse_params
-from .snntorch import import_li, snn_neuron
+from .snntorch import import_li, import_recurrent, snn_neuron
 
 __all__ = ["import_from_nir"]
 
 
+def _import_map(key: str, node: nir.NIRNode, dt: float, flavour: str, seq: bool) -> nn.Module:
+    """``Affine`` / ``Linear``: a linear map (Norse's ``Lift`` of it for a Norse sequence graph)."""
+    w, b = weight_bias(node)
+    lin = delayed_linear_from(Map(w, b, None, None), None)
+    if flavour == "norse" and seq:
+        from norse.torch import Lift
+
+        return Lift(lin)
+    return lin
+
+
+def _import_neuron(key: str, node: nir.NIRNode, dt: float, flavour: str, seq: bool) -> nn.Module:
+    """``LIF`` / ``CubaLIF``: snnTorch's ``Leaky`` / ``Synaptic`` (Norse's ``LIF(Cell)`` for a
+    Norse graph's ``CubaLIF``)."""
+    if flavour == "norse" and isinstance(node, nir.CubaLIF):
+        from norse.torch import LIF, LIFCell
+
+        return (LIF if seq else LIFCell)(p=norse_params(node, key, dt), dt=dt)
+    kw = snn_neuron(node, key, dt)
+    cls = snn.Leaky if isinstance(node, nir.LIF) else snn.Synaptic
+    return cls(init_hidden=True, **kw)
+
+
+def _import_subgraph(key: str, node: nir.NIRNode, dt: float, flavour: str, seq: bool) -> nn.Module:
+    """A sub-graph as export writes them: an EventProp layer, a delayed map, or a neuron with its
+    input map and recurrent loop (snnTorch or Norse flavour)."""
+    meta = dict(node.metadata or {})
+    max_delay = int(meta["max_delay"]) if "max_delay" in meta else None
+    if meta_str(meta, "module") in EVENTPROP_MODULES:
+        return import_eventprop(key, node, meta, dt, max_delay)
+    nk = neuron_key(node)
+    gin, gout = io_keys(node, key)
+    if nk is None:
+        mp = parse_map(node, gin, gout, dt, key)
+        if mp is None:
+            return nn.Identity()
+        return delayed_linear_from(as_exported(mp, meta, key), max_delay)
+    neuron = node.nodes[nk]
+    rec = parse_map_or_none(node, nk, nk, dt, key)
+    inp = parse_map(node, gin, nk, dt, key)
+    if flavour == "norse":
+        return import_norse(key, node, neuron, inp, rec, dt, seq, meta, max_delay)
+    if inp is not None:
+        raise TypeError(f"graph: sub-graph {key!r}: an snnTorch neuron sub-graph must take its input directly")
+    if rec is None:
+        return _import_node(nk, neuron, dt, flavour, seq)
+    return import_recurrent(key, nk, neuron, rec, meta, max_delay, dt)
+
+
+#: node type -> its importer ``(key, node, dt, flavour, seq) -> module``
+_IMPORTERS: Dict[type, Any] = {nir.Affine: _import_map, nir.Linear: _import_map, nir.LIF: _import_neuron,
+                               nir.CubaLIF: _import_neuron, nir.NIRGraph: _import_subgraph}
+
+
 def _import_node(key: str, node: nir.NIRNode, dt: float, flavour: str, seq: bool) -> nn.Module:
-    if isinstance(node, (nir.Affine, nir.Linear)):
-        w, b = weight_bias(node)
-        lin = delayed_linear_from(Map(w, b, None, None), None)
-        if flavour == "norse" and seq:
-            from norse.torch import Lift
-
-            return Lift(lin)
-        return lin
-    if isinstance(node, (nir.LIF, nir.CubaLIF)):
-        if flavour == "norse" and isinstance(node, nir.CubaLIF):
-            from norse.torch import LIF, LIFCell
-
-            return (LIF if seq else LIFCell)(p=norse_params(node, key, dt), dt=dt)
-        kw = snn_neuron(node, key, dt)
-        cls = snn.Leaky if isinstance(node, nir.LIF) else snn.Synaptic
-        return cls(init_hidden=True, **kw)
-    if isinstance(node, nir.NIRGraph):
-        meta = dict(node.metadata or {})
-        max_delay = int(meta["max_delay"]) if "max_delay" in meta else None
-        if meta_str(meta, "module") in EVENTPROP_MODULES:
-            return import_eventprop(key, node, meta, dt, max_delay)
-        nk = neuron_key(node)
-        gin, gout = io_keys(node, key)
-        if nk is None:
-            mp = parse_map(node, gin, gout, dt, key)
-            if mp is None:
-                return nn.Identity()
-            return delayed_linear_from(as_exported(mp, meta, key), max_delay)
-        neuron = node.nodes[nk]
-        rec = parse_map_or_none(node, nk, nk, dt, key)
-        inp = parse_map(node, gin, nk, dt, key)
-        if flavour == "norse":
-            return import_norse(key, node, neuron, inp, rec, dt, seq, meta, max_delay)
-        if inp is not None:
-            raise TypeError(f"graph: sub-graph {key!r}: an snnTorch neuron sub-graph must take its input directly")
-        if rec is None:
-            return _import_node(nk, neuron, dt, flavour, seq)
-        if isinstance(neuron, nir.CubaLIF):
-            raise TypeError(
-                f"graph: sub-graph {key!r}: recurrent CubaLIF is not supported by import_from_nir: NIR "
-                "resets in the step of the spike, and snnTorch 1.0's RSynaptic cannot (its "
-                "reset_delay=False path reads an unset spike and fails)"
-            )
-        kw = snn_neuron(neuron, nk, dt)
-        n = rec.weight.shape[0]
-        has_delays = rec.lags is not None
-        # one-to-one recurrence (all_to_all=False) when exported so and still diagonal, unbiased
-        diag = np.diag(np.asarray(rec.weight, dtype=np.float64)).copy()
-        one_to_one = (
-            not bool(int(meta.get("all_to_all", 1))) and rec.bias is None
-            and np.array_equal(np.asarray(rec.weight), np.diag(diag))
-            and (not has_delays or rec.lags.ndim == 1)
-        )
-        v_kw = {"all_to_all": False, "V": to_tensor(diag)} if one_to_one else {}
-        if has_delays or meta_str(meta, "module") == "DelayedRecurrentLeaky":
-            dtype, lags, md = recurrent_lags(rec, meta, n, key, max_delay, (n,))
-            layer = DelayedRecurrentLeaky(
-                linear_features=n, max_delay=md, delay_type=dtype, init_hidden=True,
-                bias=rec.bias is not None, delay_init=to_tensor(lags + 1), **v_kw, **kw,
-            )
-            if one_to_one:
-                return layer
-        elif one_to_one:
-            return snn.RLeaky(init_hidden=True, **v_kw, **kw)
-        else:
-            layer = snn.RLeaky(linear_features=n, init_hidden=True, **kw)
-            if rec.bias is None:
-                layer.recurrent = nn.Linear(n, n, bias=False)
-        with torch.no_grad():
-            layer.recurrent.weight.copy_(to_tensor(rec.weight))
-            if rec.bias is not None:
-                layer.recurrent.bias.copy_(to_tensor(rec.bias))
-        return layer
+    for cls in type(node).__mro__:
+        if cls in _IMPORTERS:
+            return _IMPORTERS[cls](key, node, dt, flavour, seq)
     raise TypeError(
         f"graph: node {key!r} of type nir.{type(node).__name__} is not supported by import_from_nir "
         "(supported: Affine, Linear, LIF, CubaLIF, LI and the sub-graphs export_to_nir writes)"

@@ -3,7 +3,7 @@ of their neurons."""
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import nir
 import numpy as np
@@ -14,9 +14,9 @@ from torch import nn
 from ..delayed_linear import DelayedLinear
 from ..delayed_recurrent_leaky import DelayedRecurrentLeaky
 from ..leaky_readout import LeakyReadout
-from ._common import (add_delayed_map, affine_node, check_nir_neuron, decay_of, delay_steps, leaky_node, li_node,
-                      meta_str, need_inputs, param_value, register_exporter, snn_neuron_meta, subgraph, tau_of,
-                      to_numpy, to_tensor, vector)
+from ._common import (Map, add_delayed_map, affine_node, check_nir_neuron, decay_of, delay_steps, leaky_node, li_node,
+                      meta_str, need_inputs, param_value, recurrent_lags, register_exporter, snn_neuron_meta, subgraph,
+                      tau_of, to_numpy, to_tensor, vector)
 
 
 def export_delayed_linear(name: str, m: nn.Module, n_in: int, dt: float,
@@ -222,3 +222,45 @@ def import_li(key: str, node: nir.LI, dt: float, prev: Optional[nn.Module], flav
 
         return LIBoxCell(p=LIBoxParameters(tau_mem_inv=to_tensor(1.0 / tau), v_leak=torch.zeros(n)), dt=dt)
     return LeakyReadout(param_value(beta))
+
+
+def import_recurrent(key: str, nk: str, neuron: nir.NIRNode, rec: Map, meta: Dict[str, Any],
+                     max_delay: Optional[int], dt: float) -> nn.Module:
+    """A recurrent snnTorch-flavour layer: ``RLeaky`` (one-to-one where it was exported so), or
+    :class:`~snn_delays_ext.DelayedRecurrentLeaky` where the loop has delays."""
+    if isinstance(neuron, nir.CubaLIF):
+        raise TypeError(
+            f"graph: sub-graph {key!r}: recurrent CubaLIF is not supported by import_from_nir: NIR "
+            "resets in the step of the spike, and snnTorch 1.0's RSynaptic cannot (its "
+            "reset_delay=False path reads an unset spike and fails)"
+        )
+    kw = snn_neuron(neuron, nk, dt)
+    n = rec.weight.shape[0]
+    has_delays = rec.lags is not None
+    # one-to-one recurrence (all_to_all=False) when exported so and still diagonal, unbiased
+    diag = np.diag(np.asarray(rec.weight, dtype=np.float64)).copy()
+    one_to_one = (
+        not bool(int(meta.get("all_to_all", 1))) and rec.bias is None
+        and np.array_equal(np.asarray(rec.weight), np.diag(diag))
+        and (not has_delays or rec.lags.ndim == 1)
+    )
+    v_kw = {"all_to_all": False, "V": to_tensor(diag)} if one_to_one else {}
+    if has_delays or meta_str(meta, "module") == "DelayedRecurrentLeaky":
+        dtype, lags, md = recurrent_lags(rec, meta, n, key, max_delay, (n,))
+        layer = DelayedRecurrentLeaky(
+            linear_features=n, max_delay=md, delay_type=dtype, init_hidden=True,
+            bias=rec.bias is not None, delay_init=to_tensor(lags + 1), **v_kw, **kw,
+        )
+        if one_to_one:
+            return layer
+    elif one_to_one:
+        return snn.RLeaky(init_hidden=True, **v_kw, **kw)
+    else:
+        layer = snn.RLeaky(linear_features=n, init_hidden=True, **kw)
+        if rec.bias is None:
+            layer.recurrent = nn.Linear(n, n, bias=False)
+    with torch.no_grad():
+        layer.recurrent.weight.copy_(to_tensor(rec.weight))
+        if rec.bias is not None:
+            layer.recurrent.bias.copy_(to_tensor(rec.bias))
+    return layer
