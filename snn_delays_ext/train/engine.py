@@ -11,6 +11,7 @@ import math
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -32,6 +33,7 @@ from .models import build_model
 __all__ = ["train", "make_datasets", "evaluate", "CHECKPOINT", "METRICS"]
 
 CHECKPOINT = "checkpoint.pt"
+PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
 METRICS = "metrics.csv"
 _FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "sigma", "lr", "delay_lr", "epoch_time_s"]
 
@@ -296,7 +298,7 @@ def _setup(cfg: TrainConfig, run_dir: Optional[os.PathLike], resume: bool) -> _R
         raise ValueError(f"optim.batch_size: expected a multiple of the number of processes ({world}), "
                          f"got {o.batch_size}")
     run_dir = Path(run_dir) if run_dir is not None else (Path(cfg.run.out) if cfg.run.out else default_run_dir(cfg))
-    if resume and not (run_dir / CHECKPOINT).is_file():
+    if resume and not any((run_dir / name).is_file() for name in (CHECKPOINT, PREVIOUS_CHECKPOINT)):
         raise FileNotFoundError(f"resume: no '{CHECKPOINT}' in '{run_dir}' to resume from")
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -343,23 +345,49 @@ _NO_BEST: Dict[str, Any] = {"val_acc": -1.0, "epoch": -1, "state": None}
 class Checkpointer:
     """The run's ``checkpoint.pt``: after every epoch everything a resumed run needs to end with
     the weights of an uninterrupted one (model, optimiser, schedulers, RNG states, history, the
-    model selected so far); written atomically (a temporary file, then a rename)."""
+    model selected so far). Written atomically (a temporary file, then a rename), and the
+    previous generation is kept as ``checkpoint.prev.pt``: a checkpoint that cannot be read
+    (truncated, empty, overwritten) is reported with its file name and the run resumes from the
+    previous one."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.previous = path.with_name(PREVIOUS_CHECKPOINT)
 
     def save(self, run: _Run, epoch: int, history: List[Dict[str, float]], best: Dict[str, Any]) -> None:
-        _atomic_save({
+        state = {
             "epoch": epoch, "config": run.cfg.to_dict(), "model": run.model.state_dict(),
             "optimizer": run.opt.state_dict(),
             "lr_scheduler": run.lr_sched.state_dict() if run.lr_sched is not None else None,
             "sigma_scheduler": run.sigma_sched.state_dict() if run.sigma_sched is not None else None,
             "history": history, "best": best, "rng": _rng_state(), "world_size": run.world,
-        }, self.path)
+        }
+        if self.path.is_file():
+            os.replace(self.path, self.previous)  # the last good generation stays until the new one is in
+        _atomic_save(state, self.path)
+
+    def _read(self, path: Path, device: torch.device) -> Dict[str, Any]:
+        try:
+            ck = torch.load(path, map_location=device, weights_only=False)
+        except Exception as e:  # noqa: BLE001 - any unreadable file: say which, and why
+            raise ValueError(f"resume: cannot read the checkpoint '{path}' ({type(e).__name__}: {e})") from e
+        missing = [k for k in ("epoch", "model", "optimizer", "history", "best", "rng") if not
+                   (isinstance(ck, dict) and k in ck)]
+        if missing:
+            raise ValueError(f"resume: the checkpoint '{path}' is not a training checkpoint (missing {missing})")
+        return ck
 
     def load(self, run: _Run) -> Tuple[int, List[Dict[str, float]], Dict[str, Any]]:
-        """Restore ``run`` from the checkpoint; returns ``(epochs done, history, best)``."""
-        ck = torch.load(self.path, map_location=run.device, weights_only=False)
+        """Restore ``run`` from the newest readable checkpoint; returns ``(epochs done, history,
+        best)``."""
+        try:
+            ck = self._read(self.path, run.device)
+        except (ValueError, FileNotFoundError) as e:
+            if not self.previous.is_file():
+                raise
+            warnings.warn(f"{e}; resuming from the previous checkpoint '{self.previous}'", UserWarning,
+                          stacklevel=2)
+            ck = self._read(self.previous, run.device)
         run.model.load_state_dict(ck["model"])
         run.opt.load_state_dict(ck["optimizer"])
         if run.lr_sched is not None:
@@ -372,17 +400,22 @@ class Checkpointer:
 
 class MetricsLogger:
     """One row per epoch in ``metrics.csv`` (and TensorBoard where installed); only the main
-    process writes."""
+    process writes. A resumed run rewrites the CSV from the checkpoint's history first, so a
+    kill between a row and its checkpoint leaves no duplicate row."""
 
-    def __init__(self, run: _Run, fresh: bool) -> None:
+    def __init__(self, run: _Run, history: Optional[List[Dict[str, float]]] = None) -> None:
         self.path = run.run_dir / METRICS
         self.active = run.is_main
         self.writer = None
         if not self.active:
             return
-        if fresh:
-            with open(self.path, "w", newline="") as f:
-                csv.writer(f).writerow(_FIELDS)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(_FIELDS)
+            for row in history or []:
+                w.writerow([row[k] for k in _FIELDS])
+        os.replace(tmp, self.path)
         if run.cfg.run.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -473,7 +506,7 @@ def _train_run(cfg: TrainConfig, run_dir: Optional[os.PathLike], resume: bool,
         start, history, best = ckpt.load(run)
         if verbose and run.is_main:
             print(f"resuming {run.run_dir} after epoch {start}")
-    log = MetricsLogger(run, fresh=not resume)
+    log = MetricsLogger(run, history)
     for epoch in range(start, cfg.optim.epochs):
         row, best = _epoch(run, epoch, best)
         history.append(row)

@@ -1,0 +1,112 @@
+"""A run folder survives kills and corruption: two checkpoint generations, a checkpoint that
+cannot be read is named and the run resumes from the previous one, metrics.csv is rewritten from
+the checkpoint's history (no duplicate row), and a resumed run refuses changed settings."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from snn_delays_ext.train import make_config, train
+from snn_delays_ext.train.cli import main
+
+from _train_helpers import QUICK
+
+
+class _Kill(Exception):
+    pass
+
+
+def _killed_after(cfg, run_dir, epoch):
+    def kill(e, row):
+        if e == epoch:
+            raise _Kill
+
+    with pytest.raises(_Kill):
+        train(cfg, run_dir=run_dir, on_epoch_end=kill, verbose=False)
+
+
+def _weights(path):
+    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+
+
+def _same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(a[k], torch.Tensor):
+            assert torch.equal(a[k], b[k]), k
+
+
+def _epochs(run_dir):
+    return [int(r["epoch"]) for r in csv.DictReader(open(run_dir / "metrics.csv"))]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("full")
+    cfg = make_config(overrides={**QUICK, "epochs": 3})
+    train(cfg, run_dir=root, verbose=False)
+    return cfg, root
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage", "missing"])
+def test_a_damaged_checkpoint_resumes_from_the_previous_one(full_run, tmp_path, damage):
+    cfg, full = full_run
+    cut = tmp_path / "cut"
+    _killed_after(cfg, cut, 2)
+    ckpt = cut / "checkpoint.pt"
+    assert (cut / "checkpoint.prev.pt").is_file()
+    data = ckpt.read_bytes()
+    if damage == "truncated":
+        ckpt.write_bytes(data[: len(data) // 3])
+    elif damage == "empty":
+        ckpt.write_bytes(b"")
+    elif damage == "garbage":
+        ckpt.write_bytes(b"\xff\xfe not a checkpoint \x00" * 50)
+    else:  # killed between keeping the previous generation and writing the new one
+        ckpt.unlink()
+    with pytest.warns(UserWarning, match="resuming from the previous checkpoint .*checkpoint.prev.pt"):
+        train(cfg, run_dir=cut, resume=True, verbose=False)
+    _same(_weights(full / "checkpoint.pt"), _weights(ckpt))  # epoch 2 is trained again, identically
+    assert _epochs(cut) == [1, 2, 3]
+
+
+def test_both_generations_unreadable_is_an_error_naming_the_file(full_run, tmp_path, capsys):
+    cfg, _ = full_run
+    cut = tmp_path / "cut"
+    _killed_after(cfg, cut, 2)
+    for name in ("checkpoint.pt", "checkpoint.prev.pt"):
+        (cut / name).write_bytes(b"")
+    with pytest.raises(ValueError, match=r"resume: cannot read the checkpoint '.*checkpoint.prev.pt'"):
+        with pytest.warns(UserWarning, match="cannot read the checkpoint '.*checkpoint.pt'"):
+            train(cfg, run_dir=cut, resume=True, verbose=False)
+    assert main(["train", "--resume", str(cut)]) == 2
+    assert "cannot read the checkpoint" in capsys.readouterr().err
+
+
+def test_a_row_logged_before_a_kill_is_not_duplicated(full_run, tmp_path):
+    cfg, full = full_run
+    cut = tmp_path / "cut"
+    _killed_after(cfg, cut, 2)
+    # killed after writing epoch 3's row, before its checkpoint: the row is there, the checkpoint not
+    rows = open(cut / "metrics.csv").read().splitlines()
+    (cut / "metrics.csv").write_text("\n".join(rows + [rows[-1].replace("2,", "3,", 1)]) + "\n")
+    train(cfg, run_dir=cut, resume=True, verbose=False)
+    assert _epochs(cut) == [1, 2, 3]
+    a = list(csv.DictReader(open(full / "metrics.csv")))
+    b = list(csv.DictReader(open(cut / "metrics.csv")))
+    assert [r["train_loss"] for r in a] == [r["train_loss"] for r in b]
+
+
+def test_resume_refuses_changed_settings_and_takes_run_options(full_run, tmp_path, capsys):
+    cfg, _ = full_run
+    cut = tmp_path / "cut"
+    _killed_after(cfg, cut, 1)
+    assert main(["train", "--resume", str(cut), "--epochs", "40"]) == 2
+    err = capsys.readouterr().err
+    assert "resume: optim.epochs is 3" in err and "Start a new run" in err
+    assert main(["train", "--resume", str(cut), "--set", "optim.lr=0.5"]) == 2
+    assert main(["train", "--resume", str(cut), "--no-progress", "--device", "cpu"]) == 0
+    assert _epochs(cut) == [1, 2, 3]
