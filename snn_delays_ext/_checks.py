@@ -25,6 +25,7 @@ __all__ = [
     "check_bool",
     "check_choice",
     "check_int",
+    "check_max_delay",
     "check_module",
     "check_nonneg_float",
     "check_tensor",
@@ -141,6 +142,28 @@ def check_int(name: str, value: object, minimum: Optional[int] = None) -> int:
     if minimum is not None and value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
     return int(value)
+
+
+#: The largest delay range a layer takes (lags are 32-bit in the kernels; a buffer of this many
+#: steps could not be held anyway).
+MAX_DELAY_LIMIT = 2**30
+
+
+def check_max_delay(value: object, name: str = "max_delay", minimum: int = 1) -> int:
+    """Check a delay range: an int in ``[minimum, 2**30)`` (``MAX_DELAY_LIMIT``).
+
+    >>> check_max_delay(25)
+    25
+    >>> try:
+    ...     check_max_delay(2**64)
+    ... except ValueError as e:
+    ...     print(e)
+    max_delay: expected an int in [1, 2**30), got 18446744073709551616
+    """
+    value = check_int(name, value, minimum=minimum)
+    if value >= MAX_DELAY_LIMIT:
+        raise ValueError(f"{name}: expected an int in [{minimum}, 2**30), got {value}")
+    return value
 
 
 def check_bool(name: str, value: object) -> bool:

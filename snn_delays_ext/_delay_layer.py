@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ._checks import check_choice, check_finite, check_int, check_nonneg_float
+from ._checks import check_choice, check_finite, check_int, check_nonneg_float, has_data
 from .functional.interpolation import INTERPOLATIONS, round_half_up
 
 __all__ = ["DelayLayerMixin", "DelayInit", "init_delays"]
@@ -80,6 +80,26 @@ class DelayLayerMixin:
     min_delay: int
     interpolation: str
     _sigma: float
+
+    # -- dtype ------------------------------------------------------------------------------
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        """``Module._apply`` (``.to``, ``.half``, ...), warning when a conversion to a 16-bit
+        float moves the delays: bfloat16 keeps 8 bits, so a delay of 17.37 steps becomes 17.375
+        (a lag moved by up to 0.06 steps near ``max_delay = 20``)."""
+        delays = {n: p.detach().clone() for n, p in self.named_parameters(recurse=False)
+                  if "delays" in n and p.is_floating_point() and has_data(p)}
+        out = super()._apply(fn, recurse)  # type: ignore[misc]
+        for n, p in self.named_parameters(recurse=False):
+            if n in delays and p.dtype in (torch.float16, torch.bfloat16) and has_data(p):
+                moved = float((p.detach().to(torch.float64).cpu() - delays[n].to(torch.float64).cpu()).abs().max()) \
+                    if p.numel() else 0.0
+                if moved > 1e-3:
+                    warnings.warn(
+                        f"{type(self).__name__}.{n}: converting the delays to {p.dtype} moved them by up to "
+                        f"{moved:.3g} steps (a 16-bit float holds too few bits for delays up to "
+                        f"{self.max_delay}); keep delay layers in float32 (torch.autocast runs them in "
+                        "float32 and returns the autocast dtype)", UserWarning, stacklevel=3)
+        return out
 
     # -- width ------------------------------------------------------------------------------
     @property

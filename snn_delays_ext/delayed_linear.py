@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_finite, check_int, check_nonneg_float, check_tensor
+from ._checks import check_max_delay, check_choice, check_finite, check_int, check_nonneg_float, check_tensor
 from ._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from .functional.delayed_linear import (
     DELAY_TYPES_FF,
@@ -124,7 +124,7 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
         super().__init__()
         self.in_features = check_int("in_features", in_features, minimum=1)
         self.out_features = check_int("out_features", out_features, minimum=1)
-        self.max_delay = check_int("max_delay", max_delay, minimum=1)
+        self.max_delay = check_max_delay(max_delay)
         self.min_delay = 0
         self.delay_type = check_choice("delay_type", delay_type, DELAY_TYPES_FF)
         self.interpolation = check_choice("interpolation", interpolation, INTERPOLATIONS)

@@ -8,7 +8,7 @@ import snntorch as snn
 import torch
 from torch import nn
 
-from ._checks import (
+from ._checks import (check_max_delay, 
     check_bool, check_choice, check_finite, check_int, check_nonneg_float, check_tensor, has_data,
 )
 from ._delay_layer import DelayInit, DelayLayerMixin, init_delays
@@ -239,7 +239,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
             )
             self.linear_features = n  # snnTorch leaves it None for all_to_all=False
             self.detach_reset = detach_reset
-            self.max_delay = check_int("max_delay", max_delay, minimum=1)
+            self.max_delay = check_max_delay(max_delay)
             self.min_delay = 1
             self.delay_type = check_choice("delay_type", delay_type, DELAY_TYPES_RECURRENT)
             self.interpolation = check_choice("interpolation", interpolation, INTERPOLATIONS)

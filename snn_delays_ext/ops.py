@@ -33,6 +33,8 @@ reference path (:mod:`snn_delays_ext.dispatch`).
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from typing import Optional, Set, Tuple
 
@@ -77,6 +79,20 @@ if _DEVICES:
 AVAILABLE: bool = bool(_DEVICES)
 
 _warned = False
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning point at the first caller outside this package
+    (and torch): the user's line that ran the layer, not the line inside the library."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None:
+        path = os.path.abspath(frame.f_code.co_filename)
+        if not (path.startswith(_PACKAGE_DIR) or path.startswith(_TORCH_DIR)):
+            break
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def available_devices() -> Set[str]:
@@ -101,7 +117,7 @@ def warn_reference_once() -> None:
         f"({LOAD_ERROR}); using the plain-PyTorch reference path (slower). Reinstall with a "
         "C++ compiler and torch present (pip install --no-build-isolation .) to build them.",
         RuntimeWarning,
-        stacklevel=3,
+        stacklevel=user_stacklevel(),
     )
 
 
@@ -344,7 +360,7 @@ def warn_eventprop_reference_once(x: torch.Tensor) -> None:
         "older sources?); EventProp runs the plain-PyTorch reference (slower). Rebuild the "
         "extension (python setup.py build_ext --inplace, or reinstall).",
         RuntimeWarning,
-        stacklevel=3,
+        stacklevel=user_stacklevel(),
     )
 
 

@@ -22,7 +22,7 @@ import torch
 from ._checks import check_positive_float
 
 __all__ = ["SurrogateSpec", "surrogate_spec", "surrogate_spec_constant", "SURROGATE_KINDS", "SURROGATE_PARAMETERS",
-           "triangle"]
+           "TriangleSurrogate", "triangle"]
 
 #: Kernel codes of the recognised surrogates (``csrc/common.h`` ``SurrogateKind``).
 SURROGATE_KINDS: Dict[str, int] = {
@@ -115,12 +115,28 @@ def triangle(gamma: float = 1.0) -> Callable[[torch.Tensor], torch.Tensor]:
     >>> u.grad
     tensor([0.0000, 0.5000, 1.0000, 0.7500, 0.0000])
     """
-    gamma = check_positive_float("gamma", gamma)
+    return TriangleSurrogate(check_positive_float("gamma", gamma))
 
-    def inner(u: torch.Tensor) -> torch.Tensor:
-        return _TriangleSpike.apply(u, gamma)
 
-    return inner
+class TriangleSurrogate:
+    """The spike function :func:`triangle` returns: a picklable callable (a model holding it
+    saves with ``torch.save(model)``), recognised by the kernels through its ``gamma``.
+
+    Examples
+    --------
+    >>> import pickle
+    >>> pickle.loads(pickle.dumps(triangle(0.5))).gamma
+    0.5
+    """
+
+    def __init__(self, gamma: float) -> None:
+        self.gamma = float(gamma)
+
+    def __call__(self, u: torch.Tensor) -> torch.Tensor:
+        return _TriangleSpike.apply(u, self.gamma)
+
+    def __repr__(self) -> str:
+        return f"triangle(gamma={self.gamma:g})"
 
 
 class SurrogateSpec(NamedTuple):
@@ -168,6 +184,8 @@ def surrogate_spec(fn: Optional[Callable]) -> Optional[SurrogateSpec]:
     """
     if fn is None:
         return SurrogateSpec("atan", SURROGATE_KINDS["atan"], 2.0)
+    if isinstance(fn, TriangleSurrogate):
+        return SurrogateSpec("triangle", SURROGATE_KINDS["triangle"], fn.gamma)
     code = getattr(fn, "__code__", None)
     qualname = getattr(fn, "__qualname__", "")
     module = getattr(fn, "__module__", "") or ""

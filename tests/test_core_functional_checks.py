@@ -248,3 +248,19 @@ def test_sigma_scheduler_validates_its_arguments_and_state():
     other = sde.SigmaScheduler(net, 3)
     other.load_state_dict(good)
     assert other.state_dict() == good and net[0].sigma == sched.current()
+
+
+def test_the_reference_path_warning_points_at_the_caller(monkeypatch):
+    """Without the compiled extension, the one-time warning names the user's line (here, this
+    file), not a line inside the library."""
+    import warnings
+
+    monkeypatch.setattr(ops, "AVAILABLE", False)
+    monkeypatch.setattr(ops, "LOAD_ERROR", "not built (test)")
+    monkeypatch.setattr(ops, "_warned", False)
+    layer = sde.DelayedLinear(3, 2, max_delay=4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layer(torch.zeros(5, 1, 3))
+    (w,) = [w for w in caught if "reference path" in str(w.message)]
+    assert w.filename == __file__

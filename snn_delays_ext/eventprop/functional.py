@@ -78,7 +78,7 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 
-from .._checks import (as_real, check_bool, check_finite, check_int, check_nonneg_float, check_positive_float,
+from .._checks import (check_max_delay, as_real, check_bool, check_finite, check_int, check_nonneg_float, check_positive_float,
                        has_data)
 from ..dispatch import eventprop_backend
 from ..functional.delayed_linear import run_delayed_linear
@@ -235,7 +235,7 @@ class EventPropConfig:
         if not th > 0:  # also rejects NaN
             raise ValueError(f"threshold: expected a float > 0 (or math.inf for no spikes), got {th}")
         put("threshold", th)
-        put("max_delay", check_int("max_delay", self.max_delay, minimum=1))
+        put("max_delay", check_max_delay(self.max_delay))
         put("syn_scale", check_positive_float("syn_scale", self.syn_scale))
         put("min_denominator", check_positive_float("min_denominator", self.min_denominator))
         put("reg_strength", check_nonneg_float("reg_strength", self.reg_strength))

@@ -8,7 +8,8 @@ from typing import Callable, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from .._checks import check_bool, check_choice, check_int, check_nonneg_float, check_positive_float, check_tensor
+from .._checks import (check_bool, check_choice, check_int, check_max_delay, check_nonneg_float, check_positive_float,
+                       check_tensor)
 from .._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from ..dispatch import Choice, delayed_linear_backend, eventprop_backend
 from ..functional.interpolation import round_half_up
@@ -43,7 +44,7 @@ class _EventPropBase(DelayLayerMixin, nn.Module):
                backward, delay_init, weight_scale, device, dtype) -> None:
         self.in_features = check_int("in_features", in_features, minimum=1)
         self.out_features = check_int("out_features", out_features, minimum=1)
-        self.max_delay = check_int("max_delay", max_delay, minimum=1)
+        self.max_delay = check_max_delay(max_delay)
         self.min_delay = 0
         self.delay_type = "synaptic"
         self.interpolation = "round"
@@ -256,6 +257,9 @@ class DelayedRecurrentSynaptic(_EventPropBase):
         self.reg_strength = check_nonneg_float("reg_strength", reg_strength)
         self.reg_target = check_nonneg_float("reg_target", reg_target)
         self.max_spikes = None if max_spikes is None else check_int("max_spikes", max_spikes, minimum=1)
+        if self.max_spikes is not None and self.backward != "eventprop":
+            raise ValueError("max_spikes: the spike buffer of the EventProp backward; expected None with "
+                             f"backward={self.backward!r}, got {self.max_spikes}")
         self.return_mem = check_bool("return_mem", return_mem)
         self.record_mem = check_bool("record_mem", record_mem) and self.return_mem
         rec_weight_scale = check_nonneg_float("rec_weight_scale", rec_weight_scale)

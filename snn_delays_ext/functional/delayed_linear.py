@@ -364,6 +364,8 @@ class SynapticStep(torch.autograd.Function):
     def forward(seq: torch.Tensor, idx: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         L, B, n_in = seq.shape
         n_out = idx.shape[0]
+        if B == 0:  # an empty batch: an empty output (the gather's reshape cannot infer B)
+            return seq.new_zeros((0, n_out))
         if not _use_gather(seq, idx):
             kern = _dense_kernel(idx, coef, L).reshape(n_out, L * n_in)
             return seq.transpose(0, 1).reshape(B, L * n_in) @ kern.t()

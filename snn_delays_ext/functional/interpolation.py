@@ -18,7 +18,7 @@ from typing import Tuple
 
 import torch
 
-from .._checks import check_choice, check_int, check_nonneg_float
+from .._checks import check_max_delay, check_choice, check_int, check_nonneg_float
 
 __all__ = ["INTERPOLATIONS", "tap_range", "delay_taps", "banded_taps", "round_half_up", "triangle"]
 
@@ -63,7 +63,7 @@ def tap_range(max_delay: int, sigma: float, min_delay: int = 0) -> Tuple[int, in
 
 
 def _check_range(max_delay: int, sigma: float, min_delay: int) -> Tuple[int, float, int]:
-    max_delay = check_int("max_delay", max_delay, minimum=1)
+    max_delay = check_max_delay(max_delay)
     sigma = check_nonneg_float("sigma", sigma)
     min_delay = check_int("min_delay", min_delay, minimum=0)
     if min_delay > max_delay:

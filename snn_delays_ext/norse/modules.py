@@ -13,7 +13,7 @@ import torch
 from norse.torch.functional.lif import LIFParameters
 from torch import nn
 
-from .._checks import check_choice, check_finite, check_int, check_nonneg_float, check_tensor
+from .._checks import check_max_delay, check_choice, check_finite, check_int, check_nonneg_float, check_tensor
 from ..dispatch import Choice, delayed_linear_backend
 from .._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from ..functional.delayed_linear import (
@@ -152,7 +152,7 @@ class _DelayedLIFRecurrentBase(_ParametersFollowModule, DelayLayerMixin, nn.Modu
         super().__init__()
         self.input_size = check_int("input_size", input_size, minimum=1)
         self.hidden_size = check_int("hidden_size", hidden_size, minimum=1)
-        self.max_delay = check_int("max_delay", max_delay, minimum=1)
+        self.max_delay = check_max_delay(max_delay)
         self.min_delay = 1
         self.delay_type = check_choice("delay_type", delay_type, DELAY_TYPES_RECURRENT)
         self.interpolation = check_choice("interpolation", interpolation, INTERPOLATIONS)
@@ -371,7 +371,7 @@ class _DelayedLIFBase(_ParametersFollowModule, DelayLayerMixin, nn.Module):
         super().__init__()
         self.input_size = check_int("input_size", input_size, minimum=1)
         self.hidden_size = check_int("hidden_size", hidden_size, minimum=1)
-        self.max_delay = check_int("max_delay", max_delay, minimum=1)
+        self.max_delay = check_max_delay(max_delay)
         self.min_delay = 0
         self.delay_type = check_choice("delay_type", delay_type, DELAY_TYPES_FF)
         self.interpolation = check_choice("interpolation", interpolation, INTERPOLATIONS)

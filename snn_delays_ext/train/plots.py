@@ -31,7 +31,11 @@ def plot_run(run_dir: Union[str, Path]) -> List[Path]:
 
     Uses matplotlib's non-interactive Agg backend; plots whose inputs are missing are skipped.
     """
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ImportError("snn-delays plot needs matplotlib: pip install matplotlib (or the extra: "
+                          "pip install 'snn-delays-ext[train]')") from e
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
