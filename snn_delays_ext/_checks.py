@@ -16,7 +16,7 @@ import math
 import numbers
 import operator
 import sys
-from typing import Iterable, Optional, Sequence, Union
+from typing import Iterable, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -278,6 +278,21 @@ def check_tensor(
             f"got one on {x.device}; move the input or the layer with .to()"
         )
     return x
+
+
+def check_operand(name: str, t: object, shape: Tuple[Optional[int], ...], x: torch.Tensor,
+                   what: str) -> None:
+    """``t`` is a tensor of ``shape`` (``None``: any size) with the dtype and device of ``x``."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != len(shape) or any(e is not None and e != g for e, g in zip(shape, t.shape)):
+        dims = ", ".join("*" if e is None else str(e) for e in shape)
+        want = f"({dims},)" if len(shape) == 1 else f"({dims})"
+        raise ValueError(f"{name}: expected shape {want} ({what}), got {tuple(t.shape)}")
+    if t.dtype != x.dtype:
+        raise TypeError(f"{name}: expected dtype {x.dtype} (the dtype of x), got {t.dtype}")
+    if t.device != x.device:
+        raise ValueError(f"{name}: expected a tensor on {x.device} (the device of x), got one on {t.device}")
 
 
 def _rank_words(rank: int) -> str:

@@ -86,19 +86,28 @@ class DelayLayerMixin:
         """``Module._apply`` (``.to``, ``.half``, ...), warning when a conversion to a 16-bit
         float moves the delays: bfloat16 keeps 8 bits, so a delay of 17.37 steps becomes 17.375
         (a lag moved by up to 0.06 steps near ``max_delay = 20``)."""
-        delays = {n: p.detach().clone() for n, p in self.named_parameters(recurse=False)
-                  if "delays" in n and p.is_floating_point() and has_data(p)}
-        out = super()._apply(fn, recurse)  # type: ignore[misc]
-        for n, p in self.named_parameters(recurse=False):
-            if n in delays and p.dtype in (torch.float16, torch.bfloat16) and has_data(p):
-                moved = float((p.detach().to(torch.float64).cpu() - delays[n].to(torch.float64).cpu()).abs().max()) \
-                    if p.numel() else 0.0
-                if moved > 1e-3:
-                    warnings.warn(
-                        f"{type(self).__name__}.{n}: converting the delays to {p.dtype} moved them by up to "
-                        f"{moved:.3g} steps (a 16-bit float holds too few bits for delays up to "
-                        f"{self.max_delay}); keep delay layers in float32 (torch.autocast runs them in "
-                        "float32 and returns the autocast dtype)", UserWarning, stacklevel=3)
+        half = (torch.float16, torch.bfloat16)
+        watch = {id(p): n for n, p in self.named_parameters(recurse=False)
+                 if "delays" in n and p.is_floating_point() and p.dtype not in half}
+        moved: Dict[str, float] = {}
+
+        def convert(t: torch.Tensor) -> torch.Tensor:
+            new = fn(t)
+            n = watch.get(id(t))
+            # only a conversion to 16 bits reads the values (a plain .to(device) runs nothing more)
+            if n is not None and new.dtype in half and t.numel() and has_data(t) and has_data(new):
+                moved[n] = float((new.detach().to(torch.float64).cpu() - t.detach().to(torch.float64).cpu())
+                                 .abs().max())
+            return new
+
+        out = super()._apply(convert, recurse)  # type: ignore[misc]
+        for n, dist in moved.items():
+            if dist > 1e-3:
+                warnings.warn(
+                    f"{type(self).__name__}.{n}: converting the delays to {getattr(self, n).dtype} moved them "
+                    f"by up to {dist:.3g} steps (a 16-bit float holds too few bits for delays up to "
+                    f"{self.max_delay}); keep delay layers in float32 (torch.autocast runs them in "
+                    "float32 and returns the autocast dtype)", UserWarning, stacklevel=3)
         return out
 
     # -- width ------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ from .functional.recurrent_leaky import (
     recurrent_delay_shape,
     recurrent_history_length,
     recurrent_leaky_choice,
-    recurrent_leaky_sequence,
-    recurrent_leaky_step,
+    run_recurrent_leaky_sequence,
+    run_recurrent_leaky_step,
 )
 
 __all__ = ["DelayedRecurrentLeaky"]
@@ -389,13 +389,13 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
                     "spk, mem: a (T, B, N) sequence always starts from a zero state; pass the "
                     "state only with one (B, N) step"
                 )
-            spk_seq, mem_seq, _ = recurrent_leaky_sequence(  # from a zero state: kernels where they run
+            spk_seq, mem_seq, _ = run_recurrent_leaky_sequence(  # from a zero state: kernels where they run
                 input_, None, weight, bias, self.delays, params, self.max_delay,
                 self.delay_type, self._sigma, self.interpolation,
             )
             return self._returns(spk_seq, mem_seq)
         state = self._step_state(input_, spk, mem)
-        new_spk, new_state = recurrent_leaky_step(
+        new_spk, new_state = run_recurrent_leaky_step(
             input_, state, weight, bias, self.delays, params, self.max_delay,
             self.delay_type, self._sigma, self.interpolation,
         )

@@ -41,6 +41,8 @@ from typing import Optional, Set, Tuple
 import torch
 import torch.nn.functional as F
 
+from . import _op_args
+
 
 __all__ = [
     "AVAILABLE",
@@ -200,10 +202,12 @@ if AVAILABLE:
 
     @torch.library.register_fake(_lib + "delay_channels")
     def _delay_channels_fake(x, start, vals):
+        _op_args.delay_channels(x, start, vals)
         return torch.empty_like(x, memory_format=torch.contiguous_format)
 
     @torch.library.register_fake(_lib + "delay_channels_backward")
     def _delay_channels_backward_fake(grad_y, x, start, vals):
+        _op_args.delay_channels_backward(grad_y, x, start, vals)
         return (
             torch.empty_like(x, memory_format=torch.contiguous_format),
             x.new_empty(vals.shape),
@@ -211,10 +215,12 @@ if AVAILABLE:
 
     @torch.library.register_fake(_lib + "synaptic_delay")
     def _synaptic_delay_fake(x, weight, start, vals):
+        _op_args.synaptic_delay(x, weight, start, vals)
         return x.new_empty((x.shape[0], x.shape[1], weight.shape[0]))
 
     @torch.library.register_fake(_lib + "synaptic_delay_backward")
     def _synaptic_delay_backward_fake(grad_y, x, weight, start, vals):
+        _op_args.synaptic_delay_backward(grad_y, x, weight, start, vals)
         return (
             torch.empty_like(x, memory_format=torch.contiguous_format),
             x.new_empty(weight.shape),
@@ -224,12 +230,16 @@ if AVAILABLE:
     @torch.library.register_fake(_lib + "recurrent_lif")
     def _recurrent_lif_fake(x, weight, bias, start, vals, beta, threshold, reset, surrogate,
                             surrogate_param, synaptic):
+        _op_args.recurrent_lif(x, weight, bias, start, vals, beta, threshold, reset, surrogate,
+                               surrogate_param, synaptic)
         shape = x.shape
         return (x.new_empty(shape), x.new_empty(shape), x.new_empty(shape, dtype=torch.uint8))
 
     @torch.library.register_fake(_lib + "recurrent_lif_backward")
     def _recurrent_lif_backward_fake(grad_spk, grad_mem, weight, start, vals, beta, threshold, mem,
                                      spk_bits, reset, surrogate, surrogate_param, synaptic):
+        _op_args.recurrent_lif_backward(grad_spk, grad_mem, weight, start, vals, beta, threshold, mem,
+                                        spk_bits, reset, surrogate, surrogate_param, synaptic)
         n = mem.shape[-1]
         return (
             mem.new_empty(mem.shape),
@@ -383,6 +393,9 @@ if _EP_DEVICES:
     @torch.library.register_fake(_lib + "eventprop_lif_forward")
     def _ep_forward_fake(x, weight, delays, rec_weight, rec_delays, max_delay, alpha, beta, threshold,
                          syn_scale, min_denominator, reg_strength, reg_target, max_spikes, record_mem):
+        _op_args.eventprop_lif_forward(x, weight, delays, rec_weight, rec_delays, max_delay, alpha, beta,
+                                       threshold, syn_scale, min_denominator, reg_strength, reg_target,
+                                       max_spikes)
         T, B, F_ = x.shape
         N = weight.shape[0]
         if x.device.type == "meta" and not _in_fake_mode():
@@ -406,6 +419,9 @@ if _EP_DEVICES:
     def _ep_backward_fake(grad_spk, grad_mem, x_idx, s_idx, s_rise, weight, d_ff, rec_weight, d_rec, T, B,
                           max_delay, alpha, beta, threshold, syn_scale, min_denominator, reg_strength,
                           reg_target):
+        _op_args.eventprop_lif_backward(grad_spk, grad_mem, x_idx, s_idx, s_rise, weight, d_ff, rec_weight,
+                                        d_rec, T, B, max_delay, alpha, beta, threshold, syn_scale,
+                                        min_denominator, reg_strength, reg_target)
         rec_shape = tuple(rec_weight.shape) if rec_weight is not None else (0,)
         return (
             weight.new_empty((T, B, weight.shape[1])),

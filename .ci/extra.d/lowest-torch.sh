@@ -18,4 +18,4 @@ SNN_DELAYS_CUDA=0 pip install -q --no-build-isolation -e ".[test]"
 python -c "import torch, snn_delays_ext as s; print('torch', torch.__version__, 'backend', s.backend()); \
 assert torch.__version__.startswith('$LOW_TORCH'), torch.__version__; assert s.backend() == 'compiled'"
 python -m pytest -q -p no:cacheprovider tests/test_core_*.py tests/test_kernels_*.py tests/test_eventprop_compiled.py \
-  tests/test_device_meta.py
+  tests/test_device_meta.py tests/test_op_fuzz.py

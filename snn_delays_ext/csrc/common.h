@@ -17,6 +17,17 @@
 
 namespace snn_delays_ext {
 
+// Start lags are limited to [-kLagLimit, kLagLimit) and tap widths to kLagLimit, so that every
+// index computation of the kernels (start + w, t - lag, (t - lag) * B) stays far from int64
+// overflow. op_checks.h enforces it on CPU; the CUDA kernels read lags through safe_lag.
+constexpr int64_t kLagLimit = int64_t(1) << 31;
+
+// A start lag clamped to [-kLagLimit, kLagLimit]: the same (nothing read) for any sequence
+// shorter than 2^31 steps when the lag lies outside, and no overflow in what follows.
+SDX_HD int64_t safe_lag(int64_t lag) {
+  return lag < -kLagLimit ? -kLagLimit : (lag > kLagLimit ? kLagLimit : lag);
+}
+
 // Surrogate kinds (keep in sync with snn_delays_ext/surrogate.py).
 enum SurrogateKind : int64_t {
   kATan = 0,            // snntorch.surrogate.atan(alpha)

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "common.h"
+#include "op_checks.h"
 
 extern "C" {
 // An importable (empty) Python module: `import snn_delays_ext._C` loads the ops.
@@ -46,25 +47,12 @@ namespace snn_delays_ext {
 
 namespace {
 
-void check_seq(const at::Tensor& x, const char* name) {
-  TORCH_CHECK(x.dim() == 3, name, ": expected a (T, B, F) tensor, got ", x.dim(), " dims");
-  TORCH_CHECK(x.is_floating_point(), name, ": expected a floating tensor, got ", x.scalar_type());
-}
-
-void check_taps(const at::Tensor& start, const at::Tensor& vals, at::IntArrayRef shape) {
-  TORCH_CHECK(start.scalar_type() == at::kLong, "start: expected int64, got ", start.scalar_type());
-  TORCH_CHECK(start.sizes() == shape, "start: expected shape ", shape, ", got ", start.sizes());
-  TORCH_CHECK(vals.dim() == start.dim() + 1 && vals.sizes().slice(0, start.dim()) == shape,
-              "vals: expected shape ", shape, " + (W,), got ", vals.sizes());
-}
-
 // ------------------------------------------------------------------------------------------
 // delay_channels
 // ------------------------------------------------------------------------------------------
 at::Tensor delay_channels_cpu(const at::Tensor& x_, const at::Tensor& start_, const at::Tensor& vals_) {
-  check_seq(x_, "x");
+  checks::delay_channels(x_, start_, vals_);
   const int64_t T = x_.size(0), B = x_.size(1), C = x_.size(2);
-  check_taps(start_, vals_, {C});
   auto x = x_.contiguous();
   auto start = start_.contiguous();
   auto vals = vals_.to(x.scalar_type()).contiguous();
@@ -97,9 +85,8 @@ at::Tensor delay_channels_cpu(const at::Tensor& x_, const at::Tensor& start_, co
 
 std::tuple<at::Tensor, at::Tensor> delay_channels_backward_cpu(
     const at::Tensor& gy_, const at::Tensor& x_, const at::Tensor& start_, const at::Tensor& vals_) {
-  check_seq(x_, "x");
+  checks::delay_channels_backward(gy_, x_, start_, vals_);
   const int64_t T = x_.size(0), B = x_.size(1), C = x_.size(2);
-  check_taps(start_, vals_, {C});
   auto x = x_.contiguous();
   auto gy = gy_.to(x.scalar_type()).contiguous();
   auto start = start_.contiguous();
@@ -234,12 +221,9 @@ inline std::pair<int64_t, int64_t> lag_overlap(int64_t lag, int64_t T) {
 
 at::Tensor synaptic_delay_cpu(const at::Tensor& x_, const at::Tensor& weight_, const at::Tensor& start_,
                               const at::Tensor& vals_) {
-  check_seq(x_, "x");
+  checks::synaptic_delay(x_, weight_, start_, vals_);
   const int64_t T = x_.size(0), B = x_.size(1), I = x_.size(2);
-  TORCH_CHECK(weight_.dim() == 2 && weight_.size(1) == I, "weight: expected (out, ", I, "), got ",
-              weight_.sizes());
   const int64_t O = weight_.size(0);
-  check_taps(start_, vals_, {O, I});
   // feature-major (F, T, B): a tap at lag L adds a whole input row, shifted by L*B, to an
   // output row (a unit-stride axpy); each thread owns some output rows
   auto xF = x_.permute({2, 0, 1}).contiguous();
@@ -287,10 +271,9 @@ at::Tensor synaptic_delay_cpu(const at::Tensor& x_, const at::Tensor& weight_, c
 std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cpu(
     const at::Tensor& gy_, const at::Tensor& x_, const at::Tensor& weight_, const at::Tensor& start_,
     const at::Tensor& vals_) {
-  check_seq(x_, "x");
+  checks::synaptic_delay_backward(gy_, x_, weight_, start_, vals_);
   const int64_t T = x_.size(0), B = x_.size(1), I = x_.size(2);
   const int64_t O = weight_.size(0);
-  check_taps(start_, vals_, {O, I});
   // feature-major copies (F, T, B): one row per input / output feature
   auto xF = x_.permute({2, 0, 1}).contiguous();
   auto gyF = gy_.to(x_.scalar_type()).permute({2, 0, 1}).contiguous();
@@ -377,16 +360,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cpu(
     const at::Tensor& x_, const at::Tensor& weight_, const c10::optional<at::Tensor>& bias_,
     const at::Tensor& start_, const at::Tensor& vals_, const at::Tensor& beta_,
     const at::Tensor& threshold_, int64_t reset, int64_t surrogate, double sparam, bool synaptic) {
-  (void)surrogate;
-  (void)sparam;
-  check_seq(x_, "x");
+  checks::recurrent_lif(x_, weight_, bias_, start_, vals_, beta_, threshold_, reset, surrogate, sparam, synaptic);
   const int64_t T = x_.size(0), B = x_.size(1), N = x_.size(2);
-  TORCH_CHECK(weight_.sizes() == at::IntArrayRef({N, N}), "weight: expected (", N, ", ", N, "), got ",
-              weight_.sizes());
-  if (synaptic) check_taps(start_, vals_, {N, N}); else check_taps(start_, vals_, {N});
-  TORCH_CHECK(beta_.numel() == N && threshold_.numel() == N, "beta, threshold: expected ", N,
-              " values each");
-  TORCH_CHECK(reset >= 0 && reset <= 2, "reset: expected 0, 1 or 2, got ", reset);
   auto x = x_.contiguous();
   const auto dt = x.scalar_type();
   auto weight = weight_.to(dt).contiguous();
@@ -506,7 +481,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
     const at::Tensor& start_, const at::Tensor& vals_, const at::Tensor& beta_,
     const at::Tensor& threshold_, const at::Tensor& mem_, const at::Tensor& bits_, int64_t reset,
     int64_t surrogate, double sparam, bool synaptic) {
-  check_seq(mem_, "mem");
+  checks::recurrent_lif_backward(grad_spk_, grad_mem_, weight_, start_, vals_, beta_, threshold_, mem_, bits_,
+                                 reset, surrogate, sparam, synaptic);
   const int64_t T = mem_.size(0), B = mem_.size(1), N = mem_.size(2);
   auto mem = mem_.contiguous();
   const auto dt = mem.scalar_type();

@@ -78,9 +78,10 @@ void bucket_events(const at::Tensor& idx, int64_t row, int64_t cells, std::vecto
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop_lif_forward_cpu(
     const at::Tensor& x_, const at::Tensor& weight, const at::Tensor& delays,
     const c10::optional<at::Tensor>& rec_weight, const c10::optional<at::Tensor>& rec_delays, int64_t max_delay,
-    double alpha, double beta, double threshold, double syn_scale, double /*min_denominator*/,
-    double /*reg_strength*/, double /*reg_target*/, int64_t max_spikes, bool record_mem) {
-  check_forward_args(x_, weight, delays, rec_weight, rec_delays, max_delay);
+    double alpha, double beta, double threshold, double syn_scale, double min_denominator,
+    double reg_strength, double reg_target, int64_t max_spikes, bool record_mem) {
+  check_forward_args(x_, weight, delays, rec_weight, rec_delays, max_delay, alpha, beta, threshold, syn_scale,
+                     min_denominator, reg_strength, reg_target, max_spikes);
   const auto x = x_.contiguous();
   const int64_t T = x.size(0), B = x.size(1), F = x.size(2), N = weight.size(0);
   const int64_t L = ring_len(max_delay), mask = L - 1;
@@ -96,6 +97,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
   auto mem = record_mem ? at::empty({T, B, N}, x.options()) : at::empty({0}, x.options());
   const auto idt = index_dtype(T, B, N, F);
   auto x_idx = at::nonzero(x.reshape({-1})).reshape({-1}).to(idt);
+  eventprop::check_binary(x, x_idx);
 
   std::vector<int64_t> cnt(T * B, 0);  // spikes per (b, t)
   std::vector<std::vector<int32_t>> neuron(B);
@@ -218,7 +220,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
     const c10::optional<at::Tensor>& rec_weight, const c10::optional<at::Tensor>& d_rec, int64_t T, int64_t B,
     int64_t max_delay, double alpha, double beta, double threshold, double syn_scale, double min_denominator,
     double reg_strength, double reg_target) {
-  check_backward_args(grad_spk_, grad_mem_, x_idx, s_idx, s_rise_, weight, d_ff, rec_weight, d_rec, T, B, max_delay);
+  check_backward_args(grad_spk_, grad_mem_, x_idx, s_idx, s_rise_, weight, d_ff, rec_weight, d_rec, T, B, max_delay,
+                      alpha, beta, threshold, syn_scale, min_denominator, reg_strength, reg_target);
   const int64_t N = weight.size(0), F = weight.size(1);
   const int64_t L = ring_len(max_delay), mask = L - 1;
   const bool recurrent = rec_weight.has_value() && rec_weight->defined();

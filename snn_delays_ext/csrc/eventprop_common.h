@@ -10,6 +10,13 @@
 
 #include <c10/util/Optional.h>
 
+#include <cmath>
+#include <initializer_list>
+#include <utility>
+#include <vector>
+
+#include "op_checks.h"
+
 #include <limits>
 
 namespace snn_delays_ext {
@@ -36,75 +43,136 @@ inline at::Tensor round_delays(const at::Tensor& d, int64_t lo, int64_t max_dela
   return at::floor(d.clamp(static_cast<double>(lo), static_cast<double>(max_delay)) + 0.5).to(at::kInt);
 }
 
+// The layer constants, as EventPropConfig checks them in Python.
+inline void check_constants(const char* op, int64_t max_delay, double alpha, double beta, double threshold,
+                            double syn_scale, double min_denominator, double reg_strength, double reg_target) {
+  TORCH_CHECK_VALUE(max_delay >= 1 && max_delay < (int64_t(1) << 30), op,
+                    ": max_delay: expected an int in [1, 2^30), got ", max_delay);
+  TORCH_CHECK_VALUE(alpha > 0.0 && alpha < 1.0, op, ": alpha: expected a decay in (0, 1), got ", alpha);
+  TORCH_CHECK_VALUE(beta > 0.0 && beta < 1.0, op, ": beta: expected a decay in (0, 1), got ", beta);
+  TORCH_CHECK_VALUE(threshold > 0.0, op, ": threshold: expected a float > 0 (or inf), got ", threshold);
+  TORCH_CHECK_VALUE(std::isfinite(syn_scale) && syn_scale > 0.0, op, ": syn_scale: expected a finite float > 0, got ",
+                    syn_scale);
+  TORCH_CHECK_VALUE(std::isfinite(min_denominator) && min_denominator > 0.0, op,
+                    ": min_denominator: expected a finite float > 0, got ", min_denominator);
+  TORCH_CHECK_VALUE(std::isfinite(reg_strength) && reg_strength >= 0.0, op,
+                    ": reg_strength: expected a finite float >= 0, got ", reg_strength);
+  TORCH_CHECK_VALUE(std::isfinite(reg_target) && reg_target >= 0.0, op,
+                    ": reg_target: expected a finite float >= 0, got ", reg_target);
+}
+
+// Integer tensors whose values must lie in [lo, hi]: one read-back for all of them (the
+// EventProp ops synchronise anyway: their outputs have data-dependent sizes).
+struct IndexRange {
+  const at::Tensor* t;
+  const char* name;
+  int64_t lo, hi;
+  const char* meaning;
+};
+
+inline void check_index_ranges(const char* op, std::initializer_list<IndexRange> ranges) {
+  std::vector<at::Tensor> ends;
+  std::vector<const IndexRange*> used;
+  for (const auto& r : ranges) {
+    if (!r.t->defined() || r.t->numel() == 0) continue;
+    const auto mm = at::aminmax(*r.t);
+    ends.push_back(std::get<0>(mm).to(at::kLong).reshape({1}));
+    ends.push_back(std::get<1>(mm).to(at::kLong).reshape({1}));
+    used.push_back(&r);
+  }
+  if (used.empty()) return;
+  const auto host = at::cat(ends).cpu();
+  const int64_t* p = host.data_ptr<int64_t>();
+  for (size_t k = 0; k < used.size(); ++k) {
+    const IndexRange& r = *used[k];
+    TORCH_CHECK_VALUE(p[2 * k] >= r.lo && p[2 * k + 1] <= r.hi, op, ": ", r.name, ": expected ", r.meaning, " in [",
+                      r.lo, ", ", r.hi, "], got values in [", p[2 * k], ", ", p[2 * k + 1], "]");
+  }
+}
+
 inline void check_forward_args(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& delays,
                                const c10::optional<at::Tensor>& rec_weight,
-                               const c10::optional<at::Tensor>& rec_delays, int64_t max_delay) {
-  TORCH_CHECK(x.dim() == 3, "x: expected a (T, B, F) spike tensor, got ", x.dim(), " dims");
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-              "x: expected float32 or float64, got ", x.scalar_type());
-  TORCH_CHECK(weight.dim() == 2 && weight.size(1) == x.size(2), "weight: expected shape (N, ", x.size(2),
-              "), got ", weight.sizes());
-  TORCH_CHECK(delays.sizes() == weight.sizes(), "delays: expected shape ", weight.sizes(), ", got ",
-              delays.sizes());
-  TORCH_CHECK(weight.scalar_type() == x.scalar_type() && delays.scalar_type() == x.scalar_type(),
-              "weight, delays: expected dtype ", x.scalar_type(), " (the dtype of x), got ",
-              weight.scalar_type(), " and ", delays.scalar_type());
-  TORCH_CHECK(weight.device() == x.device() && delays.device() == x.device(),
-              "weight, delays: expected tensors on ", x.device(), " (the device of x)");
+                               const c10::optional<at::Tensor>& rec_delays, int64_t max_delay, double alpha,
+                               double beta, double threshold, double syn_scale, double min_denominator,
+                               double reg_strength, double reg_target, int64_t max_spikes) {
+  const char* op = "eventprop_lif_forward";
+  checks::sequence(x, op, "x");
+  checks::like(weight, x, op, "weight", "x");
+  TORCH_CHECK_VALUE(weight.dim() == 2 && weight.size(1) == x.size(2), op, ": weight: expected shape (N, ",
+                    x.size(2), ") (F = the features of x), got ", weight.sizes());
+  checks::like(delays, x, op, "delays", "x");
+  checks::shape(delays, weight.sizes(), op, "delays", "(that of weight)");
   const bool has_rw = rec_weight.has_value() && rec_weight->defined();
   const bool has_rd = rec_delays.has_value() && rec_delays->defined();
-  TORCH_CHECK(has_rw == has_rd, "rec_weight, rec_delays: expected both or neither");
+  TORCH_CHECK_VALUE(has_rw == has_rd, op, ": rec_weight, rec_delays: expected both or neither, got ",
+                    has_rw ? "rec_weight only" : "rec_delays only");
   if (has_rw) {
     const int64_t N = weight.size(0);
-    TORCH_CHECK(rec_weight->dim() == 2 && rec_weight->size(0) == N && rec_weight->size(1) == N,
-                "rec_weight: expected shape (", N, ", ", N, "), got ", rec_weight->sizes());
-    TORCH_CHECK(rec_delays->sizes() == rec_weight->sizes(), "rec_delays: expected shape (", N, ", ", N,
-                "), got ", rec_delays->sizes());
-    TORCH_CHECK(rec_weight->scalar_type() == x.scalar_type() && rec_delays->scalar_type() == x.scalar_type(),
-                "rec_weight, rec_delays: expected dtype ", x.scalar_type());
-    TORCH_CHECK(rec_weight->device() == x.device() && rec_delays->device() == x.device(),
-                "rec_weight, rec_delays: expected tensors on ", x.device());
+    checks::like(*rec_weight, x, op, "rec_weight", "x");
+    checks::shape(*rec_weight, {N, N}, op, "rec_weight", "(N, N) (N = the rows of weight)");
+    checks::like(*rec_delays, x, op, "rec_delays", "x");
+    checks::shape(*rec_delays, {N, N}, op, "rec_delays", "(N, N) (that of rec_weight)");
   }
-  TORCH_CHECK(max_delay >= 1 && max_delay < (int64_t(1) << 30), "max_delay: expected an int in [1, 2^30), got ",
-              max_delay);
+  check_constants(op, max_delay, alpha, beta, threshold, syn_scale, min_denominator, reg_strength, reg_target);
+  TORCH_CHECK_VALUE(max_spikes >= -1, op, ": max_spikes: expected -1 (no limit) or a count >= 0, got ", max_spikes);
+}
+
+// The input spikes are binary: every non-zero entry (x_idx, from at::nonzero) is 1. Reads only
+// the spikes, so it costs O(spikes), not a pass over x.
+inline void check_binary(const at::Tensor& x, const at::Tensor& x_idx) {
+  if (x_idx.numel() == 0) return;
+  const auto bad = x.reshape({-1}).index_select(0, x_idx.to(at::kLong)).ne(1).any().item<bool>();
+  TORCH_CHECK_VALUE(!bad, "eventprop_lif_forward: x: expected binary spikes (0 or 1), got other values");
 }
 
 inline void check_backward_args(const at::Tensor& grad_spk, const at::Tensor& grad_mem, const at::Tensor& x_idx,
                                 const at::Tensor& s_idx, const at::Tensor& s_rise, const at::Tensor& weight,
                                 const at::Tensor& d_ff, const c10::optional<at::Tensor>& rec_weight,
-                                const c10::optional<at::Tensor>& d_rec, int64_t T, int64_t B, int64_t max_delay) {
-  const int64_t N = weight.size(0);
-  TORCH_CHECK(weight.dim() == 2, "weight: expected (N, F), got ", weight.sizes());
-  TORCH_CHECK(weight.scalar_type() == at::kFloat || weight.scalar_type() == at::kDouble,
-              "weight: expected float32 or float64, got ", weight.scalar_type());
-  TORCH_CHECK(d_ff.sizes() == weight.sizes() && !at::isFloatingType(d_ff.scalar_type()),
-              "d_ff: expected integer delays of shape ", weight.sizes(), ", got ", d_ff.scalar_type(), " ",
-              d_ff.sizes());
-  for (const at::Tensor* g : {&grad_spk, &grad_mem}) {
-    TORCH_CHECK(g->numel() == 0 || (g->dim() == 3 && g->size(0) == T && g->size(1) == B && g->size(2) == N),
-                "grad_spk, grad_mem: expected (", T, ", ", B, ", ", N, ") or empty, got ", g->sizes());
-    TORCH_CHECK(g->numel() == 0 || g->scalar_type() == weight.scalar_type(),
-                "grad_spk, grad_mem: expected dtype ", weight.scalar_type());
+                                const c10::optional<at::Tensor>& d_rec, int64_t T, int64_t B, int64_t max_delay,
+                                double alpha, double beta, double threshold, double syn_scale,
+                                double min_denominator, double reg_strength, double reg_target) {
+  const char* op = "eventprop_lif_backward";
+  TORCH_CHECK_VALUE(weight.dim() == 2, op, ": weight: expected a (N, F) tensor, got ", weight.dim(), " dims");
+  checks::floating(weight, op, "weight");
+  const int64_t N = weight.size(0), F = weight.size(1);
+  TORCH_CHECK_VALUE(T >= 0 && B >= 0, op, ": T, B: expected sizes >= 0, got ", T, ", ", B);
+  TORCH_CHECK_TYPE(at::isIntegralType(d_ff.scalar_type(), false), op, ": d_ff: expected integer delays, got ",
+                   d_ff.scalar_type());
+  checks::on_device_of(d_ff, weight, op, "d_ff", "weight");
+  checks::shape(d_ff, weight.sizes(), op, "d_ff", "(that of weight)");
+  const std::pair<const at::Tensor*, const char*> grads[] = {{&grad_spk, "grad_spk"}, {&grad_mem, "grad_mem"}};
+  for (const auto& g : grads) {
+    if (g.first->numel() == 0) continue;  // no gradient
+    checks::like(*g.first, weight, op, g.second, "weight");
+    checks::shape(*g.first, {T, B, N}, op, g.second, "(T, B, N) or empty");
   }
-  TORCH_CHECK(x_idx.dim() == 1 && s_idx.dim() == 1 && s_rise.dim() == 1 && s_idx.numel() == s_rise.numel(),
-              "x_idx, s_idx, s_rise: expected 1-d tensors, s_idx and s_rise of the same length");
-  TORCH_CHECK(!at::isFloatingType(x_idx.scalar_type()) && !at::isFloatingType(s_idx.scalar_type()),
-              "x_idx, s_idx: expected integer indices");
-  TORCH_CHECK(s_rise.scalar_type() == weight.scalar_type(), "s_rise: expected dtype ", weight.scalar_type());
+  for (const auto& idx : {std::make_pair(&x_idx, "x_idx"), std::make_pair(&s_idx, "s_idx")}) {
+    TORCH_CHECK_TYPE(at::isIntegralType(idx.first->scalar_type(), false), op, ": ", idx.second,
+                     ": expected integer indices, got ", idx.first->scalar_type());
+    TORCH_CHECK_VALUE(idx.first->dim() == 1, op, ": ", idx.second, ": expected a 1-d tensor, got ",
+                      idx.first->dim(), " dims");
+    checks::on_device_of(*idx.first, weight, op, idx.second, "weight");
+  }
+  checks::like(s_rise, weight, op, "s_rise", "weight");
+  checks::shape(s_rise, s_idx.sizes(), op, "s_rise", "(that of s_idx: one rise per output spike)");
   const bool has_rw = rec_weight.has_value() && rec_weight->defined();
   const bool has_rd = d_rec.has_value() && d_rec->defined();
-  TORCH_CHECK(has_rw == has_rd, "rec_weight, d_rec: expected both or neither");
+  TORCH_CHECK_VALUE(has_rw == has_rd, op, ": rec_weight, d_rec: expected both or neither, got ",
+                    has_rw ? "rec_weight only" : "d_rec only");
   if (has_rw) {
-    TORCH_CHECK(rec_weight->dim() == 2 && rec_weight->size(0) == N && rec_weight->size(1) == N,
-                "rec_weight: expected (", N, ", ", N, "), got ", rec_weight->sizes());
-    TORCH_CHECK(d_rec->sizes() == rec_weight->sizes() && !at::isFloatingType(d_rec->scalar_type()),
-                "d_rec: expected integer delays of shape (", N, ", ", N, ")");
-    TORCH_CHECK(rec_weight->scalar_type() == weight.scalar_type(), "rec_weight: expected dtype ",
-                weight.scalar_type());
+    checks::like(*rec_weight, weight, op, "rec_weight", "weight");
+    checks::shape(*rec_weight, {N, N}, op, "rec_weight", "(N, N) (N = the rows of weight)");
+    TORCH_CHECK_TYPE(at::isIntegralType(d_rec->scalar_type(), false), op, ": d_rec: expected integer delays, got ",
+                     d_rec->scalar_type());
+    checks::on_device_of(*d_rec, weight, op, "d_rec", "weight");
+    checks::shape(*d_rec, {N, N}, op, "d_rec", "(that of rec_weight)");
   }
-  TORCH_CHECK(T >= 0 && B >= 0, "T, B: expected non-negative sizes, got ", T, ", ", B);
-  TORCH_CHECK(max_delay >= 1 && max_delay < (int64_t(1) << 30), "max_delay: expected an int in [1, 2^30), got ",
-              max_delay);
+  check_constants(op, max_delay, alpha, beta, threshold, syn_scale, min_denominator, reg_strength, reg_target);
+  const at::Tensor none;
+  check_index_ranges(op, {{&x_idx, "x_idx", 0, T * B * F - 1, "flat (T, B, F) indices"},
+                          {&s_idx, "s_idx", 0, T * B * N - 1, "flat (T, B, N) indices"},
+                          {&d_ff, "d_ff", 0, max_delay, "delays"},
+                          {has_rw ? &*d_rec : &none, "d_rec", 1, max_delay, "delays"}});
 }
 
 }  // namespace eventprop

@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_finite
+from .._checks import check_choice, check_finite, check_operand
 from ..dispatch import delayed_linear_backend
 from .interpolation import (
     INTERPOLATIONS,
@@ -60,21 +60,6 @@ def delay_shape(delay_type: str, in_features: int, out_features: int) -> Tuple[i
     }[delay_type]
 
 
-def _check_operand(name: str, t: object, shape: Tuple[Optional[int], ...], x: torch.Tensor,
-                   what: str) -> None:
-    """``t`` is a tensor of ``shape`` (``None``: any size) with the dtype and device of ``x``."""
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
-    if t.dim() != len(shape) or any(e is not None and e != g for e, g in zip(shape, t.shape)):
-        dims = ", ".join("*" if e is None else str(e) for e in shape)
-        want = f"({dims},)" if len(shape) == 1 else f"({dims})"
-        raise ValueError(f"{name}: expected shape {want} ({what}), got {tuple(t.shape)}")
-    if t.dtype != x.dtype:
-        raise TypeError(f"{name}: expected dtype {x.dtype} (the dtype of x), got {t.dtype}")
-    if t.device != x.device:
-        raise ValueError(f"{name}: expected a tensor on {x.device} (the device of x), got one on {t.device}")
-
-
 def check_delayed_linear_args(
     x: object, weight: object, bias: object, delays: object, max_delay: object, delay_type: object,
     sigma: object, interpolation: object, past: object = None, *, ranks: Tuple[int, ...] = (3,),
@@ -98,17 +83,17 @@ def check_delayed_linear_args(
     check_choice("interpolation", interpolation, INTERPOLATIONS)
     max_delay, sigma, _ = _check_range(max_delay, sigma, 0)
     n_in = x.shape[-1]
-    _check_operand("weight", weight, (None, n_in), x, f"(out, in) with in = {n_in}, the last dimension of x")
+    check_operand("weight", weight, (None, n_in), x, f"(out, in) with in = {n_in}, the last dimension of x")
     n_out = weight.shape[0]
     if bias is not None:
-        _check_operand("bias", bias, (n_out,), x, "(out,)")
+        check_operand("bias", bias, (n_out,), x, "(out,)")
     _check_delays_tensor("delays", delays)
-    _check_operand("delays", delays, delay_shape(delay_type, n_in, n_out), x, f"{delay_type} delays")
+    check_operand("delays", delays, delay_shape(delay_type, n_in, n_out), x, f"{delay_type} delays")
     if past is not None:
         f = n_out if delay_type == "dendritic" else n_in
         batch = x.shape[-2]
         side = " = out for dendritic delays" if delay_type == "dendritic" else " = in"
-        _check_operand("past", past, (None, batch, f), x, f"(P, B, F) with B = {batch} and F = {f}{side}")
+        check_operand("past", past, (None, batch, f), x, f"(P, B, F) with B = {batch} and F = {f}{side}")
     check_finite("x", x)  # type: ignore[arg-type]
     check_finite("delays", delays)  # type: ignore[arg-type]
     return max_delay, sigma

@@ -26,10 +26,12 @@ from typing import Callable, NamedTuple, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from .._checks import check_choice, check_finite, check_operand
 from ..dispatch import Choice, recurrent_leaky_backend
 from ..surrogate import surrogate_spec_constant
 from .delayed_linear import history_rows, SynapticStep
-from .interpolation import tap_range_unchecked, banded_taps, delay_taps, tap_range
+from .interpolation import INTERPOLATIONS, _check_delays_tensor, _check_range, banded_taps, delay_taps, tap_range, \
+    tap_range_unchecked
 
 __all__ = [
     "DELAY_TYPES_RECURRENT",
@@ -37,9 +39,12 @@ __all__ = [
     "RecurrentLeakyParameters",
     "RecurrentLeakyState",
     "recurrent_history_length",
+    "check_recurrent_leaky_args",
     "recurrent_leaky_choice",
     "recurrent_leaky_step",
     "recurrent_leaky_sequence",
+    "run_recurrent_leaky_sequence",
+    "run_recurrent_leaky_step",
 ]
 
 DELAY_TYPES_RECURRENT = ("axonal", "synaptic")
@@ -324,6 +329,64 @@ def banded_recurrent_current(
     return r + bias if bias is not None else r
 
 
+def check_recurrent_leaky_args(
+    x: object, state: object, weight: object, bias: object, delays: object, params: object, max_delay: object,
+    delay_type: object, sigma: object, interpolation: object, *, step: bool,
+) -> None:
+    """Validate the arguments of :func:`recurrent_leaky_step` (``step=True``, ``x`` of shape
+    ``(B, N)``) or :func:`recurrent_leaky_sequence` (``(T, B, N)``).
+
+    Shapes, dtypes (those of ``x``; ``params.beta`` and ``params.threshold`` may be any floating
+    dtype), devices, the state and the scalar arguments are always checked; the finiteness of
+    ``x``, ``delays``, ``beta`` and ``threshold`` as :func:`snn_delays_ext.set_validation` says.
+    Raises ``TypeError`` or ``ValueError`` naming the argument.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    rank, layout = (2, "(B, N) for one step") if step else (3, "a time-first sequence (T, B, N)")
+    if x.dim() != rank:
+        raise ValueError(f"x: expected {layout} of rank {rank}, got rank {x.dim()} with shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"x: expected a floating-point tensor, got dtype {x.dtype}")
+    delay_type = check_choice("delay_type", delay_type, DELAY_TYPES_RECURRENT)
+    check_choice("interpolation", interpolation, INTERPOLATIONS)
+    max_delay, sigma, _ = _check_range(max_delay, sigma, 1)  # type: ignore[arg-type]
+    batch, n = x.shape[-2], x.shape[-1]
+    check_operand("weight", weight, (n, n), x, f"(N, N) with N = {n}, the last dimension of x")
+    if bias is not None:
+        check_operand("bias", bias, (n,), x, "(N,)")
+    _check_delays_tensor("delays", delays)
+    check_operand("delays", delays, recurrent_delay_shape(delay_type, n), x, f"{delay_type} delays")
+    if not isinstance(params, RecurrentLeakyParameters):
+        raise TypeError(f"params: expected a RecurrentLeakyParameters, got {type(params).__name__}")
+    for name in ("beta", "threshold"):
+        t = getattr(params, name)
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            got = f"dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise TypeError(f"params.{name}: expected a floating-point torch.Tensor, got {got}")
+        if t.dim() > 1 or t.numel() not in (1, n):
+            raise ValueError(f"params.{name}: expected a scalar or a ({n},) tensor (one per neuron), "
+                             f"got shape {tuple(t.shape)}")
+        if t.device != x.device:
+            raise ValueError(f"params.{name}: expected a tensor on {x.device} (the device of x), "
+                             f"got one on {t.device}")
+    check_choice("params.reset_mechanism", params.reset_mechanism, RESET_MECHANISMS)
+    if not callable(params.spike_grad):
+        raise TypeError(f"params.spike_grad: expected a callable spike function, got "
+                        f"{type(params.spike_grad).__name__}")
+    if state is not None or step:
+        if not isinstance(state, RecurrentLeakyState):
+            raise TypeError(f"state: expected a RecurrentLeakyState, got {type(state).__name__}")
+        K = recurrent_history_length(max_delay, sigma)
+        check_operand("state.mem", state.mem, (batch, n), x, f"(B, N) = ({batch}, {n})")
+        check_operand("state.past", state.past, (K, batch, n), x,
+                      f"the last K = recurrent_history_length(max_delay, sigma) = {K} spike vectors")
+    check_finite("x", x)
+    check_finite("delays", delays)
+    check_finite("params.beta", params.beta)
+    check_finite("params.threshold", params.threshold)
+
+
 def recurrent_leaky_step(
     x: torch.Tensor,
     state: RecurrentLeakyState,
@@ -381,6 +444,26 @@ def recurrent_leaky_step(
     >>> spk
     tensor([[1., 0.]])
     """
+    check_recurrent_leaky_args(x, state, weight, bias, delays, params, max_delay, delay_type, sigma,
+                               interpolation, step=True)
+    return run_recurrent_leaky_step(x, state, weight, bias, delays, params, max_delay, delay_type, sigma,
+                                    interpolation)
+
+
+def run_recurrent_leaky_step(
+    x: torch.Tensor,
+    state: RecurrentLeakyState,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    delays: torch.Tensor,
+    params: RecurrentLeakyParameters,
+    max_delay: int,
+    delay_type: str,
+    sigma: float,
+    interpolation: str,
+) -> Tuple[torch.Tensor, RecurrentLeakyState]:
+    """:func:`recurrent_leaky_step` without argument checks (for callers that validated them,
+    such as :class:`~snn_delays_ext.DelayedRecurrentLeaky`)."""
     # only the non-zero band of each delay's taps (lags 1..K, K = recurrent_history_length)
     r = banded_recurrent_current(
         state.past, weight, bias, delays, max_delay, delay_type, sigma, interpolation)
@@ -432,6 +515,27 @@ def recurrent_leaky_sequence(
     >>> spk.flatten()   # the self-connection re-excites the neuron every 3 steps
     tensor([1., 0., 0., 1., 0., 0., 1., 0.])
     """
+    check_recurrent_leaky_args(x, state, weight, bias, delays, params, max_delay, delay_type, sigma,
+                               interpolation, step=False)
+    return run_recurrent_leaky_sequence(x, state, weight, bias, delays, params, max_delay, delay_type, sigma,
+                                        interpolation, backend)
+
+
+def run_recurrent_leaky_sequence(
+    x: torch.Tensor,
+    state: Optional[RecurrentLeakyState],
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    delays: torch.Tensor,
+    params: RecurrentLeakyParameters,
+    max_delay: int,
+    delay_type: str = "axonal",
+    sigma: float = 0.0,
+    interpolation: str = "triangle",
+    backend: str = "auto",
+) -> Tuple[torch.Tensor, torch.Tensor, RecurrentLeakyState]:
+    """:func:`recurrent_leaky_sequence` without argument checks (for callers that validated
+    them, such as :class:`~snn_delays_ext.DelayedRecurrentLeaky`)."""
     choice, spec = recurrent_leaky_choice(x, state, weight, bias, delays, params, backend)
     K = recurrent_history_length(max_delay, sigma)
     if choice.backend == "compiled":

@@ -15,6 +15,7 @@
 #include <torch/library.h>
 
 #include "../common.h"
+#include "../op_checks.h"
 
 extern "C" {
 PyObject* PyInit__C_cuda(void) {
@@ -52,7 +53,7 @@ __global__ void delay_channels_fwd_kernel(const scalar_t* x, const int64_t* star
   scalar_t acc = 0;
   for (int64_t w = 0; w < W; ++w) {
     const scalar_t v = vals[c * W + w];
-    const int64_t lag = start[c] + w;
+    const int64_t lag = safe_lag(start[c]) + w;
     if (v == scalar_t(0) || lag < 0 || lag > t) continue;
     acc += v * x[((t - lag) * B + b) * C + c];
   }
@@ -68,7 +69,7 @@ __global__ void delay_channels_bwd_x_kernel(const scalar_t* gy, const int64_t* s
   scalar_t acc = 0;
   for (int64_t w = 0; w < W; ++w) {
     const scalar_t v = vals[c * W + w];
-    const int64_t lag = start[c] + w;
+    const int64_t lag = safe_lag(start[c]) + w;
     if (v == scalar_t(0) || lag < 0 || t + lag >= T) continue;
     acc += v * gy[((t + lag) * B + b) * C + c];
   }
@@ -81,7 +82,7 @@ __global__ void delay_channels_bwd_vals_kernel(const scalar_t* gy, const scalar_
                                                scalar_t* gv, int64_t T, int64_t B, int64_t C, int64_t W) {
   const int64_t cw = blockIdx.x;
   const int64_t c = cw / W, w = cw % W;
-  const int64_t lag = start[c] + w;
+  const int64_t lag = safe_lag(start[c]) + w;
   scalar_t acc = 0;
   if (lag >= 0) {
     for (int64_t tb = threadIdx.x; tb < T * B; tb += blockDim.x) {
@@ -95,7 +96,7 @@ __global__ void delay_channels_bwd_vals_kernel(const scalar_t* gy, const scalar_
 }
 
 at::Tensor delay_channels_cuda(const at::Tensor& x_, const at::Tensor& start_, const at::Tensor& vals_) {
-  TORCH_CHECK(x_.dim() == 3, "x: expected (T, B, F)");
+  checks::delay_channels(x_, start_, vals_);
   c10::cuda::CUDAGuard guard(x_.device());
   auto x = x_.contiguous();
   auto start = start_.contiguous();
@@ -115,6 +116,7 @@ at::Tensor delay_channels_cuda(const at::Tensor& x_, const at::Tensor& start_, c
 
 std::tuple<at::Tensor, at::Tensor> delay_channels_backward_cuda(const at::Tensor& gy_, const at::Tensor& x_,
                                                                 const at::Tensor& start_, const at::Tensor& vals_) {
+  checks::delay_channels_backward(gy_, x_, start_, vals_);
   c10::cuda::CUDAGuard guard(x_.device());
   auto x = x_.contiguous();
   auto gy = gy_.to(x.scalar_type()).contiguous();
@@ -148,7 +150,7 @@ __global__ void synaptic_fwd_kernel(const scalar_t* x, const scalar_t* wgt, cons
   scalar_t acc = 0;
   for (int64_t i = 0; i < I; ++i) {
     const scalar_t* v = vals + (o * I + i) * W;
-    const int64_t s0 = start[o * I + i];
+    const int64_t s0 = safe_lag(start[o * I + i]);
     scalar_t a = 0;
     for (int64_t w = 0; w < W; ++w) {
       const int64_t lag = s0 + w;
@@ -170,7 +172,7 @@ __global__ void synaptic_bwd_x_kernel(const scalar_t* gy, const scalar_t* wgt, c
   scalar_t acc = 0;
   for (int64_t o = 0; o < O; ++o) {
     const scalar_t* v = vals + (o * I + i) * W;
-    const int64_t s0 = start[o * I + i];
+    const int64_t s0 = safe_lag(start[o * I + i]);
     scalar_t a = 0;
     for (int64_t w = 0; w < W; ++w) {
       const int64_t lag = s0 + w;
@@ -189,7 +191,7 @@ __global__ void synaptic_bwd_wv_kernel(const scalar_t* gy, const scalar_t* x, co
                                        int64_t T, int64_t B, int64_t I, int64_t O, int64_t W) {
   const int64_t oi = blockIdx.x;
   const int64_t o = oi / I, i = oi % I;
-  const int64_t s0 = start[oi];
+  const int64_t s0 = safe_lag(start[oi]);
   scalar_t accw = 0;
   for (int64_t w = 0; w < W; ++w) {
     const int64_t lag = s0 + w;
@@ -213,6 +215,7 @@ __global__ void synaptic_bwd_wv_kernel(const scalar_t* gy, const scalar_t* x, co
 
 at::Tensor synaptic_delay_cuda(const at::Tensor& x_, const at::Tensor& weight_, const at::Tensor& start_,
                                const at::Tensor& vals_) {
+  checks::synaptic_delay(x_, weight_, start_, vals_);
   c10::cuda::CUDAGuard guard(x_.device());
   auto x = x_.contiguous();
   auto wgt = weight_.to(x.scalar_type()).contiguous();
@@ -234,6 +237,7 @@ at::Tensor synaptic_delay_cuda(const at::Tensor& x_, const at::Tensor& weight_, 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cuda(
     const at::Tensor& gy_, const at::Tensor& x_, const at::Tensor& weight_, const at::Tensor& start_,
     const at::Tensor& vals_) {
+  checks::synaptic_delay_backward(gy_, x_, weight_, start_, vals_);
   c10::cuda::CUDAGuard guard(x_.device());
   auto x = x_.contiguous();
   auto gy = gy_.to(x.scalar_type()).contiguous();
@@ -269,7 +273,7 @@ __global__ void rec_gather_axonal_kernel(const uint8_t* bits, const int64_t* sta
   scalar_t acc = 0;
   for (int64_t w = 0; w < W; ++w) {
     const scalar_t v = vals[j * W + w];
-    const int64_t lag = start[j] + w;
+    const int64_t lag = safe_lag(start[j]) + w;
     if (v == scalar_t(0) || lag < 1 || lag > t) continue;
     if (bits[((t - lag) * B + b) * N + j]) acc += v;
   }
@@ -287,7 +291,7 @@ __global__ void rec_current_synaptic_kernel(const uint8_t* bits, const scalar_t*
   scalar_t acc = bias ? bias[i] : scalar_t(0);
   for (int64_t j = 0; j < N; ++j) {
     const scalar_t* v = vals + (i * N + j) * W;
-    const int64_t s0 = start[i * N + j];
+    const int64_t s0 = safe_lag(start[i * N + j]);
     scalar_t a = 0;
     for (int64_t w = 0; w < W; ++w) {
       const int64_t lag = s0 + w;
@@ -323,6 +327,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cuda(
     const at::Tensor& x_, const at::Tensor& weight_, const c10::optional<at::Tensor>& bias_,
     const at::Tensor& start_, const at::Tensor& vals_, const at::Tensor& beta_, const at::Tensor& threshold_,
     int64_t reset, int64_t surrogate, double sparam, bool synaptic) {
+  checks::recurrent_lif(x_, weight_, bias_, start_, vals_, beta_, threshold_, reset, surrogate, sparam, synaptic);
   (void)surrogate;
   (void)sparam;
   c10::cuda::CUDAGuard guard(x_.device());
@@ -384,14 +389,14 @@ __global__ void rec_adjoint_kernel(const scalar_t* gspk, const scalar_t* gmem, c
   if (!synaptic) {
     for (int64_t w = 0; w < W; ++w) {
       const scalar_t v = vals[j * W + w];
-      const int64_t lag = start[j] + w;
+      const int64_t lag = safe_lag(start[j]) + w;
       if (v == scalar_t(0) || lag < 1 || t + lag >= T) continue;
       gs += v * gdel[((t + lag) * B + b) * N + j];
     }
   } else {
     for (int64_t i = 0; i < N; ++i) {
       const scalar_t* v = vals + (i * N + j) * W;
-      const int64_t s0 = start[i * N + j];
+      const int64_t s0 = safe_lag(start[i * N + j]);
       scalar_t a = 0;
       for (int64_t w = 0; w < W; ++w) {
         const int64_t lag = s0 + w;
@@ -421,7 +426,7 @@ __global__ void rec_axonal_vals_kernel(const scalar_t* gdel, const uint8_t* bits
                                        scalar_t* gv, int64_t T, int64_t B, int64_t N, int64_t W) {
   const int64_t jw = blockIdx.x;
   const int64_t j = jw / W, w = jw % W;
-  const int64_t lag = start[j] + w;
+  const int64_t lag = safe_lag(start[j]) + w;
   scalar_t acc = 0;
   if (lag >= 1) {
     for (int64_t tb = threadIdx.x; tb < T * B; tb += blockDim.x) {
@@ -441,7 +446,7 @@ __global__ void rec_synaptic_wv_kernel(const scalar_t* gb, const uint8_t* bits, 
                                        int64_t T, int64_t B, int64_t N, int64_t W) {
   const int64_t ij = blockIdx.x;
   const int64_t i = ij / N, j = ij % N;
-  const int64_t s0 = start[ij];
+  const int64_t s0 = safe_lag(start[ij]);
   scalar_t accw = 0;
   for (int64_t w = 0; w < W; ++w) {
     const int64_t lag = s0 + w;
@@ -467,6 +472,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
     const at::Tensor& grad_spk_, const at::Tensor& grad_mem_, const at::Tensor& weight_, const at::Tensor& start_,
     const at::Tensor& vals_, const at::Tensor& beta_, const at::Tensor& threshold_, const at::Tensor& mem_,
     const at::Tensor& bits_, int64_t reset, int64_t surrogate, double sparam, bool synaptic) {
+  checks::recurrent_lif_backward(grad_spk_, grad_mem_, weight_, start_, vals_, beta_, threshold_, mem_, bits_,
+                                 reset, surrogate, sparam, synaptic);
   c10::cuda::CUDAGuard guard(mem_.device());
   auto mem = mem_.contiguous();
   const auto dt = mem.scalar_type();

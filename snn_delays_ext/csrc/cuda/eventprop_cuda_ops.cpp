@@ -46,9 +46,10 @@ scalar_t* mptr(at::Tensor& t) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop_lif_forward_cuda(
     const at::Tensor& x_, const at::Tensor& weight, const at::Tensor& delays,
     const c10::optional<at::Tensor>& rec_weight, const c10::optional<at::Tensor>& rec_delays, int64_t max_delay,
-    double alpha, double beta, double threshold, double syn_scale, double /*min_denominator*/,
-    double /*reg_strength*/, double /*reg_target*/, int64_t max_spikes, bool record_mem) {
-  check_forward_args(x_, weight, delays, rec_weight, rec_delays, max_delay);
+    double alpha, double beta, double threshold, double syn_scale, double min_denominator,
+    double reg_strength, double reg_target, int64_t max_spikes, bool record_mem) {
+  check_forward_args(x_, weight, delays, rec_weight, rec_delays, max_delay, alpha, beta, threshold, syn_scale,
+                     min_denominator, reg_strength, reg_target, max_spikes);
   TORCH_CHECK(x_.is_cuda(), "x: expected a CUDA tensor, got one on ", x_.device());
   const c10::cuda::CUDAGuard guard(x_.device());
   const auto x = x_.contiguous();
@@ -69,6 +70,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
   auto mem = record_mem ? at::empty({T, B, N}, opts) : at::empty({0}, opts);
   const auto idt = index_dtype(T, B, N, F);
   auto x_idx = at::nonzero(x.reshape({-1})).reshape({-1}).to(idt);
+  eventprop::check_binary(x, x_idx);
   if (T * B * N == 0) {
     return {spk, mem, x_idx, at::empty({0}, opts.dtype(idt)), at::empty({0}, opts)};
   }
@@ -119,7 +121,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
     const c10::optional<at::Tensor>& rec_weight, const c10::optional<at::Tensor>& d_rec, int64_t T, int64_t B,
     int64_t max_delay, double alpha, double beta, double threshold, double syn_scale, double min_denominator,
     double reg_strength, double reg_target) {
-  check_backward_args(grad_spk_, grad_mem_, x_idx, s_idx, s_rise_, weight, d_ff, rec_weight, d_rec, T, B, max_delay);
+  check_backward_args(grad_spk_, grad_mem_, x_idx, s_idx, s_rise_, weight, d_ff, rec_weight, d_rec, T, B, max_delay,
+                      alpha, beta, threshold, syn_scale, min_denominator, reg_strength, reg_target);
   TORCH_CHECK(weight.is_cuda(), "weight: expected a CUDA tensor, got one on ", weight.device());
   const c10::cuda::CUDAGuard guard(weight.device());
   const int64_t N = weight.size(0), F = weight.size(1), L = ring_len(max_delay);
