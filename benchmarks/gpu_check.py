@@ -18,7 +18,8 @@ Steps (each with its own time limit; a failed step does not stop the others):
    ``--data-dir`` has it (``DATA/braille``, ``DATA/shd``, ``DATA/ssc``, ``DATA/mnist``), else of
    small files generated in the datasets' own formats (timing only: their accuracy means nothing).
 4. ``torchrun``: the default preset under ``torchrun --nproc_per_node=1`` (DDP over NCCL).
-5. ``benchmarks``: ``python -m benchmarks.run --suite gpu --quick``.
+5. ``benchmarks``: ``python -m benchmarks.run --suite gpu --quick``, then
+   ``python -m benchmarks.step_mode --device cuda`` (step mode, ring vs history buffer).
 
 It prints one table (pass/fail and time per step, time per epoch per preset, the benchmark ratios)
 and writes it as JSON (``--out``, default ``benchmarks/results/gpu-check-<time>.json``). The exit
@@ -289,6 +290,22 @@ def step_benchmarks(env: Dict[str, str], work: Path, out_json: Path, timeout: fl
     return st
 
 
+def step_step_mode(env: Dict[str, str], work: Path, out_json: Path, timeout: float) -> Step:
+    """Step mode on the GPU: ring buffer vs history buffer at max_delay 10 and 2000."""
+    st = Step("benchmarks.step_mode --device cuda")
+    t0 = time.time()
+    res = _run([sys.executable, "-m", "benchmarks.step_mode", "--device", "cuda", "--delays", "10", "2000",
+                "--steps", "100", "--repeats", "2", "--json", str(out_json)], env, timeout, work / "step_mode.log")
+    st.seconds = time.time() - t0
+    if res.returncode == 0 and out_json.is_file():
+        rows = json.loads(out_json.read_text())["rows"]
+        st.status, st.detail = "PASS", f"{len(rows)} rows"
+        st.data = {"step_mode": rows}
+    else:
+        st.status, st.detail = "FAIL", _tail(res)
+    return st
+
+
 def benchmark_ratios(report: Dict[str, Any]) -> List[Dict[str, Any]]:
     """Per group: ours' time and peak, and every other implementation's time and peak / ours'
     (``time_vs_ours``, ``peak_vs_ours`` of :mod:`benchmarks.run`)."""
@@ -318,12 +335,18 @@ def print_summary(steps: List[Step], total_s: float) -> None:
         print(f"{s.name:<48} {s.status:<6} {s.seconds:>6.0f}s  {first}")
     print("-" * 100)
     print(f"{'total':<48} {'PASS' if all(s.status == 'PASS' for s in steps) else 'FAIL':<6} {total_s:>6.0f}s")
-    bench = next((s for s in steps if s.name.startswith("benchmarks") and s.data), None)
+    bench = next((s for s in steps if s.data and "ratios" in s.data), None)
     if bench:
         print("\nbenchmark ratios (fwd+bwd time of each implementation / ours; > 1: ours faster):")
         for row in bench.data["ratios"]:
             others = "  ".join(f"{k} {v}x" for k, v in row["time_vs_ours"].items())
             print(f"  {row['group']:<18} ours {row['ours_ms']:8.1f} ms {row['ours_peak_MB']:8.0f} MB  {others}")
+    steps_mode = next((s for s in steps if s.data and "step_mode" in s.data), None)
+    if steps_mode:
+        print("\nstep mode, 100 steps (history buffer / ring; > 1: the ring is faster):")
+        for row in steps_mode.data["step_mode"]:
+            print(f"  {row['case']:<34} D {row['max_delay']:5d} {row['mode']}  buffer {row['buffer_ms']:8.1f} ms  "
+                  f"ring {row['ring_ms']:8.1f} ms  {row['ratio']:.2f}")
     for s in steps:
         if s.status == "FAIL" and "\n" in s.detail:
             print(f"\n--- {s.name} (failed) ---\n{s.detail}")
@@ -386,6 +409,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         report(step_torchrun(env, work, 120))
     if "benchmarks" not in skip:
         report(step_benchmarks(env, work, out.parent / f"gpu-quick-{stamp}.json", 420, 90))
+        report(step_step_mode(env, work, out.parent / f"gpu-step-mode-{stamp}.json", 180))
     total = time.time() - t0
     print_summary(steps, total)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,13 +9,18 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ._checks import check_max_delay, check_choice, check_finite, check_int, check_nonneg_float, check_tensor
+from ._checks import (check_max_delay, check_choice, check_finite, check_int, check_nonneg_float, check_tensor,
+                      has_data)
 from ._delay_layer import DelayInit, DelayLayerMixin, init_delays
+from .functional.delay_line import DelayLine, line_pays
 from .functional.delayed_linear import (
     DELAY_TYPES_FF,
-    run_delayed_linear,
-    delayed_linear_step,
     delay_shape,
+    delayed_linear_line_step,
+    delayed_linear_step,
+    fit_history,
+    history_length,
+    run_delayed_linear,
 )
 from .dispatch import Choice, delayed_linear_backend
 from .functional.interpolation import INTERPOLATIONS
@@ -145,6 +150,7 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
         self.delays = nn.Parameter(d, requires_grad=bool(learn_delays))
         self._reset_weights()
         self.register_buffer("_past", torch.zeros(0, **factory), persistent=False)
+        self._line: Optional[DelayLine] = None  # step mode with a long history: a ring buffer
         DelayedLinear._instances.add(self)
 
     def reset_parameters(self) -> None:
@@ -171,6 +177,7 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
     def reset_state(self) -> None:
         """Forget the past inputs of step mode (call before each new sample batch)."""
         self._past = self._past.new_zeros(0)
+        self._line = None
 
     def reset_mem(self) -> None:
         """Alias of :meth:`reset_state` (snnTorch's name)."""
@@ -179,6 +186,8 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
     def detach_state(self) -> None:
         """Detach the step buffer from the autograd graph (truncated BPTT)."""
         self._past = self._past.detach()
+        if self._line is not None:
+            self._line.cut()
 
     @classmethod
     def reset_hidden(cls) -> None:
@@ -217,6 +226,12 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
                 self._sigma, self.interpolation,
             )
             return y
+        line = self._step_line(input_)
+        if line is not None:
+            return delayed_linear_line_step(
+                input_, self.weight, self.bias, delays, self.max_delay, self.delay_type,
+                self._sigma, self.interpolation, line,
+            )
         past = None
         if self._past.numel() > 0:
             if self._past.shape[1] != input_.shape[0]:
@@ -232,6 +247,33 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
         )
         self._past = new_past
         return y
+
+    def _step_line(self, x: torch.Tensor) -> Optional[DelayLine]:
+        """The ring buffer of step mode, made at the first step after a reset when the history
+        is long enough for it to pay (:func:`~snn_delays_ext.functional.delay_line.line_pays`);
+        ``None``: the history-buffer step. Under ``torch.compile`` and ``torch.func`` transforms
+        the history buffer always runs (the ring's state lives outside the graph)."""
+        K = history_length(self.max_delay, self._sigma)
+        line = self._line
+        if line is not None:
+            if line.batch != x.shape[0]:
+                raise ValueError(
+                    f"input_: batch size {x.shape[0]} differs from the stored step state's batch size "
+                    f"{line.batch}; call reset_state() (or snn_delays_ext.reset(net)) before a new batch")
+            if line.K == K and line.values.dtype == x.dtype and line.values.device == x.device:
+                return line
+            # sigma (so the history length) changed mid-sequence: continue on the history buffer
+            self._past, self._line = line.history(), None
+            return None
+        if self._past.numel() > 0 or not (has_data(x) or x.device.type == "meta"):
+            return None
+        W = 2 * math.ceil(1.0 + self._sigma) + (self.interpolation == "round")
+        outputs = self.out_features if self.delay_type == "synaptic" else 0
+        if not line_pays(K, W, connection_outputs=outputs):
+            return None
+        row = x if self.delay_type != "dendritic" else x.new_empty((x.shape[0], self.out_features))
+        self._line = DelayLine(K, row)
+        return self._line
 
     def backend(self, input_: torch.Tensor) -> Choice:
         """What a call with ``input_`` runs, and why (:mod:`snn_delays_ext.dispatch`): a

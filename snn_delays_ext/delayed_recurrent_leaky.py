@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional, Tuple, Union
 
 import snntorch as snn
@@ -14,6 +15,7 @@ from ._checks import (check_max_delay,
 from ._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from .dispatch import Choice
 from .delayed_linear import autocast_input
+from .functional.delay_line import DelayLine, line_pays
 from .functional.delayed_linear import fit_history
 from .functional.interpolation import INTERPOLATIONS
 from .functional.recurrent_leaky import (
@@ -24,6 +26,7 @@ from .functional.recurrent_leaky import (
     recurrent_delay_shape,
     recurrent_history_length,
     recurrent_leaky_choice,
+    run_recurrent_leaky_line_step,
     run_recurrent_leaky_sequence,
     run_recurrent_leaky_step,
 )
@@ -255,6 +258,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
                             delay_std, None, None)
             self.delays = nn.Parameter(d, requires_grad=bool(learn_delays))
             self.register_buffer("_past", torch.zeros(0), persistent=False)
+            self._line: Optional[DelayLine] = None  # step mode, long histories: a ring buffer
             self._fresh = True
             self._graded()  # remember whether spikes are 1 (read by torch.compile'd calls)
         except BaseException:
@@ -274,6 +278,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         self.spk = self.spk.new_zeros(0)
         self.mem = self.mem.new_zeros(0)
         self._past = self._past.new_zeros(0)
+        self._line = None
         self._fresh = True
         return self.spk, self.mem
 
@@ -282,6 +287,8 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         self.spk = self.spk.detach()
         self.mem = self.mem.detach()
         self._past = self._past.detach()
+        if getattr(self, "_line", None) is not None:
+            self._line.cut()
 
     def _graded(self) -> Union[float, torch.Tensor]:
         """snnTorch's ``graded_spikes_factor`` (the float 1.0 when it is a fixed 1)."""
@@ -394,6 +401,16 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
                 self.delay_type, self._sigma, self.interpolation,
             )
             return self._returns(spk_seq, mem_seq)
+        line = self._step_line(input_, spk, mem)
+        if line is not None:
+            cur_mem = self._step_mem(input_, mem)
+            new_spk, new_mem = run_recurrent_leaky_line_step(
+                input_, cur_mem, line, weight, bias, self.delays, params, self.max_delay,
+                self.delay_type, self._sigma, self.interpolation,
+            )
+            self.spk, self.mem = new_spk, new_mem
+            self._fresh = False
+            return self._returns(new_spk, new_mem)
         state = self._step_state(input_, spk, mem)
         new_spk, new_state = run_recurrent_leaky_step(
             input_, state, weight, bias, self.delays, params, self.max_delay,
@@ -425,6 +442,61 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         if self.init_hidden:
             return spk
         return spk, mem
+
+    def _step_line(
+        self, x: torch.Tensor, spk: Optional[torch.Tensor], mem: Optional[torch.Tensor]
+    ) -> Optional[DelayLine]:
+        """The ring buffer of step mode (``None``: the history-buffer step), made at the first
+        step after a reset when the history is long enough for it to pay
+        (:func:`~snn_delays_ext.functional.delay_line.line_pays`). The spikes a caller hands
+        back must be the ones this layer returned (or a detached view of them: truncated
+        BPTT, which cuts the ring's graph); other spikes, a changed history length, and
+        ``torch.compile`` / ``torch.func`` move the layer to the history buffer."""
+        spk = spk if isinstance(spk, torch.Tensor) and spk.numel() > 0 else None
+        line = self._line
+        K = recurrent_history_length(self.max_delay, self._sigma)
+        if line is None:
+            fresh = self._fresh or self._past.numel() == 0
+            if not fresh or spk is not None or not (has_data(x) or x.device.type == "meta"):
+                return None
+            W = 2 * math.ceil(1.0 + self._sigma) + (self.interpolation == "round")
+            n = self.linear_features
+            if not line_pays(K, W, recurrent=True, connection_outputs=n if self.delay_type == "synaptic" else 0):
+                return None
+            self._line = DelayLine(K, x)
+            return self._line
+        if line.batch != x.shape[0]:
+            raise ValueError(
+                f"input_: batch size {x.shape[0]} differs from the stored state's batch size "
+                f"{line.batch}; call reset_mem() or snntorch.utils.reset(net) before a new batch")
+        last = spk if spk is not None else (self.spk if self.init_hidden else None)
+        if spk is not None:
+            check_tensor("spk", spk, ranks=(2,), dtype=x.dtype, device=x.device)
+        mine = line.recent[-1] if line.recent else None
+        same = last is None or last is mine or (
+            mine is not None and last.shape == mine.shape and last.data_ptr() == mine.data_ptr()
+            and last.stride() == mine.stride() and not last.requires_grad)
+        if not same or line.K != K or line.values.dtype != x.dtype or line.values.device != x.device:
+            self._past, self._line = line.history(), None  # continue on the history buffer
+            return None
+        if last is not None and line.graph and not last.requires_grad:
+            line.cut()  # snnTorch-style truncated BPTT: the caller detached the spikes
+        return line
+
+    def _step_history(self) -> torch.Tensor:
+        """The last ``K`` spike vectors of step mode, oldest first (empty before the first
+        step), whichever buffer holds them."""
+        return self._line.history() if self._line is not None else self._past
+
+    def _step_mem(self, x: torch.Tensor, mem: Optional[torch.Tensor]) -> torch.Tensor:
+        """The membrane a ring step starts from: the given one, else the stored one."""
+        if isinstance(mem, torch.Tensor) and mem.numel() > 0:
+            check_tensor("mem", mem, ranks=(2,), dtype=x.dtype, device=x.device)
+            if tuple(mem.shape) != tuple(x.shape):
+                raise ValueError(f"mem: expected shape {tuple(x.shape)} (the input's), got {tuple(mem.shape)}")
+            check_finite("mem", mem)
+            return mem
+        return self.mem if not self._fresh and self.mem.shape == x.shape else x.new_zeros(x.shape)
 
     def _step_state(
         self, x: torch.Tensor, spk: Optional[torch.Tensor], mem: Optional[torch.Tensor]

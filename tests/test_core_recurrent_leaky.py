@@ -153,10 +153,10 @@ def test_snntorch_utils_reset_clears_membrane_spikes_and_delay_buffer():
         return torch.stack([net(x[t]) for t in range(20)])
 
     first = run()
-    assert lif._past.abs().sum() > 0 and lif.mem.abs().sum() > 0
+    assert lif._step_history().abs().sum() > 0 and lif.mem.abs().sum() > 0
     assert not torch.equal(run(), first)  # without a reset, the state carries over
     snntorch.utils.reset(net)
-    assert lif.mem.abs().sum() == 0 and lif.spk.abs().sum() == 0 and lif._past.abs().sum() == 0
+    assert lif.mem.abs().sum() == 0 and lif.spk.abs().sum() == 0 and lif._step_history().abs().sum() == 0
     assert torch.equal(run(), first)
     # our reset finds nested layers at any depth
     outer = nn.Sequential(nn.Sequential(net))

@@ -155,7 +155,7 @@ def test_without_detaching_the_graph_carries_over():
     x = torch.rand(12, 2, N) * 2
     for t in range(12):
         spk, mem = lif(x[t], spk, mem)
-    assert lif._past.requires_grad and spk.requires_grad
+    assert lif._step_history().requires_grad and spk.requires_grad
 
 
 @pytest.mark.parametrize("name", ["spk", "mem"])

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from .._checks import check_choice, check_finite, check_operand
 from ..dispatch import delayed_linear_backend
+from .delay_line import DelayLine
 from .interpolation import (
     INTERPOLATIONS,
     _check_delays_tensor,
@@ -442,3 +443,31 @@ def delayed_linear_step(
     if delay_type == "axonal":
         return F.linear(delayed, weight, bias), new_past
     return (delayed + bias if bias is not None else delayed), new_past
+
+
+def delayed_linear_line_step(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    delays: torch.Tensor,
+    max_delay: int,
+    delay_type: str,
+    sigma: float,
+    interpolation: str,
+    line: DelayLine,
+) -> torch.Tensor:
+    """:func:`delayed_linear_step` on a :class:`~snn_delays_ext.functional.delay_line.DelayLine`
+    that holds the past of the delayed side: the step pushes its row and reads the band of every
+    delay, in ``O(B F W)`` (axonal, dendritic) or ``O(B out in W)`` (synaptic) whatever
+    ``max_delay`` is. Same numbers and gradients as the history-buffer step. Arguments are not
+    checked; returns ``y (B, out)``."""
+    start, vals = banded_taps(delays, max_delay, sigma, 0, interpolation)
+    vals = vals.to(x.dtype)
+    line.push(F.linear(x, weight) if delay_type == "dendritic" else x)
+    if delay_type == "synaptic":
+        y = line.read_connections(start, weight.unsqueeze(-1) * vals, 0)
+        return y + bias if bias is not None else y
+    delayed = line.read_channels(start, vals, 0)
+    if delay_type == "axonal":
+        return F.linear(delayed, weight, bias)
+    return delayed + bias if bias is not None else delayed

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from .._checks import check_choice, check_finite, check_operand
 from ..dispatch import Choice, recurrent_leaky_backend
 from ..surrogate import surrogate_spec_constant
+from .delay_line import DelayLine
 from .delayed_linear import history_rows, SynapticStep
 from .interpolation import INTERPOLATIONS, _check_delays_tensor, _check_range, banded_taps, delay_taps, tap_range, \
     tap_range_unchecked
@@ -43,6 +44,7 @@ __all__ = [
     "recurrent_leaky_choice",
     "recurrent_leaky_step",
     "recurrent_leaky_sequence",
+    "run_recurrent_leaky_line_step",
     "run_recurrent_leaky_sequence",
     "run_recurrent_leaky_step",
 ]
@@ -470,6 +472,38 @@ def run_recurrent_leaky_step(
     spk, mem = _membrane_update(x, r, state.mem, params)
     past = torch.cat([state.past[1:], spk.unsqueeze(0)], 0)
     return spk, RecurrentLeakyState(mem, past)
+
+
+def run_recurrent_leaky_line_step(
+    x: torch.Tensor,
+    mem: torch.Tensor,
+    line: DelayLine,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    delays: torch.Tensor,
+    params: RecurrentLeakyParameters,
+    max_delay: int,
+    delay_type: str,
+    sigma: float,
+    interpolation: str,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`recurrent_leaky_step` with the spike history in a
+    :class:`~snn_delays_ext.functional.delay_line.DelayLine`: the recurrent current reads the
+    band of every delay (lags >= 1) from the ring, then the step's spikes are pushed, so a step
+    costs ``O(B N W)`` plus the weight product (axonal) or ``O(B N^2 W)`` (synaptic) whatever
+    ``max_delay`` is. Same numbers and gradients as the history-buffer step. Arguments are not
+    checked; returns ``(spk, mem)``."""
+    start, vals = banded_taps(delays, max_delay, sigma, 1, interpolation)
+    vals = vals.to(x.dtype)
+    if delay_type == "axonal":
+        r = F.linear(line.read_channels(start, vals, 1), weight)
+    else:
+        r = line.read_connections(start, weight.unsqueeze(-1) * vals, 1)
+    if bias is not None:
+        r = r + bias
+    spk, new_mem = _membrane_update(x, r, mem, params)
+    line.push(spk)
+    return spk, new_mem
 
 
 def recurrent_leaky_sequence(
