@@ -5,8 +5,11 @@
 * The CUDA extension ``snn_delays_ext._C_cuda`` (``CUDAExtension``) is built when torch has CUDA
   and ``nvcc`` is found. ``SNN_DELAYS_CUDA=1`` forces it (fails loudly if impossible),
   ``SNN_DELAYS_CUDA=0`` skips it.
-* If no extension can be compiled the package still installs (pure Python) and the layers run
-  the plain-PyTorch reference path (with one warning).
+* Without torch (pip's default isolated build: ``pyproject.toml`` does not list torch, so that
+  pip never downloads a second one) or without a working compiler, the package installs as pure
+  Python with the kernel sources, and the first import compiles them for the torch that runs
+  (``snn_delays_ext/_jit.py``); where that fails too, the layers run the plain-PyTorch
+  reference path (with one warning).
 
 Build in place for development with ``python setup.py build_ext --inplace`` or install with
 ``pip install --no-build-isolation -e .`` (torch must already be installed).
@@ -70,8 +73,9 @@ def _extensions():
     try:
         import torch
         from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
-    except Exception as exc:  # torch missing at build time: pure-Python install
-        print(f"snn_delays_ext: torch not importable ({exc}); installing without compiled ops", file=sys.stderr)
+    except Exception as exc:  # torch missing at build time (isolated build): compile on first import
+        print(f"snn_delays_ext: torch not importable here ({exc}); the kernels will compile on first import "
+              "for the installed torch (pip install --no-build-isolation . compiles them now)", file=sys.stderr)
         return [], {}
     exts = []
     cxx = ["-O3"]

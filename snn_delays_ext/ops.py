@@ -56,26 +56,43 @@ __all__ = [
 
 LOAD_ERROR: Optional[str] = None
 _DEVICES: Set[str] = set()
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+
+
 try:
-    from . import _C  # noqa: F401  (registers the schemas and the CPU kernels)
+    from . import _C  # noqa: F401  (built at install: registers the schemas and the CPU kernels)
 
     _DEVICES.add("cpu")
-except ImportError as exc:  # pragma: no cover - depends on the build
-    import importlib.util
+except Exception as exc:  # not built at install (or for another torch): compile for this one
+    built = "was not built" if isinstance(exc, ImportError) and "_C" in str(exc) else f"failed ({_describe(exc)})"
+    try:
+        from . import _jit
 
-    if importlib.util.find_spec(__name__.rsplit(".", 1)[0] + "._C") is None:
-        LOAD_ERROR = "the extension snn_delays_ext._C was not built"
-    else:
-        LOAD_ERROR = f"{type(exc).__name__}: {exc}"
-except Exception as exc:  # pragma: no cover - e.g. built against another torch version
-    LOAD_ERROR = f"{type(exc).__name__}: {exc}"
+        _jit.load("cpu")
+        _DEVICES.add("cpu")
+    except Exception as jit_exc:  # pragma: no cover - depends on the machine
+        LOAD_ERROR = f"the extension snn_delays_ext._C {built}, and compiling it now failed: {_describe(jit_exc)}"
 if _DEVICES:
     try:
         from . import _C_cuda  # noqa: F401  (registers the CUDA kernels)
 
         _DEVICES.add("cuda")
-    except Exception:  # no CUDA build: fine
-        pass
+    except Exception:  # no CUDA build: compile where there is a GPU and nvcc, else CPU only
+        if torch.cuda.is_available():
+            try:
+                from . import _jit
+
+                _jit.load("cuda")
+                _DEVICES.add("cuda")
+            except Exception as jit_exc:  # pragma: no cover - depends on the machine
+                import warnings as _warnings
+
+                _warnings.warn(f"snn_delays_ext: the CUDA kernels are not built and could not be compiled "
+                               f"({_describe(jit_exc)}); CUDA tensors run the plain-PyTorch reference",
+                               RuntimeWarning, stacklevel=2)
 
 #: Whether the compiled ops are loaded (for at least the CPU).
 AVAILABLE: bool = bool(_DEVICES)
@@ -116,8 +133,9 @@ def warn_reference_once() -> None:
     _warned = True
     warnings.warn(
         "snn_delays_ext: the compiled delay kernels could not be loaded "
-        f"({LOAD_ERROR}); using the plain-PyTorch reference path (slower). Reinstall with a "
-        "C++ compiler and torch present (pip install --no-build-isolation .) to build them.",
+        f"({LOAD_ERROR}); using the plain-PyTorch reference path (slower). They compile on first "
+        "import with a C++ compiler and ninja, or at install with torch present (pip install "
+        "--no-build-isolation .).",
         RuntimeWarning,
         stacklevel=user_stacklevel(),
     )
