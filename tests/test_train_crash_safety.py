@@ -110,3 +110,45 @@ def test_resume_refuses_changed_settings_and_takes_run_options(full_run, tmp_pat
     assert main(["train", "--resume", str(cut), "--set", "optim.lr=0.5"]) == 2
     assert main(["train", "--resume", str(cut), "--no-progress", "--device", "cpu"]) == 0
     assert _epochs(cut) == [1, 2, 3]
+
+
+_KILLED_RUN = """
+import sys
+sys.path.insert(0, {tests!r})
+from _train_helpers import QUICK
+from snn_delays_ext.train import make_config, train
+train(make_config(overrides={{**QUICK, "epochs": 3}}), run_dir={run!r}, verbose=False)
+"""
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.01, 0.05, 0.2])
+def test_a_run_killed_for_real_resumes_to_the_same_weights(full_run, tmp_path, delay):
+    # SIGKILL at some point after the first epoch's row (in training, in evaluation or in the
+    # middle of writing the checkpoint): resuming gives the uninterrupted run's weights
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    cfg, full = full_run
+    run = tmp_path / "killed"
+    tests = str(Path(__file__).resolve().parent)
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_RUN.format(tests=tests, run=str(run))])
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if (run / "metrics.csv").is_file() and len(_epochs(run)) >= 1:
+                break
+            time.sleep(0.01)
+        time.sleep(delay)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    train(cfg, run_dir=run, resume=True, verbose=False)
+    assert _epochs(run) == [1, 2, 3]
+    _same(_weights(full / "checkpoint.pt"), _weights(run / "checkpoint.pt"))
