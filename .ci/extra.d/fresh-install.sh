@@ -5,11 +5,7 @@
 # snnTorch; the kernel parity and fuzz tests pass on that build.
 set -euo pipefail
 TORCH=$(python -c "import torch; print(torch.__version__.split('+')[0])")
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-tar --exclude=./.venv --exclude=./build --exclude='*.so' --exclude=./docs/_build -cf - . | tar -xf - -C "$work"
-cd "$work"
-deactivate 2>/dev/null || true
+. .ci/checkout-copy.sh
 python3 -m venv .venv-fresh
 . .venv-fresh/bin/activate
 pip install -q "torch==$TORCH"

@@ -5,11 +5,7 @@
 # EventProp-op and device tests there.
 set -euo pipefail
 LOW_TORCH=2.4.0
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-tar --exclude=./.venv --exclude=./build --exclude='*.so' --exclude=./docs/_build -cf - . | tar -xf - -C "$work"
-cd "$work"
-deactivate 2>/dev/null || true
+. .ci/checkout-copy.sh
 python3 -m venv .venv-low
 . .venv-low/bin/activate
 pip install -q "torch==$LOW_TORCH" setuptools wheel
