@@ -29,6 +29,16 @@ def shared_data() -> Path:
     return p
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """A test (or a benchmark's ``main`` it runs) that changes torch's thread count does not
+    change the numbers of the tests after it (BLAS sums depend on the thread count)."""
+    n = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -112,36 +112,49 @@ def test_resume_refuses_changed_settings_and_takes_run_options(full_run, tmp_pat
     assert _epochs(cut) == [1, 2, 3]
 
 
-_KILLED_RUN = """
+_RUN = """
 import sys
 sys.path.insert(0, {tests!r})
 from _train_helpers import QUICK
 from snn_delays_ext.train import make_config, train
-train(make_config(overrides={{**QUICK, "epochs": 3}}), run_dir={run!r}, verbose=False)
+train(make_config(overrides={{**QUICK, "epochs": 3}}), run_dir={run!r}, resume={resume!r}, verbose=False)
 """
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.01, 0.05, 0.2])
-def test_a_run_killed_for_real_resumes_to_the_same_weights(full_run, tmp_path, delay):
-    # SIGKILL at some point after the first epoch's row (in training, in evaluation or in the
-    # middle of writing the checkpoint): resuming gives the uninterrupted run's weights
-    import os
-    import signal
+def _train_process(run, resume=False):
+    """Run QUICK in a fresh process (each phase of the scenario in the same conditions)."""
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
-    cfg, full = full_run
+    code = _RUN.format(tests=str(Path(__file__).resolve().parent), run=str(run), resume=resume)
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+@pytest.fixture(scope="module")
+def full_process_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("full-process")
+    assert _train_process(root).wait(timeout=300) == 0
+    return root
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.01, 0.05, 0.2])
+def test_a_run_killed_for_real_resumes_to_the_same_weights(full_process_run, tmp_path, delay):
+    # SIGKILL at some point after the first epoch's row (before the first checkpoint, in
+    # training, in evaluation or in the middle of writing a checkpoint); resuming, in a fresh
+    # process as a user would, gives the uninterrupted run's weights
+    import os
+    import signal
+    import time
+
     run = tmp_path / "killed"
-    tests = str(Path(__file__).resolve().parent)
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED_RUN.format(tests=tests, run=str(run))])
+    proc = _train_process(run)
     try:
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:
             if (run / "metrics.csv").is_file() and len(_epochs(run)) >= 1:
                 break
-            time.sleep(0.01)
+            time.sleep(0.002)
         time.sleep(delay)
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
@@ -149,6 +162,21 @@ def test_a_run_killed_for_real_resumes_to_the_same_weights(full_run, tmp_path, d
     finally:
         if proc.poll() is None:
             proc.kill()
-    train(cfg, run_dir=run, resume=True, verbose=False)
+    assert _train_process(run, resume=True).wait(timeout=300) == 0
     assert _epochs(run) == [1, 2, 3]
-    _same(_weights(full / "checkpoint.pt"), _weights(run / "checkpoint.pt"))
+    _same(_weights(full_process_run / "checkpoint.pt"), _weights(run / "checkpoint.pt"))
+
+
+def test_resume_before_the_first_checkpoint_starts_again(full_run, tmp_path):
+    # killed in the first epoch: the folder has the run's config but no checkpoint yet
+    cfg, full = full_run
+    cut = tmp_path / "cut"
+    _killed_after(cfg, cut, 1)
+    (cut / "checkpoint.pt").unlink()
+    (cut / "checkpoint.prev.pt").unlink(missing_ok=True)
+    with pytest.warns(UserWarning, match="no checkpoint yet .*starting it again from epoch 1"):
+        train(cfg, run_dir=cut, resume=True, verbose=False)
+    assert _epochs(cut) == [1, 2, 3]
+    _same(_weights(full / "checkpoint.pt"), _weights(cut / "checkpoint.pt"))
+    with pytest.raises(FileNotFoundError, match="no 'checkpoint.pt' in"):
+        train(cfg, run_dir=tmp_path / "never-started", resume=True, verbose=False)

@@ -137,12 +137,18 @@ def _train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
+    finished = False
     try:
         train(cfg, run_dir=run_dir, resume=args.resume is not None)
+        finished = True
     finally:
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():  # started by the engine under torchrun
+            if finished:
+                # every process leaves together: a process that tears its gloo connections down
+                # while another still finishes its run aborts that one ("terminate called")
+                dist.barrier()
             dist.destroy_process_group()
     return 0
 

@@ -279,6 +279,7 @@ class _Run:
     test_ds: Dataset
     n_in: int
     n_classes: int
+    resume: bool  # a checkpoint is there to resume from
 
     @property
     def is_main(self) -> bool:
@@ -299,7 +300,12 @@ def _setup(cfg: TrainConfig, run_dir: Optional[os.PathLike], resume: bool) -> _R
                          f"got {o.batch_size}")
     run_dir = Path(run_dir) if run_dir is not None else (Path(cfg.run.out) if cfg.run.out else default_run_dir(cfg))
     if resume and not any((run_dir / name).is_file() for name in (CHECKPOINT, PREVIOUS_CHECKPOINT)):
-        raise FileNotFoundError(f"resume: no '{CHECKPOINT}' in '{run_dir}' to resume from")
+        if not (run_dir / "config.json").is_file():
+            raise FileNotFoundError(f"resume: no '{CHECKPOINT}' in '{run_dir}' to resume from")
+        # the run stopped before its first checkpoint: nothing is lost by starting it again
+        warnings.warn(f"resume: '{run_dir}' has no checkpoint yet (the run stopped in its first epoch); "
+                      "starting it again from epoch 1", UserWarning, stacklevel=3)
+        resume = False
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
@@ -335,7 +341,7 @@ def _setup(cfg: TrainConfig, run_dir: Optional[os.PathLike], resume: bool) -> _R
     loader = DataLoader(train_ds, batch_size=o.batch_size // world, sampler=sampler,
                         collate_fn=time_first_collate, num_workers=cfg.run.num_workers)
     return _Run(cfg, run_dir, rank, world, device, model, net, opt, lr_sched, sigma_sched, loader, sampler,
-                train_ds, val_ds, test_ds, n_in, n_classes)
+                train_ds, val_ds, test_ds, n_in, n_classes, resume)
 
 
 #: The model selected so far, before the first epoch
@@ -502,7 +508,7 @@ def _train_run(cfg: TrainConfig, run_dir: Optional[os.PathLike], resume: bool,
     run = _setup(cfg, run_dir, resume)
     ckpt = Checkpointer(run.run_dir / CHECKPOINT)
     start, history, best = 0, [], dict(_NO_BEST)
-    if resume:
+    if run.resume:
         start, history, best = ckpt.load(run)
         if verbose and run.is_main:
             print(f"resuming {run.run_dir} after epoch {start}")
