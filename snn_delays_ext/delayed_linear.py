@@ -262,8 +262,9 @@ class DelayedLinear(DelayLayerMixin, nn.Module):
                     f"{line.batch}; call reset_state() (or snn_delays_ext.reset(net)) before a new batch")
             if line.K == K and line.values.dtype == x.dtype and line.values.device == x.device:
                 return line
-            # sigma (so the history length) changed mid-sequence: continue on the history buffer
-            self._past, self._line = line.history(), None
+            # sigma (so the history length), the dtype or the device changed mid-sequence: continue
+            # on the history buffer
+            self._past, self._line = line.history().to(device=x.device, dtype=x.dtype), None
             return None
         if self._past.numel() > 0 or not (has_data(x) or x.device.type == "meta"):
             return None

@@ -477,7 +477,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
             mine is not None and last.shape == mine.shape and last.data_ptr() == mine.data_ptr()
             and last.stride() == mine.stride() and not last.requires_grad)
         if not same or line.K != K or line.values.dtype != x.dtype or line.values.device != x.device:
-            self._past, self._line = line.history(), None  # continue on the history buffer
+            self._past, self._line = line.history().to(device=x.device, dtype=x.dtype), None  # on the buffer
             return None
         if last is not None and line.graph and not last.requires_grad:
             line.cut()  # snnTorch-style truncated BPTT: the caller detached the spikes

@@ -199,3 +199,18 @@ def test_step_memory_does_not_grow_with_max_delay(make, force):
 
     small, large = saved(40, True), saved(4000, True)
     assert large <= 1.1 * small, (small, large)
+
+
+def test_a_dtype_change_mid_sequence_continues_on_the_history_buffer(force):
+    # the ring keeps its dtype; converting the layer mid-sequence hands the history over
+    force(True)
+    layer = DelayedLinear(3, 2, max_delay=5, delay_type="axonal")
+    x = torch.rand(8, 2, 3)
+    ys = [layer(x[t]) for t in range(4)]
+    layer.to(DT)
+    ys += [layer(x[t].to(DT)) for t in range(4, 8)]
+    assert layer._line is None and layer._past.dtype == DT
+    force(False)
+    layer.reset_state()
+    ref = [layer(x[t].to(DT)) for t in range(8)]
+    torch.testing.assert_close(torch.stack([y.to(DT) for y in ys]), torch.stack(ref), rtol=1e-6, atol=1e-6)
