@@ -140,7 +140,7 @@ def _recurrent_parameters(ref: torch.Tensor, ref_name: str, weight: torch.Tensor
 
 def recurrent_lif(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], start: torch.Tensor,
                   vals: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, reset: int, surrogate: int,
-                  sparam: float, synaptic: bool) -> None:
+                  sparam: float, synaptic: bool, reset_delay: bool = True, detach_reset: bool = False) -> None:
     """Checks of ``recurrent_lif(...)``."""
     op = "recurrent_lif"
     _sequence(x, op, "x")
@@ -152,8 +152,8 @@ def recurrent_lif(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
 
 def recurrent_lif_backward(grad_spk: torch.Tensor, grad_mem: torch.Tensor, weight: torch.Tensor,
                            start: torch.Tensor, vals: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor,
-                           mem: torch.Tensor, spk_bits: torch.Tensor, reset: int, surrogate: int, sparam: float,
-                           synaptic: bool) -> None:
+                           mem: torch.Tensor, spk_bits: torch.Tensor, pre_mem: torch.Tensor, reset: int,
+                           surrogate: int, sparam: float, synaptic: bool, reset_delay: bool = True) -> None:
     """Checks of ``recurrent_lif_backward(...)``."""
     op = "recurrent_lif_backward"
     _sequence(mem, op, "mem")
@@ -166,6 +166,9 @@ def recurrent_lif_backward(grad_spk: torch.Tensor, grad_mem: torch.Tensor, weigh
         raise TypeError(f"{op}: spk_bits: expected uint8, got {_dtype(spk_bits.dtype)}")
     _on_device_of(spk_bits, mem, op, "spk_bits", "mem")
     _check_shape(spk_bits, mem.shape, op, "spk_bits", "(that of mem)")
+    if not reset_delay:
+        _like(pre_mem, mem, op, "pre_mem", "mem")
+        _check_shape(pre_mem, mem.shape, op, "pre_mem", "(that of mem, with reset_delay=False)")
 
 
 # ---- EventProp ops (csrc/eventprop_common.h) -------------------------------------------------

@@ -20,7 +20,7 @@ A compiled kernel runs when all of these hold, else the reference does:
   (``benchmarks/synaptic_kernel.py``);
 - :func:`recurrent_leaky_backend`: the sequence starts from a zero state, the neuron is
   snnTorch's plain one (``graded_spikes_factor`` 1, no ``inhibition`` or ``state_quant``),
-  ``reset_delay=True``, a surrogate the kernels know
+  a surrogate the kernels know
   (:func:`snn_delays_ext.surrogate.surrogate_spec`), and ``beta``/``threshold`` scalars or one
   per neuron;
 - :func:`eventprop_backend`: the EventProp kernels are built for the device.
@@ -116,7 +116,7 @@ def delayed_linear_backend(x: torch.Tensor, delay_type: str, max_delay: int, sig
     return _decide(backend, hard, soft, "delayed_linear")
 
 
-def recurrent_leaky_backend(x: torch.Tensor, *, zero_state: bool, reset_delay: bool, plain_neuron: bool,
+def recurrent_leaky_backend(x: torch.Tensor, *, zero_state: bool, plain_neuron: bool,
                             surrogate_known: bool, neuron_shapes_ok: bool,
                             params: tuple = (), backend: str = "auto") -> Choice:
     """The implementation of a delayed recurrent LIF layer over a sequence ``x``.
@@ -127,10 +127,10 @@ def recurrent_leaky_backend(x: torch.Tensor, *, zero_state: bool, reset_delay: b
         The ``(T, B, N)`` input current.
     zero_state : bool
         The sequence starts from a zero membrane and a silent history (the kernel's start).
-    reset_delay, plain_neuron, surrogate_known, neuron_shapes_ok : bool
-        The neuron: snnTorch's one-step-late reset; no graded spikes, inhibition or state
-        quantisation; a surrogate the kernels implement; ``beta`` and ``threshold`` scalars or
-        one per neuron.
+    plain_neuron, surrogate_known, neuron_shapes_ok : bool
+        The neuron: no graded spikes, inhibition or state quantisation (either reset timing,
+        ``reset_delay`` True or False, and ``detach_reset`` run in the kernel); a surrogate the
+        kernels implement; ``beta`` and ``threshold`` scalars or one per neuron.
     params : tuple of torch.Tensor
         Weights, bias, delays, decays (checked for ``torch.func`` wrappers).
     backend : {"auto", "compiled", "reference"}
@@ -142,7 +142,6 @@ def recurrent_leaky_backend(x: torch.Tensor, *, zero_state: bool, reset_delay: b
     hard = _kernel_problem(x, ops.available_devices(), *params)
     if hard is None:
         for ok, why in ((zero_state, "the kernel starts from a zero state (a state was given)"),
-                        (reset_delay, "the kernel runs snnTorch's one-step-late reset (reset_delay=True)"),
                         (plain_neuron, "graded spikes, inhibition or state quantisation need the reference"),
                         (surrogate_known, "the kernels do not know this spike_grad (see surrogate_spec)"),
                         (neuron_shapes_ok, "beta and threshold must be scalars or one per neuron")):

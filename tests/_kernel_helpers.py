@@ -56,12 +56,12 @@ SURROGATES = {
 
 
 def reference_recurrent(x, weight, bias, delays, beta, threshold, spike_fn, max_delay, delay_type,
-                        sigma, interpolation, reset):
+                        sigma, interpolation, reset, reset_delay=True, detach_reset=False):
     """The plain-PyTorch oracle from a zero state."""
     T, B, N = x.shape
     K = R.recurrent_history_length(max_delay, sigma)
     state = R.RecurrentLeakyState(x.new_zeros(B, N), x.new_zeros(K, B, N))
-    params = R.RecurrentLeakyParameters(beta, threshold, spike_fn, reset, True)
+    params = R.RecurrentLeakyParameters(beta, threshold, spike_fn, reset, reset_delay, detach_reset=detach_reset)
     spk, mem, _ = R.recurrent_leaky_sequence(x, state, weight, bias, delays, params, max_delay,
                                              delay_type, sigma, interpolation, backend="reference")
     return spk, mem

@@ -133,8 +133,11 @@ def recurrent_lif(g: torch.Generator, s: Dict[str, int], dt: torch.dtype, backwa
         args["mem"], dims["mem"] = _float(g, (T, B, N), dt), ("T", "B", "N")
         args["spk_bits"], dims["spk_bits"] = torch.randint(0, 2, (T, B, N), generator=g, dtype=torch.uint8), \
             ("T", "B", "N")
-    args.update(reset=0, surrogate=0, surrogate_param=2.0, synaptic=synaptic)
+        args["pre_mem"], dims["pre_mem"] = _float(g, (T, B, N), dt), ("T", "B", "N")
+    args.update(reset=0, surrogate=0, surrogate_param=2.0, synaptic=synaptic, reset_delay=not backward,
+                detach_reset=False)
     kinds = {n: {"start": "int64", "spk_bits": "uint8"}.get(n, "float") for n in dims}
+    # the backward case runs the same-step reset (reset_delay=False), which reads pre_mem
     name = "recurrent_lif_backward" if backward else "recurrent_lif"
     bad = {"reset": [-1, 3, INT64_MIN], "surrogate": [-1, 7, 2**40],
            "surrogate_param": [math.nan, math.inf]}

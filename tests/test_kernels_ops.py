@@ -44,7 +44,8 @@ def test_opcheck_feedforward_ops():
 
 @compiled
 @pytest.mark.parametrize("synaptic", [False, True])
-def test_opcheck_recurrent_ops(synaptic):
+@pytest.mark.parametrize("reset_delay", [True, False])
+def test_opcheck_recurrent_ops(synaptic, reset_delay):
     N = 4
     x = (torch.rand(12, 2, N, dtype=DT) * 1.5).requires_grad_()
     w = torch.randn(N, N, dtype=DT, requires_grad=True)
@@ -53,14 +54,15 @@ def test_opcheck_recurrent_ops(synaptic):
     vals = vals.detach().requires_grad_()
     beta = torch.full((N,), 0.8, dtype=DT, requires_grad=True)
     thr = torch.ones(N, dtype=DT, requires_grad=True)
-    args = (x, w, b, start, vals, beta, thr, 0, 1, 5.0, synaptic)
+    args = (x, w, b, start, vals, beta, thr, 0, 1, 5.0, synaptic, reset_delay, False)
     # the bytes output is not differentiable; check schema, fake and dispatch, and gradients via
     # the parity tests
     torch.library.opcheck(OPS.recurrent_lif.default, args,
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
-    spk, mem, bits = OPS.recurrent_lif(*[a.detach() if isinstance(a, torch.Tensor) else a for a in args])
+    spk, mem, bits, pre = OPS.recurrent_lif(*[a.detach() if isinstance(a, torch.Tensor) else a for a in args])
+    assert pre.shape == ((0,) if reset_delay else mem.shape)
     bargs = (torch.randn_like(mem), torch.randn_like(mem), w.detach(), start, vals.detach(), beta.detach(),
-             thr.detach(), mem, bits, 0, 1, 5.0, synaptic)
+             thr.detach(), mem, bits, pre, 0, 1, 5.0, synaptic, reset_delay, True)
     torch.library.opcheck(OPS.recurrent_lif_backward.default, bargs)
 
 
@@ -151,14 +153,19 @@ def test_unrecognised_spike_grad_falls_back_to_reference(monkeypatch):
     monkeypatch.setattr(compiled_path, "recurrent_leaky_compiled", lambda *a, **k: pytest.fail("compiled op used"))
     spk, mem = lif(x)
     assert spk.shape == (10, 2, 4)
-    lif2 = DelayedRecurrentLeaky(0.8, 4, max_delay=5, reset_delay=False).double()
-    assert "reset_delay" in lif2.backend(x).reason
-    lif2(x)  # reset_delay=False: reference path
+    lif2 = DelayedRecurrentLeaky(0.8, 4, max_delay=5, inhibition=True).double()
+    assert "inhibition" in lif2.backend(x).reason
+    lif2(x)  # inhibition: reference path
     with pytest.raises(ValueError, match="backend: 'compiled' cannot run recurrent_leaky_sequence here"):
         from snn_delays_ext.functional import recurrent_leaky_sequence
 
         recurrent_leaky_sequence(x, None, lif2.recurrent.weight, None, lif2.delays, lif2._params(), 5,
                                  backend="compiled")
+    # snnTorch's same-step reset (DelRec's neuron) runs in the kernel, detached or not
+    for detach in (False, True):
+        lif3 = DelayedRecurrentLeaky(0.8, 4, max_delay=5, reset_delay=False, reset_mechanism="zero",
+                                     detach_reset=detach).double()
+        assert lif3.backend(x).backend == "compiled"
 
 
 @compiled

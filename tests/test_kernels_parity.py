@@ -69,7 +69,7 @@ def test_synaptic_parity_across_input_density(density, dtype):
 
 
 def _rec_compare(kind, mode, reset, surrogate, T, B, N, D, sigma, dtype, seed, scale=1.2, beta_v=0.8,
-                 tol=None):
+                 tol=None, reset_delay=True, detach_reset=False):
     gen = torch.Generator().manual_seed(seed)
     code, param, make = SURROGATES[surrogate]
     fn = make(param)
@@ -81,8 +81,10 @@ def _rec_compare(kind, mode, reset, surrogate, T, B, N, D, sigma, dtype, seed, s
     beta = torch.full((N,), beta_v, dtype=dtype).add_(0.05 * torch.rand(N, dtype=dtype, generator=gen))
     beta.requires_grad_()
     thr = (1.0 + 0.2 * torch.rand(N, dtype=dtype, generator=gen)).requires_grad_()
-    s_ref, m_ref = reference_recurrent(x, w, b, d, beta, thr, fn, D, kind, sigma, mode, reset)
-    s, m = recurrent_leaky_compiled(x, w, b, d, beta, thr, D, kind, sigma, mode, reset, (code, param))
+    s_ref, m_ref = reference_recurrent(x, w, b, d, beta, thr, fn, D, kind, sigma, mode, reset, reset_delay,
+                                       detach_reset)
+    s, m = recurrent_leaky_compiled(x, w, b, d, beta, thr, D, kind, sigma, mode, reset, (code, param),
+                                    reset_delay, detach_reset)
     tol = tol or TOL[dtype]
     torch.testing.assert_close(s, s_ref, rtol=0, atol=0)
     torch.testing.assert_close(m, m_ref, **tol)
@@ -106,6 +108,22 @@ def _rec_compare(kind, mode, reset, surrogate, T, B, N, D, sigma, dtype, seed, s
 )
 def test_recurrent_parity_float64(kind, mode, reset, T, B, N, D, sigma, seed):
     _rec_compare(kind, mode, reset, "fast_sigmoid", T, B, N, D, sigma, torch.float64, seed)
+
+
+@pytest.mark.parametrize("kind", ("axonal", "synaptic"))
+@pytest.mark.parametrize("reset", RESETS)
+@pytest.mark.parametrize("detach_reset", (False, True))
+@settings(max_examples=6, deadline=None)
+@given(
+    T=st.integers(1, 25), B=st.integers(1, 3), N=st.integers(1, 6), D=st.integers(1, 9),
+    sigma=st.sampled_from([0.0, 0.5, 2.0]), seed=st.integers(0, 2**16),
+    surrogate=st.sampled_from(["fast_sigmoid", "atan", "sigmoid", "triangle"]),
+)
+def test_recurrent_same_step_reset_parity_float64(kind, reset, detach_reset, T, B, N, D, sigma, seed, surrogate):
+    # snnTorch's reset_delay=False (DelRec's neuron: the spike resets in its own step), the reset
+    # carrying the spike's surrogate gradient or not (detach_reset)
+    _rec_compare(kind, "triangle", reset, surrogate, T, B, N, D, sigma, torch.float64, seed, reset_delay=False,
+                 detach_reset=detach_reset)
 
 
 @pytest.mark.parametrize("surrogate", sorted(SURROGATES))

@@ -108,7 +108,7 @@ def test_recurrent_backward_checks_its_codes(arg, value, pattern):
     with pytest.raises(ValueError, match="recurrent_lif_backward: " + pattern):
         K.recurrent_lif_backward(torch.rand(T, B, n), torch.rand(T, B, n), torch.rand(n, n), start, vals,
                                  torch.rand(n), torch.ones(n), mem, torch.zeros(T, B, n, dtype=torch.uint8),
-                                 kw["reset"], kw["surrogate"], kw["surrogate_param"], False)
+                                 torch.empty(0), kw["reset"], kw["surrogate"], kw["surrogate_param"], False)
 
 
 def test_eventprop_backward_refuses_delays_beyond_max_delay():

@@ -75,4 +75,64 @@ SDX_HD scalar_t surrogate_grad(scalar_t u, int64_t kind, double p) {
   }
 }
 
+// ---- the LIF update of the recurrent op (snnTorch's RLeaky, reset_delay True or False) -------
+// base = beta m_{t-1} + x_t + r_t; rs = H(m_{t-1} - thr), the previous step's spike as the
+// membrane says (reset_delay=True resets with it, one step late).
+
+// The membrane after the one-step-late reset: the one the spike is tested on.
+template <typename scalar_t>
+SDX_HD scalar_t lif_reset_start(scalar_t base, scalar_t thr, bool rs, int64_t reset) {
+  if (reset == kSubtract) return rs ? base - thr : base;
+  if (reset == kZero) return rs ? scalar_t(0) * base : base;
+  return base;
+}
+
+// reset_delay=False: snnTorch undoes the late reset and resets with the step's own spike s,
+// m = m1 - (s - rs) thr (subtract) or m1 - (s - rs) m1 (zero), in that order of operations.
+template <typename scalar_t>
+SDX_HD scalar_t lif_reset_same_step(scalar_t m1, scalar_t thr, bool rs, bool s, int64_t reset) {
+  const scalar_t d = scalar_t(s ? 1 : 0) - scalar_t(rs ? 1 : 0);
+  if (reset == kSubtract) return m1 - d * thr;
+  if (reset == kZero) return m1 - d * m1;
+  return m1;
+}
+
+template <typename scalar_t>
+struct LifAdjoint {
+  scalar_t gbase;  // dL/d(base)
+  scalar_t gthr;   // this step's part of dL/d(threshold)
+};
+
+// One step of the adjoint. m1: the membrane the spike was tested on (the stored membrane for
+// reset_delay=True, the pre-reset one otherwise); gs: dL/dspk_t; gm: dL/dm_t from the outputs
+// and the next step. With reset_delay=False the reset carries the spike's surrogate gradient
+// unless detach_reset.
+template <typename scalar_t>
+SDX_HD LifAdjoint<scalar_t> lif_adjoint(scalar_t m1, scalar_t thr, bool rs, bool s, scalar_t gs, scalar_t gm,
+                                        int64_t reset, int64_t surrogate, double sparam, bool reset_delay,
+                                        bool detach_reset) {
+  const scalar_t sg = surrogate_grad<scalar_t>(m1 - thr, surrogate, sparam);
+  LifAdjoint<scalar_t> a;
+  if (reset_delay || reset == kNone) {
+    const scalar_t g = gm + gs * sg;
+    a.gbase = (reset == kZero && rs) ? scalar_t(0) : g;
+    a.gthr = -gs * sg;
+    if (reset == kSubtract && rs) a.gthr -= g;
+    return a;
+  }
+  const scalar_t r = rs ? scalar_t(1) : scalar_t(0);
+  const scalar_t d = (s ? scalar_t(1) : scalar_t(0)) - r;
+  const scalar_t live = detach_reset ? scalar_t(0) : scalar_t(1);  // the reset's spike carries a gradient
+  if (reset == kSubtract) {
+    const scalar_t g1 = gs * sg + gm * (scalar_t(1) - live * thr * sg);  // dL/dm1
+    a.gbase = g1;
+    a.gthr = -r * g1 - gs * sg + gm * (-d + live * thr * sg);
+  } else {  // zero
+    const scalar_t g1 = gs * sg + gm * (scalar_t(1) - d - live * m1 * sg);
+    a.gbase = g1 * (scalar_t(1) - r);
+    a.gthr = -gs * sg + gm * live * m1 * sg;
+  }
+  return a;
+}
+
 }  // namespace snn_delays_ext

@@ -11,12 +11,15 @@
 //       y[t,b,o] = sum_i weight[o,i] sum_w vals[o,i,w] x[t - start[o,i] - w, b, i]
 //   synaptic_delay_backward(grad_y, x, weight, start, vals) -> (grad_x, grad_weight, grad_vals)
 //   recurrent_lif(x, weight, bias, start, vals, beta, threshold, reset, surrogate, param,
-//                 synaptic) -> (spk, mem, spk_bits)
-//       the whole sequence of a delayed recurrent LIF layer (snnTorch RLeaky convention,
-//       reset_delay=True), time loop inside the op; spk_bits holds the spikes as bytes for the
-//       backward pass
+//                 synaptic, reset_delay=True, detach_reset=False) -> (spk, mem, spk_bits, pre_mem)
+//       the whole sequence of a delayed recurrent LIF layer (snnTorch RLeaky convention:
+//       reset_delay=True resets one step after the spike, False in the spike's own step, the
+//       reset then carrying the spike's surrogate gradient unless detach_reset), time loop
+//       inside the op; spk_bits holds the spikes as bytes and pre_mem (reset_delay=False only,
+//       else empty) the membrane the spike was tested on, for the backward pass
 //   recurrent_lif_backward(grad_spk, grad_mem, weight, start, vals, beta, threshold, mem,
-//                          spk_bits, reset, surrogate, param, synaptic)
+//                          spk_bits, pre_mem, reset, surrogate, param, synaptic, reset_delay,
+//                          detach_reset)
 //       -> (grad_x, grad_weight, grad_vals, grad_beta, grad_threshold)
 //       reverse-time surrogate BPTT; grad_x is also the gradient of the recurrent current (and
 //       of the bias, summed over time and batch).
@@ -356,10 +359,12 @@ inline void gather_axonal_step(const uint8_t* sb, const int64_t* sp, const scala
   }
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cpu(
     const at::Tensor& x_, const at::Tensor& weight_, const c10::optional<at::Tensor>& bias_,
     const at::Tensor& start_, const at::Tensor& vals_, const at::Tensor& beta_,
-    const at::Tensor& threshold_, int64_t reset, int64_t surrogate, double sparam, bool synaptic) {
+    const at::Tensor& threshold_, int64_t reset, int64_t surrogate, double sparam, bool synaptic,
+    bool reset_delay, bool detach_reset) {
+  (void)detach_reset;  // the forward is the same; the backward reads it
   checks::recurrent_lif(x_, weight_, bias_, start_, vals_, beta_, threshold_, reset, surrogate, sparam, synaptic);
   const int64_t T = x_.size(0), B = x_.size(1), N = x_.size(2);
   auto x = x_.contiguous();
@@ -370,7 +375,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cpu(
   auto spk = at::empty_like(x);
   auto mem = at::empty_like(x);
   auto bits = at::zeros({T, B, N}, x.options().dtype(at::kByte));
-  if (T == 0) return {spk, mem, bits};
+  // same-step reset: the membrane the spike is tested on (before the reset), for the backward
+  auto pre = reset_delay ? at::empty({0}, x.options()) : at::empty_like(x);
+  if (T == 0) return {spk, mem, bits, pre};
 
   at::Tensor wT, sT, vT, wT_ax;
   if (synaptic) {
@@ -393,27 +400,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cpu(
     const scalar_t* hp = thr.data_ptr<scalar_t>();
     scalar_t* spkp = spk.data_ptr<scalar_t>();
     scalar_t* memp = mem.data_ptr<scalar_t>();
+    scalar_t* prep = reset_delay ? nullptr : pre.data_ptr<scalar_t>();
     uint8_t* sb = bits.data_ptr<uint8_t>();
     const int64_t* sp = start.data_ptr<int64_t>();
     const scalar_t* vp = vals.data_ptr<scalar_t>();
 
     auto lif = [&](int64_t t, int64_t b, const scalar_t* rrow) {
-      const scalar_t* xrow = xp + (t * B + b) * N;
-      const scalar_t* mprev = t > 0 ? memp + ((t - 1) * B + b) * N : nullptr;
-      scalar_t* mrow = memp + (t * B + b) * N;
-      scalar_t* srow = spkp + (t * B + b) * N;
-      uint8_t* brow = sb + (t * B + b) * N;
+      const int64_t off = (t * B + b) * N;
+      const scalar_t* xrow = xp + off;
+      const scalar_t* mprev = t > 0 ? memp + off - B * N : nullptr;
       for (int64_t j = 0; j < N; ++j) {
         const scalar_t mp = mprev ? mprev[j] : scalar_t(0);
         const scalar_t base = bp[j] * mp + xrow[j] + rrow[j];
         const bool rs = (mp - hp[j]) > scalar_t(0);
-        scalar_t m = base;
-        if (reset == kSubtract) m = rs ? base - hp[j] : base;
-        else if (reset == kZero) m = rs ? scalar_t(0) * base : base;
+        scalar_t m = lif_reset_start<scalar_t>(base, hp[j], rs, reset);
         const bool s = (m - hp[j]) > scalar_t(0);
-        mrow[j] = m;
-        srow[j] = s ? scalar_t(1) : scalar_t(0);
-        brow[j] = s ? 1 : 0;
+        if (!reset_delay) {  // snnTorch's reset_delay=False: the spike resets in its own step
+          prep[off + j] = m;
+          m = lif_reset_same_step<scalar_t>(m, hp[j], rs, s, reset);
+        }
+        memp[off + j] = m;
+        spkp[off + j] = s ? scalar_t(1) : scalar_t(0);
+        sb[off + j] = s ? 1 : 0;
       }
     };
 
@@ -473,16 +481,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cpu(
       });
     }
   });
-  return {spk, mem, bits};
+  return {spk, mem, bits, pre};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent_lif_backward_cpu(
     const at::Tensor& grad_spk_, const at::Tensor& grad_mem_, const at::Tensor& weight_,
     const at::Tensor& start_, const at::Tensor& vals_, const at::Tensor& beta_,
-    const at::Tensor& threshold_, const at::Tensor& mem_, const at::Tensor& bits_, int64_t reset,
-    int64_t surrogate, double sparam, bool synaptic) {
+    const at::Tensor& threshold_, const at::Tensor& mem_, const at::Tensor& bits_, const at::Tensor& pre_mem_,
+    int64_t reset, int64_t surrogate, double sparam, bool synaptic, bool reset_delay, bool detach_reset) {
   checks::recurrent_lif_backward(grad_spk_, grad_mem_, weight_, start_, vals_, beta_, threshold_, mem_, bits_,
-                                 reset, surrogate, sparam, synaptic);
+                                 pre_mem_, reset, surrogate, sparam, synaptic, reset_delay);
   const int64_t T = mem_.size(0), B = mem_.size(1), N = mem_.size(2);
   auto mem = mem_.contiguous();
   const auto dt = mem.scalar_type();
@@ -492,6 +500,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
   auto beta = beta_.to(dt).contiguous();
   auto thr = threshold_.to(dt).contiguous();
   auto bits = bits_.contiguous();
+  auto pre_mem = pre_mem_.contiguous();
   auto start = start_.contiguous();
   auto vals = vals_.to(dt).contiguous();
   const int64_t W = vals.size(-1);
@@ -530,24 +539,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
 
     // one reverse step for batch element b given gs (dL/dspk_t from outside and from later
     // recurrent inputs)
+    const scalar_t* prep = reset_delay ? nullptr : pre_mem.data_ptr<scalar_t>();
     auto step = [&](int64_t t, int64_t b, const scalar_t* gs_row) {
       const int64_t off = (t * B + b) * N;
       const scalar_t* mprev = t > 0 ? memp + off - B * N : nullptr;
       scalar_t* cr = carry_p + b * N;
       for (int64_t j = 0; j < N; ++j) {
-        const scalar_t m = memp[off + j];
         const scalar_t mp = mprev ? mprev[j] : scalar_t(0);
-        const scalar_t sg = surrogate_grad<scalar_t>(m - hp[j], surrogate, sparam);
-        const scalar_t gs = gs_row[j];
-        const scalar_t gm = gmm_p[off + j] + gs * sg + cr[j];
         const bool rs = (mp - hp[j]) > scalar_t(0);
-        const scalar_t gbase = (reset == kZero && rs) ? scalar_t(0) : gm;
-        gbp[off + j] = gbase;
-        cr[j] = gbase * bp[j];
-        gbeta_p[b * N + j] += gbase * mp;
-        scalar_t gthr = -gs * sg;
-        if (reset == kSubtract && rs) gthr -= gm;
-        gthr_p[b * N + j] += gthr;
+        const LifAdjoint<scalar_t> a = lif_adjoint<scalar_t>(
+            reset_delay ? memp[off + j] : prep[off + j], hp[j], rs, sb[off + j] != 0, gs_row[j],
+            gmm_p[off + j] + cr[j], reset, surrogate, sparam, reset_delay, detach_reset);
+        gbp[off + j] = a.gbase;
+        cr[j] = a.gbase * bp[j];
+        gbeta_p[b * N + j] += a.gbase * mp;
+        gthr_p[b * N + j] += a.gthr;
       }
     };
 
@@ -705,12 +711,12 @@ TORCH_LIBRARY(snn_delays_ext, m) {
   m.def("synaptic_delay_backward(Tensor grad_y, Tensor x, Tensor weight, Tensor start, Tensor vals)"
         " -> (Tensor, Tensor, Tensor)");
   m.def("recurrent_lif(Tensor x, Tensor weight, Tensor? bias, Tensor start, Tensor vals, Tensor beta,"
-        " Tensor threshold, int reset, int surrogate, float surrogate_param, bool synaptic)"
-        " -> (Tensor, Tensor, Tensor)");
+        " Tensor threshold, int reset, int surrogate, float surrogate_param, bool synaptic,"
+        " bool reset_delay=True, bool detach_reset=False) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("recurrent_lif_backward(Tensor grad_spk, Tensor grad_mem, Tensor weight, Tensor start,"
-        " Tensor vals, Tensor beta, Tensor threshold, Tensor mem, Tensor spk_bits, int reset,"
-        " int surrogate, float surrogate_param, bool synaptic)"
-        " -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+        " Tensor vals, Tensor beta, Tensor threshold, Tensor mem, Tensor spk_bits, Tensor pre_mem, int reset,"
+        " int surrogate, float surrogate_param, bool synaptic, bool reset_delay=True,"
+        " bool detach_reset=False) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(snn_delays_ext, CPU, m) {

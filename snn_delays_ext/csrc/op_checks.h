@@ -156,7 +156,8 @@ inline void recurrent_lif(const at::Tensor& x, const at::Tensor& weight, const c
 inline void recurrent_lif_backward(const at::Tensor& grad_spk, const at::Tensor& grad_mem, const at::Tensor& weight,
                                    const at::Tensor& start, const at::Tensor& vals, const at::Tensor& beta,
                                    const at::Tensor& threshold, const at::Tensor& mem, const at::Tensor& spk_bits,
-                                   int64_t reset, int64_t surrogate, double sparam, bool synaptic) {
+                                   const at::Tensor& pre_mem, int64_t reset, int64_t surrogate, double sparam,
+                                   bool synaptic, bool reset_delay) {
   const char* op = "recurrent_lif_backward";
   sequence(mem, op, "mem");
   recurrent_parameters(mem, "mem", weight, start, vals, beta, threshold, reset, surrogate, sparam, synaptic, op);
@@ -168,6 +169,10 @@ inline void recurrent_lif_backward(const at::Tensor& grad_spk, const at::Tensor&
                    spk_bits.scalar_type());
   on_device_of(spk_bits, mem, op, "spk_bits", "mem");
   shape(spk_bits, mem.sizes(), op, "spk_bits", "(that of mem)");
+  if (!reset_delay) {  // the membranes the spikes were tested on, from the forward op
+    like(pre_mem, mem, op, "pre_mem", "mem");
+    shape(pre_mem, mem.sizes(), op, "pre_mem", "(that of mem, with reset_delay=False)");
+  }
 }
 
 }  // namespace checks

@@ -49,6 +49,7 @@ def delayed_linear_compiled(
     kernels = torch.ops.snn_delays_ext
     if delay_type == "axonal":
         return F.linear(kernels.delay_channels(seq, start, vals)[first:], weight, bias), new_past
+    weight = weight.to(x.dtype)
     if delay_type == "dendritic":
         y = kernels.delay_channels(seq, start, vals)[first:]
     elif delay_type == "synaptic":
@@ -71,18 +72,22 @@ def recurrent_leaky_compiled(
     interpolation: str = "triangle",
     reset_mechanism: str = "subtract",
     surrogate: Tuple[int, float] = (0, 2.0),
+    reset_delay: bool = True,
+    detach_reset: bool = False,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """A delayed recurrent LIF layer over a whole sequence on the compiled op, from a zero
-    state, with snnTorch's one-step-late reset; ``surrogate`` is the ``(kind, param)`` pair of
+    state, with snnTorch's reset (``reset_delay=True``: one step after the spike; ``False``: in
+    the spike's own step, the reset carrying the spike's surrogate gradient unless
+    ``detach_reset``); ``surrogate`` is the ``(kind, param)`` pair of
     :func:`snn_delays_ext.surrogate.surrogate_spec`. Returns the ``(T, B, N)`` spikes and
     membranes (``beta`` is clamped to ``[0, 1]`` as in snnTorch)."""
     n = x.shape[-1]
     start, vals = banded_taps(delays, max_delay, sigma, 1, interpolation)
     beta_v = beta.to(x.dtype).clamp(0, 1).expand(n).contiguous()
     thr_v = threshold.to(x.dtype).expand(n).contiguous()
-    spk, mem, _ = torch.ops.snn_delays_ext.recurrent_lif(
-        x.contiguous(), weight, bias, start, vals.to(x.dtype), beta_v, thr_v,
-        RESET_CODES[reset_mechanism], int(surrogate[0]), float(surrogate[1]),
-        delay_type == "synaptic",
+    spk, mem, _, _ = torch.ops.snn_delays_ext.recurrent_lif(
+        x.contiguous(), weight.to(x.dtype), None if bias is None else bias.to(x.dtype), start, vals.to(x.dtype),
+        beta_v, thr_v, RESET_CODES[reset_mechanism], int(surrogate[0]), float(surrogate[1]),
+        delay_type == "synaptic", bool(reset_delay), bool(detach_reset),
     )
     return spk, mem

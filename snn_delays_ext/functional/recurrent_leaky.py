@@ -577,7 +577,7 @@ def run_recurrent_leaky_sequence(
 
         spk_seq, mem_seq = recurrent_leaky_compiled(
             x, weight, bias, delays, params.beta, params.threshold, max_delay, delay_type, sigma,
-            interpolation, params.reset_mechanism, spec)
+            interpolation, params.reset_mechanism, spec, params.reset_delay, params.detach_reset)
         T, B, n = x.shape
         mem = mem_seq[-1] if T else x.new_zeros(B, n)
         past = torch.cat([x.new_zeros((K, B, n)), spk_seq], 0)[-K:] if K > 0 else x.new_zeros((0, B, n))
@@ -599,7 +599,7 @@ def recurrent_leaky_choice(x: torch.Tensor, state: Optional[RecurrentLeakyState]
     shapes_ok = all(isinstance(t, torch.Tensor) and t.numel() in (1, n) and t.dim() <= 1
                     for t in (params.beta, params.threshold))
     choice = recurrent_leaky_backend(
-        x, zero_state=state is None, reset_delay=params.reset_delay,
+        x, zero_state=state is None,
         plain_neuron=not params.inhibition and params.state_quant is None and isinstance(graded, float)
         and graded == 1.0,
         surrogate_known=spec is not None, neuron_shapes_ok=shapes_ok,

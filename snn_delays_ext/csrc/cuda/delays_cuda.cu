@@ -305,8 +305,8 @@ __global__ void rec_current_synaptic_kernel(const uint8_t* bits, const scalar_t*
 
 template <typename scalar_t>
 __global__ void rec_lif_kernel(const scalar_t* x, const scalar_t* r, const scalar_t* beta, const scalar_t* thr,
-                               scalar_t* mem, scalar_t* spk, uint8_t* bits, int64_t t, int64_t B, int64_t N,
-                               int64_t reset) {
+                               scalar_t* mem, scalar_t* spk, uint8_t* bits, scalar_t* pre, int64_t t, int64_t B,
+                               int64_t N, int64_t reset) {
   const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (idx >= B * N) return;
   const int64_t j = idx % N;
@@ -314,19 +314,22 @@ __global__ void rec_lif_kernel(const scalar_t* x, const scalar_t* r, const scala
   const scalar_t mp = t > 0 ? mem[off - B * N] : scalar_t(0);
   const scalar_t base = beta[j] * mp + x[off] + r[idx];
   const bool rs = (mp - thr[j]) > scalar_t(0);
-  scalar_t m = base;
-  if (reset == kSubtract) m = rs ? base - thr[j] : base;
-  else if (reset == kZero) m = rs ? scalar_t(0) : base;
+  scalar_t m = lif_reset_start<scalar_t>(base, thr[j], rs, reset);
   const bool s = (m - thr[j]) > scalar_t(0);
+  if (pre) {  // reset_delay=False: the spike resets in its own step
+    pre[off] = m;
+    m = lif_reset_same_step<scalar_t>(m, thr[j], rs, s, reset);
+  }
   mem[off] = m;
   spk[off] = s ? scalar_t(1) : scalar_t(0);
   bits[off] = s ? 1 : 0;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cuda(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cuda(
     const at::Tensor& x_, const at::Tensor& weight_, const c10::optional<at::Tensor>& bias_,
     const at::Tensor& start_, const at::Tensor& vals_, const at::Tensor& beta_, const at::Tensor& threshold_,
-    int64_t reset, int64_t surrogate, double sparam, bool synaptic) {
+    int64_t reset, int64_t surrogate, double sparam, bool synaptic, bool reset_delay, bool detach_reset) {
+  (void)detach_reset;
   checks::recurrent_lif(x_, weight_, bias_, start_, vals_, beta_, threshold_, reset, surrogate, sparam, synaptic);
   (void)surrogate;
   (void)sparam;
@@ -345,7 +348,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cuda(
   auto spk = at::empty_like(x);
   auto mem = at::empty_like(x);
   auto bits = at::zeros({T, B, N}, x.options().dtype(at::kByte));
-  if (x.numel() == 0) return {spk, mem, bits};
+  auto pre = reset_delay ? at::empty({0}, x.options()) : at::empty_like(x);
+  if (x.numel() == 0) return {spk, mem, bits, pre};
   auto stream = c10::cuda::getCurrentCUDAStream();
   auto delayed = at::empty({B, N}, x.options());
   auto r = at::empty({B, N}, x.options());
@@ -366,21 +370,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cuda(
       }
       rec_lif_kernel<scalar_t><<<blocks_for(B * N), kThreads, 0, stream>>>(
           x.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), beta.data_ptr<scalar_t>(), thr.data_ptr<scalar_t>(),
-          mem.data_ptr<scalar_t>(), spk.data_ptr<scalar_t>(), bits.data_ptr<uint8_t>(), t, B, N, reset);
+          mem.data_ptr<scalar_t>(), spk.data_ptr<scalar_t>(), bits.data_ptr<uint8_t>(),
+          reset_delay ? nullptr : pre.data_ptr<scalar_t>(), t, B, N, reset);
     }
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {spk, mem, bits};
+  return {spk, mem, bits, pre};
 }
 
 // one reverse step: dL/dspk_t (external + later recurrent reads), LIF adjoint
 template <typename scalar_t>
 __global__ void rec_adjoint_kernel(const scalar_t* gspk, const scalar_t* gmem, const scalar_t* mem,
-                                   const scalar_t* beta, const scalar_t* thr, const int64_t* start,
-                                   const scalar_t* vals, const scalar_t* wgt, const scalar_t* gdel,
-                                   scalar_t* gb, scalar_t* carry, scalar_t* gbeta, scalar_t* gthr, int64_t t,
-                                   int64_t T, int64_t B, int64_t N, int64_t W, int64_t reset, int64_t surrogate,
-                                   double sparam, bool synaptic) {
+                                   const scalar_t* pre, const uint8_t* bits, const scalar_t* beta,
+                                   const scalar_t* thr, const int64_t* start, const scalar_t* vals,
+                                   const scalar_t* wgt, const scalar_t* gdel, scalar_t* gb, scalar_t* carry,
+                                   scalar_t* gbeta, scalar_t* gthr, int64_t t, int64_t T, int64_t B, int64_t N,
+                                   int64_t W, int64_t reset, int64_t surrogate, double sparam, bool synaptic,
+                                   bool detach_reset) {
   const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (idx >= B * N) return;
   const int64_t j = idx % N, b = idx / N;
@@ -406,18 +412,15 @@ __global__ void rec_adjoint_kernel(const scalar_t* gspk, const scalar_t* gmem, c
       gs += wgt[i * N + j] * a;
     }
   }
-  const scalar_t m = mem[off];
   const scalar_t mp = t > 0 ? mem[off - B * N] : scalar_t(0);
-  const scalar_t sg = surrogate_grad<scalar_t>(m - thr[j], surrogate, sparam);
-  const scalar_t gm = gmem[off] + gs * sg + carry[idx];
   const bool rs = (mp - thr[j]) > scalar_t(0);
-  const scalar_t gbase = (reset == kZero && rs) ? scalar_t(0) : gm;
-  gb[off] = gbase;
-  carry[idx] = gbase * beta[j];
-  gbeta[idx] += gbase * mp;
-  scalar_t gt = -gs * sg;
-  if (reset == kSubtract && rs) gt -= gm;
-  gthr[idx] += gt;
+  const LifAdjoint<scalar_t> a = lif_adjoint<scalar_t>(pre ? pre[off] : mem[off], thr[j], rs, bits[off] != 0, gs,
+                                                       gmem[off] + carry[idx], reset, surrogate, sparam,
+                                                       pre == nullptr, detach_reset);
+  gb[off] = a.gbase;
+  carry[idx] = a.gbase * beta[j];
+  gbeta[idx] += a.gbase * mp;
+  gthr[idx] += a.gthr;
 }
 
 // axonal tap gradient: one block per (j, w)
@@ -471,9 +474,11 @@ __global__ void rec_synaptic_wv_kernel(const scalar_t* gb, const uint8_t* bits, 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent_lif_backward_cuda(
     const at::Tensor& grad_spk_, const at::Tensor& grad_mem_, const at::Tensor& weight_, const at::Tensor& start_,
     const at::Tensor& vals_, const at::Tensor& beta_, const at::Tensor& threshold_, const at::Tensor& mem_,
-    const at::Tensor& bits_, int64_t reset, int64_t surrogate, double sparam, bool synaptic) {
+    const at::Tensor& bits_, const at::Tensor& pre_mem_, int64_t reset, int64_t surrogate, double sparam,
+    bool synaptic, bool reset_delay, bool detach_reset) {
   checks::recurrent_lif_backward(grad_spk_, grad_mem_, weight_, start_, vals_, beta_, threshold_, mem_, bits_,
-                                 reset, surrogate, sparam, synaptic);
+                                 pre_mem_, reset, surrogate, sparam, synaptic, reset_delay);
+  auto pre = reset_delay ? at::Tensor() : pre_mem_.contiguous();
   c10::cuda::CUDAGuard guard(mem_.device());
   auto mem = mem_.contiguous();
   const auto dt = mem.scalar_type();
@@ -499,11 +504,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
   AT_DISPATCH_FLOATING_TYPES(dt, "recurrent_lif_backward_cuda", [&] {
     for (int64_t t = T - 1; t >= 0; --t) {
       rec_adjoint_kernel<scalar_t><<<blocks_for(B * N), kThreads, 0, stream>>>(
-          gsp.data_ptr<scalar_t>(), gmm.data_ptr<scalar_t>(), mem.data_ptr<scalar_t>(), beta.data_ptr<scalar_t>(),
+          gsp.data_ptr<scalar_t>(), gmm.data_ptr<scalar_t>(), mem.data_ptr<scalar_t>(),
+          reset_delay ? nullptr : pre.data_ptr<scalar_t>(), bits.data_ptr<uint8_t>(), beta.data_ptr<scalar_t>(),
           thr.data_ptr<scalar_t>(), start.data_ptr<int64_t>(), vals.data_ptr<scalar_t>(), wgt.data_ptr<scalar_t>(),
           synaptic ? nullptr : gdel.data_ptr<scalar_t>(), gb.data_ptr<scalar_t>(), carry.data_ptr<scalar_t>(),
           gbeta.data_ptr<scalar_t>(), gthr.data_ptr<scalar_t>(), t, T, B, N, W, reset, surrogate, sparam,
-          synaptic);
+          synaptic, detach_reset);
       if (!synaptic) {
         auto gdel_t = gdel.select(0, t);
         at::mm_out(gdel_t, gb.select(0, t), wgt);
