@@ -226,6 +226,18 @@ def write_changelog_copy() -> None:
 write_results_body()
 write_changelog_copy()
 
+
+def write_results_appendix() -> None:
+    """``results_appendix.md`` (a page, not in git): every run of ``results/runs.csv`` as
+    tables by task, written by ``gen_results_appendix.py`` before the sources are read."""
+    spec = importlib.util.spec_from_file_location("gen_results_appendix", DOCS / "gen_results_appendix.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    gen.write_appendix(DOCS / "results" / "runs.csv", DOCS / "results_appendix.md")
+
+
+write_results_appendix()
+
 # -- doctest ------------------------------------------------------------------------------------
 doctest_global_setup = f"""
 import torch

@@ -133,14 +133,15 @@ def _recurrent_parameters(ref: torch.Tensor, ref_name: str, weight: torch.Tensor
     _check_shape(beta, (n,), op, "beta", "(N,)")
     _like(threshold, ref, op, "threshold", ref_name)
     _check_shape(threshold, (n,), op, "threshold", "(N,)")
-    _code(reset, 0, 2, op, "reset", "0 (subtract), 1 (zero) or 2 (none)")
+    _code(reset, 0, 4, op, "reset", "0 (subtract), 1 (zero), 2 (none), 3 (subtract once) or 4 (zero once)")
     _code(surrogate, 0, 6, op, "surrogate", "a surrogate code in [0, 6]")
     _finite(sparam, op, "surrogate_param")
 
 
 def recurrent_lif(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], start: torch.Tensor,
                   vals: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, reset: int, surrogate: int,
-                  sparam: float, synaptic: bool, reset_delay: bool = True, detach_reset: bool = False) -> None:
+                  sparam: float, synaptic: bool, reset_delay: bool = True, detach_reset: bool = False,
+                  rec_scale: Optional[torch.Tensor] = None) -> None:
     """Checks of ``recurrent_lif(...)``."""
     op = "recurrent_lif"
     _sequence(x, op, "x")
@@ -148,12 +149,27 @@ def recurrent_lif(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
     if bias is not None:
         _like(bias, x, op, "bias", "x")
         _check_shape(bias, (x.shape[2],), op, "bias", "(N,)")
+    _recurrent_scale(rec_scale, x, op, "x")
+    _once_needs_same_step(reset, reset_delay, op)
+
+
+def _once_needs_same_step(reset: int, reset_delay: bool, op: str) -> None:
+    if reset >= 3 and reset_delay:
+        raise ValueError(f"{op}: reset: codes 3 and 4 (reset once, in the spike's step) need reset_delay=False, "
+                         f"got reset {reset} with reset_delay=True")
+
+
+def _recurrent_scale(rec_scale: Optional[torch.Tensor], x: torch.Tensor, op: str, ref_name: str) -> None:
+    if rec_scale is not None:
+        _like(rec_scale, x, op, "rec_scale", ref_name)
+        _check_shape(rec_scale, (x.shape[1], x.shape[2]), op, "rec_scale", "(B, N)")
 
 
 def recurrent_lif_backward(grad_spk: torch.Tensor, grad_mem: torch.Tensor, weight: torch.Tensor,
                            start: torch.Tensor, vals: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor,
                            mem: torch.Tensor, spk_bits: torch.Tensor, pre_mem: torch.Tensor, reset: int,
-                           surrogate: int, sparam: float, synaptic: bool, reset_delay: bool = True) -> None:
+                           surrogate: int, sparam: float, synaptic: bool, reset_delay: bool = True,
+                           rec_scale: Optional[torch.Tensor] = None) -> None:
     """Checks of ``recurrent_lif_backward(...)``."""
     op = "recurrent_lif_backward"
     _sequence(mem, op, "mem")
@@ -169,6 +185,8 @@ def recurrent_lif_backward(grad_spk: torch.Tensor, grad_mem: torch.Tensor, weigh
     if not reset_delay:
         _like(pre_mem, mem, op, "pre_mem", "mem")
         _check_shape(pre_mem, mem.shape, op, "pre_mem", "(that of mem, with reset_delay=False)")
+    _recurrent_scale(rec_scale, mem, op, "mem")
+    _once_needs_same_step(reset, reset_delay, op)
 
 
 # ---- EventProp ops (csrc/eventprop_common.h) -------------------------------------------------

@@ -9,8 +9,9 @@ import snntorch as snn
 import torch
 from torch import nn
 
-from ._checks import (check_max_delay, 
-    check_bool, check_choice, check_finite, check_int, check_nonneg_float, check_tensor, has_data,
+from ._checks import (
+    check_bool, check_choice, check_finite, check_fraction, check_int, check_max_delay, check_nonneg_float,
+    check_tensor, has_data,
 )
 from ._delay_layer import DelayInit, DelayLayerMixin, init_delays
 from .dispatch import Choice
@@ -20,6 +21,7 @@ from .functional.delayed_linear import fit_history
 from .functional.interpolation import INTERPOLATIONS
 from .functional.recurrent_leaky import (
     DELAY_TYPES_RECURRENT,
+    RESET_CONVENTIONS,
     RESET_MECHANISMS,
     RecurrentLeakyParameters,
     RecurrentLeakyState,
@@ -111,6 +113,12 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         With ``reset_delay=False``, give the same-step reset no gradient (default ``False``:
         snnTorch's, where the reset term carries the spike's surrogate derivative). Forward
         values do not change. NIR's LIF is ``reset_mechanism="zero", reset_delay=False``.
+    reset_convention : {"snntorch", "spikingjelly"}
+        With ``reset_delay=False``: ``"snntorch"`` (default, snnTorch's ``reset_delay=False``:
+        a membrane still above threshold after a subtractive reset is reset again before the
+        next threshold test) or ``"spikingjelly"`` (spikingjelly's LIF, DelRec's neuron: each
+        spike resets once and the test sees the charged membrane). They differ only when a
+        membrane stays above threshold after its reset (a subtractive reset under strong drive).
     bias : bool
         Keep the recurrent bias (``RLeaky`` has one).
     backward : {"surrogate"}
@@ -136,16 +144,32 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
     state_quant : callable or False
         As in snnTorch: a quantiser applied to the membrane after every update (e.g.
         ``snntorch.functional.quant.state_quant``).
+    recurrent_dropout : float
+        DelRec's recurrent dropout, in training only: each (sample, neuron)'s recurrent
+        synaptic input (not the bias) is dropped with this probability, or scaled by
+        ``1 / (1 - p)``, with one draw per sequence (in step mode: per state, from the first
+        step after a reset to the next reset). Default 0.
+    learn_width : bool
+        DelRec's learnable triangle width (its ``p_spread``): each presynaptic neuron's delays
+        read a triangle of half-width ``s_j = 1 + 2 sigma sigmoid(p_j)`` instead of
+        ``1 + sigma``, with ``p`` the learnable ``width_logit`` ``(N,)`` (starting at 0, where
+        ``s_j = 1 + sigma``). The spike history then spans the widest triangle,
+        ``1 + 2 sigma``. Default ``False``.
 
     Notes
     -----
     The ``graded_spikes_factor`` buffer of snnTorch neurons is honoured too (spikes of that
     height, fed back and returned). ``inhibition``, ``state_quant``, ``graded_spikes_factor``
-    other than 1 and ``reset_delay=False`` run on the plain-PyTorch path.
+    other than 1 run on the plain-PyTorch path.
 
     Mixed precision: inside ``torch.autocast`` the layer takes any floating input but float64,
     computes in its parameters' dtype (the compiled kernels and the delay interpolation need
     float32 or float64) and returns the autocast dtype, as :class:`~snn_delays_ext.DelayedLinear`.
+
+    DelRec's neuron is ``reset_mechanism="zero"`` (SHD) or ``"subtract"`` (SSC, PS-MNIST) with
+    ``reset_delay=False``, ``reset_convention="spikingjelly"``, ``detach_reset=True`` (SHD) or
+    ``False``, ``beta = 1 - 1/tau``, and its delay ``d`` is this layer's lag ``1 + d``; the
+    compiled kernels run it, with ``recurrent_dropout`` and ``learn_width`` too.
 
     ``torch.func`` transforms (``vmap``, ``grad``: per-sample gradients) run the plain-PyTorch
     path and need a spike function written for them, such as
@@ -198,8 +222,17 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         inhibition: bool = False,
         state_quant: Union[bool, Callable[[torch.Tensor], torch.Tensor]] = False,
         detach_reset: bool = False,
+        recurrent_dropout: float = 0.0,
+        learn_width: bool = False,
+        reset_convention: str = "snntorch",
     ) -> None:
         n = check_int("linear_features", linear_features, minimum=1)
+        recurrent_dropout = check_fraction("recurrent_dropout", recurrent_dropout, "a probability")
+        check_bool("learn_width", learn_width)
+        check_choice("reset_convention", reset_convention, RESET_CONVENTIONS)
+        if reset_convention == "spikingjelly" and reset_delay:
+            raise ValueError("reset_convention: 'spikingjelly' resets in the spike's own step, which needs "
+                             "reset_delay=False; got reset_delay=True")
         check_choice("reset_mechanism", reset_mechanism, RESET_MECHANISMS)
         if conv2d_channels is not None or kernel_size is not None:
             raise ValueError(
@@ -257,6 +290,12 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
             d = init_delays("delay_init", recurrent_delay_shape(delay_type, n), self.max_delay, 1, delay_init,
                             delay_std, None, None)
             self.delays = nn.Parameter(d, requires_grad=bool(learn_delays))
+            self.recurrent_dropout = recurrent_dropout
+            self.reset_convention = reset_convention
+            self.learn_width = learn_width
+            if learn_width:
+                self.width_logit = nn.Parameter(torch.zeros(n, dtype=d.dtype))
+            self._rec_mask: Optional[torch.Tensor] = None  # step mode: this state's dropout draw
             self.register_buffer("_past", torch.zeros(0), persistent=False)
             self._line: Optional[DelayLine] = None  # step mode, long histories: a ring buffer
             self._fresh = True
@@ -279,6 +318,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         self.mem = self.mem.new_zeros(0)
         self._past = self._past.new_zeros(0)
         self._line = None
+        self._rec_mask = None
         self._fresh = True
         return self.spk, self.mem
 
@@ -314,7 +354,27 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         return not self.inhibition and not self.state_quant and isinstance(graded, float) \
             and graded == 1.0
 
-    def _params(self) -> RecurrentLeakyParameters:
+    @property
+    def _tap_sigma(self) -> float:
+        """The extra half-width of the widest triangle the delays read (``2 sigma`` with
+        ``learn_width``: ``s_j = 1 + 2 sigma sigmoid(p_j)``)."""
+        return 2.0 * self._sigma if self.learn_width else self._sigma
+
+    def _dropout_scale(self, x: torch.Tensor, step: bool) -> Optional[torch.Tensor]:
+        """The recurrent-dropout factors ``(B, N)`` of this call (``None``: no dropout): a new
+        draw per sequence; in step mode one draw per state, kept until the next reset."""
+        p = self.recurrent_dropout
+        if not self.training or p == 0.0:
+            return None
+        shape = (x.shape[-2], self.linear_features)
+        if step and not self._fresh and self._rec_mask is not None and tuple(self._rec_mask.shape) == shape:
+            return self._rec_mask.to(x.dtype)
+        mask = x.new_empty(shape).bernoulli_(1.0 - p).div_(1.0 - p)
+        if step:
+            self._rec_mask = mask
+        return mask
+
+    def _params(self, x: Optional[torch.Tensor] = None, step: bool = False) -> RecurrentLeakyParameters:
         return RecurrentLeakyParameters(
             beta=self.beta,
             threshold=self.threshold,
@@ -325,6 +385,9 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
             state_quant=self.state_quant if self.state_quant else None,
             inhibition=bool(self.inhibition),
             detach_reset=self.detach_reset,
+            recurrent_scale=None if x is None else self._dropout_scale(x, step),
+            width=torch.sigmoid(self.width_logit) if self.learn_width else None,
+            reset_convention=self.reset_convention,
         )
 
     def recurrent_weights(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -389,7 +452,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
             t = getattr(self, name, None)
             if isinstance(t, torch.Tensor) and t.requires_grad:  # a learned one can diverge
                 check_finite(name, t)
-        params = self._params()
+        params = self._params(input_, step=input_.dim() == 2)
         if input_.dim() == 3:
             if spk is not None or mem is not None:
                 raise ValueError(
@@ -398,7 +461,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
                 )
             spk_seq, mem_seq, _ = run_recurrent_leaky_sequence(  # from a zero state: kernels where they run
                 input_, None, weight, bias, self.delays, params, self.max_delay,
-                self.delay_type, self._sigma, self.interpolation,
+                self.delay_type, self._tap_sigma, self.interpolation,
             )
             return self._returns(spk_seq, mem_seq)
         line = self._step_line(input_, spk, mem)
@@ -406,7 +469,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
             cur_mem = self._step_mem(input_, mem)
             new_spk, new_mem = run_recurrent_leaky_line_step(
                 input_, cur_mem, line, weight, bias, self.delays, params, self.max_delay,
-                self.delay_type, self._sigma, self.interpolation,
+                self.delay_type, self._tap_sigma, self.interpolation,
             )
             self.spk, self.mem = new_spk, new_mem
             self._fresh = False
@@ -414,7 +477,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         state = self._step_state(input_, spk, mem)
         new_spk, new_state = run_recurrent_leaky_step(
             input_, state, weight, bias, self.delays, params, self.max_delay,
-            self.delay_type, self._sigma, self.interpolation,
+            self.delay_type, self._tap_sigma, self.interpolation,
         )
         self.spk, self.mem, self._past = new_spk, new_state.mem, new_state.past
         self._fresh = False
@@ -427,7 +490,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
 
         Examples
         --------
-        >>> lif = DelayedRecurrentLeaky(0.9, 4, max_delay=5, reset_delay=False)
+        >>> lif = DelayedRecurrentLeaky(0.9, 4, max_delay=5, inhibition=True)
         >>> lif.backend(torch.zeros(10, 2, 4)).backend
         'reference'
         """
@@ -454,12 +517,12 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         ``torch.compile`` / ``torch.func`` move the layer to the history buffer."""
         spk = spk if isinstance(spk, torch.Tensor) and spk.numel() > 0 else None
         line = self._line
-        K = recurrent_history_length(self.max_delay, self._sigma)
+        K = recurrent_history_length(self.max_delay, self._tap_sigma)
         if line is None:
             fresh = self._fresh or self._past.numel() == 0
             if not fresh or spk is not None or not (has_data(x) or x.device.type == "meta"):
                 return None
-            W = 2 * math.ceil(1.0 + self._sigma) + (self.interpolation == "round")
+            W = 2 * math.ceil(1.0 + self._tap_sigma) + (self.interpolation == "round")
             n = self.linear_features
             if not line_pays(K, W, recurrent=True, connection_outputs=n if self.delay_type == "synaptic" else 0):
                 return None
@@ -502,7 +565,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         self, x: torch.Tensor, spk: Optional[torch.Tensor], mem: Optional[torch.Tensor]
     ) -> RecurrentLeakyState:
         B, n = x.shape
-        K = recurrent_history_length(self.max_delay, self._sigma)
+        K = recurrent_history_length(self.max_delay, self._tap_sigma)
         # snnTorch's init_rleaky()/reset_mem() hand out empty tensors meaning "no state yet"
         if spk is not None and isinstance(spk, torch.Tensor) and spk.numel() == 0:
             spk = None
@@ -539,4 +602,7 @@ class DelayedRecurrentLeaky(DelayLayerMixin, snn.RLeaky):
         return RecurrentLeakyState(cur_mem, past)
 
     def extra_repr(self) -> str:
-        return f"linear_features={self.linear_features}, {self._delay_repr()}"
+        extra = f", recurrent_dropout={self.recurrent_dropout:g}" if self.recurrent_dropout else ""
+        extra += ", learn_width=True" if self.learn_width else ""
+        extra += f", reset_convention={self.reset_convention!r}" if self.reset_convention != "snntorch" else ""
+        return f"linear_features={self.linear_features}, {self._delay_repr()}{extra}"

@@ -247,9 +247,9 @@ if AVAILABLE:
 
     @torch.library.register_fake(_lib + "recurrent_lif")
     def _recurrent_lif_fake(x, weight, bias, start, vals, beta, threshold, reset, surrogate,
-                            surrogate_param, synaptic, reset_delay=True, detach_reset=False):
+                            surrogate_param, synaptic, reset_delay=True, detach_reset=False, rec_scale=None):
         _op_args.recurrent_lif(x, weight, bias, start, vals, beta, threshold, reset, surrogate,
-                               surrogate_param, synaptic, reset_delay, detach_reset)
+                               surrogate_param, synaptic, reset_delay, detach_reset, rec_scale)
         shape = x.shape
         return (x.new_empty(shape), x.new_empty(shape), x.new_empty(shape, dtype=torch.uint8),
                 x.new_empty((0,) if reset_delay else shape))
@@ -257,10 +257,10 @@ if AVAILABLE:
     @torch.library.register_fake(_lib + "recurrent_lif_backward")
     def _recurrent_lif_backward_fake(grad_spk, grad_mem, weight, start, vals, beta, threshold, mem,
                                      spk_bits, pre_mem, reset, surrogate, surrogate_param, synaptic,
-                                     reset_delay=True, detach_reset=False):
+                                     reset_delay=True, detach_reset=False, rec_scale=None):
         _op_args.recurrent_lif_backward(grad_spk, grad_mem, weight, start, vals, beta, threshold, mem,
                                         spk_bits, pre_mem, reset, surrogate, surrogate_param, synaptic,
-                                        reset_delay)
+                                        reset_delay, rec_scale)
         n = mem.shape[-1]
         return (
             mem.new_empty(mem.shape),
@@ -310,14 +310,15 @@ if AVAILABLE:
     def _rl_setup(ctx, inputs, output):
         (x, weight, bias, start, vals, beta, threshold, reset, surrogate, sparam, synaptic,
          *flags) = inputs
-        reset_delay, detach_reset = (list(flags) + [True, False][len(flags):])[:2]
+        reset_delay, detach_reset, rec_scale = (list(flags) + [True, False, None][len(flags):])[:3]
         _, mem, bits, pre = output
-        ctx.save_for_backward(weight, start, vals, beta, threshold, mem, bits, pre)
+        ctx.save_for_backward(weight, start, vals, beta, threshold, mem, bits, pre, rec_scale)
         ctx.cfg = (reset, surrogate, sparam, synaptic, reset_delay, detach_reset)
+        ctx.n_flags = len(flags)
         ctx.has_bias = bias is not None
 
     def _rl_backward(ctx, grad_spk, grad_mem, _grad_bits, _grad_pre):
-        weight, start, vals, beta, threshold, mem, bits, pre = ctx.saved_tensors
+        weight, start, vals, beta, threshold, mem, bits, pre, rec_scale = ctx.saved_tensors
         reset, surrogate, sparam, synaptic, reset_delay, detach_reset = ctx.cfg
         if grad_spk is None:
             grad_spk = torch.zeros_like(mem)
@@ -325,14 +326,15 @@ if AVAILABLE:
             grad_mem = torch.zeros_like(mem)
         gx, gw, gv, gbeta, gthr = torch.ops.snn_delays_ext.recurrent_lif_backward(
             grad_spk.contiguous(), grad_mem.contiguous(), weight, start, vals, beta, threshold,
-            mem, bits, pre, reset, surrogate, sparam, synaptic, reset_delay, detach_reset)
+            mem, bits, pre, reset, surrogate, sparam, synaptic, reset_delay, detach_reset, rec_scale)
         gbias = gx.sum((0, 1)) if ctx.has_bias else None
         if torch.is_grad_enabled():
             # create_graph=True: first-order gradients are right, a second order is refused
             gx, gw, gv, gbeta, gthr = _NoDoubleBackward.apply(gx, gw, gv, gbeta, gthr)
             if gbias is not None:
                 gbias = _NoDoubleBackward.apply(gbias)[0]
-        return (gx, gw, gbias, None, gv, gbeta, gthr, None, None, None, None) + (None,) * len(ctx.cfg[4:])
+        # rec_scale is a mask (recurrent dropout): no gradient
+        return (gx, gw, gbias, None, gv, gbeta, gthr, None, None, None, None) + (None,) * ctx.n_flags
 
     torch.library.register_autograd(_lib + "recurrent_lif", _rl_backward, setup_context=_rl_setup)
 

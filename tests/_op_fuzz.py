@@ -136,10 +136,12 @@ def recurrent_lif(g: torch.Generator, s: Dict[str, int], dt: torch.dtype, backwa
         args["pre_mem"], dims["pre_mem"] = _float(g, (T, B, N), dt), ("T", "B", "N")
     args.update(reset=0, surrogate=0, surrogate_param=2.0, synaptic=synaptic, reset_delay=not backward,
                 detach_reset=False)
+    args["rec_scale"], dims["rec_scale"] = _float(g, (B, N), dt), ("B", "N")  # recurrent dropout factors
     kinds = {n: {"start": "int64", "spk_bits": "uint8"}.get(n, "float") for n in dims}
     # the backward case runs the same-step reset (reset_delay=False), which reads pre_mem
     name = "recurrent_lif_backward" if backward else "recurrent_lif"
-    bad = {"reset": [-1, 3, INT64_MIN], "surrogate": [-1, 7, 2**40],
+    # codes 3, 4 (reset once, spikingjelly's) are valid with reset_delay=False only (the backward case)
+    bad = {"reset": [-1, 5, INT64_MIN] + ([] if backward else [3, 4]), "surrogate": [-1, 7, 2**40],
            "surrogate_param": [math.nan, math.inf]}
     return Case(name, args, dims, kinds, lambda a: getattr(_ops(), name)(*a.values()), bad_scalars=bad,
                 bad_values=_start_values())

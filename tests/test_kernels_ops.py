@@ -44,8 +44,10 @@ def test_opcheck_feedforward_ops():
 
 @compiled
 @pytest.mark.parametrize("synaptic", [False, True])
-@pytest.mark.parametrize("reset_delay", [True, False])
-def test_opcheck_recurrent_ops(synaptic, reset_delay):
+@pytest.mark.parametrize("reset_delay,reset,dropout", [(True, 0, False), (False, 0, False), (False, 3, True),
+                                                       (False, 4, True)],
+                         ids=["late-reset", "same-step", "once-subtract-dropout", "once-zero-dropout"])
+def test_opcheck_recurrent_ops(synaptic, reset_delay, reset, dropout):
     N = 4
     x = (torch.rand(12, 2, N, dtype=DT) * 1.5).requires_grad_()
     w = torch.randn(N, N, dtype=DT, requires_grad=True)
@@ -54,7 +56,8 @@ def test_opcheck_recurrent_ops(synaptic, reset_delay):
     vals = vals.detach().requires_grad_()
     beta = torch.full((N,), 0.8, dtype=DT, requires_grad=True)
     thr = torch.ones(N, dtype=DT, requires_grad=True)
-    args = (x, w, b, start, vals, beta, thr, 0, 1, 5.0, synaptic, reset_delay, False)
+    scale = (torch.rand(2, N, dtype=DT) > 0.5).to(DT) * 2.0 if dropout else None
+    args = (x, w, b, start, vals, beta, thr, reset, 1, 5.0, synaptic, reset_delay, False, scale)
     # the bytes output is not differentiable; check schema, fake and dispatch, and gradients via
     # the parity tests
     torch.library.opcheck(OPS.recurrent_lif.default, args,
@@ -62,7 +65,7 @@ def test_opcheck_recurrent_ops(synaptic, reset_delay):
     spk, mem, bits, pre = OPS.recurrent_lif(*[a.detach() if isinstance(a, torch.Tensor) else a for a in args])
     assert pre.shape == ((0,) if reset_delay else mem.shape)
     bargs = (torch.randn_like(mem), torch.randn_like(mem), w.detach(), start, vals.detach(), beta.detach(),
-             thr.detach(), mem, bits, pre, 0, 1, 5.0, synaptic, reset_delay, True)
+             thr.detach(), mem, bits, pre, reset, 1, 5.0, synaptic, reset_delay, True, scale)
     torch.library.opcheck(OPS.recurrent_lif_backward.default, bargs)
 
 
@@ -99,6 +102,15 @@ def test_gradcheck_recurrent_below_threshold(kind):
         return recurrent_leaky_compiled(x, w, b, d, beta, thr, 5, kind, 0.5, "triangle", "subtract", (5, 0.0))[1]
 
     assert torch.autograd.gradcheck(f, (x, w, b, d, beta))
+    # DelRec's options: learnable per-neuron widths and a recurrent-dropout mask (no gradient)
+    p = torch.randn(N, dtype=DT, requires_grad=True)
+    scale = torch.tensor([[0.0, 2.0, 2.0], [2.0, 0.0, 2.0]], dtype=DT)
+
+    def g(x, w, b, d, beta, p):
+        return recurrent_leaky_compiled(x, w, b, d, beta, thr, 5, kind, 1.5, "triangle", "subtract", (5, 0.0),
+                                        False, False, torch.sigmoid(p), scale, "spikingjelly")[1]
+
+    assert torch.autograd.gradcheck(g, (x, w, b, d, beta, p))
 
 
 @compiled

@@ -95,7 +95,9 @@ def test_recurrent_bias_of_the_wrong_size_is_refused():
 
 
 @pytest.mark.parametrize("arg, value, pattern", [
-    ("reset", 3, r"reset: expected 0 \(subtract\), 1 \(zero\) or 2 \(none\), got 3"),
+    ("reset", 5, r"reset: expected 0 \(subtract\), 1 \(zero\), 2 \(none\), 3 \(subtract once\) or 4 "
+                 r"\(zero once\), got 5"),
+    ("reset", 3, r"reset: codes 3 and 4 \(reset once, in the spike's step\) need reset_delay=False"),
     ("surrogate", 7, r"surrogate: expected a surrogate code in \[0, 6\], got 7"),
     ("surrogate_param", float("nan"), r"surrogate_param: expected a finite float"),
 ])

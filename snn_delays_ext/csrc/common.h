@@ -41,6 +41,13 @@ enum SurrogateKind : int64_t {
 
 // Reset mechanisms (keep in sync with snn_delays_ext/ops.py).
 enum ResetKind : int64_t { kSubtract = 0, kZero = 1, kNone = 2 };
+// Codes 3 and 4: subtract / zero reset once per spike, in its own step, with the threshold test on
+// the charged membrane (spikingjelly's LIF, DelRec's neuron; reset_delay=False only). They differ
+// from snnTorch's same-step reset (codes 0, 1 with reset_delay=False) only when a membrane is still
+// above threshold after its reset: snnTorch then resets it again before the next test.
+constexpr int64_t kOnceOffset = 3;
+SDX_HD bool carries_reset(int64_t reset) { return reset < kOnceOffset; }
+SDX_HD int64_t reset_kind(int64_t reset) { return reset < kOnceOffset ? reset : reset - kOnceOffset; }
 
 // Derivative of the spike function at u = mem - threshold, as the Python surrogate's backward
 // computes it (snnTorch's, or snn_delays_ext.surrogate.triangle).

@@ -11,18 +11,21 @@
 //       y[t,b,o] = sum_i weight[o,i] sum_w vals[o,i,w] x[t - start[o,i] - w, b, i]
 //   synaptic_delay_backward(grad_y, x, weight, start, vals) -> (grad_x, grad_weight, grad_vals)
 //   recurrent_lif(x, weight, bias, start, vals, beta, threshold, reset, surrogate, param,
-//                 synaptic, reset_delay=True, detach_reset=False) -> (spk, mem, spk_bits, pre_mem)
+//                 synaptic, reset_delay=True, detach_reset=False, rec_scale=None)
+//       -> (spk, mem, spk_bits, pre_mem)
 //       the whole sequence of a delayed recurrent LIF layer (snnTorch RLeaky convention:
 //       reset_delay=True resets one step after the spike, False in the spike's own step, the
 //       reset then carrying the spike's surrogate gradient unless detach_reset), time loop
 //       inside the op; spk_bits holds the spikes as bytes and pre_mem (reset_delay=False only,
-//       else empty) the membrane the spike was tested on, for the backward pass
+//       else empty) the membrane the spike was tested on, for the backward pass; rec_scale
+//       (B, N), optional, multiplies each neuron's recurrent synaptic input (not the bias) for
+//       the whole sequence (DelRec's recurrent dropout mask)
 //   recurrent_lif_backward(grad_spk, grad_mem, weight, start, vals, beta, threshold, mem,
 //                          spk_bits, pre_mem, reset, surrogate, param, synaptic, reset_delay,
-//                          detach_reset)
+//                          detach_reset, rec_scale=None)
 //       -> (grad_x, grad_weight, grad_vals, grad_beta, grad_threshold)
-//       reverse-time surrogate BPTT; grad_x is also the gradient of the recurrent current (and
-//       of the bias, summed over time and batch).
+//       reverse-time surrogate BPTT; grad_x is also the gradient of the bias (summed over time
+//       and batch) and, times rec_scale, of the recurrent synaptic input.
 
 #include <Python.h>
 
@@ -363,9 +366,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cpu(
     const at::Tensor& x_, const at::Tensor& weight_, const c10::optional<at::Tensor>& bias_,
     const at::Tensor& start_, const at::Tensor& vals_, const at::Tensor& beta_,
     const at::Tensor& threshold_, int64_t reset, int64_t surrogate, double sparam, bool synaptic,
-    bool reset_delay, bool detach_reset) {
+    bool reset_delay, bool detach_reset, const c10::optional<at::Tensor>& rec_scale_) {
   (void)detach_reset;  // the forward is the same; the backward reads it
-  checks::recurrent_lif(x_, weight_, bias_, start_, vals_, beta_, threshold_, reset, surrogate, sparam, synaptic);
+  checks::recurrent_lif(x_, weight_, bias_, start_, vals_, beta_, threshold_, reset, surrogate, sparam, synaptic,
+                        rec_scale_, reset_delay);
+  const bool carries = carries_reset(reset);
+  reset = reset_kind(reset);
   const int64_t T = x_.size(0), B = x_.size(1), N = x_.size(2);
   auto x = x_.contiguous();
   const auto dt = x.scalar_type();
@@ -391,10 +397,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cpu(
   auto vals = vals_.to(dt).contiguous();
   auto start = start_.contiguous();
   const int64_t W = vals.size(-1);
-  at::Tensor bias;
+  at::Tensor bias, scale;
   if (bias_.has_value() && bias_->defined()) bias = bias_->to(dt).contiguous();
+  if (rec_scale_.has_value() && rec_scale_->defined()) scale = rec_scale_->contiguous();
 
   AT_DISPATCH_FLOATING_TYPES(dt, "recurrent_lif_cpu", [&] {
+    const scalar_t* scp = scale.defined() ? scale.data_ptr<scalar_t>() : nullptr;
     const scalar_t* xp = x.data_ptr<scalar_t>();
     const scalar_t* bp = beta.data_ptr<scalar_t>();
     const scalar_t* hp = thr.data_ptr<scalar_t>();
@@ -412,7 +420,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cpu(
       for (int64_t j = 0; j < N; ++j) {
         const scalar_t mp = mprev ? mprev[j] : scalar_t(0);
         const scalar_t base = bp[j] * mp + xrow[j] + rrow[j];
-        const bool rs = (mp - hp[j]) > scalar_t(0);
+        const bool rs = carries && (mp - hp[j]) > scalar_t(0);
         scalar_t m = lif_reset_start<scalar_t>(base, hp[j], rs, reset);
         const bool s = (m - hp[j]) > scalar_t(0);
         if (!reset_delay) {  // snnTorch's reset_delay=False: the spike resets in its own step
@@ -437,12 +445,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cpu(
         for (int64_t b = lo; b < hi; ++b) {
           for (int64_t t = 0; t < T; ++t) {
             gather_axonal_step<scalar_t>(sb, sp, vp, W, t, B, N, b, del.data());
-            for (int64_t i = 0; i < N; ++i) rr[i] = biasp ? biasp[i] : scalar_t(0);
+            for (int64_t i = 0; i < N; ++i) rr[i] = scalar_t(0);
             for (int64_t j = 0; j < N; ++j) {
               const scalar_t dj = del[j];
               if (dj == scalar_t(0)) continue;
               const scalar_t* wrow = wtp + j * N;
               for (int64_t i = 0; i < N; ++i) rr[i] += dj * wrow[i];
+            }
+            const scalar_t* sc = scp ? scp + b * N : nullptr;
+            for (int64_t i = 0; i < N; ++i) {
+              if (sc) rr[i] *= sc[i];
+              if (biasp) rr[i] += biasp[i];
             }
             lif(t, b, rr.data());
           }
@@ -463,12 +476,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cpu(
           for (int64_t t = 0; t < T; ++t) {
             lif(t, b, lc.data() + t * N);
             const uint8_t* brow = sb + (t * B + b) * N;
+            const scalar_t* sc = scp ? scp + b * N : nullptr;
             for (int64_t j = 0; j < N; ++j) {
               if (!brow[j]) continue;  // scatter only the active presynaptic columns
               for (int64_t i = 0; i < N; ++i) {
                 const scalar_t* v = vtp + (j * N + i) * W;
                 const int64_t s0 = stp[j * N + i];
-                const scalar_t wv = wp[j * N + i];
+                const scalar_t wv = sc ? wp[j * N + i] * sc[i] : wp[j * N + i];
                 for (int64_t w = 0; w < W; ++w) {
                   const int64_t lag = s0 + w;
                   if (v[w] == scalar_t(0) || lag < 1 || t + lag >= T) continue;
@@ -488,9 +502,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
     const at::Tensor& grad_spk_, const at::Tensor& grad_mem_, const at::Tensor& weight_,
     const at::Tensor& start_, const at::Tensor& vals_, const at::Tensor& beta_,
     const at::Tensor& threshold_, const at::Tensor& mem_, const at::Tensor& bits_, const at::Tensor& pre_mem_,
-    int64_t reset, int64_t surrogate, double sparam, bool synaptic, bool reset_delay, bool detach_reset) {
+    int64_t reset, int64_t surrogate, double sparam, bool synaptic, bool reset_delay, bool detach_reset,
+    const c10::optional<at::Tensor>& rec_scale_) {
   checks::recurrent_lif_backward(grad_spk_, grad_mem_, weight_, start_, vals_, beta_, threshold_, mem_, bits_,
-                                 pre_mem_, reset, surrogate, sparam, synaptic, reset_delay);
+                                 pre_mem_, reset, surrogate, sparam, synaptic, reset_delay, rec_scale_);
+  const bool carries = carries_reset(reset);
+  reset = reset_kind(reset);
   const int64_t T = mem_.size(0), B = mem_.size(1), N = mem_.size(2);
   auto mem = mem_.contiguous();
   const auto dt = mem.scalar_type();
@@ -504,6 +521,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
   auto start = start_.contiguous();
   auto vals = vals_.to(dt).contiguous();
   const int64_t W = vals.size(-1);
+  at::Tensor scale;
+  if (rec_scale_.has_value() && rec_scale_->defined()) scale = rec_scale_->contiguous();
 
   auto gb = at::zeros({T, B, N}, mem.options());       // dL/d(beta m + x + r) per step
   auto gbeta_acc = at::zeros({B, N}, mem.options());
@@ -536,6 +555,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
     scalar_t* gbeta_p = gbeta_acc.data_ptr<scalar_t>();
     scalar_t* gthr_p = gthr_acc.data_ptr<scalar_t>();
     scalar_t* carry_p = carry.data_ptr<scalar_t>();
+    const scalar_t* scp = scale.defined() ? scale.data_ptr<scalar_t>() : nullptr;
 
     // one reverse step for batch element b given gs (dL/dspk_t from outside and from later
     // recurrent inputs)
@@ -546,7 +566,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
       scalar_t* cr = carry_p + b * N;
       for (int64_t j = 0; j < N; ++j) {
         const scalar_t mp = mprev ? mprev[j] : scalar_t(0);
-        const bool rs = (mp - hp[j]) > scalar_t(0);
+        const bool rs = carries && (mp - hp[j]) > scalar_t(0);
         const LifAdjoint<scalar_t> a = lif_adjoint<scalar_t>(
             reset_delay ? memp[off + j] : prep[off + j], hp[j], rs, sb[off + j] != 0, gs_row[j],
             gmm_p[off + j] + cr[j], reset, surrogate, sparam, reset_delay, detach_reset);
@@ -589,8 +609,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
             scalar_t* gd = gdp + off;
             for (int64_t j = 0; j < N; ++j) gd[j] = scalar_t(0);
             const scalar_t* gbr = gbp + off;
+            const scalar_t* sc = scp ? scp + b * N : nullptr;
             for (int64_t i = 0; i < N; ++i) {
-              const scalar_t g = gbr[i];
+              const scalar_t g = sc ? gbr[i] * sc[i] : gbr[i];
               if (g == scalar_t(0)) continue;
               const scalar_t* wrow = wp + i * N;
               for (int64_t j = 0; j < N; ++j) gd[j] += g * wrow[j];
@@ -607,7 +628,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
           }
         }
       });
-      grad_w = at::mm(gb.view({T * B, N}).t(), delayed.view({T * B, N}));
+      // the recurrent input's gradient is gb times the scale (the bias and x get gb itself)
+      auto grec = scale.defined() ? gb * scale : gb;
+      grad_w = at::mm(grec.view({T * B, N}).t(), delayed.view({T * B, N}));
       grad_vals = gv_acc.sum(0);
     } else {
       const scalar_t* wp = wT.data_ptr<scalar_t>();  // (pre j, post i)
@@ -659,12 +682,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
         for (int64_t b = 0; b < B; ++b) {
           step(t, b, gsb.data() + b * N);
           const scalar_t* gr = gbp + (t * B + b) * N;
+          const scalar_t* sc = scp ? scp + b * N : nullptr;
           scalar_t* gt = g0 + t * N * B + b;
-          for (int64_t i = 0; i < N; ++i) gt[i * B] = gr[i];
+          for (int64_t i = 0; i < N; ++i) gt[i * B] = sc ? gr[i] * sc[i] : gr[i];
         }
       }
       // weight and tap gradients: walk the stored spikes; each thread owns presynaptic columns
-      auto gbT = gb.transpose(0, 1).contiguous();  // (B, T, N)
+      auto gbT = (scale.defined() ? gb * scale : gb).transpose(0, 1).contiguous();  // (B, T, N), recurrent input
       const scalar_t* gbtp = gbT.data_ptr<scalar_t>();
       auto gwT = at::zeros({N, N}, mem.options());
       auto gvT = at::zeros({N, N, W}, mem.options());
@@ -712,11 +736,11 @@ TORCH_LIBRARY(snn_delays_ext, m) {
         " -> (Tensor, Tensor, Tensor)");
   m.def("recurrent_lif(Tensor x, Tensor weight, Tensor? bias, Tensor start, Tensor vals, Tensor beta,"
         " Tensor threshold, int reset, int surrogate, float surrogate_param, bool synaptic,"
-        " bool reset_delay=True, bool detach_reset=False) -> (Tensor, Tensor, Tensor, Tensor)");
+        " bool reset_delay=True, bool detach_reset=False, Tensor? rec_scale=None) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("recurrent_lif_backward(Tensor grad_spk, Tensor grad_mem, Tensor weight, Tensor start,"
         " Tensor vals, Tensor beta, Tensor threshold, Tensor mem, Tensor spk_bits, Tensor pre_mem, int reset,"
         " int surrogate, float surrogate_param, bool synaptic, bool reset_delay=True,"
-        " bool detach_reset=False) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+        " bool detach_reset=False, Tensor? rec_scale=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(snn_delays_ext, CPU, m) {

@@ -135,15 +135,31 @@ inline void recurrent_parameters(const at::Tensor& ref, const char* ref_name, co
   shape(beta, {N}, op, "beta", "(N,)");
   like(threshold, ref, op, "threshold", ref_name);
   shape(threshold, {N}, op, "threshold", "(N,)");
-  code(reset, kSubtract, kNone, op, "reset", "0 (subtract), 1 (zero) or 2 (none)");
+  code(reset, kSubtract, kOnceOffset + kZero, op, "reset",
+       "0 (subtract), 1 (zero), 2 (none), 3 (subtract once) or 4 (zero once)");
   code(surrogate, kATan, kTriangle, op, "surrogate", "a surrogate code in [0, 6]");
   finite(sparam, op, "surrogate_param");
+}
+
+// rec_scale: a (B, N) factor on the recurrent synaptic input (recurrent dropout), x's dtype and device
+inline void recurrent_scale(const c10::optional<at::Tensor>& rec_scale, const at::Tensor& x, const char* op,
+                            const char* ref_name) {
+  if (!rec_scale.has_value() || !rec_scale->defined()) return;
+  like(*rec_scale, x, op, "rec_scale", ref_name);
+  shape(*rec_scale, {x.size(1), x.size(2)}, op, "rec_scale", "(B, N)");
+}
+
+// reset codes 3, 4 (once per spike, spikingjelly's) are same-step resets
+inline void once_needs_same_step(int64_t reset, bool reset_delay, const char* op) {
+  TORCH_CHECK_VALUE(carries_reset(reset) || !reset_delay, op, ": reset: codes 3 and 4 (reset once, in the spike's step) "
+                    "need reset_delay=False, got reset ", reset, " with reset_delay=True");
 }
 
 inline void recurrent_lif(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                           const at::Tensor& start, const at::Tensor& vals, const at::Tensor& beta,
                           const at::Tensor& threshold, int64_t reset, int64_t surrogate, double sparam,
-                          bool synaptic) {
+                          bool synaptic, const c10::optional<at::Tensor>& rec_scale = c10::nullopt,
+                          bool reset_delay = true) {
   const char* op = "recurrent_lif";
   sequence(x, op, "x");
   recurrent_parameters(x, "x", weight, start, vals, beta, threshold, reset, surrogate, sparam, synaptic, op);
@@ -151,13 +167,16 @@ inline void recurrent_lif(const at::Tensor& x, const at::Tensor& weight, const c
     like(*bias, x, op, "bias", "x");
     shape(*bias, {x.size(2)}, op, "bias", "(N,)");
   }
+  recurrent_scale(rec_scale, x, op, "x");
+  once_needs_same_step(reset, reset_delay, op);
 }
 
 inline void recurrent_lif_backward(const at::Tensor& grad_spk, const at::Tensor& grad_mem, const at::Tensor& weight,
                                    const at::Tensor& start, const at::Tensor& vals, const at::Tensor& beta,
                                    const at::Tensor& threshold, const at::Tensor& mem, const at::Tensor& spk_bits,
                                    const at::Tensor& pre_mem, int64_t reset, int64_t surrogate, double sparam,
-                                   bool synaptic, bool reset_delay) {
+                                   bool synaptic, bool reset_delay,
+                                   const c10::optional<at::Tensor>& rec_scale = c10::nullopt) {
   const char* op = "recurrent_lif_backward";
   sequence(mem, op, "mem");
   recurrent_parameters(mem, "mem", weight, start, vals, beta, threshold, reset, surrogate, sparam, synaptic, op);
@@ -173,6 +192,8 @@ inline void recurrent_lif_backward(const at::Tensor& grad_spk, const at::Tensor&
     like(pre_mem, mem, op, "pre_mem", "mem");
     shape(pre_mem, mem.sizes(), op, "pre_mem", "(that of mem, with reset_delay=False)");
   }
+  recurrent_scale(rec_scale, mem, op, "mem");
+  once_needs_same_step(reset, reset_delay, op);
 }
 
 }  // namespace checks

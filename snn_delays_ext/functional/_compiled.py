@@ -20,6 +20,8 @@ __all__ = ["delayed_linear_compiled", "recurrent_leaky_compiled"]
 
 #: Kernel codes of the reset mechanisms (keep in sync with csrc/common.h).
 RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
+#: Added to a subtract / zero code: the reset happens once per spike (spikingjelly's convention).
+RESET_ONCE = 3
 
 
 def delayed_linear_compiled(
@@ -74,20 +76,29 @@ def recurrent_leaky_compiled(
     surrogate: Tuple[int, float] = (0, 2.0),
     reset_delay: bool = True,
     detach_reset: bool = False,
+    width: Optional[torch.Tensor] = None,
+    recurrent_scale: Optional[torch.Tensor] = None,
+    reset_convention: str = "snntorch",
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """A delayed recurrent LIF layer over a whole sequence on the compiled op, from a zero
     state, with snnTorch's reset (``reset_delay=True``: one step after the spike; ``False``: in
     the spike's own step, the reset carrying the spike's surrogate gradient unless
     ``detach_reset``); ``surrogate`` is the ``(kind, param)`` pair of
-    :func:`snn_delays_ext.surrogate.surrogate_spec`. Returns the ``(T, B, N)`` spikes and
-    membranes (``beta`` is clamped to ``[0, 1]`` as in snnTorch)."""
+    :func:`snn_delays_ext.surrogate.surrogate_spec`; ``width``, ``recurrent_scale`` and
+    ``reset_convention`` as in
+    :class:`~snn_delays_ext.functional.RecurrentLeakyParameters`. Returns the ``(T, B, N)``
+    spikes and membranes (``beta`` is clamped to ``[0, 1]`` as in snnTorch)."""
     n = x.shape[-1]
-    start, vals = banded_taps(delays, max_delay, sigma, 1, interpolation)
+    start, vals = banded_taps(delays, max_delay, sigma, 1, interpolation, width)
     beta_v = beta.to(x.dtype).clamp(0, 1).expand(n).contiguous()
     thr_v = threshold.to(x.dtype).expand(n).contiguous()
+    code = RESET_CODES[reset_mechanism]
+    if reset_convention == "spikingjelly" and not reset_delay and reset_mechanism != "none":
+        code += RESET_ONCE  # reset once per spike, test on the charged membrane
     spk, mem, _, _ = torch.ops.snn_delays_ext.recurrent_lif(
         x.contiguous(), weight.to(x.dtype), None if bias is None else bias.to(x.dtype), start, vals.to(x.dtype),
-        beta_v, thr_v, RESET_CODES[reset_mechanism], int(surrogate[0]), float(surrogate[1]),
+        beta_v, thr_v, code, int(surrogate[0]), float(surrogate[1]),
         delay_type == "synaptic", bool(reset_delay), bool(detach_reset),
+        None if recurrent_scale is None else recurrent_scale.detach().to(x.dtype).contiguous(),
     )
     return spk, mem

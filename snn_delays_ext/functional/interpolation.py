@@ -14,13 +14,13 @@ pass and passes the gradient of the triangle at that integer lag straight throug
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 
 from .._checks import check_max_delay, check_choice, check_int, check_nonneg_float
 
-__all__ = ["INTERPOLATIONS", "tap_range", "delay_taps", "banded_taps", "round_half_up", "triangle"]
+__all__ = ["INTERPOLATIONS", "tap_range", "delay_taps", "banded_taps", "half_width", "round_half_up", "triangle"]
 
 #: Interpolation modes understood by every delay layer.
 INTERPOLATIONS = ("triangle", "round")
@@ -91,10 +91,11 @@ def round_half_up(x: torch.Tensor) -> torch.Tensor:
     return torch.floor(x + 0.5)
 
 
-def triangle(lags: torch.Tensor, delays: torch.Tensor, s: float) -> torch.Tensor:
+def triangle(lags: torch.Tensor, delays: torch.Tensor, s: Union[float, torch.Tensor]) -> torch.Tensor:
     """Triangle tap weights ``max(0, s - |k - l|) / s^2`` with one-sided (right) slopes.
 
-    ``lags`` has shape ``S + (K,)`` or ``(K,)``, ``delays`` shape ``S``. The value is the plain
+    ``lags`` has shape ``S + (K,)`` or ``(K,)``, ``delays`` shape ``S``; the half-width ``s`` is
+    a float or a tensor that broadcasts to ``S`` (one width per delay, differentiable). The value is the plain
     triangle. Its derivative with respect to the delay is the slope for increasing ``l``
     (``+1/s^2`` for ``0 < k - l <= s``, ``-1/s^2`` for ``-s < k - l <= 0``), also at the
     corners, where autograd's ``abs``/``relu`` would give 0. So a delay at a whole step (an
@@ -111,6 +112,8 @@ def triangle(lags: torch.Tensor, delays: torch.Tensor, s: float) -> torch.Tensor
     >>> d.grad   # moving the delay from 2 towards 3 reads 1 -> 3
     tensor([2.])
     """
+    if isinstance(s, torch.Tensor):
+        s = s.unsqueeze(-1)
     u = lags - delays.unsqueeze(-1)
     h = torch.relu(s - u.abs()) / (s * s)
     with torch.no_grad():
@@ -123,7 +126,9 @@ class _RoundTaps(torch.autograd.Function):
     """One-hot taps at the rounded lag; straight-through triangle gradient."""
 
     @staticmethod
-    def forward(ctx, delays: torch.Tensor, lags: torch.Tensor, s: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, delays: torch.Tensor, lags: torch.Tensor, s) -> torch.Tensor:  # type: ignore[override]
+        if isinstance(s, torch.Tensor):  # one width per delay: no gradient (the forward is one-hot)
+            s = s.detach().unsqueeze(-1)
         r = round_half_up(delays).unsqueeze(-1)
         ctx.save_for_backward(r, lags)
         ctx.s = s
@@ -211,12 +216,31 @@ def _check_delays_tensor(name: str, delays: object) -> None:
         )
 
 
+def half_width(sigma: float, spread: Optional[torch.Tensor]) -> Union[float, torch.Tensor]:
+    """The triangle's half-width ``s``: ``1 + sigma``, or ``1 + sigma * spread`` with a tensor
+    ``spread`` of fractions in ``[0, 1]`` (one width per delay or per presynaptic neuron:
+    DelRec's learnable width, ``spread = sigmoid(p)`` with ``sigma`` twice its schedule's). The
+    tap range is always that of the widest triangle, ``1 + sigma``.
+
+    Examples
+    --------
+    >>> half_width(2.0, None)
+    3.0
+    >>> half_width(2.0, torch.tensor([0.0, 0.5, 1.0]))
+    tensor([1., 2., 3.])
+    """
+    if spread is None:
+        return 1.0 + float(sigma)
+    return 1.0 + float(sigma) * spread
+
+
 def _delay_taps(
     delays: torch.Tensor, max_delay: int, sigma: float, min_delay: int, interpolation: str,
+    spread: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """:func:`delay_taps` without argument checks (for callers that validated them)."""
     k_min, k_max = tap_range_unchecked(max_delay, sigma, min_delay)
-    s = 1.0 + float(sigma)
+    s = half_width(sigma, spread)
     lags = torch.arange(k_min, k_max + 1, device=delays.device, dtype=delays.dtype)
     d = delays.clamp(float(min_delay), float(max_delay))
     if interpolation == "triangle":
@@ -232,6 +256,7 @@ def banded_taps(
     sigma: float,
     min_delay: int,
     interpolation: str,
+    spread: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """The non-zero band of :func:`delay_taps`: a first lag and ``W`` tap weights per delay.
 
@@ -244,6 +269,8 @@ def banded_taps(
         Delays of any shape ``S`` (clamped to ``[min_delay, max_delay]``).
     max_delay, sigma, min_delay, interpolation
         As for :func:`delay_taps`.
+    spread : torch.Tensor, optional
+        Per-delay fractions of ``sigma`` (see :func:`half_width`), broadcast to ``S``.
 
     Returns
     -------
@@ -262,8 +289,8 @@ def banded_taps(
     ([1], [[0.75, 0.25]])
     """
     k_min, k_max = tap_range_unchecked(max_delay, sigma, min_delay)
-    s = 1.0 + float(sigma)
-    cs = int(math.ceil(s))
+    cs = int(math.ceil(1.0 + float(sigma)))  # the widest triangle's band
+    s = half_width(sigma, spread)
     d = delays.clamp(float(min_delay), float(max_delay))
     with torch.no_grad():
         if interpolation == "triangle":

@@ -31,11 +31,12 @@ from ..dispatch import Choice, recurrent_leaky_backend
 from ..surrogate import surrogate_spec_constant
 from .delay_line import DelayLine
 from .delayed_linear import history_rows, SynapticStep
-from .interpolation import INTERPOLATIONS, _check_delays_tensor, _check_range, banded_taps, delay_taps, tap_range, \
+from .interpolation import INTERPOLATIONS, _check_delays_tensor, _check_range, _delay_taps, banded_taps, tap_range, \
     tap_range_unchecked
 
 __all__ = [
     "DELAY_TYPES_RECURRENT",
+    "RESET_CONVENTIONS",
     "RESET_MECHANISMS",
     "RecurrentLeakyParameters",
     "RecurrentLeakyState",
@@ -99,6 +100,19 @@ class RecurrentLeakyParameters(NamedTuple):
         With ``reset_delay=False``: the same-step reset carries no gradient (``False``,
         snnTorch's: the membrane is reset with the spike and its surrogate derivative). The
         reset one step later (``reset_delay=True``) never carries one, as in snnTorch.
+    reset_convention : {"snntorch", "spikingjelly"}
+        With ``reset_delay=False``: ``"snntorch"`` (snnTorch's ``reset_delay=False``: a
+        membrane still above threshold after its reset is reset again before the next
+        threshold test) or ``"spikingjelly"`` (spikingjelly's LIF, DelRec's neuron: each spike
+        resets once, and the test sees the charged membrane). The two differ only under a drive
+        strong enough to leave a membrane above threshold after a subtractive reset.
+    recurrent_scale : torch.Tensor, optional
+        ``(B, N)`` factors on each neuron's recurrent synaptic input (not on the bias) for the
+        whole sequence: DelRec's recurrent dropout mask (0 or ``1 / (1 - p)``). No gradient.
+    width : torch.Tensor, optional
+        ``(N,)`` fractions in ``[0, 1]``, one per presynaptic neuron: the triangle of that
+        neuron's delays has half-width ``s_j = 1 + sigma * width_j`` (DelRec's learnable width,
+        ``width = sigmoid(p)``); ``None``: ``s = 1 + sigma`` for all. Differentiable.
 
     Examples
     --------
@@ -117,6 +131,13 @@ class RecurrentLeakyParameters(NamedTuple):
     state_quant: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
     inhibition: bool = False
     detach_reset: bool = False
+    recurrent_scale: Optional[torch.Tensor] = None
+    width: Optional[torch.Tensor] = None
+    reset_convention: str = "snntorch"
+
+
+#: ``RecurrentLeakyParameters.reset_convention`` values.
+RESET_CONVENTIONS = ("snntorch", "spikingjelly")
 
 
 class RecurrentLeakyState(NamedTuple):
@@ -160,7 +181,10 @@ def _membrane_update(
     thr = p.threshold
     base = p.beta.clamp(0, 1) * mem + x + r
     if p.reset_mechanism != "none":
-        reset = p.spike_grad(mem - thr).detach().to(mem.dtype)
+        if p.reset_convention == "spikingjelly" and not p.reset_delay:
+            reset = torch.zeros_like(mem)  # each spike reset its membrane once, in its own step
+        else:
+            reset = p.spike_grad(mem - thr).detach().to(mem.dtype)
     if p.reset_mechanism == "subtract":
         new_mem = base - reset * thr
     elif p.reset_mechanism == "zero":
@@ -217,8 +241,13 @@ def recurrent_current(
     )
 
 
-def _taps(delays, max_delay, sigma, interpolation):
-    return delay_taps(delays, max_delay, sigma, 1, interpolation)
+def _taps(delays, max_delay, sigma, interpolation, width=None):
+    return _delay_taps(delays, max_delay, sigma, 1, interpolation, width)
+
+
+def _scaled(r: torch.Tensor, scale: Optional[torch.Tensor]) -> torch.Tensor:
+    """The recurrent synaptic input ``r`` times the recurrent-dropout factors, if any."""
+    return r if scale is None else r * scale
 
 
 class _LagGather(torch.autograd.Function):
@@ -267,12 +296,12 @@ class _RecurrentBand(NamedTuple):
 
 def _recurrent_band(
     weight: torch.Tensor, delays: torch.Tensor, max_delay: int, delay_type: str, sigma: float,
-    interpolation: str, dtype: torch.dtype,
+    interpolation: str, dtype: torch.dtype, width: Optional[torch.Tensor] = None,
 ) -> _RecurrentBand:
     """The non-zero band of the recurrent taps of ``delays`` (see :class:`_RecurrentBand`);
     arguments unchecked."""
     K = tap_range_unchecked(max_delay, sigma, 1)[1]
-    start, vals = banded_taps(delays, max_delay, sigma, 1, interpolation)
+    start, vals = banded_taps(delays, max_delay, sigma, 1, interpolation, width)
     vals = vals.to(dtype)
     idx = history_rows(start, vals.shape[-1], K, 1)  # past[K - k] is k steps ago
     if delay_type == "axonal":
@@ -306,6 +335,8 @@ def banded_recurrent_current(
     delay_type: str,
     sigma: float,
     interpolation: str,
+    width: Optional[torch.Tensor] = None,
+    scale: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """:func:`recurrent_current` with the taps of ``delays``, reading only their non-zero band.
 
@@ -314,7 +345,8 @@ def banded_recurrent_current(
     ``O(N^2 W)`` plus ``O(B N^2 W)`` / one matrix product (synaptic) with ``W = 2 ceil(s)``,
     independent of ``max_delay``, and autograd keeps no ``(N, N, K)`` tensor. ``past`` must hold
     exactly ``K`` = :func:`recurrent_history_length` steps, oldest first. Arguments are not
-    checked otherwise. Returns ``(B, N)``.
+    checked otherwise. ``width`` and ``scale`` are
+    :class:`RecurrentLeakyParameters`' ``width`` and ``recurrent_scale``. Returns ``(B, N)``.
     """
     if delay_type not in DELAY_TYPES_RECURRENT:
         raise ValueError(
@@ -326,8 +358,8 @@ def banded_recurrent_current(
             f"past: expected the last {K} spike vectors (K, B, N) for max_delay={max_delay} and "
             f"sigma={sigma}, got shape {tuple(past.shape)}"
         )
-    band = _recurrent_band(weight, delays, max_delay, delay_type, sigma, interpolation, past.dtype)
-    r = _current_from_band(past, weight, band, delay_type)
+    band = _recurrent_band(weight, delays, max_delay, delay_type, sigma, interpolation, past.dtype, width)
+    r = _scaled(_current_from_band(past, weight, band, delay_type), scale)
     return r + bias if bias is not None else r
 
 
@@ -373,6 +405,15 @@ def check_recurrent_leaky_args(
             raise ValueError(f"params.{name}: expected a tensor on {x.device} (the device of x), "
                              f"got one on {t.device}")
     check_choice("params.reset_mechanism", params.reset_mechanism, RESET_MECHANISMS)
+    check_choice("params.reset_convention", params.reset_convention, RESET_CONVENTIONS)
+    if params.reset_convention == "spikingjelly" and params.reset_delay:
+        raise ValueError("params.reset_convention: 'spikingjelly' resets in the spike's own step, which needs "
+                         "reset_delay=False; got reset_delay=True")
+    if params.recurrent_scale is not None:
+        check_operand("params.recurrent_scale", params.recurrent_scale, (batch, n), x,
+                      f"(B, N) = ({batch}, {n}), one factor per sample and neuron")
+    if params.width is not None:
+        check_operand("params.width", params.width, (n,), x, f"(N,) = ({n},), one per presynaptic neuron")
     if not callable(params.spike_grad):
         raise TypeError(f"params.spike_grad: expected a callable spike function, got "
                         f"{type(params.spike_grad).__name__}")
@@ -387,6 +428,8 @@ def check_recurrent_leaky_args(
     check_finite("delays", delays)
     check_finite("params.beta", params.beta)
     check_finite("params.threshold", params.threshold)
+    if params.width is not None:
+        check_finite("params.width", params.width)
 
 
 def recurrent_leaky_step(
@@ -468,7 +511,8 @@ def run_recurrent_leaky_step(
     such as :class:`~snn_delays_ext.DelayedRecurrentLeaky`)."""
     # only the non-zero band of each delay's taps (lags 1..K, K = recurrent_history_length)
     r = banded_recurrent_current(
-        state.past, weight, bias, delays, max_delay, delay_type, sigma, interpolation)
+        state.past, weight, bias, delays, max_delay, delay_type, sigma, interpolation, params.width,
+        params.recurrent_scale)
     spk, mem = _membrane_update(x, r, state.mem, params)
     past = torch.cat([state.past[1:], spk.unsqueeze(0)], 0)
     return spk, RecurrentLeakyState(mem, past)
@@ -493,12 +537,13 @@ def run_recurrent_leaky_line_step(
     costs ``O(B N W)`` plus the weight product (axonal) or ``O(B N^2 W)`` (synaptic) whatever
     ``max_delay`` is. Same numbers and gradients as the history-buffer step. Arguments are not
     checked; returns ``(spk, mem)``."""
-    start, vals = banded_taps(delays, max_delay, sigma, 1, interpolation)
+    start, vals = banded_taps(delays, max_delay, sigma, 1, interpolation, params.width)
     vals = vals.to(x.dtype)
     if delay_type == "axonal":
         r = F.linear(line.read_channels(start, vals, 1), weight)
     else:
         r = line.read_connections(start, weight.unsqueeze(-1) * vals, 1)
+    r = _scaled(r, params.recurrent_scale)
     if bias is not None:
         r = r + bias
     spk, new_mem = _membrane_update(x, r, mem, params)
@@ -577,7 +622,8 @@ def run_recurrent_leaky_sequence(
 
         spk_seq, mem_seq = recurrent_leaky_compiled(
             x, weight, bias, delays, params.beta, params.threshold, max_delay, delay_type, sigma,
-            interpolation, params.reset_mechanism, spec, params.reset_delay, params.detach_reset)
+            interpolation, params.reset_mechanism, spec, params.reset_delay, params.detach_reset, params.width,
+            params.recurrent_scale, params.reset_convention)
         T, B, n = x.shape
         mem = mem_seq[-1] if T else x.new_zeros(B, n)
         past = torch.cat([x.new_zeros((K, B, n)), spk_seq], 0)[-K:] if K > 0 else x.new_zeros((0, B, n))
@@ -603,7 +649,8 @@ def recurrent_leaky_choice(x: torch.Tensor, state: Optional[RecurrentLeakyState]
         plain_neuron=not params.inhibition and params.state_quant is None and isinstance(graded, float)
         and graded == 1.0,
         surrogate_known=spec is not None, neuron_shapes_ok=shapes_ok,
-        params=(weight, bias, delays) + tuple(t for t in (params.beta, params.threshold) if isinstance(t, torch.Tensor)),
+        params=(weight, bias, delays) + tuple(t for t in (params.beta, params.threshold, params.width,
+                                                          params.recurrent_scale) if isinstance(t, torch.Tensor)),
         backend=backend)
     return choice, spec
 
@@ -622,7 +669,8 @@ def _recurrent_leaky_reference(
 ) -> Tuple[torch.Tensor, torch.Tensor, RecurrentLeakyState]:
     """The plain-PyTorch :func:`recurrent_leaky_sequence` from ``state``."""
     T = x.shape[0]
-    taps = _taps(delays, max_delay, sigma, interpolation)
+    taps = _taps(delays, max_delay, sigma, interpolation, params.width)
+    scale = params.recurrent_scale
     K = taps.shape[-1]
     past = state.past
     by_lag = past.flip(0)
@@ -654,9 +702,14 @@ def _recurrent_leaky_reference(
     for t in range(T):
         if delay_type == "axonal":
             # clone: a view of future[0] would keep the whole (K, B, N) buffer alive for backward
-            r = F.linear(future[0].clone(), weight, bias)
+            if scale is None:
+                r = F.linear(future[0].clone(), weight, bias)
+            else:
+                r = F.linear(future[0].clone(), weight) * scale
+                r = r + bias if bias is not None else r
         else:
-            r = future[0] + bias if bias is not None else future[0]
+            r = _scaled(future[0], scale)
+            r = r + bias if bias is not None else r
         spk, mem = _membrane_update(x[t], r, mem, params)
         spikes.append(spk)
         mems.append(mem)

@@ -283,12 +283,12 @@ __global__ void rec_gather_axonal_kernel(const uint8_t* bits, const int64_t* sta
 // recurrent current at step t (synaptic): gather over presynaptic neurons and taps
 template <typename scalar_t>
 __global__ void rec_current_synaptic_kernel(const uint8_t* bits, const scalar_t* wgt, const int64_t* start,
-                                            const scalar_t* vals, const scalar_t* bias, scalar_t* r, int64_t t,
-                                            int64_t B, int64_t N, int64_t W) {
+                                            const scalar_t* vals, const scalar_t* bias, const scalar_t* scale,
+                                            scalar_t* r, int64_t t, int64_t B, int64_t N, int64_t W) {
   const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (idx >= B * N) return;
   const int64_t i = idx % N, b = idx / N;
-  scalar_t acc = bias ? bias[i] : scalar_t(0);
+  scalar_t acc = 0;
   for (int64_t j = 0; j < N; ++j) {
     const scalar_t* v = vals + (i * N + j) * W;
     const int64_t s0 = safe_lag(start[i * N + j]);
@@ -300,7 +300,8 @@ __global__ void rec_current_synaptic_kernel(const uint8_t* bits, const scalar_t*
     }
     acc += wgt[i * N + j] * a;
   }
-  r[idx] = acc;
+  if (scale) acc *= scale[idx];
+  r[idx] = bias ? acc + bias[i] : acc;
 }
 
 template <typename scalar_t>
@@ -313,12 +314,12 @@ __global__ void rec_lif_kernel(const scalar_t* x, const scalar_t* r, const scala
   const int64_t off = t * B * N + idx;
   const scalar_t mp = t > 0 ? mem[off - B * N] : scalar_t(0);
   const scalar_t base = beta[j] * mp + x[off] + r[idx];
-  const bool rs = (mp - thr[j]) > scalar_t(0);
-  scalar_t m = lif_reset_start<scalar_t>(base, thr[j], rs, reset);
+  const bool rs = carries_reset(reset) && (mp - thr[j]) > scalar_t(0);
+  scalar_t m = lif_reset_start<scalar_t>(base, thr[j], rs, reset_kind(reset));
   const bool s = (m - thr[j]) > scalar_t(0);
   if (pre) {  // reset_delay=False: the spike resets in its own step
     pre[off] = m;
-    m = lif_reset_same_step<scalar_t>(m, thr[j], rs, s, reset);
+    m = lif_reset_same_step<scalar_t>(m, thr[j], rs, s, reset_kind(reset));
   }
   mem[off] = m;
   spk[off] = s ? scalar_t(1) : scalar_t(0);
@@ -328,9 +329,11 @@ __global__ void rec_lif_kernel(const scalar_t* x, const scalar_t* r, const scala
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cuda(
     const at::Tensor& x_, const at::Tensor& weight_, const c10::optional<at::Tensor>& bias_,
     const at::Tensor& start_, const at::Tensor& vals_, const at::Tensor& beta_, const at::Tensor& threshold_,
-    int64_t reset, int64_t surrogate, double sparam, bool synaptic, bool reset_delay, bool detach_reset) {
+    int64_t reset, int64_t surrogate, double sparam, bool synaptic, bool reset_delay, bool detach_reset,
+    const c10::optional<at::Tensor>& rec_scale_) {
   (void)detach_reset;
-  checks::recurrent_lif(x_, weight_, bias_, start_, vals_, beta_, threshold_, reset, surrogate, sparam, synaptic);
+  checks::recurrent_lif(x_, weight_, bias_, start_, vals_, beta_, threshold_, reset, surrogate, sparam, synaptic,
+                        rec_scale_, reset_delay);
   (void)surrogate;
   (void)sparam;
   c10::cuda::CUDAGuard guard(x_.device());
@@ -343,8 +346,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cuda(
   auto start = start_.contiguous();
   auto vals = vals_.to(dt).contiguous();
   const int64_t W = vals.size(-1);
-  at::Tensor bias;
+  at::Tensor bias, scale;
   if (bias_.has_value() && bias_->defined()) bias = bias_->to(dt).contiguous();
+  if (rec_scale_.has_value() && rec_scale_->defined()) scale = rec_scale_->contiguous();
   auto spk = at::empty_like(x);
   auto mem = at::empty_like(x);
   auto bits = at::zeros({T, B, N}, x.options().dtype(at::kByte));
@@ -360,13 +364,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cuda(
         rec_gather_axonal_kernel<scalar_t><<<blocks_for(B * N), kThreads, 0, stream>>>(
             bits.data_ptr<uint8_t>(), start.data_ptr<int64_t>(), vals.data_ptr<scalar_t>(),
             delayed.data_ptr<scalar_t>(), t, 1, B, N, W);
-        if (bias.defined()) at::addmm_out(r, bias, delayed, wt);
-        else at::mm_out(r, delayed, wt);
+        if (scale.defined()) {  // recurrent dropout: scale the synaptic input, then the bias
+          at::mm_out(r, delayed, wt);
+          r.mul_(scale);
+          if (bias.defined()) r.add_(bias);
+        } else if (bias.defined()) {
+          at::addmm_out(r, bias, delayed, wt);
+        } else {
+          at::mm_out(r, delayed, wt);
+        }
       } else {
         rec_current_synaptic_kernel<scalar_t><<<blocks_for(B * N), kThreads, 0, stream>>>(
             bits.data_ptr<uint8_t>(), wgt.data_ptr<scalar_t>(), start.data_ptr<int64_t>(),
             vals.data_ptr<scalar_t>(), bias.defined() ? bias.data_ptr<scalar_t>() : nullptr,
-            r.data_ptr<scalar_t>(), t, B, N, W);
+            scale.defined() ? scale.data_ptr<scalar_t>() : nullptr, r.data_ptr<scalar_t>(), t, B, N, W);
       }
       rec_lif_kernel<scalar_t><<<blocks_for(B * N), kThreads, 0, stream>>>(
           x.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), beta.data_ptr<scalar_t>(), thr.data_ptr<scalar_t>(),
@@ -383,7 +394,8 @@ template <typename scalar_t>
 __global__ void rec_adjoint_kernel(const scalar_t* gspk, const scalar_t* gmem, const scalar_t* mem,
                                    const scalar_t* pre, const uint8_t* bits, const scalar_t* beta,
                                    const scalar_t* thr, const int64_t* start, const scalar_t* vals,
-                                   const scalar_t* wgt, const scalar_t* gdel, scalar_t* gb, scalar_t* carry,
+                                   const scalar_t* wgt, const scalar_t* gdel, const scalar_t* scale,
+                                   scalar_t* gb, scalar_t* carry,
                                    scalar_t* gbeta, scalar_t* gthr, int64_t t, int64_t T, int64_t B, int64_t N,
                                    int64_t W, int64_t reset, int64_t surrogate, double sparam, bool synaptic,
                                    bool detach_reset) {
@@ -409,13 +421,13 @@ __global__ void rec_adjoint_kernel(const scalar_t* gspk, const scalar_t* gmem, c
         if (v[w] == scalar_t(0) || lag < 1 || t + lag >= T) continue;
         a += v[w] * gb[((t + lag) * B + b) * N + i];
       }
-      gs += wgt[i * N + j] * a;
+      gs += (scale ? wgt[i * N + j] * scale[b * N + i] : wgt[i * N + j]) * a;
     }
   }
   const scalar_t mp = t > 0 ? mem[off - B * N] : scalar_t(0);
-  const bool rs = (mp - thr[j]) > scalar_t(0);
+  const bool rs = carries_reset(reset) && (mp - thr[j]) > scalar_t(0);
   const LifAdjoint<scalar_t> a = lif_adjoint<scalar_t>(pre ? pre[off] : mem[off], thr[j], rs, bits[off] != 0, gs,
-                                                       gmem[off] + carry[idx], reset, surrogate, sparam,
+                                                       gmem[off] + carry[idx], reset_kind(reset), surrogate, sparam,
                                                        pre == nullptr, detach_reset);
   gb[off] = a.gbase;
   carry[idx] = a.gbase * beta[j];
@@ -475,9 +487,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
     const at::Tensor& grad_spk_, const at::Tensor& grad_mem_, const at::Tensor& weight_, const at::Tensor& start_,
     const at::Tensor& vals_, const at::Tensor& beta_, const at::Tensor& threshold_, const at::Tensor& mem_,
     const at::Tensor& bits_, const at::Tensor& pre_mem_, int64_t reset, int64_t surrogate, double sparam,
-    bool synaptic, bool reset_delay, bool detach_reset) {
+    bool synaptic, bool reset_delay, bool detach_reset, const c10::optional<at::Tensor>& rec_scale_) {
   checks::recurrent_lif_backward(grad_spk_, grad_mem_, weight_, start_, vals_, beta_, threshold_, mem_, bits_,
-                                 pre_mem_, reset, surrogate, sparam, synaptic, reset_delay);
+                                 pre_mem_, reset, surrogate, sparam, synaptic, reset_delay, rec_scale_);
+  at::Tensor scale;
+  if (rec_scale_.has_value() && rec_scale_->defined()) scale = rec_scale_->contiguous();
   auto pre = reset_delay ? at::Tensor() : pre_mem_.contiguous();
   c10::cuda::CUDAGuard guard(mem_.device());
   auto mem = mem_.contiguous();
@@ -507,12 +521,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
           gsp.data_ptr<scalar_t>(), gmm.data_ptr<scalar_t>(), mem.data_ptr<scalar_t>(),
           reset_delay ? nullptr : pre.data_ptr<scalar_t>(), bits.data_ptr<uint8_t>(), beta.data_ptr<scalar_t>(),
           thr.data_ptr<scalar_t>(), start.data_ptr<int64_t>(), vals.data_ptr<scalar_t>(), wgt.data_ptr<scalar_t>(),
-          synaptic ? nullptr : gdel.data_ptr<scalar_t>(), gb.data_ptr<scalar_t>(), carry.data_ptr<scalar_t>(),
+          synaptic ? nullptr : gdel.data_ptr<scalar_t>(), scale.defined() ? scale.data_ptr<scalar_t>() : nullptr,
+          gb.data_ptr<scalar_t>(), carry.data_ptr<scalar_t>(),
           gbeta.data_ptr<scalar_t>(), gthr.data_ptr<scalar_t>(), t, T, B, N, W, reset, surrogate, sparam,
           synaptic, detach_reset);
       if (!synaptic) {
         auto gdel_t = gdel.select(0, t);
-        at::mm_out(gdel_t, gb.select(0, t), wgt);
+        at::mm_out(gdel_t, scale.defined() ? gb.select(0, t) * scale : gb.select(0, t), wgt);
       }
     }
     if (!synaptic) {
@@ -520,13 +535,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
       rec_gather_axonal_kernel<scalar_t><<<blocks_for(T * B * N), kThreads, 0, stream>>>(
           bits.data_ptr<uint8_t>(), start.data_ptr<int64_t>(), vals.data_ptr<scalar_t>(),
           delayed.data_ptr<scalar_t>(), 0, T, B, N, W);
-      gw = at::mm(gb.view({T * B, N}).t(), delayed.view({T * B, N}));
+      auto grec = scale.defined() ? gb * scale : gb;  // the recurrent input's gradient
+      gw = at::mm(grec.view({T * B, N}).t(), delayed.view({T * B, N}));
       rec_axonal_vals_kernel<scalar_t><<<N * W, kThreads, 0, stream>>>(
           gdel.data_ptr<scalar_t>(), bits.data_ptr<uint8_t>(), start.data_ptr<int64_t>(), gv.data_ptr<scalar_t>(),
           T, B, N, W);
     } else {
+      auto grec = scale.defined() ? gb * scale : gb;
       rec_synaptic_wv_kernel<scalar_t><<<N * N, kThreads, 0, stream>>>(
-          gb.data_ptr<scalar_t>(), bits.data_ptr<uint8_t>(), wgt.data_ptr<scalar_t>(), start.data_ptr<int64_t>(),
+          grec.data_ptr<scalar_t>(), bits.data_ptr<uint8_t>(), wgt.data_ptr<scalar_t>(), start.data_ptr<int64_t>(),
           vals.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), gv.data_ptr<scalar_t>(), T, B, N, W);
     }
   });
