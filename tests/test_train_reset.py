@@ -60,13 +60,15 @@ def test_options_reach_the_neurons_and_bad_values_are_refused():
     cfg = make_config("braille-eventprop", None, {"detach_reset": False})
     with pytest.raises(ValueError, match="surrogate.detach_reset: the EventProp models .* exact gradients"):
         build_model(cfg.model.name, 24, 27, cfg)
-    cfg = make_config("shd-delrec", None, {"reset_mechanism": "zero", "reset_delay": False, "hidden": [4]})
+    rec = {"hidden": [4], "first_layer_recurrent": True}  # the preset's first layer is not recurrent
+    cfg = make_config("shd-delrec", None, {"reset_mechanism": "zero", "reset_delay": False, **rec})
     assert build_model(cfg.model.name, 140, 20, cfg).recs[0].detach_reset is True
     cfg = make_config("shd-delrec", None, {"reset_mechanism": "zero", "reset_delay": False, "detach_reset": False,
-                                           "hidden": [4]})
+                                           **rec})
     assert build_model(cfg.model.name, 140, 20, cfg).recs[0].detach_reset is False
-    cfg = make_config("shd-delrec", None, {"hidden": [4]})  # subtract one step later: nothing to detach
-    assert build_model(cfg.model.name, 140, 20, cfg).recs[0].detach_reset is False
+    cfg = make_config("shd-delrec", None, {"reset_mechanism": "subtract", "reset_delay": True,
+                                           "reset_convention": "snntorch", **rec})
+    assert build_model(cfg.model.name, 140, 20, cfg).recs[0].detach_reset is False  # subtract one step later
     with pytest.raises(TypeError, match="detach_reset"):
         RecurrentSNN(3, [5], 2, detach_reset=None)
     with pytest.raises(TypeError, match="detach_reset"):

@@ -12,9 +12,10 @@ from snn_delays_ext.train import PRESETS, FeedForwardSNN, RecurrentSNN, build_mo
 from snn_delays_ext.train.cli import build_parser, main
 
 
-@pytest.mark.parametrize("preset", ["shd-delrec", "ssc-delrec", "psmnist-delrec"])
+@pytest.mark.parametrize("preset", ["ssc-delrec", "psmnist-delrec"])
 def test_delrec_presets_use_a_true_triangle(preset):
-    # DelRec's surrogate is max(0, 1 - |u|); snnTorch's "triangular" is +-1 everywhere
+    # DelRec's surrogate on SSC and PS-MNIST is max(0, 1 - |u|) (its SHD one is ATan(5));
+    # snnTorch's "triangular" is +-1 everywhere
     cfg = make_config(preset, overrides={"hidden": [4, 4]})
     net = build_model(cfg.model.name, 3, 2, cfg)
     spec = surrogate_spec(net.recs[0].spike_grad)

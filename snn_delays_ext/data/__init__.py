@@ -7,13 +7,13 @@
 - :class:`PermutedSequentialMNIST`: from the MNIST IDX files.
 - :class:`SequenceDetection`: a generated two-neuron order task (no download).
 
-Augment training batches with :func:`random_time_shift`, :func:`random_time_stretch`,
-:func:`random_drop_event` and :func:`random_blend`. Batch them with :func:`make_loader` (a :class:`torch.utils.data.DataLoader` with
+Augment training batches with :func:`random_time_shift`, :func:`random_channel_shift`,
+:func:`random_time_stretch`, :func:`random_drop_event` and :func:`random_blend`. Batch them with :func:`make_loader` (a :class:`torch.utils.data.DataLoader` with
 :func:`time_first_collate`).
 """
 
 from ._common import TensorSequenceDataset, bin_events, make_loader, stratified_split, time_first_collate
-from .augment import random_blend, random_drop_event, random_time_shift, random_time_stretch
+from .augment import random_blend, random_channel_shift, random_drop_event, random_time_shift, random_time_stretch
 from .braille import BRAILLE_CLASSES, Braille
 from .heidelberg import SHD, SSC, read_heidelberg_h5
 from .psmnist import PermutedSequentialMNIST, read_idx
@@ -34,6 +34,7 @@ __all__ = [
     "make_loader",
     "read_heidelberg_h5",
     "random_blend",
+    "random_channel_shift",
     "random_drop_event",
     "random_time_shift",
     "random_time_stretch",

@@ -132,7 +132,8 @@ def _train(args: argparse.Namespace) -> int:
         run_dir = args.resume
     else:
         preset = args.preset if args.preset is not None or args.config is not None else "default"
-        cfg = make_config(preset, args.config, overrides)
+        # a --set NAME=none sets None (flags left out are None and are not in `overrides`)
+        cfg = make_config(preset, args.config, overrides, keep_none=True)
         run_dir = args.out if args.out is not None else (Path(cfg.run.out) if cfg.run.out else None)
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))

@@ -24,8 +24,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 __all__ = ["TrainConfig", "DataConfig", "AugmentConfig", "ModelConfig", "SurrogateModelConfig", "EventPropModelConfig",
            "OptimConfig", "RunConfig", "PRESETS", "SECTIONS", "load_config_file", "make_config", "options",
-           "DATASETS", "OPTIMIZERS", "SELECTIONS", "READOUTS", "SURROGATE_NAMES", "REMOVED", "resolve_option",
-           "preset_description"]
+           "DATASETS", "OPTIMIZERS", "SELECTIONS", "READOUTS", "LR_SCHEDULES", "SURROGATE_NAMES", "REMOVED",
+           "resolve_option", "preset_description"]
 
 #: Data sets the engine knows.
 DATASETS = ("sequence", "yinyang", "braille", "shd", "ssc", "psmnist")
@@ -35,9 +35,16 @@ OPTIMIZERS = ("adam", "adamw")
 #: ``optim.selection``: the model tested at the end is the best on validation (earliest on
 #: ties) or the final epoch's.
 SELECTIONS = ("val", "last")
-#: ``model.readout``: the sum of the readout current over time (DelRec), or the mean, max or
-#: loss-shaped mean ``(1/T) sum_t exp(-t/T) v_t`` of a leaky integrator's voltage.
-READOUTS = ("sum", "li_mean", "li_max", "li_shaped")
+#: ``model.readout``: the sum of the readout current over time (DelRec's SSC and PS-MNIST), or
+#: the mean, max or loss-shaped mean ``(1/T) sum_t exp(-t/T) v_t`` of a leaky integrator's
+#: voltage, or the sum over time of its per-step softmax ``sum_t softmax(v_t)`` (DelRec's SHD:
+#: the cross-entropy is then taken of that sum).
+READOUTS = ("sum", "li_mean", "li_max", "li_shaped", "li_softmax_sum")
+#: ``optim.lr_schedule`` / ``optim.delay_lr_schedule``, stepped once per epoch: cosine to 0
+#: (``torch.optim.lr_scheduler.CosineAnnealingLR``), constant, or one cycle
+#: (``torch.optim.lr_scheduler.OneCycleLR`` with ``total_steps = epochs`` and torch's defaults,
+#: the configured rate being the peak; DelRec's).
+LR_SCHEDULES = ("cosine", "none", "onecycle")
 #: ``surrogate.surrogate``: snnTorch's atan and fast_sigmoid, this package's triangle (DelRec's)
 #: and snnTorch's ``triangular`` (not a triangle: +-threshold).
 SURROGATE_NAMES = ("atan", "fast_sigmoid", "triangle", "triangular")
@@ -93,12 +100,40 @@ def _bool() -> Callable[[str, Any], Any]:
     return check
 
 
-def _choice(choices: Tuple[str, ...]) -> Callable[[str, Any], Any]:
+def _choice(choices: Tuple[str, ...], optional: bool = False) -> Callable[[str, Any], Any]:
     def check(name: str, v: Any) -> Any:
-        if v not in choices:
-            raise ValueError(f"{name}: expected one of {list(choices)}, got {v!r}")
+        if v is None and optional:
+            return None
+        if v is None and "none" in choices:  # --set x=none reads as None: the choice "none"
+            return "none"
+        if not isinstance(v, str) or v not in choices:
+            raise ValueError(f"{name}: expected one of {list(choices)}{' or None' if optional else ''}, got {v!r}")
         return v
     check.kind = ("choice", choices)  # type: ignore[attr-defined]
+    return check
+
+
+def _pair(what: str, second_nonneg: bool = False, ordered: bool = False,
+          first_nonneg: bool = False) -> Callable[[str, Any], Any]:
+    """An optional pair of finite numbers ``[a, b]`` (a delay range ``[low, high]``, a normal
+    distribution ``[mean, std]``)."""
+    def check(name: str, v: Any) -> Any:
+        if v is None:
+            return None
+        if (not isinstance(v, (list, tuple)) or len(v) != 2
+                or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v)):
+            raise TypeError(f"{name}: expected {what} (two numbers) or None, got {v!r}")
+        a, b = float(v[0]), float(v[1])
+        if not (math.isfinite(a) and math.isfinite(b)):
+            raise ValueError(f"{name}: expected finite numbers, got {v!r}")
+        if first_nonneg and a < 0:
+            raise ValueError(f"{name}: expected {what} with a first value >= 0, got {v!r}")
+        if second_nonneg and b < 0:
+            raise ValueError(f"{name}: expected {what} with a second value >= 0, got {v!r}")
+        if ordered and a > b:
+            raise ValueError(f"{name}: expected {what} with low <= high, got {v!r}")
+        return [a, b]
+    check.kind = ("pair", True)  # type: ignore[attr-defined]
     return check
 
 
@@ -158,6 +193,12 @@ class DataConfig:
     n_steps: Optional[int] = opt(None, _int(1, optional=True), "fixed number of time steps (SHD/SSC; Yin-Yang, "
                                  "sequence: the sequence length)")
     pool: int = opt(1, _int(1), "SHD/SSC channel pooling (5: 700 -> 140)")
+    duration: Optional[float] = opt(None, _float(0.0, lo_open=True, optional=True),
+                                    "SHD/SSC: seconds of each recording kept (None: 1 s; DelRec's SHD and SSC: 1.4)")
+    val_fraction: Optional[float] = opt(None, _float(0.0, 1.0, lo_open=True, hi_open=True, optional=True,
+                                                     what="a fraction"),
+                                        "SHD, PS-MNIST: fraction of the training file held out for validation "
+                                        "(None: 0.1 for SHD, 5000 images for PS-MNIST; DelRec: 0.2 and 0.17)")
     train_limit: Optional[int] = opt(None, _int(1, optional=True), "use only this many training samples", flag=True)
     eval_limit: Optional[int] = opt(None, _int(1, optional=True), "... and validation/test samples", flag=True)
     gap: int = opt(10, _int(1), "sequence detection: steps between the two input spikes")
@@ -171,6 +212,10 @@ class AugmentConfig:
     blend: float = opt(0.0, _float(0.0, 1.0, what="a probability"),
                        "probability of blending a training sample with another of its class (DelRec's and "
                        "EventProp's SHD configurations)")
+    channel_shift: int = opt(0, _int(0), "shift each training sample's input channels by a random whole number in "
+                             "[-n, n], channels shifted out lost (EventProp's SHD and SSC: 40)")
+    repeat: int = opt(1, _int(1), "an epoch passes this many times over the training samples, each pass "
+                      "augmented afresh (DelRec's SHD: 3, its tripled training set)")
 
 
 @dataclass
@@ -184,6 +229,10 @@ class ModelConfig:
     delay_type: str = opt("synaptic", _choice(("synaptic", "axonal", "dendritic")),
                           "delays per connection, per presynaptic or per postsynaptic neuron", flag=True)
     delay_init: Union[str, float] = opt("uniform", _delay_init(), "'uniform', 'half_normal' or a number of steps")
+    delay_range: Optional[List[float]] = opt(None, _pair("a delay range [low, high] in steps", ordered=True,
+                                                         first_nonneg=True),
+                                             "delay_init 'uniform': [low, high] in steps, clamped to the layer's "
+                                             "range (None: the whole range; DelRec's SHD: [11, 31])")
     output_delays: bool = opt(True, _bool(), "learnable delays also on the readout connections")
     readout: str = opt("li_mean", _choice(READOUTS), "logits from the readout (see READOUTS)")
 
@@ -203,6 +252,10 @@ class SurrogateModelConfig:
     reset_delay: bool = opt(True, _bool(), "reset one step after the spike (snnTorch's default) or in its step "
                             "(zero without delay: NIR's LIF)")
     detach_reset: bool = opt(True, _bool(), "zero reset in the spike's step: no gradient through the reset")
+    reset_convention: str = opt("snntorch", _choice(("snntorch", "spikingjelly")),
+                                "recurrent models, reset in the spike's step: snnTorch's (a membrane still above "
+                                "threshold after a subtraction is reset again) or spikingjelly's (one reset per "
+                                "spike; DelRec's)")
     dropout: float = opt(0.0, _float(0.0, 1.0, what="a probability", hi_open=True),
                          "hidden-spike dropout (training only)")
     batch_norm: bool = opt(False, _bool(), "batch-normalise each hidden layer's input current over time and batch")
@@ -210,6 +263,23 @@ class SurrogateModelConfig:
                              "delays read through the triangle, or rounded forward with its slope backward")
     delay_std: Optional[float] = opt(None, _float(0.0, lo_open=True, optional=True),
                                      "delay_init 'half_normal': standard deviation in steps (None: max_delay / 2)")
+    dropout_placement: str = opt("spikes", _choice(("spikes", "current")),
+                                 "dropout on each hidden layer's output spikes, or on its input current before the "
+                                 "neurons (DelRec's SSC and PS-MNIST)")
+    dropout_mask: str = opt("step", _choice(("step", "sequence")),
+                            "a new dropout mask every time step, or one per sample and neuron for the whole "
+                            "sequence (DelRec's)")
+    linear_init: str = opt("default", _choice(("default", "kaiming")),
+                           "feed-forward weights: torch's default, or kaiming_uniform_ for ReLU (DelRec's SHD)")
+    recurrent_dropout: float = opt(0.0, _float(0.0, 1.0, what="a probability", hi_open=True),
+                                   "recurrent models: drop each neuron's delayed recurrent input for a whole "
+                                   "sequence with this probability (training only; DelRec's)")
+    learn_width: bool = opt(False, _bool(), "recurrent models: learn each presynaptic neuron's triangle width "
+                            "s = 1 + 2 sigma sigmoid(p) (DelRec's p_spread; learning rate of the delays)")
+    recurrent_init: str = opt("default", _choice(("default", "orthogonal")),
+                              "recurrent weights: snnTorch's default, or orthogonal (DelRec's)")
+    first_layer_recurrent: bool = opt(True, _bool(), "recurrent models: False makes the first hidden layer plain "
+                                      "LIF neurons without recurrence (DelRec's SHD)")
 
 
 @dataclass
@@ -225,6 +295,17 @@ class EventPropModelConfig:
     weight_std: Optional[float] = opt(None, _float(0.0, optional=True), "(with weight_mean)")
     reg_strength: float = opt(0.0, _float(0.0), "spike-count regulariser strength k_reg (0: off)")
     reg_target: float = opt(0.0, _float(0.0), "its target spikes per hidden neuron and sample (the paper's nu)")
+    init_input: Optional[List[float]] = opt(None, _pair("[mean, std]", second_nonneg=True),
+                                            "first hidden layer's input weights ~ N(mean, std), not scaled by the "
+                                            "fan-in (mlGeNN's units; None: weight_mean / weight_std)")
+    init_hidden: Optional[List[float]] = opt(None, _pair("[mean, std]", second_nonneg=True),
+                                             "... the weights between hidden layers")
+    init_recurrent: Optional[List[float]] = opt(None, _pair("[mean, std]", second_nonneg=True),
+                                                "... the recurrent weights (eventprop-rec)")
+    init_output: Optional[List[float]] = opt(None, _pair("[mean, std]", second_nonneg=True),
+                                             "... the readout's input weights")
+    rec_delay_init: Union[str, float] = opt("uniform", _delay_init(), "eventprop-rec: initial recurrent delays, "
+                                            "'uniform', 'half_normal' or a number of steps (lags start at 1)")
 
 
 @dataclass
@@ -237,11 +318,19 @@ class OptimConfig:
     delay_lr: float = opt(1e-1, _float(0.0), "learning rate of the delays", flag=True)
     weight_decay: float = opt(0.0, _float(0.0), "weight decay of the non-delay parameters")
     optimizer: str = opt("adam", _choice(OPTIMIZERS), "adam (L2 term) or adamw (decoupled weight decay)")
-    lr_schedule: str = opt("cosine", _choice(("cosine", "none")), "learning-rate schedule")
+    lr_schedule: str = opt("cosine", _choice(LR_SCHEDULES), "learning-rate schedule per epoch (see LR_SCHEDULES)")
+    delay_lr_schedule: str = opt("same", _choice(LR_SCHEDULES + ("same",)),
+                                 "the delays' (and learnable widths') schedule ('same': lr_schedule; DelRec's SHD: "
+                                 "cosine)")
     sigma0: float = opt(0.0, _float(0.0), "initial extra half-width of the delay triangle (0: none)", flag=True)
     sigma_decay: float = opt(0.95, _float(0.0, 1.0, lo_open=True),
                              "base of DelRec's width schedule sigma0 * x**(100 epoch / epochs)")
     selection: str = opt("val", _choice(SELECTIONS), "model tested: best on validation (val) or the final epoch")
+    patience: Optional[int] = opt(None, _int(1, optional=True),
+                                  "stop after this many epochs without a better validation accuracy (None: never; "
+                                  "EventProp's: 15)")
+    round_delays: bool = opt(False, _bool(), "round the delays to whole steps in place after each epoch's training, "
+                             "before validation, and train on from there (DelRec's)")
     train_on_val: bool = opt(False, _bool(), "train on training + validation samples (needs selection 'last')")
 
 
@@ -330,6 +419,21 @@ class TrainConfig:
         if self.optim.train_on_val and self.optim.selection != "last":
             raise ValueError("optim.train_on_val: the validation samples are then training samples and cannot "
                              f"select the model; expected optim.selection='last', got {self.optim.selection!r}")
+        if self.optim.patience is not None and self.optim.selection != "val":
+            raise ValueError("optim.patience: stopping early needs the validation accuracy; expected "
+                             f"optim.selection='val', got {self.optim.selection!r}")
+        if self.surrogate.reset_convention == "spikingjelly" and self.surrogate.reset_delay:
+            raise ValueError("surrogate.reset_convention: 'spikingjelly' resets in the spike's own step; expected "
+                             "surrogate.reset_delay=False, got True")
+        m, d = self.model, self.data
+        if m.delay_range is not None and m.delay_init != "uniform":
+            raise ValueError("model.delay_range: a range is for delay_init 'uniform'; expected model.delay_init="
+                             f"'uniform', got {m.delay_init!r}")
+        if d.val_fraction is not None and d.dataset not in ("shd", "psmnist"):
+            raise ValueError("data.val_fraction: only SHD and PS-MNIST hold validation samples out of their "
+                             f"training file (the others have fixed splits); got dataset {d.dataset!r}")
+        if d.duration is not None and d.dataset not in ("shd", "ssc"):
+            raise ValueError(f"data.duration: applies to SHD and SSC; got dataset {d.dataset!r}")
         from .models import available_models
 
         if self.model.name not in available_models():
@@ -438,11 +542,12 @@ def load_config_file(path: Union[str, Path]) -> Dict[str, Any]:
 
 
 def make_config(preset: Optional[str] = None, config_file: Optional[Union[str, Path]] = None,
-                overrides: Optional[Dict[str, Any]] = None) -> TrainConfig:
+                overrides: Optional[Dict[str, Any]] = None, keep_none: bool = False) -> TrainConfig:
     """Build a validated config: defaults < ``preset`` < ``config_file`` < ``overrides``.
 
     ``overrides`` maps option names (``"lr"``, ``"optim.lr"``) or sections to values; ``None``
-    values are ignored. A config file may name its own ``preset``.
+    values are ignored unless ``keep_none`` (then they set the option to ``None``, as
+    ``--set NAME=none`` does). A config file may name its own ``preset``.
 
     Examples
     --------
@@ -459,7 +564,7 @@ def make_config(preset: Optional[str] = None, config_file: Optional[Union[str, P
             raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {preset!r}")
         layers.append(PRESETS[preset])
     layers.append(file_values)
-    layers.append({k: v for k, v in (overrides or {}).items() if v is not None})
+    layers.append({k: v for k, v in (overrides or {}).items() if keep_none or v is not None})
     for layer in layers:
         for key, value in layer.items():
             if key in SECTIONS and isinstance(value, dict):

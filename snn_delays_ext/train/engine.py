@@ -24,11 +24,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, Subset
 
 from ..data import (SHD, SSC, Braille, PermutedSequentialMNIST, SequenceDetection, YinYang, random_blend,
-                    random_time_shift, stratified_split, time_first_collate)
+                    random_channel_shift, random_time_shift, stratified_split, time_first_collate)
 from ..schedule import SigmaScheduler
 from ..utils import clamp_delays_, delay_layers, delay_parameters, quantize_delays, set_sigma, weight_parameters
 from .config import TrainConfig
 from .models import build_model
+from .schedules import EpochSchedules
 
 __all__ = ["train", "make_datasets", "evaluate", "CHECKPOINT", "METRICS"]
 
@@ -71,7 +72,9 @@ def make_datasets(cfg: TrainConfig) -> Tuple[Dataset, Dataset, Dataset, int, int
     """Train, validation and test sets of ``cfg.data.dataset``, with input size and class count.
 
     Validation never comes from the test set: SHD holds out 10% of its training file
-    (stratified, fixed seed), PS-MNIST the last 5000 training images.
+    (stratified, fixed seed), PS-MNIST the last 5000 training images (``data.val_fraction``
+    changes both). With ``augment.repeat = k`` the training set is the training samples ``k``
+    times over (each pass augmented afresh).
     """
     c = cfg.data
     d = c.dataset
@@ -87,15 +90,17 @@ def make_datasets(cfg: TrainConfig) -> Tuple[Dataset, Dataset, Dataset, int, int
         kw = dict(dt=c.dt or 0.01)
         tr, va, te = (Braille(root, s, **kw) for s in ("train", "val", "test"))
     elif d == "psmnist":
-        tr, va, te = (PermutedSequentialMNIST(root, s) for s in ("train", "val", "test"))
+        n_val = 5000 if c.val_fraction is None else int(round(60000 * c.val_fraction))
+        tr, va, te = (PermutedSequentialMNIST(root, s, n_val=n_val) for s in ("train", "val", "test"))
     elif d == "shd":
-        kw = dict(dt=c.dt or 0.01, n_steps=c.n_steps, pool=c.pool)
+        kw = dict(dt=c.dt or 0.01, n_steps=c.n_steps, pool=c.pool, duration=c.duration)
         full, te = SHD(root, "train", **kw), SHD(root, "test", **kw)
-        tr_idx, va_idx = stratified_split(full.labels, (0.9, 0.1), seed=0)
+        f = 0.1 if c.val_fraction is None else c.val_fraction
+        tr_idx, va_idx = stratified_split(full.labels, (1.0 - f, f), seed=0)
         tr, va = Subset(full, tr_idx.tolist()), Subset(full, va_idx.tolist())
         tr.n_classes = va.n_classes = full.n_classes  # type: ignore[attr-defined]
     elif d == "ssc":
-        kw = dict(dt=c.dt or 0.004, n_steps=c.n_steps, pool=c.pool)
+        kw = dict(dt=c.dt or 0.004, n_steps=c.n_steps, pool=c.pool, duration=c.duration)
         tr, va, te = (SSC(root, s, **kw) for s in ("train", "valid", "test"))
     else:  # pragma: no cover - validated before
         raise ValueError(f"dataset: unknown {d!r}")
@@ -103,6 +108,8 @@ def make_datasets(cfg: TrainConfig) -> Tuple[Dataset, Dataset, Dataset, int, int
     n_classes = int(te.n_classes)  # type: ignore[attr-defined]
     seed = cfg.run.seed
     tr = _limit(tr, c.train_limit, seed)
+    if cfg.augment.repeat > 1:
+        tr = ConcatDataset([tr] * cfg.augment.repeat)
     va, te = _limit(va, c.eval_limit, seed + 1), _limit(te, c.eval_limit, seed + 2)
     return tr, va, te, n_in, n_classes
 
@@ -197,15 +204,49 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 
 
 # -- training ----------------------------------------------------------------------------------
+def _width_parameters(model: nn.Module) -> List[nn.Parameter]:
+    """The learnable triangle widths (``width_logit``, DelRec's ``p_spread``) of the delay layers."""
+    return [p for m in delay_layers(model) for n, p in m.named_parameters(recurse=False)
+            if n == "width_logit" and p.requires_grad]
+
+
 def _param_groups(model: nn.Module, cfg: TrainConfig) -> List[Dict[str, Any]]:
     """Optimiser groups: the weights (every non-delay parameter: weights, biases, learnable
-    decays; ``optim.lr``, ``optim.weight_decay``) and the delays (``optim.delay_lr``, no weight
-    decay); an empty group is left out."""
+    decays; ``optim.lr``, ``optim.weight_decay``) and the delays with the learnable triangle
+    widths (``optim.delay_lr``, no weight decay, as DelRec's ``p_spread``); an empty group is
+    left out."""
     o = cfg.optim
-    groups = [{"params": weight_parameters(model), "lr": o.lr, "weight_decay": o.weight_decay, "name": "weights"}]
-    if delay_parameters(model):
-        groups.append({"params": delay_parameters(model), "lr": o.delay_lr, "weight_decay": 0.0, "name": "delays"})
+    delays = list(delay_parameters(model))
+    ids = {id(p) for p in delays}
+    delays += [p for p in _width_parameters(model) if id(p) not in ids]
+    ids = {id(p) for p in delays}
+    weights = [p for p in weight_parameters(model) if id(p) not in ids]
+    groups = [{"params": weights, "lr": o.lr, "weight_decay": o.weight_decay, "name": "weights"}]
+    if delays:
+        groups.append({"params": delays, "lr": o.delay_lr, "weight_decay": 0.0, "name": "delays"})
     return groups
+
+
+def _lr_schedules(opt: torch.optim.Optimizer, cfg: TrainConfig) -> Optional[EpochSchedules]:
+    """The per-epoch schedules of the groups (``optim.lr_schedule``, ``optim.delay_lr_schedule``);
+    ``None`` when every group keeps its rate."""
+    o = cfg.optim
+    kinds = {"weights": o.lr_schedule,
+             "delays": o.lr_schedule if o.delay_lr_schedule == "same" else o.delay_lr_schedule}
+    kinds = {g["name"]: kinds[g["name"]] for g in opt.param_groups}
+    if all(k == "none" for k in kinds.values()):
+        return None
+    return EpochSchedules(opt, kinds, o.epochs)
+
+
+@torch.no_grad()
+def _round_delays_(model: nn.Module) -> None:
+    """Round every delay to whole steps in place, keeping each layer's width (DelRec rounds at
+    each validation and trains on from the rounded delays)."""
+    for m in delay_layers(model):
+        sigma = m.sigma  # type: ignore[attr-defined]
+        m.quantize_delays()  # type: ignore[attr-defined]
+        m.sigma = sigma  # type: ignore[attr-defined]
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -236,6 +277,10 @@ def train(cfg: TrainConfig, run_dir: Optional[os.PathLike] = None, resume: bool 
 
     A model with an ``on_train_epoch_end()`` method has it called after each epoch's training
     batches, before validation and the checkpoint (EventProp models bump silent neurons there).
+    With ``optim.round_delays`` the delays are then rounded to whole steps in place (DelRec's
+    training); with ``optim.patience = N`` the run stops after ``N`` epochs without a better
+    validation accuracy. The learning rates follow ``optim.lr_schedule`` (weights) and
+    ``optim.delay_lr_schedule`` (delays and learnable widths), stepped once per epoch.
 
     Under ``torchrun`` (one process too) the model is wrapped in
     :class:`torch.nn.parallel.DistributedDataParallel` (NCCL on GPU, gloo on CPU);
@@ -270,7 +315,7 @@ class _Run:
     model: nn.Module
     net: nn.Module  # the model, or its DistributedDataParallel wrapper
     opt: torch.optim.Optimizer
-    lr_sched: Optional[Any]
+    lr_sched: Optional[EpochSchedules]
     sigma_sched: Optional[SigmaScheduler]
     loader: DataLoader
     sampler: DistributedSampler
@@ -321,7 +366,7 @@ def _setup(cfg: TrainConfig, run_dir: Optional[os.PathLike], resume: bool) -> _R
     if rank == 0 and not resume:
         torch.save(_delay_snapshot(model), run_dir / "delays_init.pt")
     opt = _optimizer(model, cfg)
-    lr_sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=o.epochs) if o.lr_schedule == "cosine" else None
+    lr_sched = _lr_schedules(opt, cfg)
     sigma_sched = SigmaScheduler(model, o.epochs, o.sigma0, o.sigma_decay) if has_delays and o.sigma0 > 0 else None
     if has_delays and sigma_sched is None:
         set_sigma(model, 0.0)
@@ -459,8 +504,9 @@ def train_epoch(run: _Run, epoch: int) -> Tuple[float, float]:
         except ImportError:  # pragma: no cover
             pass
     loss_sum, correct, n = 0.0, 0.0, 0.0
+    a = cfg.augment
     for x, y in it:
-        x = random_time_shift(random_blend(x, y, cfg.augment.blend), cfg.augment.time_shift)
+        x = random_channel_shift(random_time_shift(random_blend(x, y, a.blend), a.time_shift), a.channel_shift)
         x, y = x.to(run.device), y.to(run.device)
         logits = run.net(x)
         loss = nn.functional.cross_entropy(logits, y)
@@ -486,6 +532,8 @@ def _epoch(run: _Run, epoch: int, best: Dict[str, Any]) -> Tuple[Dict[str, float
     t0 = time.perf_counter()
     sigma = float(delay_layers(run.model)[0].sigma) if run.has_delays else 0.0
     train_loss, train_acc = train_epoch(run, epoch)
+    if run.cfg.optim.round_delays and run.has_delays:
+        _round_delays_(run.model)
     val_loss, val_acc = (evaluate(run.model, run.val_ds, run.cfg.optim.batch_size, run.device)
                          if run.val_ds is not None else (math.nan, math.nan))
     if run.cfg.optim.selection == "last" or val_acc > best["val_acc"]:
@@ -501,6 +549,12 @@ def _epoch(run: _Run, epoch: int, best: Dict[str, Any]) -> Tuple[Dict[str, float
     return row, best
 
 
+def _patience_over(cfg: TrainConfig, epochs_done: int, best: Dict[str, Any]) -> bool:
+    """Whether ``optim.patience`` epochs have passed since the best validation accuracy."""
+    p = cfg.optim.patience
+    return p is not None and best["epoch"] > 0 and epochs_done - best["epoch"] >= p
+
+
 def _train_run(cfg: TrainConfig, run_dir: Optional[os.PathLike], resume: bool,
                on_epoch_end: Optional[Callable[[int, Dict[str, float]], None]],
                verbose: bool) -> Dict[str, Any]:
@@ -513,6 +567,8 @@ def _train_run(cfg: TrainConfig, run_dir: Optional[os.PathLike], resume: bool,
         if verbose and run.is_main:
             print(f"resuming {run.run_dir} after epoch {start}")
     log = MetricsLogger(run, history)
+    if _patience_over(cfg, start, best):  # a run resumed after it stopped early
+        start = cfg.optim.epochs
     for epoch in range(start, cfg.optim.epochs):
         row, best = _epoch(run, epoch, best)
         history.append(row)
@@ -526,6 +582,11 @@ def _train_run(cfg: TrainConfig, run_dir: Optional[os.PathLike], resume: bool,
                       f"{row['epoch_time_s']:.1f}s", flush=True)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
+        if _patience_over(cfg, epoch + 1, best):
+            if verbose and run.is_main:
+                print(f"no better validation accuracy for {cfg.optim.patience} epochs: stopping after epoch "
+                      f"{epoch + 1}", flush=True)
+            break
     log.close()
     return _finish(run, history, best, verbose)
 
@@ -547,7 +608,7 @@ def _finish(run: _Run, history: List[Dict[str, float]], best: Dict[str, Any], ve
     times = [h["epoch_time_s"] for h in history]
     results = {
         "dataset": cfg.data.dataset, "model": cfg.model.name, "epochs": cfg.optim.epochs,
-        "selection": cfg.optim.selection, "best_epoch": best["epoch"],
+        "selection": cfg.optim.selection, "best_epoch": best["epoch"], "epochs_run": len(history),
         "best_val_acc": best["val_acc"] if run.val_ds is not None else None,
         "val_acc_rounded": val_acc_r, "train_on_val": cfg.optim.train_on_val,
         "test_acc": test_acc, "test_acc_rounded": test_acc_r, "test_loss": test_loss,

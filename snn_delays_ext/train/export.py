@@ -30,6 +30,7 @@ _REDUCTIONS = {
     "li_mean": "mean",               # (1/T) sum_t v_t
     "li_max": "max",                 # max_t v_t
     "li_shaped": "shaped_mean",      # (1/T) sum_t exp(-t/T) v_t, t = 0 .. T-1
+    "li_softmax_sum": "softmax_sum",  # sum_t softmax(v_t) over the classes (DelRec's SHD)
 }
 
 
@@ -94,8 +95,8 @@ def export_run(run_dir: Union[str, os.PathLike], out: Optional[Union[str, os.Pat
     ``"sum"`` the graph ends at the readout current), the EventProp models end with their
     ``nir.CubaLI`` readout. How the run turned that output ``v_t`` into class scores is
     recorded in ``graph.metadata``: ``output_reduction`` (``"mean"``: ``(1/T) sum_t v_t``;
-    ``"max"``; ``"sum"``; ``"shaped_mean"``: ``(1/T) sum_t exp(-t/T) v_t``, ``t = 0 .. T-1``),
-    and ``readout`` (the run's
+    ``"max"``; ``"sum"``; ``"shaped_mean"``: ``(1/T) sum_t exp(-t/T) v_t``, ``t = 0 .. T-1``;
+    ``"softmax_sum"``: ``sum_t softmax(v_t)`` over the classes), and ``readout`` (the run's
     readout name), ``beta_out``, ``n_classes``, ``dataset``, ``model``.
 
     NIR's LIF neurons reset to 0 in the step of the spike. A network trained with another reset

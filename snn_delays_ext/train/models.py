@@ -16,6 +16,7 @@ from snntorch import surrogate
 from torch import nn
 
 from .._checks import check_bool, check_fraction, check_int, check_positive_float
+from .._delay_layer import init_delays
 from ..delayed_linear import DelayedLinear
 from ..delayed_recurrent_leaky import DelayedRecurrentLeaky
 from ..eventprop import EventPropSNN
@@ -23,6 +24,7 @@ from ..functional.recurrent_leaky import RESET_MECHANISMS
 from ..leaky_readout import leaky_integrate
 from ..surrogate import SURROGATE_PARAMETERS
 from ..surrogate import triangle
+from ..utils import delay_layers
 from .config import READOUTS, SECTIONS
 
 __all__ = ["register_model", "build_model", "available_models", "FeedForwardSNN", "RecurrentSNN",
@@ -88,9 +90,12 @@ def leaky_integrator(cur: torch.Tensor, beta: float) -> torch.Tensor:
 def readout_logits(cur: torch.Tensor, readout: str, beta: float) -> torch.Tensor:
     """Logits from the readout current ``(T, B, C)``.
 
-    ``"sum"``: summed over time (DelRec); ``"li_mean"`` / ``"li_max"``: the mean / max over time
-    of a leaky integrator's voltage ``v``; ``"li_shaped"``: its exponentially weighted mean
-    ``(1/T) sum_t exp(-t/T) v_t`` (EventProp's loss shaping).
+    ``"sum"``: summed over time (DelRec's SSC and PS-MNIST); ``"li_mean"`` / ``"li_max"``: the
+    mean / max over time of a leaky integrator's voltage ``v``; ``"li_shaped"``: its
+    exponentially weighted mean ``(1/T) sum_t exp(-t/T) v_t`` (EventProp's loss shaping);
+    ``"li_softmax_sum"``: the sum over time of its per-step softmax over the classes,
+    ``sum_t softmax(v_t)`` (DelRec's SHD; the engine's cross-entropy then applies a softmax to
+    that sum, as DelRec's loss does).
 
     Examples
     --------
@@ -110,6 +115,8 @@ def readout_logits(cur: torch.Tensor, readout: str, beta: float) -> torch.Tensor
         return v.mean(0)
     if readout == "li_max":
         return v.max(0).values
+    if readout == "li_softmax_sum":
+        return torch.softmax(v, dim=-1).sum(0)
     raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
 
 
@@ -134,9 +141,47 @@ def _spike_grad(name: str, param: Optional[float] = None) -> Callable:
     return SURROGATES[name](**{SURROGATE_PARAMETERS[name]: check_positive_float("surrogate_param", param)})
 
 
-def _dropout(p: float) -> nn.Module:
+#: ``surrogate.dropout_placement`` and ``surrogate.dropout_mask``
+DROPOUT_PLACEMENTS = ("spikes", "current")
+DROPOUT_MASKS = ("step", "sequence")
+
+
+class _SequenceDropout(nn.Dropout):
+    """Dropout on a time-first ``(T, B, F)`` sequence with one mask per sample and feature for
+    every step (SpikingJelly's multi-step ``Dropout``, DelRec's): a dropped feature stays
+    dropped for the whole sequence, a kept one is scaled by ``1 / (1 - p)``. Training only."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.empty((1,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
+        return x * keep / (1.0 - self.p)
+
+
+def _dropout(p: float, mask: str = "step") -> nn.Module:
     p = check_fraction("dropout", p, "a probability")
-    return nn.Dropout(p) if p > 0 else nn.Identity()
+    if mask not in DROPOUT_MASKS:
+        raise ValueError(f"dropout_mask: expected one of {list(DROPOUT_MASKS)}, got {mask!r}")
+    if p == 0:
+        return nn.Identity()
+    return _SequenceDropout(p) if mask == "sequence" else nn.Dropout(p)
+
+
+def _check_placement(placement: str) -> str:
+    if placement not in DROPOUT_PLACEMENTS:
+        raise ValueError(f"dropout_placement: expected one of {list(DROPOUT_PLACEMENTS)}, got {placement!r}")
+    return placement
+
+
+@torch.no_grad()
+def _init_linears(linears: Sequence[nn.Module], linear_init: str) -> None:
+    """``"kaiming"``: ``kaiming_uniform_`` for ReLU on every feed-forward weight matrix (DelRec's
+    SHD ``init_ff_weights``; biases keep torch's default); ``"default"``: nothing."""
+    if linear_init not in ("default", "kaiming"):
+        raise ValueError(f"linear_init: expected 'default' or 'kaiming', got {linear_init!r}")
+    if linear_init == "kaiming":
+        for lin in linears:
+            nn.init.kaiming_uniform_(lin.weight, nonlinearity="relu")
 
 
 class TimeBatchNorm(nn.Module):
@@ -254,6 +299,14 @@ class FeedForwardSNN(nn.Module):
     dropout : float
         Probability of dropping each hidden spike (``torch.nn.Dropout`` on the ``(T, B, H)``
         spike trains between layers, training mode only); 0 disables it.
+    dropout_placement : {"spikes", "current"}
+        Drop each hidden layer's output spikes (default), or its input current before the
+        neurons (DelRec's SSC and PS-MNIST).
+    dropout_mask : {"step", "sequence"}
+        A new mask every step (``torch.nn.Dropout``, default), or one mask per sample and
+        feature for the whole sequence (DelRec's, SpikingJelly's multi-step dropout).
+    linear_init : {"default", "kaiming"}
+        Feed-forward weights: torch's default, or ``kaiming_uniform_`` for ReLU (DelRec's SHD).
     learn_beta : bool
         Learn one membrane decay per hidden neuron (starting at ``beta``; snnTorch's
         ``learn_beta`` with a per-neuron tensor), i.e. heterogeneous time constants.
@@ -285,7 +338,8 @@ class FeedForwardSNN(nn.Module):
                  surrogate: str = "atan", surrogate_param: Optional[float] = None,
                  delay_init: Union[str, float] = "uniform", interpolation: str = "triangle",
                  dropout: float = 0.0, learn_beta: bool = False, batch_norm: bool = False,
-                 reset_mechanism: str = "subtract", reset_delay: bool = True, detach_reset: bool = True) -> None:
+                 reset_mechanism: str = "subtract", reset_delay: bool = True, detach_reset: bool = True,
+                 dropout_placement: str = "spikes", dropout_mask: str = "step", linear_init: str = "default") -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
@@ -295,7 +349,8 @@ class FeedForwardSNN(nn.Module):
                            ("reset_delay", reset_delay), ("detach_reset", detach_reset)):
             check_bool(name, flag)
         self.readout, self.beta_out = readout, float(beta_out)
-        self.drop = _dropout(dropout)
+        self.drop = _dropout(dropout, dropout_mask)
+        self.dropout_placement = _check_placement(dropout_placement)
         sizes = [n_inputs] + list(hidden)
         spike_grad = _spike_grad(surrogate, surrogate_param)
 
@@ -310,14 +365,18 @@ class FeedForwardSNN(nn.Module):
         self.lifs = nn.ModuleList(_leaky(h, beta, learn_beta, spike_grad, reset_mechanism, reset_delay, detach_reset)
                                   for h in hidden)
         self.out = lin(sizes[-1], n_classes, delays and output_delays)
+        _init_linears([*self.linears, self.out], linear_init)
 
     def forward(self, x: torch.Tensor, record: bool = False):
         spikes: List[torch.Tensor] = []
         h = x
+        on_current = self.dropout_placement == "current"
         for lin, norm, lif in zip(self.linears, self.norms, self.lifs):
-            h = _run_leaky(lif, norm(lin(h)))
+            cur = norm(lin(h))
+            h = _run_leaky(lif, self.drop(cur) if on_current else cur)
             spikes.append(h)
-            h = self.drop(h)
+            if not on_current:
+                h = self.drop(h)
         logits = readout_logits(self.out(h), self.readout, self.beta_out)
         return (logits, spikes) if record else logits
 
@@ -325,12 +384,17 @@ class FeedForwardSNN(nn.Module):
 class RecurrentSNN(nn.Module):
     """DelRec-style recurrent network: ``[Linear -> DelayedRecurrentLeaky] x L -> Linear``,
     output summed over time; with ``delays=False`` the recurrent layers are ``snntorch.RLeaky``
-    semantics (every recurrent lag 1, delays fixed).
+    semantics (every recurrent lag 1, delays fixed). The hidden layers are ``recs`` (with
+    ``first_layer_recurrent=False`` the first of them is a plain LIF layer, snnTorch's
+    ``Leaky``).
 
     Parameters
     ----------
     n_inputs, hidden, n_classes, max_delay, delays, readout, beta_out, dropout, batch_norm
         As in :class:`FeedForwardSNN`.
+    dropout_placement, dropout_mask, linear_init
+        As in :class:`FeedForwardSNN` (DelRec: the mask per sequence, on the spikes for SHD
+        and on the current for SSC and PS-MNIST; ``"kaiming"`` for SHD).
     reset_mechanism, reset_delay, detach_reset
         As in :class:`FeedForwardSNN` (``detach_reset`` acts on the zero reset in the spike's step
         only, as there). DelRec's neuron resets in the spike's own step: to zero (SHD), or by
@@ -347,6 +411,23 @@ class RecurrentSNN(nn.Module):
         Standard deviation of the half-normal initial recurrent delays (default ``max_delay / 2``).
     delay_type : {"axonal", "synaptic"}
         ``DelayedRecurrentLeaky``'s ``delay_type``.
+    delay_init : str, float or torch.Tensor
+        Initial recurrent lags (``DelayedRecurrentLeaky``'s ``delay_init``; default
+        ``"half_normal"``: ``1 + |N(0, delay_std)|``, DelRec's SSC and PS-MNIST). A DelRec delay
+        ``d`` is the lag ``1 + d`` here.
+    recurrent_dropout : float
+        ``DelayedRecurrentLeaky``'s ``recurrent_dropout`` (DelRec's: each neuron's delayed
+        recurrent input dropped for a whole sequence, training only).
+    learn_width : bool
+        ``DelayedRecurrentLeaky``'s ``learn_width`` (DelRec's ``p_spread``: a learnable triangle
+        width per presynaptic neuron).
+    recurrent_init : {"default", "orthogonal"}
+        Recurrent weights: snnTorch's default, or ``torch.nn.init.orthogonal_`` (DelRec's).
+    first_layer_recurrent : bool
+        ``False``: the first hidden layer is plain LIF neurons (the same neuron options) without
+        recurrence (DelRec's SHD).
+    reset_convention : {"snntorch", "spikingjelly"}
+        ``DelayedRecurrentLeaky``'s ``reset_convention`` (DelRec's neuron: ``"spikingjelly"``).
 
     Examples
     --------
@@ -361,33 +442,74 @@ class RecurrentSNN(nn.Module):
                  surrogate: str = "triangle", delay_std: Optional[float] = None,
                  delay_type: str = "axonal", dropout: float = 0.0, batch_norm: bool = False,
                  surrogate_param: Optional[float] = None, reset_mechanism: str = "subtract",
-                 reset_delay: bool = True, detach_reset: bool = True, interpolation: str = "triangle") -> None:
+                 reset_delay: bool = True, detach_reset: bool = True, interpolation: str = "triangle",
+                 delay_init: Union[str, float, torch.Tensor] = "half_normal", recurrent_dropout: float = 0.0,
+                 learn_width: bool = False, recurrent_init: str = "default", first_layer_recurrent: bool = True,
+                 dropout_placement: str = "spikes", dropout_mask: str = "step", linear_init: str = "default",
+                 reset_convention: str = "snntorch") -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout: expected one of {list(READOUTS)}, got {readout!r}")
-        check_bool("detach_reset", detach_reset)
+        if reset_convention not in ("snntorch", "spikingjelly"):
+            raise ValueError(f"reset_convention: expected 'snntorch' or 'spikingjelly', got {reset_convention!r}")
+        if (reset_convention == "spikingjelly" and not first_layer_recurrent and hidden
+                and reset_mechanism == "subtract"):
+            raise ValueError("reset_convention: the plain first layer (first_layer_recurrent=False) resets as "
+                             "snnTorch's Leaky; 'spikingjelly' with a subtractive reset is for the recurrent "
+                             "layers only (with reset_mechanism 'zero' the two conventions agree)")
+        for name, flag in (("detach_reset", detach_reset), ("learn_width", learn_width),
+                           ("first_layer_recurrent", first_layer_recurrent)):
+            check_bool(name, flag)
+        check_fraction("recurrent_dropout", recurrent_dropout, "a probability")
+        if recurrent_init not in ("default", "orthogonal"):
+            raise ValueError(f"recurrent_init: expected 'default' or 'orthogonal', got {recurrent_init!r}")
         self.readout, self.beta_out = readout, float(beta_out)
-        self.drop = _dropout(dropout)
+        self.drop = _dropout(dropout, dropout_mask)
+        self.dropout_placement = _check_placement(dropout_placement)
         sizes = [n_inputs] + list(hidden)
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.norms = nn.ModuleList(_norm(batch_norm, h) for h in hidden)
-        self.recs = nn.ModuleList(
-            DelayedRecurrentLeaky(beta, h, max_delay, delay_type=delay_type, spike_grad=_spike_grad(surrogate, surrogate_param),
-                                  delay_init="half_normal" if delays else 1.0, delay_std=delay_std,
-                                  learn_delays=delays, reset_mechanism=reset_mechanism, reset_delay=reset_delay,
-                                  detach_reset=_detaches_reset(detach_reset, reset_mechanism, reset_delay),
-                                  interpolation=interpolation)
-            for h in hidden
-        )
+        # DelRec's layer options, passed only when set (the layer gained them later)
+        extra: Dict[str, object] = {}
+        if recurrent_dropout:
+            extra["recurrent_dropout"] = float(recurrent_dropout)
+        if learn_width:
+            extra["learn_width"] = True
+        if reset_convention != "snntorch":
+            extra["reset_convention"] = reset_convention
+        spike_grad = _spike_grad(surrogate, surrogate_param)
+
+        def layer(i: int, h: int) -> nn.Module:
+            if i == 0 and not first_layer_recurrent:
+                return _leaky(h, beta, False, spike_grad, reset_mechanism, reset_delay, detach_reset)
+            return DelayedRecurrentLeaky(
+                beta, h, max_delay, delay_type=delay_type, spike_grad=spike_grad,
+                delay_init=delay_init if delays else 1.0, delay_std=delay_std, learn_delays=delays,
+                reset_mechanism=reset_mechanism, reset_delay=reset_delay,
+                detach_reset=_detaches_reset(detach_reset, reset_mechanism, reset_delay),
+                interpolation=interpolation, **extra)
+
+        self.recs = nn.ModuleList(layer(i, h) for i, h in enumerate(hidden))
         self.out = nn.Linear(sizes[-1], n_classes)
+        _init_linears([*self.linears, self.out], linear_init)
+        if recurrent_init == "orthogonal":
+            with torch.no_grad():
+                for rec in self.recs:
+                    if isinstance(rec, DelayedRecurrentLeaky):
+                        nn.init.orthogonal_(rec.recurrent.weight)
 
     def forward(self, x: torch.Tensor, record: bool = False):
         spikes: List[torch.Tensor] = []
         h = x
+        on_current = self.dropout_placement == "current"
         for lin, norm, rec in zip(self.linears, self.norms, self.recs):
-            h, _ = rec(norm(lin(h)))
+            cur = norm(lin(h))
+            if on_current:
+                cur = self.drop(cur)
+            h = rec(cur)[0] if isinstance(rec, DelayedRecurrentLeaky) else _run_leaky(rec, cur)
             spikes.append(h)
-            h = self.drop(h)
+            if not on_current:
+                h = self.drop(h)
         logits = readout_logits(self.out(h), self.readout, self.beta_out)
         return (logits, spikes) if record else logits
 
@@ -403,17 +525,48 @@ def _refuse_section(cfg: "object", section: str, reason: str, keep: Sequence[str
                              f"got {getattr(values, f.name)!r}")
 
 
+def _refuse_options(cfg: "object", section: str, names: Sequence[str], reason: str) -> None:
+    """Raise a ``ValueError`` for the first of ``names`` (options of ``section``) that ``cfg``
+    sets away from its default."""
+    values, defaults = getattr(cfg, section), SECTIONS[section]()
+    for name in names:
+        if getattr(values, name) != getattr(defaults, name):
+            raise ValueError(f"{section}.{name}: {reason}; expected {getattr(defaults, name)!r} (the default), "
+                             f"got {getattr(values, name)!r}")
+
+
+@torch.no_grad()
+def _apply_delay_range(model: nn.Module, delay_range: Optional[Sequence[float]]) -> None:
+    """``model.delay_range``: every learnable (feed-forward, or DelRec's recurrent) delay tensor
+    drawn again uniformly from ``[low, high]`` and clamped to its layer's range."""
+    if delay_range is None:
+        return
+    low, high = float(delay_range[0]), float(delay_range[1])
+    for m in delay_layers(model):
+        d = m.delays
+        if d.requires_grad:
+            d.copy_(torch.empty_like(d).uniform_(low, high).clamp_(float(m.min_delay), float(m.max_delay)))
+
+
+#: The surrogate options only the recurrent models have
+_RECURRENT_ONLY = ("recurrent_dropout", "learn_width", "recurrent_init", "first_layer_recurrent", "reset_convention")
+
+
 def _ff(delays: bool) -> ModelBuilder:
     def build(n_in: int, n_out: int, cfg) -> nn.Module:
         _refuse_section(cfg, "eventprop", "the EventProp options apply to the eventprop-* models")
+        _refuse_options(cfg, "surrogate", _RECURRENT_ONLY, "the feed-forward models have no recurrent connections")
         m, s = cfg.model, cfg.surrogate
-        return FeedForwardSNN(
+        net = FeedForwardSNN(
             n_in, m.hidden, n_out, max_delay=m.max_delay, delays=delays, delay_type=m.delay_type,
             output_delays=m.output_delays, beta=s.beta, beta_out=s.beta_out, readout=m.readout,
             surrogate=s.surrogate, surrogate_param=s.surrogate_param, delay_init=m.delay_init,
             interpolation=s.interpolation, dropout=s.dropout, learn_beta=s.learn_beta, batch_norm=s.batch_norm,
             reset_mechanism=s.reset_mechanism, reset_delay=s.reset_delay, detach_reset=s.detach_reset,
+            dropout_placement=s.dropout_placement, dropout_mask=s.dropout_mask, linear_init=s.linear_init,
         )
+        _apply_delay_range(net, m.delay_range)
+        return net
     return build
 
 
@@ -426,13 +579,20 @@ def _rec(delays: bool) -> ModelBuilder:
                              "expected False, got True")
         if m.delay_type not in ("axonal", "synaptic"):
             raise ValueError(f"model.delay_type: recurrent delays are 'axonal' or 'synaptic', got {m.delay_type!r}")
-        return RecurrentSNN(
+        if not delays:
+            _refuse_options(cfg, "surrogate", ("learn_width",), "the no-delay baseline has no delay triangles")
+        net = RecurrentSNN(
             n_in, m.hidden, n_out, max_delay=m.max_delay, delays=delays, beta=s.beta,
             readout=m.readout, beta_out=s.beta_out, surrogate=s.surrogate, delay_std=s.delay_std,
             delay_type=m.delay_type, dropout=s.dropout, batch_norm=s.batch_norm,
             surrogate_param=s.surrogate_param, reset_mechanism=s.reset_mechanism, reset_delay=s.reset_delay,
-            detach_reset=s.detach_reset, interpolation=s.interpolation,
+            detach_reset=s.detach_reset, interpolation=s.interpolation, delay_init=m.delay_init,
+            recurrent_dropout=s.recurrent_dropout, learn_width=s.learn_width, recurrent_init=s.recurrent_init,
+            first_layer_recurrent=s.first_layer_recurrent, dropout_placement=s.dropout_placement,
+            dropout_mask=s.dropout_mask, linear_init=s.linear_init, reset_convention=s.reset_convention,
         )
+        _apply_delay_range(net, m.delay_range)
+        return net
     return build
 
 
@@ -447,14 +607,41 @@ def _eventprop(recurrent: bool) -> ModelBuilder:
         # the surrogate models' neuron options do not exist for the event-based layers: refuse them
         _refuse_section(cfg, "surrogate", "the EventProp models have current-based LIF neurons with fixed time "
                         "constants, reset to 0 in the spike's step (as NIR's CubaLIF), and exact gradients")
+        if not recurrent:
+            _refuse_options(cfg, "eventprop", ("init_recurrent", "rec_delay_init"),
+                            "eventprop-ff has no recurrent connections")
         m, e = cfg.model, cfg.eventprop
-        return EventPropSNN(
+        net = EventPropSNN(
             n_in, list(m.hidden), n_out, max_delay=m.max_delay, recurrent=recurrent,
             tau_syn=e.tau_syn, tau_mem=e.tau_mem, tau_out=e.tau_out, readout=m.readout, delay_init=m.delay_init,
             output_delays=m.output_delays, weight_mean=e.weight_mean, weight_std=e.weight_std,
             backward="eventprop", reg_strength=e.reg_strength, reg_target=e.reg_target,
         )
+        _apply_delay_range(net, m.delay_range)
+        _eventprop_init(net, e)
+        return net
     return build
+
+
+@torch.no_grad()
+def _eventprop_init(net: nn.Module, e: "object") -> None:
+    """The EventProp options ``init_input`` / ``init_hidden`` / ``init_recurrent`` /
+    ``init_output`` (weights ``N(mean, std)``, not scaled by the fan-in, as mlGeNN's
+    initialisers) and ``rec_delay_init``."""
+    layers = list(net.layers)  # type: ignore[attr-defined]
+    for i, layer in enumerate(layers):
+        spec = e.init_input if i == 0 else e.init_hidden  # type: ignore[attr-defined]
+        if spec is not None:
+            layer.weight.normal_(spec[0], spec[1])
+        if getattr(layer, "rec_weight", None) is not None:
+            if e.init_recurrent is not None:  # type: ignore[attr-defined]
+                layer.rec_weight.normal_(e.init_recurrent[0], e.init_recurrent[1])  # type: ignore[attr-defined]
+            if e.rec_delay_init != "uniform":  # type: ignore[attr-defined]
+                d = layer.rec_delays
+                d.copy_(init_delays("eventprop.rec_delay_init", tuple(d.shape), layer.max_delay, 1,
+                                    e.rec_delay_init, None, d.dtype, d.device))  # type: ignore[attr-defined]
+    if e.init_output is not None:  # type: ignore[attr-defined]
+        net.out.weight.normal_(e.init_output[0], e.init_output[1])  # type: ignore[attr-defined]
 
 
 register_model("eventprop-ff", _eventprop(False),
