@@ -341,3 +341,17 @@ def test_delrec_presets_build_the_papers_network():
         layers = [m for m in sde.delay_layers(build_model(cfg.model.name, 4, 3, cfg))
                   if isinstance(m, sde.DelayedRecurrentLeaky)]
         assert layers and all(m.delay_type == "axonal" and m.delays.dim() == 1 for m in layers)
+
+
+def test_rec_nodelay_control_keeps_sigma_zero(tmp_path):
+    """The no-delay control is RLeaky throughout training: the width schedule, which spreads
+    learnable delays, must not widen its fixed lag-1 recurrence (it did: a sigma0 of 10 smeared
+    each recurrent spike over 11 steps during training, then tests ran at sigma 0)."""
+    over = {**QUICK, "dataset": "sequence", "model": "rec-nodelay", "hidden": [4], "epochs": 2, "sigma0": 10.0,
+            "readout": "sum"}
+    train(make_config(overrides=over), run_dir=tmp_path / "nodelay", verbose=False)
+    rows = list(csv.DictReader(open(tmp_path / "nodelay" / "metrics.csv")))
+    assert [float(r["sigma"]) for r in rows] == [0.0, 0.0]
+    train(make_config(overrides={**over, "model": "delrec"}), run_dir=tmp_path / "delays", verbose=False)
+    rows = list(csv.DictReader(open(tmp_path / "delays" / "metrics.csv")))
+    assert float(rows[0]["sigma"]) == pytest.approx(10.0)

@@ -367,7 +367,11 @@ def _setup(cfg: TrainConfig, run_dir: Optional[os.PathLike], resume: bool) -> _R
         torch.save(_delay_snapshot(model), run_dir / "delays_init.pt")
     opt = _optimizer(model, cfg)
     lr_sched = _lr_schedules(opt, cfg)
-    sigma_sched = SigmaScheduler(model, o.epochs, o.sigma0, o.sigma_decay) if has_delays and o.sigma0 > 0 else None
+    # the width schedule spreads delays that learn; a network whose delays are all fixed (the
+    # rec-nodelay control: every lag 1) keeps sigma 0, so it is RLeaky throughout training
+    learns = any(m.delays.requires_grad for m in delay_layers(model))
+    sigma_sched = SigmaScheduler(model, o.epochs, o.sigma0, o.sigma_decay) \
+        if has_delays and learns and o.sigma0 > 0 else None
     if has_delays and sigma_sched is None:
         set_sigma(model, 0.0)
 
