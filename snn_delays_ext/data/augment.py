@@ -55,12 +55,24 @@ def random_time_shift(x: torch.Tensor, max_shift: int, generator: Optional[torch
     >>> y.sum().item(), y.shape
     (1.0, torch.Size([5, 1, 1]))
     """
+    return _random_shift(x, max_shift, generator, 0)
+
+
+def _random_shift(x: torch.Tensor, max_shift: object, generator: Optional[torch.Generator], dim: int) -> torch.Tensor:
+    """Shift each sample of a ``(T, B, F)`` batch along ``dim`` (0: time, 2: channels) by its own
+    random whole number in ``[-max_shift, max_shift]``, zeros shifted in."""
     _check_batch(x)
     max_shift = check_int("max_shift", max_shift, minimum=0)
     if max_shift == 0:
         return x
-    shift = torch.randint(-max_shift, max_shift + 1, (x.shape[1],), generator=generator)
-    return _shift_time(x, shift.to(x.device))
+    shift = torch.randint(-max_shift, max_shift + 1, (x.shape[1],), generator=generator).to(x.device)
+    if dim == 0:
+        return _shift_time(x, shift)
+    n = x.shape[2]
+    src = torch.arange(n, device=x.device).unsqueeze(0) - shift.unsqueeze(1)  # (B, F)
+    valid = (src >= 0) & (src < n)
+    out = torch.gather(x, 2, src.clamp(0, n - 1).unsqueeze(0).expand_as(x))
+    return out * valid.unsqueeze(0).to(x.dtype)
 
 
 def random_channel_shift(x: torch.Tensor, max_shift: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -93,16 +105,7 @@ def random_channel_shift(x: torch.Tensor, max_shift: int, generator: Optional[to
     >>> y.shape, y.sum().item()
     (torch.Size([2, 1, 5]), 2.0)
     """
-    _check_batch(x)
-    max_shift = check_int("max_shift", max_shift, minimum=0)
-    if max_shift == 0:
-        return x
-    shift = torch.randint(-max_shift, max_shift + 1, (x.shape[1],), generator=generator).to(x.device)
-    F = x.shape[2]
-    src = torch.arange(F, device=x.device).unsqueeze(0) - shift.unsqueeze(1)  # (B, F)
-    valid = (src >= 0) & (src < F)
-    out = torch.gather(x, 2, src.clamp(0, F - 1).unsqueeze(0).expand_as(x))
-    return out * valid.unsqueeze(0).to(x.dtype)
+    return _random_shift(x, max_shift, generator, 2)
 
 
 def random_time_stretch(x: torch.Tensor, max_stretch: float,
