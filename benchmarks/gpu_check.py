@@ -19,7 +19,8 @@ Steps (each with its own time limit; a failed step does not stop the others):
    small files generated in the datasets' own formats (timing only: their accuracy means nothing).
 4. ``torchrun``: the default preset under ``torchrun --nproc_per_node=1`` (DDP over NCCL).
 5. ``benchmarks``: ``python -m benchmarks.run --suite gpu --quick``, then
-   ``python -m benchmarks.step_mode --device cuda`` (step mode, ring vs history buffer).
+   ``python -m benchmarks.step_mode --device cuda`` (step mode, ring vs history buffer) and
+   ``python -m benchmarks.delrec_neuron --device cuda`` (DelRec's neurons, compiled vs reference).
 
 It prints one table (pass/fail and time per step, time per epoch per preset, the benchmark ratios)
 and writes it as JSON (``--out``, default ``benchmarks/results/gpu-check-<time>.json``). The exit
@@ -290,17 +291,19 @@ def step_benchmarks(env: Dict[str, str], work: Path, out_json: Path, timeout: fl
     return st
 
 
-def step_step_mode(env: Dict[str, str], work: Path, out_json: Path, timeout: float) -> Step:
-    """Step mode on the GPU: ring buffer vs history buffer at max_delay 10 and 2000."""
-    st = Step("benchmarks.step_mode --device cuda")
+def step_module_bench(module: str, extra: List[str], env: Dict[str, str], work: Path, out_json: Path,
+                      timeout: float) -> Step:
+    """A benchmark module run on the GPU (``python -m benchmarks.MODULE --device cuda ... --json``),
+    its rows kept in the step's data."""
+    st = Step(f"benchmarks.{module} --device cuda")
     t0 = time.time()
-    res = _run([sys.executable, "-m", "benchmarks.step_mode", "--device", "cuda", "--delays", "10", "2000",
-                "--steps", "100", "--repeats", "2", "--json", str(out_json)], env, timeout, work / "step_mode.log")
+    res = _run([sys.executable, "-m", f"benchmarks.{module}", "--device", "cuda", *extra, "--json", str(out_json)],
+               env, timeout, work / f"{module}.log")
     st.seconds = time.time() - t0
     if res.returncode == 0 and out_json.is_file():
         rows = json.loads(out_json.read_text())["rows"]
         st.status, st.detail = "PASS", f"{len(rows)} rows"
-        st.data = {"step_mode": rows}
+        st.data = {module: rows}
     else:
         st.status, st.detail = "FAIL", _tail(res)
     return st
@@ -409,7 +412,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         report(step_torchrun(env, work, 120))
     if "benchmarks" not in skip:
         report(step_benchmarks(env, work, out.parent / f"gpu-quick-{stamp}.json", 420, 90))
-        report(step_step_mode(env, work, out.parent / f"gpu-step-mode-{stamp}.json", 180))
+        # step mode: ring buffer vs history buffer at max_delay 10 and 2000
+        report(step_module_bench("step_mode", ["--delays", "10", "2000", "--steps", "100", "--repeats", "2"],
+                                 env, work, out.parent / f"gpu-step-mode-{stamp}.json", 180))
+        # DelRec's neurons on the compiled op vs the reference, at the SHD neuron's shape of issue 29
+        report(step_module_bench("delrec_neuron", ["--batch", "256", "--steps", "100", "--repeats", "3"],
+                                 env, work, out.parent / f"gpu-delrec-neuron-{stamp}.json", 240))
     total = time.time() - t0
     print_summary(steps, total)
     out.parent.mkdir(parents=True, exist_ok=True)
