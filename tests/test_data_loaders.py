@@ -92,6 +92,44 @@ def test_shd_gz_is_unpacked_and_ssc_splits(tmp_path):
         SSC(tmp_path, "validation")
 
 
+def test_shd_gz_in_read_only_folder_unpacks_to_cache(tmp_path, monkeypatch):
+    from snn_delays_ext.data import heidelberg
+    data = tmp_path / "ro"
+    data.mkdir()
+    write_hsd(tmp_path / "tmp.h5", TIMES, UNITS, [3, 4])
+    with open(tmp_path / "tmp.h5", "rb") as a, gzip.open(data / "shd_test.h5.gz", "wb") as b:
+        shutil.copyfileobj(a, b)
+    real_mkstemp = heidelberg.tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kw):  # the data folder refuses writes (chmod does not stop root)
+        if str(dir) == str(data):
+            raise PermissionError(13, "Permission denied", str(dir))
+        return real_mkstemp(*args, dir=dir, **kw)
+
+    monkeypatch.setattr(heidelberg.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    ds = SHD(data, "test", n_steps=100)
+    assert ds.labels.tolist() == [3, 4]
+    assert sorted(p.name for p in data.iterdir()) == ["shd_test.h5.gz"]
+    assert [p.name.endswith("shd_test.h5") for p in (tmp_path / "cache" / "snn_delays_ext").iterdir()] == [True]
+    assert SHD(data, "test", n_steps=100).path == ds.path  # unpacked once
+
+
+def test_gunzip_leaves_no_partial_file(tmp_path, monkeypatch):
+    from snn_delays_ext.data import heidelberg
+    with gzip.open(tmp_path / "shd_test.h5.gz", "wb") as b:
+        b.write(b"x" * 1000)
+
+    def boom(src, dst):
+        dst.write(b"half")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(heidelberg.shutil, "copyfileobj", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        heidelberg._gunzip_once(tmp_path / "shd_test.h5.gz", tmp_path / "shd_test.h5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shd_test.h5.gz"]
+
+
 def test_heidelberg_missing_folder_says_where(tmp_path):
     with pytest.raises(FileNotFoundError, match="zenkelab"):
         SHD(tmp_path / "nothing")

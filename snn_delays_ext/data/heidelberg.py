@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -103,9 +105,7 @@ class HeidelbergDataset(Dataset):
         for c in candidates:
             gz = c.with_name(c.name + ".gz")
             if gz.is_file():  # the official release is gzipped: unpack once beside it
-                with gzip.open(gz, "rb") as src, open(c, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                return c
+                return _gunzip_once(gz, c)
         if download:
             import tonic  # downloads into root/<NAME>/ (tonic's layout and cache)
 
@@ -132,7 +132,8 @@ class SHD(HeidelbergDataset):
     """Spiking Heidelberg Digits (Cramer et al. 2020): 700 channels, 20 classes.
 
     Reads ``shd_{train,test}.h5`` from ``root`` (or ``root/SHD/``, tonic's layout; a ``.h5.gz``
-    is unpacked beside itself). No download is attempted when the files are present; with
+    is unpacked beside itself, or into ``~/.cache/snn_delays_ext`` where its folder is
+    read-only). No download is attempted when the files are present; with
     ``download=True`` and the files absent, ``tonic.datasets.SHD`` fetches them.
 
     Each sample is a dense ``(n_steps, 700 // pool)`` count tensor: bins of ``dt`` seconds over
@@ -184,3 +185,30 @@ class SSC(HeidelbergDataset):
     name = "SSC"
     splits = ("train", "valid", "test")
     n_classes = 35
+
+
+def _gunzip_once(gz: Path, target: Path) -> Path:
+    """Unpack ``gz`` to ``target`` atomically and return the unpacked file's path.
+
+    The data is written to a temporary file and renamed into place, so two runs started together
+    never read a half-written file. When ``target``'s folder is read-only the file is unpacked
+    into ``$XDG_CACHE_HOME/snn_delays_ext`` (default ``~/.cache/snn_delays_ext``) instead.
+    """
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "snn_delays_ext"
+    for dest in (target, cache / f"{gz.stat().st_size}-{target.name}"):
+        if dest.is_file():
+            return dest
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+        except OSError:
+            continue  # not writable: try the cache
+        try:
+            with gzip.open(gz, "rb") as src, os.fdopen(fd, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.replace(tmp, dest)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return dest
+    raise OSError(f"root: cannot unpack '{gz}': neither its folder nor '{cache}' is writable")
