@@ -189,6 +189,42 @@ def recurrent_lif_backward(grad_spk: torch.Tensor, grad_mem: torch.Tensor, weigh
     _once_needs_same_step(reset, reset_delay, op)
 
 
+# ---- leaky_sequence (csrc/op_checks.h) -------------------------------------------------------
+def _leaky_parameters(ref: torch.Tensor, ref_name: str, beta: torch.Tensor, threshold: torch.Tensor, reset: int,
+                      surrogate: int, sparam: float, reset_delay: bool, op: str) -> None:
+    n = ref.shape[2]
+    for t, name in ((beta, "beta"), (threshold, "threshold")):
+        _like(t, ref, op, name, ref_name)
+        _check_shape(t, (n,), op, name, "(N,) (N = the neurons of the sequence)")
+    _code(reset, 0, 4, op, "reset", "0 (subtract), 1 (zero), 2 (none), 3 (subtract once) or 4 (zero once)")
+    _code(surrogate, 0, 6, op, "surrogate", "a surrogate code in [0, 6]")
+    _finite(sparam, op, "surrogate_param")
+    _once_needs_same_step(reset, reset_delay, op)
+
+
+def leaky_sequence(x: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, reset: int, surrogate: int,
+                   sparam: float, reset_delay: bool = True) -> None:
+    """Checks of ``leaky_sequence(...)``."""
+    op = "leaky_sequence"
+    _sequence(x, op, "x")
+    _leaky_parameters(x, "x", beta, threshold, reset, surrogate, sparam, reset_delay, op)
+
+
+def leaky_sequence_backward(grad_spk: torch.Tensor, grad_mem: torch.Tensor, beta: torch.Tensor,
+                            threshold: torch.Tensor, mem: torch.Tensor, pre_mem: torch.Tensor, reset: int,
+                            surrogate: int, sparam: float, reset_delay: bool = True) -> None:
+    """Checks of ``leaky_sequence_backward(...)``."""
+    op = "leaky_sequence_backward"
+    _sequence(mem, op, "mem")
+    _leaky_parameters(mem, "mem", beta, threshold, reset, surrogate, sparam, reset_delay, op)
+    for g, name in ((grad_spk, "grad_spk"), (grad_mem, "grad_mem")):
+        _like(g, mem, op, name, "mem")
+        _check_shape(g, mem.shape, op, name, "(that of mem)")
+    if not reset_delay:
+        _like(pre_mem, mem, op, "pre_mem", "mem")
+        _check_shape(pre_mem, mem.shape, op, "pre_mem", "(that of mem, with reset_delay=False)")
+
+
 # ---- EventProp ops (csrc/eventprop_common.h) -------------------------------------------------
 def _constants(op: str, max_delay: int, alpha: float, beta: float, threshold: float, syn_scale: float,
                min_denominator: float, reg_strength: float, reg_target: float) -> None:

@@ -23,6 +23,9 @@ A compiled kernel runs when all of these hold, else the reference does:
   a surrogate the kernels know
   (:func:`snn_delays_ext.surrogate.surrogate_spec`), and ``beta``/``threshold`` scalars or one
   per neuron;
+- :func:`leaky_sequence_backend`: snnTorch's ``Leaky`` over a sequence
+  (:func:`snn_delays_ext.functional.leaky_sequence`) from a zero membrane, with a surrogate the
+  kernels know and ``beta``/``threshold`` scalars or one per neuron;
 - :func:`eventprop_backend`: the EventProp kernels are built for the device.
 
 ``backend="compiled"`` asks for the kernels and raises a ``ValueError`` that says which of
@@ -39,7 +42,8 @@ import torch
 from . import ops
 from ._checks import check_choice, is_functorch_wrapped
 
-__all__ = ["BACKENDS", "Choice", "delayed_linear_backend", "eventprop_backend", "recurrent_leaky_backend"]
+__all__ = ["BACKENDS", "Choice", "delayed_linear_backend", "eventprop_backend", "leaky_sequence_backend",
+           "recurrent_leaky_backend"]
 
 #: What the ``backend`` arguments accept.
 BACKENDS = ("auto", "compiled", "reference")
@@ -151,6 +155,49 @@ def recurrent_leaky_backend(x: torch.Tensor, *, zero_state: bool, plain_neuron: 
     if backend == "auto" and not ops.AVAILABLE:
         ops.warn_reference_once()
     return _decide(backend, hard, None, "recurrent_leaky_sequence")
+
+
+def leaky_sequence_backend(x: torch.Tensor, *, zero_state: bool, surrogate_known: bool, neuron_shapes_ok: bool,
+                           params: tuple = (), backend: str = "auto") -> Choice:
+    """The implementation of snnTorch's ``Leaky`` neuron over a sequence ``x``
+    (:func:`snn_delays_ext.functional.leaky_sequence`).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        The ``(T, B, N)`` input current.
+    zero_state : bool
+        The sequence starts from a zero membrane (snnTorch's ``init_leaky()``, the kernel's start).
+    surrogate_known, neuron_shapes_ok : bool
+        A surrogate the kernels implement; ``beta`` and ``threshold`` scalars or one per neuron.
+    params : tuple of torch.Tensor
+        ``beta`` and ``threshold`` (checked for ``torch.func`` wrappers).
+    backend : {"auto", "compiled", "reference"}
+
+    Returns
+    -------
+    Choice
+
+    Examples
+    --------
+    >>> leaky_sequence_backend(torch.zeros(3, 1, 2), zero_state=True, surrogate_known=True,
+    ...                        neuron_shapes_ok=True, backend="reference").backend
+    'reference'
+    """
+    devices = ops.leaky_sequence_devices()
+    hard = _kernel_problem(x, devices, *params)
+    if hard is not None and ops.AVAILABLE and not devices:
+        hard = "the compiled extension has no leaky_sequence kernel (built from older sources: rebuild it)"
+    if hard is None:
+        for ok, why in ((zero_state, "the kernel starts from a zero membrane (a membrane was given)"),
+                        (surrogate_known, "the kernels do not know this spike_grad (see surrogate_spec)"),
+                        (neuron_shapes_ok, "beta and threshold must be scalars or one per neuron")):
+            if not ok:
+                hard = why
+                break
+    if backend == "auto" and not ops.AVAILABLE:
+        ops.warn_reference_once()
+    return _decide(backend, hard, None, "leaky_sequence")
 
 
 def eventprop_backend(x: torch.Tensor, backend: str = "auto") -> Choice:

@@ -12,6 +12,8 @@ The ops:
 * ``delay_channels`` / ``synaptic_delay`` (and their ``*_backward``): feed-forward delays;
 * ``recurrent_lif`` / ``recurrent_lif_backward``: a delayed recurrent LIF layer over a whole
   sequence (the time loop runs inside the op; its backward op runs the reverse-time BPTT);
+* ``leaky_sequence`` / ``leaky_sequence_backward``: snnTorch's ``Leaky`` neuron over a whole
+  sequence (the feed-forward LIF layer; time loop inside the op, reverse-time BPTT backward);
 * ``eventprop_lif_forward`` / ``eventprop_lif_backward``: the EventProp layer (event-driven
   forward and exact adjoint backward).
 
@@ -49,6 +51,7 @@ __all__ = [
     "LOAD_ERROR",
     "available_devices",
     "eventprop_devices",
+    "leaky_sequence_devices",
     "warn_eventprop_reference_once",
     "warn_reference_once",
 ]
@@ -337,6 +340,98 @@ if AVAILABLE:
         return (gx, gw, gbias, None, gv, gbeta, gthr, None, None, None, None) + (None,) * ctx.n_flags
 
     torch.library.register_autograd(_lib + "recurrent_lif", _rl_backward, setup_context=_rl_setup)
+
+
+# ----------------------------------------------------------------------------------------------
+# leaky_sequence: snnTorch's Leaky over a sequence (csrc/leaky_sequence.cpp,
+# csrc/cuda/leaky_sequence_cuda.cu)
+# ----------------------------------------------------------------------------------------------
+_LS_OPS = ("snn_delays_ext::leaky_sequence", "snn_delays_ext::leaky_sequence_backward")
+
+
+def _devices_with(op_names: Tuple[str, ...]) -> Set[str]:
+    """Device types whose dispatch key has a kernel for every op in ``op_names`` (an extension
+    built from older sources lacks newer ops)."""
+    found: Set[str] = set()
+    if not AVAILABLE:
+        return found
+    for dev, key in (("cpu", "CPU"), ("cuda", "CUDA")):
+        try:
+            if all(torch._C._dispatch_has_kernel_for_dispatch_key(op, key) for op in op_names):
+                found.add(dev)
+        except RuntimeError:  # the ops are not in this build of the extension
+            break
+    return found
+
+
+_LS_DEVICES: Set[str] = _devices_with(_LS_OPS)
+
+
+def leaky_sequence_devices() -> Set[str]:
+    """Device types with a compiled ``leaky_sequence`` kernel, e.g. ``{"cpu"}`` (empty without a
+    build, or with a build from sources older than the op).
+
+    Examples
+    --------
+    >>> leaky_sequence_devices() <= {"cpu", "cuda"}
+    True
+    """
+    return set(_LS_DEVICES)
+
+
+class _NoDoubleBackwardLeaky(_NoDoubleBackward):
+    """:class:`_NoDoubleBackward` for the ``leaky_sequence`` op."""
+
+    @staticmethod
+    def backward(ctx, *grads):  # type: ignore[override]
+        raise RuntimeError(
+            "snn_delays_ext: double backward (a gradient of a gradient) is not supported through the "
+            "compiled leaky_sequence op. Use the plain-PyTorch reference "
+            "snn_delays_ext.functional.leaky_sequence(..., backend='reference'), which autograd "
+            "differentiates to any order."
+        )
+
+
+if _LS_DEVICES:
+
+    @torch.library.register_fake(_lib + "leaky_sequence")
+    def _leaky_sequence_fake(x, beta, threshold, reset, surrogate, surrogate_param, reset_delay=True,
+                             detach_reset=False):
+        _op_args.leaky_sequence(x, beta, threshold, reset, surrogate, surrogate_param, reset_delay)
+        shape = x.shape
+        return x.new_empty(shape), x.new_empty(shape), x.new_empty((0,) if reset_delay else shape)
+
+    @torch.library.register_fake(_lib + "leaky_sequence_backward")
+    def _leaky_sequence_backward_fake(grad_spk, grad_mem, beta, threshold, mem, pre_mem, reset, surrogate,
+                                      surrogate_param, reset_delay=True, detach_reset=False):
+        _op_args.leaky_sequence_backward(grad_spk, grad_mem, beta, threshold, mem, pre_mem, reset, surrogate,
+                                         surrogate_param, reset_delay)
+        n = mem.shape[-1]
+        return mem.new_empty(mem.shape), mem.new_empty((n,)), mem.new_empty((n,))
+
+    def _ls_setup(ctx, inputs, output):
+        x, beta, threshold, reset, surrogate, sparam, *flags = inputs
+        reset_delay, detach_reset = (list(flags) + [True, False][len(flags):])[:2]
+        _, mem, pre = output
+        ctx.save_for_backward(beta, threshold, mem, pre)
+        ctx.cfg = (reset, surrogate, sparam, reset_delay, detach_reset)
+        ctx.n_flags = len(flags)
+
+    def _ls_backward(ctx, grad_spk, grad_mem, _grad_pre):
+        beta, threshold, mem, pre = ctx.saved_tensors
+        reset, surrogate, sparam, reset_delay, detach_reset = ctx.cfg
+        grad_spk = torch.zeros_like(mem) if grad_spk is None else grad_spk.contiguous()
+        grad_mem = torch.zeros_like(mem) if grad_mem is None else grad_mem.contiguous()
+        gx, gbeta, gthr = torch.ops.snn_delays_ext.leaky_sequence_backward(
+            grad_spk, grad_mem, beta, threshold, mem, pre, reset, surrogate, sparam, reset_delay, detach_reset)
+        if torch.is_grad_enabled():
+            # create_graph=True: first-order gradients are right, a second order is refused
+            gx, gbeta, gthr = _NoDoubleBackwardLeaky.apply(gx, gbeta, gthr)
+        need = ctx.needs_input_grad
+        return ((gx if need[0] else None, gbeta if need[1] else None, gthr if need[2] else None)
+                + (None,) * (3 + ctx.n_flags))
+
+    torch.library.register_autograd(_lib + "leaky_sequence", _ls_backward, setup_context=_ls_setup)
 
 
 # ----------------------------------------------------------------------------------------------

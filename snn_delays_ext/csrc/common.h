@@ -113,16 +113,18 @@ struct LifAdjoint {
 // One step of the adjoint. m1: the membrane the spike was tested on (the stored membrane for
 // reset_delay=True, the pre-reset one otherwise); gs: dL/dspk_t; gm: dL/dm_t from the outputs
 // and the next step. With reset_delay=False the reset carries the spike's surrogate gradient
-// unless detach_reset.
+// unless detach_reset. zero_clears_base: the one-step-late zero reset clears the whole base
+// (RLeaky); false: the caller's base is never cleared (Leaky clears the previous membrane inside
+// its base, see leaky_previous), so dL/dm1 is dL/dbase.
 template <typename scalar_t>
 SDX_HD LifAdjoint<scalar_t> lif_adjoint(scalar_t m1, scalar_t thr, bool rs, bool s, scalar_t gs, scalar_t gm,
                                         int64_t reset, int64_t surrogate, double sparam, bool reset_delay,
-                                        bool detach_reset) {
+                                        bool detach_reset, bool zero_clears_base = true) {
   const scalar_t sg = surrogate_grad<scalar_t>(m1 - thr, surrogate, sparam);
   LifAdjoint<scalar_t> a;
   if (reset_delay || reset == kNone) {
     const scalar_t g = gm + gs * sg;
-    a.gbase = (reset == kZero && rs) ? scalar_t(0) : g;
+    a.gbase = (reset == kZero && rs && zero_clears_base) ? scalar_t(0) : g;
     a.gthr = -gs * sg;
     if (reset == kSubtract && rs) a.gthr -= g;
     return a;
@@ -136,10 +138,32 @@ SDX_HD LifAdjoint<scalar_t> lif_adjoint(scalar_t m1, scalar_t thr, bool rs, bool
     a.gthr = -r * g1 - gs * sg + gm * (-d + live * thr * sg);
   } else {  // zero
     const scalar_t g1 = gs * sg + gm * (scalar_t(1) - d - live * m1 * sg);
-    a.gbase = g1 * (scalar_t(1) - r);
+    a.gbase = zero_clears_base ? g1 * (scalar_t(1) - r) : g1;
     a.gthr = -gs * sg + gm * live * m1 * sg;
   }
   return a;
+}
+
+// ---- the LIF update of the feed-forward sequence op (snnTorch's Leaky) -----------------------
+// Leaky's step differs from RLeaky's (above) in its zero reset only: Leaky clears the previous
+// membrane before the decay, m1 = beta ((1 - rs) m_{t-1}) + x, where RLeaky clears the charged
+// membrane, input included. Subtract and none: m1 = beta m_{t-1} + x - rs thr, as RLeaky. The
+// same-step reset (reset_delay=False) is lif_reset_same_step for both, and the adjoint is
+// lif_adjoint with zero_clears_base=false, the (1 - rs) then applied to the previous membrane.
+
+// The previous membrane as it enters the decay: (1 - rs) m_{t-1} for the zero reset (snnTorch's
+// order of operations), else m_{t-1}. With mp = 1: its derivative in m_{t-1}.
+template <typename scalar_t>
+SDX_HD scalar_t leaky_previous(scalar_t mp, bool rs, int64_t reset) {
+  return reset == kZero ? (scalar_t(1) - scalar_t(rs ? 1 : 0)) * mp : mp;
+}
+
+// The membrane the spike is tested on: beta * leaky_previous + x, less thr after a spike for
+// the subtractive one-step-late reset.
+template <typename scalar_t>
+SDX_HD scalar_t leaky_charge(scalar_t mp, scalar_t x, scalar_t beta, scalar_t thr, bool rs, int64_t reset) {
+  const scalar_t base = beta * leaky_previous<scalar_t>(mp, rs, reset) + x;
+  return reset == kZero ? base : lif_reset_start<scalar_t>(base, thr, rs, reset);
 }
 
 }  // namespace snn_delays_ext

@@ -196,5 +196,44 @@ inline void recurrent_lif_backward(const at::Tensor& grad_spk, const at::Tensor&
   once_needs_same_step(reset, reset_delay, op);
 }
 
+// ---- leaky_sequence (leaky_sequence.cpp): snnTorch's Leaky over a sequence --------------------
+// The neuron parameters shared by the forward and the backward op; `ref` is x or mem, (T, B, N).
+inline void leaky_parameters(const at::Tensor& ref, const char* ref_name, const at::Tensor& beta,
+                             const at::Tensor& threshold, int64_t reset, int64_t surrogate, double sparam,
+                             bool reset_delay, const char* op) {
+  like(beta, ref, op, "beta", ref_name);
+  shape(beta, {ref.size(2)}, op, "beta", "(N,) (N = the neurons of the sequence)");
+  like(threshold, ref, op, "threshold", ref_name);
+  shape(threshold, {ref.size(2)}, op, "threshold", "(N,) (N = the neurons of the sequence)");
+  code(reset, kSubtract, kOnceOffset + kZero, op, "reset",
+       "0 (subtract), 1 (zero), 2 (none), 3 (subtract once) or 4 (zero once)");
+  code(surrogate, kATan, kTriangle, op, "surrogate", "a surrogate code in [0, 6]");
+  finite(sparam, op, "surrogate_param");
+  once_needs_same_step(reset, reset_delay, op);
+}
+
+inline void leaky_sequence(const at::Tensor& x, const at::Tensor& beta, const at::Tensor& threshold, int64_t reset,
+                           int64_t surrogate, double sparam, bool reset_delay) {
+  const char* op = "leaky_sequence";
+  sequence(x, op, "x");
+  leaky_parameters(x, "x", beta, threshold, reset, surrogate, sparam, reset_delay, op);
+}
+
+inline void leaky_sequence_backward(const at::Tensor& grad_spk, const at::Tensor& grad_mem, const at::Tensor& beta,
+                                    const at::Tensor& threshold, const at::Tensor& mem, const at::Tensor& pre_mem,
+                                    int64_t reset, int64_t surrogate, double sparam, bool reset_delay) {
+  const char* op = "leaky_sequence_backward";
+  sequence(mem, op, "mem");
+  leaky_parameters(mem, "mem", beta, threshold, reset, surrogate, sparam, reset_delay, op);
+  like(grad_spk, mem, op, "grad_spk", "mem");
+  shape(grad_spk, mem.sizes(), op, "grad_spk", "(that of mem)");
+  like(grad_mem, mem, op, "grad_mem", "mem");
+  shape(grad_mem, mem.sizes(), op, "grad_mem", "(that of mem)");
+  if (!reset_delay) {  // the membranes the spikes were tested on, from the forward op
+    like(pre_mem, mem, op, "pre_mem", "mem");
+    shape(pre_mem, mem.sizes(), op, "pre_mem", "(that of mem, with reset_delay=False)");
+  }
+}
+
 }  // namespace checks
 }  // namespace snn_delays_ext

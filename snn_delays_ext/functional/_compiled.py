@@ -1,7 +1,8 @@
 """The compiled path of the functional ops: delays as banded taps, then the custom ops.
 
 Called by the functional entries (:func:`~snn_delays_ext.functional.delayed_linear`,
-:func:`~snn_delays_ext.functional.recurrent_leaky_sequence`) when
+:func:`~snn_delays_ext.functional.recurrent_leaky_sequence`,
+:func:`~snn_delays_ext.functional.leaky_sequence`) when
 :mod:`snn_delays_ext.dispatch` chooses the kernels; arguments are checked by the caller.
 """
 
@@ -16,7 +17,7 @@ from .. import ops  # noqa: F401  (loads the extension: registers torch.ops.snn_
 from .delayed_linear import fit_history
 from .interpolation import tap_range_unchecked, banded_taps
 
-__all__ = ["delayed_linear_compiled", "recurrent_leaky_compiled"]
+__all__ = ["delayed_linear_compiled", "leaky_sequence_compiled", "recurrent_leaky_compiled"]
 
 #: Kernel codes of the reset mechanisms (keep in sync with csrc/common.h).
 RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
@@ -101,4 +102,37 @@ def recurrent_leaky_compiled(
         delay_type == "synaptic", bool(reset_delay), bool(detach_reset),
         None if recurrent_scale is None else recurrent_scale.detach().to(x.dtype).contiguous(),
     )
+    return spk, mem
+
+
+def reset_code(reset_mechanism: str, reset_delay: bool, reset_convention: str) -> int:
+    """The kernels' reset code: :data:`RESET_CODES`, plus :data:`RESET_ONCE` for spikingjelly's
+    reset once per spike (``reset_delay=False`` only; ``"none"`` stays ``"none"``)."""
+    code = RESET_CODES[reset_mechanism]
+    if reset_convention == "spikingjelly" and not reset_delay and reset_mechanism != "none":
+        code += RESET_ONCE
+    return code
+
+
+def leaky_sequence_compiled(
+    x: torch.Tensor,
+    beta: torch.Tensor,
+    threshold: torch.Tensor,
+    reset_mechanism: str = "subtract",
+    surrogate: Tuple[int, float] = (0, 2.0),
+    reset_delay: bool = True,
+    detach_reset: bool = False,
+    reset_convention: str = "snntorch",
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """snnTorch's ``Leaky`` over a whole ``(T, B, N)`` sequence on the compiled op, from a zero
+    membrane: :func:`~snn_delays_ext.functional.leaky_sequence`'s compiled path. ``surrogate``
+    is the ``(kind, param)`` pair of :func:`snn_delays_ext.surrogate.surrogate_spec`; ``beta``
+    (clamped to ``[0, 1]`` here, as snnTorch does) and ``threshold`` are scalars or ``(N,)``.
+    Returns the ``(T, B, N)`` spikes and membranes in ``x``'s dtype."""
+    n = x.shape[-1]
+    beta_v = beta.to(x.dtype).clamp(0, 1).expand(n).contiguous()
+    thr_v = threshold.to(x.dtype).expand(n).contiguous()
+    spk, mem, _ = torch.ops.snn_delays_ext.leaky_sequence(
+        x.contiguous(), beta_v, thr_v, reset_code(reset_mechanism, reset_delay, reset_convention),
+        int(surrogate[0]), float(surrogate[1]), bool(reset_delay), bool(detach_reset))
     return spk, mem
