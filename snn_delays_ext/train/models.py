@@ -15,11 +15,12 @@ import torch
 from snntorch import surrogate
 from torch import nn
 
-from .._checks import check_bool, check_fraction, check_int, check_positive_float
+from .._checks import check_bool, check_fraction, check_int, check_positive_float, has_data
 from .._delay_layer import init_delays
 from ..delayed_linear import DelayedLinear
 from ..delayed_recurrent_leaky import DelayedRecurrentLeaky
 from ..eventprop import EventPropSNN
+from ..functional.leaky_sequence import LeakyParameters, leaky_sequence
 from ..functional.recurrent_leaky import RESET_MECHANISMS
 from ..leaky_readout import leaky_integrate
 from ..surrogate import SURROGATE_PARAMETERS
@@ -236,11 +237,59 @@ def _leaky(h: int, beta: float, learn_beta: bool, spike_grad: Callable, reset_me
     """The hidden LIF neurons of a feed-forward layer (snnTorch's ``Leaky``); a learnable decay
     is one per neuron."""
     cls = _DetachedZeroResetLeaky if _detaches_reset(detach_reset, reset_mechanism, reset_delay) else snn.Leaky
-    return cls(beta=torch.full((h,), float(beta)) if learn_beta else beta, learn_beta=learn_beta,
-               spike_grad=spike_grad, reset_mechanism=reset_mechanism, reset_delay=reset_delay)
+    lif = cls(beta=torch.full((h,), float(beta)) if learn_beta else beta, learn_beta=learn_beta,
+              spike_grad=spike_grad, reset_mechanism=reset_mechanism, reset_delay=reset_delay)
+    _leaky_parameters(lif)  # reads graded_spikes_factor once here, where it has a value (see _graded_is_one)
+    return lif
+
+
+#: snnTorch ``Leaky``'s membrane update per reset mechanism (what ``state_function`` is bound to)
+_STATE_FUNCTIONS = {"_base_sub": "subtract", "_base_zero": "zero", "_base_int": "none"}
+
+
+def _graded_is_one(lif: nn.Module) -> bool:
+    """Whether the neuron's ``graded_spikes_factor`` is a fixed 1. Reading a CUDA scalar
+    synchronises, so the answer is kept until the buffer changes; where no value can be read
+    (``meta`` tensors, ``torch.compile``) the last answer read counts (``_leaky_parameters`` reads
+    it when the network is built)."""
+    g = lif.graded_spikes_factor
+    if g.requires_grad or g.numel() != 1:
+        return False
+    cached = getattr(lif, "_sde_graded_key", None)
+    if not has_data(g):
+        return cached is not None and cached[1]
+    key = (id(g), g._version)
+    if cached is None or cached[0] != key:
+        cached = (key, float(g) == 1.0)
+        lif._sde_graded_key = cached
+    return cached[1]
+
+
+def _leaky_parameters(lif: nn.Module) -> Optional[LeakyParameters]:
+    """The :class:`~snn_delays_ext.functional.LeakyParameters` of a hidden neuron module
+    (``snn.Leaky`` or :class:`_DetachedZeroResetLeaky`), or ``None`` when it has options the
+    sequence function does not model (inhibition, state quantisation, graded spikes, hidden
+    state, a subclass): those step snnTorch's module instead."""
+    detached = type(lif) is _DetachedZeroResetLeaky
+    if not (detached or type(lif) is snn.Leaky) or lif.init_hidden or lif.inhibition or lif.state_quant:
+        return None
+    reset = lif.reset_mechanism
+    if _STATE_FUNCTIONS.get(getattr(lif.state_function, "__name__", "")) != reset or not _graded_is_one(lif):
+        return None
+    if detached:  # mem (1 - spk.detach()) after each spike: zero reset once, in the spike's step
+        return LeakyParameters(lif.beta, lif.threshold, lif.spike_grad, "zero", False, True, "spikingjelly")
+    return LeakyParameters(lif.beta, lif.threshold, lif.spike_grad, reset, bool(lif.reset_delay))
 
 
 def _run_leaky(lif: nn.Module, cur: torch.Tensor) -> torch.Tensor:
+    """The spikes ``(T, B, H)`` of a hidden neuron module over the current ``cur``, from rest.
+
+    :func:`snn_delays_ext.functional.leaky_sequence` (the compiled op: the time loop in C++ or
+    CUDA, one autograd node) where the module is a plain ``snn.Leaky``; else snnTorch's module
+    stepped in a Python loop. The same spikes and gradients either way."""
+    params = _leaky_parameters(lif)
+    if params is not None:
+        return leaky_sequence(cur, params)[0]
     mem = lif.init_leaky()
     spikes = []
     for c in cur.unbind(0):
