@@ -2,6 +2,7 @@
 
 from .delayed_linear import DELAY_TYPES_FF, delayed_linear, history_length, zero_history
 from .interpolation import INTERPOLATIONS, delay_taps, round_half_up, tap_range
+from .leaky_sequence import LeakyParameters, leaky_sequence, leaky_step
 from .recurrent_leaky import (
     DELAY_TYPES_RECURRENT,
     RESET_MECHANISMS,
@@ -17,6 +18,7 @@ __all__ = [
     "DELAY_TYPES_FF",
     "DELAY_TYPES_RECURRENT",
     "INTERPOLATIONS",
+    "LeakyParameters",
     "RESET_MECHANISMS",
     "RecurrentLeakyParameters",
     "RecurrentLeakyState",
@@ -24,6 +26,8 @@ __all__ = [
     "delayed_linear",
     "delrec_sigma",
     "history_length",
+    "leaky_sequence",
+    "leaky_step",
     "recurrent_history_length",
     "recurrent_leaky_sequence",
     "recurrent_leaky_step",

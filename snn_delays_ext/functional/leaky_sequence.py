@@ -31,7 +31,7 @@ from typing import Callable, NamedTuple, Optional, Tuple
 
 import torch
 
-from .._checks import check_bool, check_choice, check_operand
+from .._checks import check_bool, check_choice, check_finite, check_operand
 from ..dispatch import Choice, leaky_sequence_backend
 from ..surrogate import surrogate_spec_constant
 from .recurrent_leaky import RESET_CONVENTIONS, RESET_MECHANISMS
@@ -150,6 +150,10 @@ def _check_args(x: object, mem: object, p: object, step: bool) -> None:
     if mem is not None:
         shape = tuple(x.shape) if step else tuple(x.shape[1:])
         check_operand("mem", mem, shape, x, "the membrane: " + ("that of x" if step else "(B, N) of x"))
+    # values as snn_delays_ext.set_validation says (by default on CPU tensors only)
+    check_finite("x", x)
+    check_finite("params.beta", p.beta.detach())
+    check_finite("params.threshold", p.threshold.detach())
 
 
 def leaky_step(x: torch.Tensor, mem: Optional[torch.Tensor], params: LeakyParameters
@@ -258,6 +262,6 @@ def leaky_sequence(x: torch.Tensor, params: LeakyParameters, mem: Optional[torch
         s, m = _step(xt, m, params, spike)
         spikes.append(s)
         mems.append(m)
-    if not spikes:
-        return x.new_zeros(x.shape), x.new_zeros(x.shape)
+    if not spikes:  # T = 0: empty outputs, still in x's graph (as the op's)
+        return x * 0, x * 0
     return torch.stack(spikes), torch.stack(mems)
