@@ -150,8 +150,8 @@ def _check_args(x: object, mem: object, p: object, step: bool) -> None:
     if mem is not None:
         shape = tuple(x.shape) if step else tuple(x.shape[1:])
         check_operand("mem", mem, shape, x, "the membrane: " + ("that of x" if step else "(B, N) of x"))
-    # values as snn_delays_ext.set_validation says (by default on CPU tensors only)
-    check_finite("x", x)
+    # values as snn_delays_ext.set_validation says (by default on CPU tensors only); not x's: a
+    # pass over the whole sequence would cost as much as the op (a NaN input gives NaN outputs)
     check_finite("params.beta", p.beta.detach())
     check_finite("params.threshold", p.threshold.detach())
 
