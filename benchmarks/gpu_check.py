@@ -20,7 +20,8 @@ Steps (each with its own time limit; a failed step does not stop the others):
 4. ``torchrun``: the default preset under ``torchrun --nproc_per_node=1`` (DDP over NCCL).
 5. ``benchmarks``: ``python -m benchmarks.run --suite gpu --quick``, then
    ``python -m benchmarks.step_mode --device cuda`` (step mode, ring vs history buffer) and
-   ``python -m benchmarks.delrec_neuron --device cuda`` (DelRec's neurons, compiled vs reference).
+   ``python -m benchmarks.delrec_neuron --device cuda`` (DelRec's neurons, compiled vs reference) and
+   ``python -m benchmarks.leaky_sequence --device cuda`` (the fused LIF op vs snnTorch's loop).
 
 It prints one table (pass/fail and time per step, time per epoch per preset, the benchmark ratios)
 and writes it as JSON (``--out``, default ``benchmarks/results/gpu-check-<time>.json``). The exit
@@ -418,6 +419,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         # DelRec's neurons on the compiled op vs the reference, at the SHD neuron's shape of issue 29
         report(step_module_bench("delrec_neuron", ["--batch", "256", "--steps", "100", "--repeats", "3"],
                                  env, work, out.parent / f"gpu-delrec-neuron-{stamp}.json", 240))
+        # the fused sequence LIF op vs snnTorch's Leaky stepped in Python (Braille shape, a longer one)
+        report(step_module_bench("leaky_sequence", ["--shapes", "66x128x256", "500x32x256", "--repeats", "5"],
+                                 env, work, out.parent / f"gpu-leaky-sequence-{stamp}.json", 180))
     total = time.time() - t0
     print_summary(steps, total)
     out.parent.mkdir(parents=True, exist_ok=True)

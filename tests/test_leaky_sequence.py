@@ -400,7 +400,15 @@ def test_neurons_the_op_does_not_model_step_snntorch():
     for lif in (snn.Leaky(beta=0.9, inhibition=True), snn.Leaky(beta=0.9, graded_spikes_factor=2.0),
                 snn.Leaky(beta=0.9, init_hidden=True), snn.Leaky(beta=0.9, learn_graded_spikes_factor=True)):
         assert M._leaky_parameters(lif) is None
-    assert M._leaky_parameters(snn.Leaky(beta=0.9)) is not None
+    lif = snn.Leaky(beta=0.9)
+    assert M._leaky_parameters(lif) is not None
+    calls = []
+    handle = lif.register_forward_hook(lambda *a: calls.append(1))  # e.g. NIR export's tracing
+    assert M._leaky_parameters(lif) is None
+    M._run_leaky(lif, torch.rand(4, 2, 3))
+    assert len(calls) == 4  # the hook saw every step
+    handle.remove()
+    assert M._leaky_parameters(lif) is not None
 
 
 # -- CUDA ------------------------------------------------------------------------------------------

@@ -265,13 +265,23 @@ def _graded_is_one(lif: nn.Module) -> bool:
     return cached[1]
 
 
+def _has_hooks(module: nn.Module) -> bool:
+    """Whether forward hooks or pre-hooks are registered on ``module`` or globally."""
+    from torch.nn.modules import module as _m
+
+    return bool(module._forward_hooks or module._forward_pre_hooks or _m._global_forward_hooks
+                or _m._global_forward_pre_hooks)
+
+
 def _leaky_parameters(lif: nn.Module) -> Optional[LeakyParameters]:
     """The :class:`~snn_delays_ext.functional.LeakyParameters` of a hidden neuron module
     (``snn.Leaky`` or :class:`_DetachedZeroResetLeaky`), or ``None`` when it has options the
     sequence function does not model (inhibition, state quantisation, graded spikes, hidden
-    state, a subclass): those step snnTorch's module instead."""
+    state, a subclass), or forward hooks: those step snnTorch's module instead."""
     detached = type(lif) is _DetachedZeroResetLeaky
     if not (detached or type(lif) is snn.Leaky) or lif.init_hidden or lif.inhibition or lif.state_quant:
+        return None
+    if _has_hooks(lif):  # a hook (NIR export's tracing, a user's probe) sees the module called every step
         return None
     reset = lif.reset_mechanism
     if _STATE_FUNCTIONS.get(getattr(lif.state_function, "__name__", "")) != reset or not _graded_is_one(lif):
