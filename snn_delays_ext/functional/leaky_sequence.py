@@ -244,8 +244,8 @@ def leaky_sequence(x: torch.Tensor, params: LeakyParameters, mem: Optional[torch
     --------
     >>> p = LeakyParameters(torch.tensor(0.5), torch.tensor(1.0), reset_mechanism="zero")
     >>> spk, mem = leaky_sequence(torch.full((4, 1, 1), 0.6), p)
-    >>> spk.flatten(), mem.flatten()
-    (tensor([0., 1., 0., 1.]), tensor([0.6000, 0.9000, 0.6000, 0.9000]))
+    >>> spk.flatten(), mem.flatten()   # as snnTorch: fires at 1.05, cleared one step later
+    (tensor([0., 0., 1., 0.]), tensor([0.6000, 0.9000, 1.0500, 0.6000]))
     """
     _check_args(x, mem, params, step=False)
     choice, spec = leaky_sequence_choice(x, params, mem, backend)
