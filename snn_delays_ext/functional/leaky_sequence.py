@@ -34,7 +34,7 @@ import torch
 from .._checks import check_bool, check_choice, check_finite, check_operand
 from ..dispatch import Choice, leaky_sequence_backend
 from ..surrogate import surrogate_spec_constant
-from .recurrent_leaky import RESET_CONVENTIONS, RESET_MECHANISMS
+from .recurrent_leaky import RESET_CONVENTIONS, RESET_MECHANISMS, _check_neuron_tensors
 
 __all__ = ["LeakyParameters", "leaky_sequence", "leaky_sequence_choice", "leaky_step"]
 
@@ -126,17 +126,7 @@ def _check_args(x: object, mem: object, p: object, step: bool) -> None:
     if not isinstance(p, LeakyParameters):
         raise TypeError(f"params: expected a LeakyParameters, got {type(p).__name__}")
     n = x.shape[-1]
-    for name in ("beta", "threshold"):
-        t = getattr(p, name)
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
-            got = f"dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
-            raise TypeError(f"params.{name}: expected a floating-point torch.Tensor, got {got}")
-        if t.dim() > 1 or t.numel() not in (1, n):
-            raise ValueError(f"params.{name}: expected a scalar or a ({n},) tensor (one per neuron), "
-                             f"got shape {tuple(t.shape)}")
-        if t.device != x.device:
-            raise ValueError(f"params.{name}: expected a tensor on {x.device} (the device of x), "
-                             f"got one on {t.device}")
+    _check_neuron_tensors(p, x, n)
     if p.spike_grad is not None and not callable(p.spike_grad):
         raise TypeError(f"params.spike_grad: expected a callable spike function or None, got "
                         f"{type(p.spike_grad).__name__}")

@@ -393,17 +393,7 @@ def check_recurrent_leaky_args(
     check_operand("delays", delays, recurrent_delay_shape(delay_type, n), x, f"{delay_type} delays")
     if not isinstance(params, RecurrentLeakyParameters):
         raise TypeError(f"params: expected a RecurrentLeakyParameters, got {type(params).__name__}")
-    for name in ("beta", "threshold"):
-        t = getattr(params, name)
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
-            got = f"dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
-            raise TypeError(f"params.{name}: expected a floating-point torch.Tensor, got {got}")
-        if t.dim() > 1 or t.numel() not in (1, n):
-            raise ValueError(f"params.{name}: expected a scalar or a ({n},) tensor (one per neuron), "
-                             f"got shape {tuple(t.shape)}")
-        if t.device != x.device:
-            raise ValueError(f"params.{name}: expected a tensor on {x.device} (the device of x), "
-                             f"got one on {t.device}")
+    _check_neuron_tensors(params, x, n)
     check_choice("params.reset_mechanism", params.reset_mechanism, RESET_MECHANISMS)
     check_choice("params.reset_convention", params.reset_convention, RESET_CONVENTIONS)
     if params.reset_convention == "spikingjelly" and params.reset_delay:
@@ -718,3 +708,20 @@ def _recurrent_leaky_reference(
     mem_seq = torch.stack(mems, 0)
     new_past = torch.cat([past, spk_seq], 0)[-K:] if K > 0 else past
     return spk_seq, mem_seq, RecurrentLeakyState(mem, new_past)
+
+
+def _check_neuron_tensors(params: NamedTuple, x: torch.Tensor, n: int) -> None:
+    """Check ``params.beta`` and ``params.threshold``: floating-point tensors on ``x``'s device,
+    each a scalar or one value per neuron (``(n,)``); raise a ``TypeError``/``ValueError`` naming
+    the field otherwise."""
+    for name in ("beta", "threshold"):
+        t = getattr(params, name)
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            got = f"dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise TypeError(f"params.{name}: expected a floating-point torch.Tensor, got {got}")
+        if t.dim() > 1 or t.numel() not in (1, n):
+            raise ValueError(f"params.{name}: expected a scalar or a ({n},) tensor (one per neuron), "
+                             f"got shape {tuple(t.shape)}")
+        if t.device != x.device:
+            raise ValueError(f"params.{name}: expected a tensor on {x.device} (the device of x), "
+                             f"got one on {t.device}")
