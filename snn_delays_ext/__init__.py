@@ -1,13 +1,14 @@
 """snn_delays_ext: learnable transmission delays for spiking neural networks.
 
-Drop-in layers for snnTorch (``DelayedLinear``, ``DelayedRecurrentLeaky``) and Norse, with
-interpolated delays trained by surrogate-gradient BPTT (DelRec) or EventProp.
+Drop-in layers for snnTorch (``DelayedLinear``, ``DelayedLeaky``, ``DelayedRecurrentLeaky``) and
+Norse, with interpolated delays trained by surrogate-gradient BPTT (DelRec) or EventProp.
 """
 
 from . import functional
 from ._backend import backend
 from ._checks import set_validation
 from ._version import __version__
+from .delayed_leaky import DelayedLeaky
 from .delayed_linear import DelayedLinear
 from .delayed_recurrent_leaky import DelayedRecurrentLeaky
 from .eventprop import DelayedRecurrentSynaptic, LeakyIntegrator
@@ -26,6 +27,7 @@ from .utils import (
 )
 
 __all__ = [
+    "DelayedLeaky",
     "DelayedLinear",
     "DelayedRecurrentLeaky",
     "DelayedRecurrentSynaptic",

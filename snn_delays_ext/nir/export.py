@@ -13,6 +13,7 @@ from torch import nn
 
 from .._checks import check_int, check_module
 from .._delay_layer import DelayLayerMixin
+from ..delayed_leaky import DelayedLeaky
 from ..delayed_linear import DelayedLinear
 from ..leaky_readout import LeakyReadout
 from . import eventprop as _eventprop_nir  # noqa: F401  (registers the EventProp exporters)
@@ -32,7 +33,7 @@ def _export_module(
     if exporter is None:
         raise TypeError(
             f"net: module {name!r} of type {type(m).__module__}.{type(m).__qualname__} is not "
-            "supported by export_to_nir (supported: torch.nn.Linear, snn_delays_ext.DelayedLinear, "
+            "supported by export_to_nir (supported: torch.nn.Linear, snn_delays_ext.DelayedLinear, DelayedLeaky, "
             "snntorch.Leaky, snntorch.Synaptic, snntorch.RLeaky, snn_delays_ext.DelayedRecurrentLeaky, "
             "snn_delays_ext.LeakyReadout, snn_delays_ext.eventprop.DelayedRecurrentSynaptic, LeakyIntegrator, "
             "snn_delays_ext.norse.DelayedLIF[Cell], DelayedLIFRecurrent[Cell], norse LIF[Cell], "
@@ -43,11 +44,23 @@ def _export_module(
 
 
 def _is_atom(m: nn.Module) -> bool:
-    known = (nn.Linear, DelayedLinear, snn.SpikingNeuron, DelayLayerMixin, LeakyReadout) + SKIP
+    known = (nn.Linear, DelayedLinear, DelayedLeaky, snn.SpikingNeuron, DelayLayerMixin, LeakyReadout) + SKIP
     nm = norse_types()
     if nm:
         known = known + nm["lif"] + nm["norse_recurrent"]
     return isinstance(m, known) or len(list(m.children())) == 0
+
+
+def _expand(chain: List[Tuple[str, nn.Module]]) -> List[Tuple[str, nn.Module]]:
+    """A :class:`~snn_delays_ext.DelayedLeaky` is its two parts in the chain: the delayed map
+    ``linear`` and the ``Leaky`` neurons ``lif`` (what its forward pass computes)."""
+    out: List[Tuple[str, nn.Module]] = []
+    for name, m in chain:
+        if isinstance(m, DelayedLeaky):
+            out += [(f"{name}.linear", m.linear), (f"{name}.lif", m.lif)]
+        else:
+            out.append((name, m))
+    return out
 
 
 def _unwrap(m: nn.Module) -> nn.Module:
@@ -128,7 +141,8 @@ def export_to_nir(
         other (found by running ``sample_data`` through it with forward hooks: tensor operations
         outside modules, skip connections and a layer used at two places in the chain are not
         seen, so keep such a module a plain chain). Supported layers: ``torch.nn.Linear``,
-        :class:`~snn_delays_ext.DelayedLinear`, ``snntorch.Leaky``, ``snntorch.Synaptic``,
+        :class:`~snn_delays_ext.DelayedLinear`, :class:`~snn_delays_ext.DelayedLeaky` (written as its
+        delayed map followed by an ``nir.LIF``), ``snntorch.Leaky``, ``snntorch.Synaptic``,
         ``snntorch.RLeaky`` (dense or one-to-one, not convolutional),
         :class:`~snn_delays_ext.DelayedRecurrentLeaky`, :class:`~snn_delays_ext.LeakyReadout`
         (``nir.LI``), the EventProp layers
@@ -191,7 +205,7 @@ def export_to_nir(
         chain = [(type(unwrapped).__name__, unwrapped)]
     else:
         chain = _traced_chain(net, sample_data)
-    chain = [(n, m) for n, m in chain if not isinstance(m, SKIP)]
+    chain = [(n, m) for n, m in _expand(chain) if not isinstance(m, SKIP)]
     if not chain:
         raise ValueError("net: found no layer to export")
     flavour = "snntorch"
