@@ -240,10 +240,10 @@ if AVAILABLE:
         return x.new_empty((x.shape[0], x.shape[1], weight.shape[0]))
 
     @torch.library.register_fake(_lib + "synaptic_delay_backward")
-    def _synaptic_delay_backward_fake(grad_y, x, weight, start, vals):
+    def _synaptic_delay_backward_fake(grad_y, x, weight, start, vals, input_grad=True):
         _op_args.synaptic_delay_backward(grad_y, x, weight, start, vals)
         return (
-            torch.empty_like(x, memory_format=torch.contiguous_format),
+            torch.empty_like(x, memory_format=torch.contiguous_format) if input_grad else x.new_empty((0,)),
             x.new_empty(weight.shape),
             x.new_empty(vals.shape),
         )
@@ -304,9 +304,10 @@ if AVAILABLE:
                 lambda a, w, v: _synaptic_delay_ref(a, w, start, v), x, weight, vals)
             gx, gw, gv = vjp(grad)
             return gx, gw, None, gv
+        need_x = ctx.needs_input_grad[0]  # a first layer's data needs no grad_x: skip that dense part
         gx, gw, gv = torch.ops.snn_delays_ext.synaptic_delay_backward(
-            grad.contiguous(), x, weight, start, vals)
-        return gx, gw, None, gv
+            grad.contiguous(), x, weight, start, vals, need_x)
+        return (gx if need_x else None), gw, None, gv
 
     torch.library.register_autograd(_lib + "synaptic_delay", _sd_backward, setup_context=_sd_setup)
 

@@ -9,7 +9,10 @@
 //   delay_channels_backward(grad_y, x, start, vals) -> (grad_x, grad_vals)
 //   synaptic_delay(x, weight, start, vals) -> y
 //       y[t,b,o] = sum_i weight[o,i] sum_w vals[o,i,w] x[t - start[o,i] - w, b, i]
-//   synaptic_delay_backward(grad_y, x, weight, start, vals) -> (grad_x, grad_weight, grad_vals)
+//   synaptic_delay_backward(grad_y, x, weight, start, vals, input_grad=True)
+//       -> (grad_x, grad_weight, grad_vals)
+//       input_grad=False skips grad_x (returned empty, shape (0,)): the input of a first layer
+//       (data) needs none, and it is the one dense part of the backward pass
 //   recurrent_lif(x, weight, bias, start, vals, beta, threshold, reset, surrogate, param,
 //                 synaptic, reset_delay=True, detach_reset=False, rec_scale=None)
 //       -> (spk, mem, spk_bits, pre_mem)
@@ -276,7 +279,7 @@ at::Tensor synaptic_delay_cpu(const at::Tensor& x_, const at::Tensor& weight_, c
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cpu(
     const at::Tensor& gy_, const at::Tensor& x_, const at::Tensor& weight_, const at::Tensor& start_,
-    const at::Tensor& vals_) {
+    const at::Tensor& vals_, bool input_grad) {
   checks::synaptic_delay_backward(gy_, x_, weight_, start_, vals_);
   const int64_t T = x_.size(0), B = x_.size(1), I = x_.size(2);
   const int64_t O = weight_.size(0);
@@ -288,7 +291,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cpu(
   auto vT = vals_.to(x_.scalar_type()).transpose(0, 1).contiguous();        // (I, O, W)
   const int64_t W = vT.size(2);
   const int64_t TB = T * B;
-  auto gxF = at::zeros({I, T, B}, xF.options());
+  auto gxF = input_grad ? at::zeros({I, T, B}, xF.options()) : at::Tensor();
   auto gwT = at::empty({I, O}, xF.options());
   auto gvT = at::empty({I, O, W}, xF.options());
   AT_DISPATCH_FLOATING_TYPES(xF.scalar_type(), "synaptic_delay_backward_cpu", [&] {
@@ -297,7 +300,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cpu(
     const scalar_t* wp = wT.data_ptr<scalar_t>();
     const int64_t* sp = sT.data_ptr<int64_t>();
     const scalar_t* vp = vT.data_ptr<scalar_t>();
-    scalar_t* gxp = gxF.data_ptr<scalar_t>();
+    scalar_t* gxp = input_grad ? gxF.data_ptr<scalar_t>() : nullptr;
     scalar_t* gwp = gwT.data_ptr<scalar_t>();
     scalar_t* gvp = gvT.data_ptr<scalar_t>();
     const auto sx = sparse_rows_if_sparse<scalar_t>(xF);
@@ -305,7 +308,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cpu(
     at::parallel_for(0, I, 1, [&](int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; ++i) {
         const scalar_t* xi = xp + i * TB;
-        scalar_t* gxi = gxp + i * TB;
+        scalar_t* gxi = gxp ? gxp + i * TB : nullptr;
         for (int64_t o = 0; o < O; ++o) {
           const scalar_t* gyo = gyp + o * TB;
           const scalar_t* v = vp + (i * O + o) * W;
@@ -332,14 +335,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cpu(
             }
             gv[w] = wv * g;
             gw += v[w] * g;
-            if (v[w] != scalar_t(0)) axpy(gxi + t0 * B, gy_shift, wv * v[w], n);
+            if (gxi && v[w] != scalar_t(0)) axpy(gxi + t0 * B, gy_shift, wv * v[w], n);
           }
           gwp[i * O + o] = gw;
         }
       }
     });
   });
-  return {gxF.permute({1, 2, 0}).contiguous(), gwT.t().contiguous(), gvT.transpose(0, 1).contiguous()};
+  auto gx = input_grad ? gxF.permute({1, 2, 0}).contiguous() : at::empty({0}, x_.options());
+  return {gx, gwT.t().contiguous(), gvT.transpose(0, 1).contiguous()};
 }
 
 // ------------------------------------------------------------------------------------------
@@ -732,8 +736,8 @@ TORCH_LIBRARY(snn_delays_ext, m) {
   m.def("delay_channels(Tensor x, Tensor start, Tensor vals) -> Tensor");
   m.def("delay_channels_backward(Tensor grad_y, Tensor x, Tensor start, Tensor vals) -> (Tensor, Tensor)");
   m.def("synaptic_delay(Tensor x, Tensor weight, Tensor start, Tensor vals) -> Tensor");
-  m.def("synaptic_delay_backward(Tensor grad_y, Tensor x, Tensor weight, Tensor start, Tensor vals)"
-        " -> (Tensor, Tensor, Tensor)");
+  m.def("synaptic_delay_backward(Tensor grad_y, Tensor x, Tensor weight, Tensor start, Tensor vals,"
+        " bool input_grad=True) -> (Tensor, Tensor, Tensor)");
   m.def("recurrent_lif(Tensor x, Tensor weight, Tensor? bias, Tensor start, Tensor vals, Tensor beta,"
         " Tensor threshold, int reset, int surrogate, float surrogate_param, bool synaptic,"
         " bool reset_delay=True, bool detach_reset=False, Tensor? rec_scale=None) -> (Tensor, Tensor, Tensor, Tensor)");

@@ -1,7 +1,8 @@
 // CUDA kernels of the snn_delays_ext custom ops (schemas in ../delays.cpp).
 //
 // Same math and banded-tap conventions as the CPU kernels. Feed-forward ops run one thread per
-// output element. The recurrent op keeps its time loop on the host: per step one gather kernel,
+// output element, except synaptic delays on sparse inputs, which run event-driven (see
+// kEventDensity). The recurrent op keeps its time loop on the host: per step one gather kernel,
 // one cuBLAS GEMM (axonal: delayed (B, N) x W^T) and one LIF kernel; the backward runs the
 // reverse loop with one adjoint kernel and one GEMM per step, then the weight gradient as one
 // GEMM over all steps and the tap gradient as a reduction.
@@ -9,10 +10,13 @@
 #include <Python.h>
 
 #include <ATen/ATen.h>
+#include <ATen/cuda/Atomic.cuh>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
+
+#include <algorithm>
 
 #include "../common.h"
 #include "../op_checks.h"
@@ -153,9 +157,9 @@ __global__ void synaptic_fwd_kernel(const scalar_t* x, const scalar_t* wgt, cons
     const int64_t s0 = safe_lag(start[o * I + i]);
     scalar_t a = 0;
     for (int64_t w = 0; w < W; ++w) {
-      const int64_t lag = s0 + w;
-      if (v[w] == scalar_t(0) || lag < 0 || lag > t) continue;
-      a += v[w] * x[((t - lag) * B + b) * I + i];
+      const int64_t src = t - (s0 + w);  // a negative lag reads ahead, as on the CPU
+      if (v[w] == scalar_t(0) || src < 0 || src >= T) continue;
+      a += v[w] * x[(src * B + b) * I + i];
     }
     acc += wgt[o * I + i] * a;
   }
@@ -175,9 +179,9 @@ __global__ void synaptic_bwd_x_kernel(const scalar_t* gy, const scalar_t* wgt, c
     const int64_t s0 = safe_lag(start[o * I + i]);
     scalar_t a = 0;
     for (int64_t w = 0; w < W; ++w) {
-      const int64_t lag = s0 + w;
-      if (v[w] == scalar_t(0) || lag < 0 || t + lag >= T) continue;
-      a += v[w] * gy[((t + lag) * B + b) * O + o];
+      const int64_t dst = t + s0 + w;
+      if (v[w] == scalar_t(0) || dst < 0 || dst >= T) continue;
+      a += v[w] * gy[(dst * B + b) * O + o];
     }
     acc += wgt[o * I + i] * a;
   }
@@ -196,12 +200,10 @@ __global__ void synaptic_bwd_wv_kernel(const scalar_t* gy, const scalar_t* x, co
   for (int64_t w = 0; w < W; ++w) {
     const int64_t lag = s0 + w;
     scalar_t a = 0;
-    if (lag >= 0) {
-      for (int64_t tb = threadIdx.x; tb < T * B; tb += blockDim.x) {
-        const int64_t t = tb / B, b = tb % B;
-        if (t + lag >= T) continue;
-        a += gy[((t + lag) * B + b) * O + o] * x[(t * B + b) * I + i];
-      }
+    for (int64_t tb = threadIdx.x; tb < T * B; tb += blockDim.x) {
+      const int64_t t = tb / B, b = tb % B;
+      if (t + lag < 0 || t + lag >= T) continue;
+      a += gy[((t + lag) * B + b) * O + o] * x[(t * B + b) * I + i];
     }
     a = block_sum(a);
     __syncthreads();
@@ -213,6 +215,109 @@ __global__ void synaptic_bwd_wv_kernel(const scalar_t* gy, const scalar_t* x, co
   if (threadIdx.x == 0) gw[oi] = accw;
 }
 
+// ---- synaptic_delay, event-driven ----------------------------------------------------------
+// Spike inputs are mostly zeros. Below kEventDensity non-zeros the op works on the input's
+// events (the non-zeros, grouped by input channel): the forward scatters each event through its
+// channel's fan-out (out x W taps, atomic adds into y), the backward gathers the output gradient
+// at each event's delayed steps for the weight and tap gradients. Work is proportional to
+// events x out x W instead of T x B x in x out x W. grad_x (when asked for) stays dense: it is
+// needed at every input position. The same threshold as the CPU kernels' compressed path.
+constexpr double kEventDensity = 0.15;
+// Events of one channel that one block of the weight/tap-gradient kernel walks.
+constexpr int64_t kEventsPerBlock = 256;
+
+// The non-zeros of x (T, B, I), grouped by channel: channel i owns entries
+// [offsets[i], offsets[i + 1]) of pos (t * B + b) and val; max_count = the largest group.
+struct InputEvents {
+  at::Tensor pos, val, chan, offsets;
+  int64_t count = 0, max_count = 0;
+};
+
+InputEvents input_events(const at::Tensor& x) {
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
+  const int64_t TB = T * B;
+  auto flat = x.permute({2, 0, 1}).contiguous().view(-1);  // channel-major: (I, T, B)
+  auto nz = at::nonzero(flat).view(-1);                    // sorted: grouped by channel
+  InputEvents ev;
+  ev.count = nz.numel();
+  ev.val = flat.index_select(0, nz);
+  ev.pos = nz.remainder(TB);
+  ev.chan = nz.div(TB, "floor");
+  ev.offsets = at::searchsorted(nz, at::arange(I + 1, nz.options()).mul_(TB));
+  ev.max_count = ev.count == 0 ? 0 : ev.offsets.diff().max().item<int64_t>();
+  return ev;
+}
+
+// Whether the event-driven kernels run for x: sparse enough, and not asked for deterministic
+// algorithms (the scatter's atomic adds sum in no fixed order).
+bool use_events(const at::Tensor& x) {
+  const int64_t n = x.numel();
+  if (n == 0 || at::globalContext().deterministicAlgorithms()) return false;
+  return static_cast<double>(at::count_nonzero(x).item<int64_t>()) < kEventDensity * static_cast<double>(n);
+}
+
+// One block per event (grid-stride), threads over the outputs: the parameters are read in the
+// (in, out) layout, so a warp reads contiguous weights, lags and taps of the event's channel.
+template <typename scalar_t>
+__global__ void synaptic_event_fwd_kernel(const int64_t* pos, const int64_t* chan, const scalar_t* val,
+                                          int64_t E, const scalar_t* wT, const int64_t* sT, const scalar_t* vT,
+                                          scalar_t* y, int64_t T, int64_t B, int64_t O, int64_t W) {
+  for (int64_t e = blockIdx.x; e < E; e += gridDim.x) {
+    const int64_t p = pos[e], i = chan[e];
+    const int64_t t = p / B, b = p % B;
+    const scalar_t xv = val[e];
+    for (int64_t o = threadIdx.x; o < O; o += blockDim.x) {
+      const int64_t io = i * O + o;
+      const scalar_t c = wT[io] * xv;
+      const int64_t s0 = safe_lag(sT[io]);
+      for (int64_t w = 0; w < W; ++w) {
+        const scalar_t v = vT[io * W + w];
+        const int64_t dst = t + s0 + w;
+        if (v == scalar_t(0) || dst < 0 || dst >= T) continue;
+        gpuAtomicAdd(y + (dst * B + b) * O + o, c * v);
+      }
+    }
+  }
+}
+
+// Block (chunk, i): kEventsPerBlock events of channel i; threads over the outputs o. Each
+// thread sums val * grad_y at the event's delayed steps per tap, then adds its partial sums to
+// grad_vals (w[o, i] * sum) and grad_weight (sum_w vals * sum) of the connection (o, i).
+template <typename scalar_t>
+__global__ void synaptic_event_bwd_wv_kernel(const int64_t* pos, const scalar_t* val, const int64_t* offsets,
+                                             const scalar_t* gy, const scalar_t* wT, const int64_t* sT,
+                                             const scalar_t* vT, scalar_t* gwT, scalar_t* gvT, int64_t T,
+                                             int64_t B, int64_t O, int64_t W) {
+  const int64_t i = blockIdx.y;
+  const int64_t e0 = offsets[i] + blockIdx.x * kEventsPerBlock;
+  const int64_t e1 = offsets[i + 1] < e0 + kEventsPerBlock ? offsets[i + 1] : e0 + kEventsPerBlock;
+  if (e0 >= e1) return;
+  constexpr int kMaxW = 8;  // taps summed in registers; wider bands loop in groups of kMaxW
+  for (int64_t o = threadIdx.x; o < O; o += blockDim.x) {
+    const int64_t io = i * O + o;
+    const int64_t s0 = safe_lag(sT[io]);
+    scalar_t gw = 0;
+    for (int64_t w0 = 0; w0 < W; w0 += kMaxW) {
+      const int64_t nw = W - w0 < kMaxW ? W - w0 : kMaxW;
+      scalar_t acc[kMaxW] = {};
+      for (int64_t e = e0; e < e1; ++e) {
+        const int64_t p = pos[e];
+        const int64_t t = p / B, b = p % B;
+        const scalar_t xv = val[e];
+        for (int64_t k = 0; k < nw; ++k) {
+          const int64_t dst = t + s0 + w0 + k;
+          if (dst >= 0 && dst < T) acc[k] += xv * gy[(dst * B + b) * O + o];
+        }
+      }
+      for (int64_t k = 0; k < nw; ++k) {
+        gpuAtomicAdd(gvT + io * W + w0 + k, wT[io] * acc[k]);
+        gw += vT[io * W + w0 + k] * acc[k];
+      }
+    }
+    gpuAtomicAdd(gwT + io, gw);
+  }
+}
+
 at::Tensor synaptic_delay_cuda(const at::Tensor& x_, const at::Tensor& weight_, const at::Tensor& start_,
                                const at::Tensor& vals_) {
   checks::synaptic_delay(x_, weight_, start_, vals_);
@@ -222,9 +327,27 @@ at::Tensor synaptic_delay_cuda(const at::Tensor& x_, const at::Tensor& weight_, 
   auto start = start_.contiguous();
   auto vals = vals_.to(x.scalar_type()).contiguous();
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), O = wgt.size(0), W = vals.size(-1);
-  auto y = at::empty({T, B, O}, x.options());
-  if (y.numel() == 0) return y;
+  if (T * B * O == 0) return at::empty({T, B, O}, x.options());
   auto stream = c10::cuda::getCurrentCUDAStream();
+  if (use_events(x)) {
+    auto y = at::zeros({T, B, O}, x.options());
+    const auto ev = input_events(x);
+    if (ev.count == 0 || W == 0) return y;
+    auto wT = wgt.t().contiguous();
+    auto sT = start.t().contiguous();
+    auto vT = vals.transpose(0, 1).contiguous();
+    const int threads = O >= kThreads ? kThreads : static_cast<int>(((O + 31) / 32) * 32);
+    const int blocks = static_cast<int>(std::min<int64_t>(ev.count, int64_t(1) << 20));
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "synaptic_delay_cuda_events", [&] {
+      synaptic_event_fwd_kernel<scalar_t><<<blocks, threads, 0, stream>>>(
+          ev.pos.data_ptr<int64_t>(), ev.chan.data_ptr<int64_t>(), ev.val.data_ptr<scalar_t>(), ev.count,
+          wT.data_ptr<scalar_t>(), sT.data_ptr<int64_t>(), vT.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), T,
+          B, O, W);
+    });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return y;
+  }
+  auto y = at::empty({T, B, O}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "synaptic_delay_cuda", [&] {
     synaptic_fwd_kernel<scalar_t><<<blocks_for(T * B * O), kThreads, 0, stream>>>(
         x.data_ptr<scalar_t>(), wgt.data_ptr<scalar_t>(), start.data_ptr<int64_t>(), vals.data_ptr<scalar_t>(),
@@ -236,7 +359,7 @@ at::Tensor synaptic_delay_cuda(const at::Tensor& x_, const at::Tensor& weight_, 
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cuda(
     const at::Tensor& gy_, const at::Tensor& x_, const at::Tensor& weight_, const at::Tensor& start_,
-    const at::Tensor& vals_) {
+    const at::Tensor& vals_, bool input_grad) {
   checks::synaptic_delay_backward(gy_, x_, weight_, start_, vals_);
   c10::cuda::CUDAGuard guard(x_.device());
   auto x = x_.contiguous();
@@ -245,15 +368,40 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cuda(
   auto start = start_.contiguous();
   auto vals = vals_.to(x.scalar_type()).contiguous();
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), O = wgt.size(0), W = vals.size(-1);
-  auto gx = at::zeros_like(x);
+  auto gx = input_grad ? at::zeros_like(x) : at::empty({0}, x.options());
   auto gw = at::zeros_like(wgt);
   auto gv = at::zeros_like(vals);
   if (x.numel() == 0 || O == 0) return {gx, gw, gv};
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "synaptic_delay_backward_cuda", [&] {
-    synaptic_bwd_x_kernel<scalar_t><<<blocks_for(T * B * I), kThreads, 0, stream>>>(
-        gy.data_ptr<scalar_t>(), wgt.data_ptr<scalar_t>(), start.data_ptr<int64_t>(), vals.data_ptr<scalar_t>(),
-        gx.data_ptr<scalar_t>(), T, B, I, O, W);
+    if (input_grad) {
+      synaptic_bwd_x_kernel<scalar_t><<<blocks_for(T * B * I), kThreads, 0, stream>>>(
+          gy.data_ptr<scalar_t>(), wgt.data_ptr<scalar_t>(), start.data_ptr<int64_t>(),
+          vals.data_ptr<scalar_t>(), gx.data_ptr<scalar_t>(), T, B, I, O, W);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+  });
+  if (use_events(x)) {
+    const auto ev = input_events(x);
+    if (ev.count == 0 || W == 0) return {gx, gw, gv};
+    auto wT = wgt.t().contiguous();
+    auto sT = start.t().contiguous();
+    auto vT = vals.transpose(0, 1).contiguous();
+    auto gwT = at::zeros_like(wT);
+    auto gvT = at::zeros_like(vT);
+    const int threads = O >= kThreads ? kThreads : static_cast<int>(((O + 31) / 32) * 32);
+    const dim3 grid(static_cast<unsigned>((ev.max_count + kEventsPerBlock - 1) / kEventsPerBlock),
+                    static_cast<unsigned>(I));
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "synaptic_delay_backward_cuda_events", [&] {
+      synaptic_event_bwd_wv_kernel<scalar_t><<<grid, threads, 0, stream>>>(
+          ev.pos.data_ptr<int64_t>(), ev.val.data_ptr<scalar_t>(), ev.offsets.data_ptr<int64_t>(),
+          gy.data_ptr<scalar_t>(), wT.data_ptr<scalar_t>(), sT.data_ptr<int64_t>(), vT.data_ptr<scalar_t>(),
+          gwT.data_ptr<scalar_t>(), gvT.data_ptr<scalar_t>(), T, B, O, W);
+    });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return {gx, gwT.t().contiguous(), gvT.transpose(0, 1).contiguous()};
+  }
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "synaptic_delay_backward_cuda_wv", [&] {
     synaptic_bwd_wv_kernel<scalar_t><<<O * I, kThreads, 0, stream>>>(
         gy.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), wgt.data_ptr<scalar_t>(), start.data_ptr<int64_t>(),
         vals.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), gv.data_ptr<scalar_t>(), T, B, I, O, W);
