@@ -386,3 +386,27 @@ def test_nir_export_of_a_module_calling_it_is_traced():
 
     g = export_to_nir(Net(), _spikes((T, B, IN)), dt=1e-3)
     assert [k for k in g.nodes if k not in ("input", "output")] == ["hidden_linear", "hidden_lif", "out"]
+
+
+def test_a_feedforward_snn_hidden_layer_is_a_delayed_leaky():
+    """The Braille preset's hidden layer (``FeedForwardSNN``'s ``linears.i`` and ``lifs.i``) loads
+    into a ``DelayedLeaky`` key for key and computes the same spikes."""
+    from snn_delays_ext.train.config import make_config
+    from snn_delays_ext.train.models import build_model
+
+    cfg = make_config("braille", overrides={"data_dir": "unused", "model.hidden": [16, 12], "model.max_delay": 6})
+    net = build_model(cfg.model.name, 24, 27, cfg).eval()  # eval: no dropout between the layers
+    x = _spikes((20, 3, 24), p=0.2)
+    _, hidden = net(x, record=True)
+    h = x
+    for i, spikes in enumerate(hidden):
+        lin, lif = net.linears[i], net.lifs[i]
+        layer = DelayedLeaky(lin.in_features, lin.out_features, lin.max_delay, beta=torch.zeros(lin.out_features),
+                             learn_beta=True, interpolation=lin.interpolation, spike_grad=lif.spike_grad)
+        sd = {f"linear.{k}": v for k, v in lin.state_dict().items()}
+        sd.update({f"lif.{k}": v for k, v in lif.state_dict().items()})
+        layer.load_state_dict(sd)
+        spk, _ = layer(h)
+        assert torch.equal(spk, spikes)
+        h = spk
+    assert hidden[0].sum() > 0
