@@ -275,11 +275,15 @@ def step_torchrun(env: Dict[str, str], work: Path, timeout: float, device: str =
     return st
 
 
-def step_benchmarks(env: Dict[str, str], work: Path, out_json: Path, timeout: float, group_timeout: float) -> Step:
-    st = Step("benchmarks.run --suite gpu --quick")
+def step_benchmarks(env: Dict[str, str], work: Path, out_json: Path, timeout: float, group_timeout: float,
+                    only: str = "", label: str = "") -> Step:
+    """``benchmarks.run --suite gpu --quick`` (``only``: its ``--only`` groups; ``label`` names
+    the step, e.g. for a run under another environment)."""
+    st = Step(f"benchmarks.run --suite gpu --quick{' --only ' + only if only else ''}{label}")
     t0 = time.time()
     res = _run([sys.executable, "-m", "benchmarks.run", "--suite", "gpu", "--quick", "--timeout",
-                str(group_timeout), "--out", str(out_json)], env, timeout, work / "benchmarks.log")
+                str(group_timeout), "--out", str(out_json)] + (["--only", only] if only else []),
+               env, timeout, work / f"benchmarks{('-' + only) if only else ''}.log")
     st.seconds = time.time() - t0
     if res.returncode == 0 and out_json.is_file():
         report = json.loads(out_json.read_text())
@@ -419,6 +423,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         # DelRec's neurons on the compiled op vs the reference, at the SHD neuron's shape of issue 29
         report(step_module_bench("delrec_neuron", ["--batch", "256", "--steps", "100", "--repeats", "3"],
                                  env, work, out.parent / f"gpu-delrec-neuron-{stamp}.json", 240))
+        # the recurrent op's per-step host loop (gather + GEMM + LIF launches per step), to compare
+        # with the whole-sequence kernel the run above used at the SSC shape
+        report(step_benchmarks({**env, "SNN_DELAYS_CUDA_RECURRENT": "steps"}, work,
+                               out.parent / f"gpu-recurrent-steps-{stamp}.json", 240, 90, only="SSC-like",
+                               label=" (SNN_DELAYS_CUDA_RECURRENT=steps)"))
+        # the DCLS paper's layer alone (B256 T1000 140->256, D512, 10% events): event-driven vs
+        # dense kernels vs Dcls1d vs nn.Linear, times and peaks
+        report(step_module_bench("ff_events", ["--shapes", "1000x256x140x256x512", "--density", "0.1",
+                                               "--repeats", "3"],
+                                 env, work, out.parent / f"gpu-ff-events-{stamp}.json", 240))
         # the fused sequence LIF op vs snnTorch's Leaky stepped in Python (Braille shape, a longer one)
         report(step_module_bench("leaky_sequence", ["--shapes", "66x128x256", "500x32x256", "--repeats", "5"],
                                  env, work, out.parent / f"gpu-leaky-sequence-{stamp}.json", 180))

@@ -17,6 +17,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
 #include "../common.h"
 #include "../op_checks.h"
@@ -411,24 +413,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cuda(
 }
 
 // ---- recurrent LIF ----------------------------------------------------------------------------
-// delayed presynaptic activity at step t (axonal), from the spike bytes
+// delayed presynaptic activity at steps t0 .. t0 + nt - 1 (axonal), from the spike bytes
+template <typename scalar_t>
+__device__ __forceinline__ scalar_t rec_axonal_activity(const uint8_t* bits, const int64_t* start, const scalar_t* vals,
+                                                        int64_t t, int64_t b, int64_t j, int64_t B, int64_t N,
+                                                        int64_t W);
+
 template <typename scalar_t>
 __global__ void rec_gather_axonal_kernel(const uint8_t* bits, const int64_t* start, const scalar_t* vals,
                                          scalar_t* out, int64_t t0, int64_t nt, int64_t B, int64_t N, int64_t W) {
   const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (idx >= nt * B * N) return;
   const int64_t j = idx % N, b = (idx / N) % B, t = t0 + idx / (B * N);
-  scalar_t acc = 0;
-  for (int64_t w = 0; w < W; ++w) {
-    const scalar_t v = vals[j * W + w];
-    const int64_t lag = safe_lag(start[j]) + w;
-    if (v == scalar_t(0) || lag < 1 || lag > t) continue;
-    if (bits[((t - lag) * B + b) * N + j]) acc += v;
-  }
-  out[idx] = acc;
+  out[idx] = rec_axonal_activity<scalar_t>(bits, start, vals, t, b, j, B, N, W);
 }
 
 // recurrent current at step t (synaptic): gather over presynaptic neurons and taps
+template <typename scalar_t>
+__device__ __forceinline__ scalar_t rec_synaptic_input(const uint8_t* bits, const scalar_t* wgt, const int64_t* start,
+                                                       const scalar_t* vals, int64_t t, int64_t b, int64_t i,
+                                                       int64_t B, int64_t N, int64_t W);
+
 template <typename scalar_t>
 __global__ void rec_current_synaptic_kernel(const uint8_t* bits, const scalar_t* wgt, const int64_t* start,
                                             const scalar_t* vals, const scalar_t* bias, const scalar_t* scale,
@@ -436,6 +441,47 @@ __global__ void rec_current_synaptic_kernel(const uint8_t* bits, const scalar_t*
   const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (idx >= B * N) return;
   const int64_t i = idx % N, b = idx / N;
+  scalar_t acc = rec_synaptic_input<scalar_t>(bits, wgt, start, vals, t, b, i, B, N, W);
+  if (scale) acc *= scale[idx];
+  r[idx] = bias ? acc + bias[i] : acc;
+}
+
+// The LIF update of element idx = b * N + j at step t with recurrent input r (snnTorch's
+// membrane, reset and spike; shared by the per-step and the whole-sequence kernels).
+template <typename scalar_t>
+__device__ __forceinline__ void lif_update(const scalar_t* x, scalar_t r, const scalar_t* beta, const scalar_t* thr,
+                                           scalar_t* mem, scalar_t* spk, uint8_t* bits, scalar_t* pre, int64_t t,
+                                           int64_t BN, int64_t idx, int64_t j, int64_t reset) {
+  const int64_t off = t * BN + idx;
+  const scalar_t mp = t > 0 ? mem[off - BN] : scalar_t(0);
+  const scalar_t base = beta[j] * mp + x[off] + r;
+  const bool rs = carries_reset(reset) && (mp - thr[j]) > scalar_t(0);
+  scalar_t m = lif_reset_start<scalar_t>(base, thr[j], rs, reset_kind(reset));
+  const bool s = (m - thr[j]) > scalar_t(0);
+  if (pre) {  // reset_delay=False: the spike resets in its own step
+    pre[off] = m;
+    m = lif_reset_same_step<scalar_t>(m, thr[j], rs, s, reset_kind(reset));
+  }
+  mem[off] = m;
+  spk[off] = s ? scalar_t(1) : scalar_t(0);
+  bits[off] = s ? 1 : 0;
+}
+
+template <typename scalar_t>
+__global__ void rec_lif_kernel(const scalar_t* x, const scalar_t* r, const scalar_t* beta, const scalar_t* thr,
+                               scalar_t* mem, scalar_t* spk, uint8_t* bits, scalar_t* pre, int64_t t, int64_t B,
+                               int64_t N, int64_t reset) {
+  const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (idx >= B * N) return;
+  lif_update<scalar_t>(x, r[idx], beta, thr, mem, spk, bits, pre, t, B * N, idx, idx % N, reset);
+}
+
+// Recurrent synaptic input of neuron i of batch element b at step t (synaptic delays): a gather
+// over presynaptic neurons and taps of the spike bytes (before the dropout scale and the bias).
+template <typename scalar_t>
+__device__ __forceinline__ scalar_t rec_synaptic_input(const uint8_t* bits, const scalar_t* wgt, const int64_t* start,
+                                                       const scalar_t* vals, int64_t t, int64_t b, int64_t i,
+                                                       int64_t B, int64_t N, int64_t W) {
   scalar_t acc = 0;
   for (int64_t j = 0; j < N; ++j) {
     const scalar_t* v = vals + (i * N + j) * W;
@@ -448,30 +494,75 @@ __global__ void rec_current_synaptic_kernel(const uint8_t* bits, const scalar_t*
     }
     acc += wgt[i * N + j] * a;
   }
-  if (scale) acc *= scale[idx];
-  r[idx] = bias ? acc + bias[i] : acc;
+  return acc;
 }
 
+// Delayed activity of presynaptic neuron j of batch element b at step t (axonal delays).
 template <typename scalar_t>
-__global__ void rec_lif_kernel(const scalar_t* x, const scalar_t* r, const scalar_t* beta, const scalar_t* thr,
-                               scalar_t* mem, scalar_t* spk, uint8_t* bits, scalar_t* pre, int64_t t, int64_t B,
-                               int64_t N, int64_t reset) {
-  const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-  if (idx >= B * N) return;
-  const int64_t j = idx % N;
-  const int64_t off = t * B * N + idx;
-  const scalar_t mp = t > 0 ? mem[off - B * N] : scalar_t(0);
-  const scalar_t base = beta[j] * mp + x[off] + r[idx];
-  const bool rs = carries_reset(reset) && (mp - thr[j]) > scalar_t(0);
-  scalar_t m = lif_reset_start<scalar_t>(base, thr[j], rs, reset_kind(reset));
-  const bool s = (m - thr[j]) > scalar_t(0);
-  if (pre) {  // reset_delay=False: the spike resets in its own step
-    pre[off] = m;
-    m = lif_reset_same_step<scalar_t>(m, thr[j], rs, s, reset_kind(reset));
+__device__ __forceinline__ scalar_t rec_axonal_activity(const uint8_t* bits, const int64_t* start, const scalar_t* vals,
+                                                        int64_t t, int64_t b, int64_t j, int64_t B, int64_t N,
+                                                        int64_t W) {
+  scalar_t acc = 0;
+  for (int64_t w = 0; w < W; ++w) {
+    const scalar_t v = vals[j * W + w];
+    const int64_t lag = safe_lag(start[j]) + w;
+    if (v == scalar_t(0) || lag < 1 || lag > t) continue;
+    if (bits[((t - lag) * B + b) * N + j]) acc += v;
   }
-  mem[off] = m;
-  spk[off] = s ? scalar_t(1) : scalar_t(0);
-  bits[off] = s ? 1 : 0;
+  return acc;
+}
+
+// ---- recurrent LIF, the whole sequence in one kernel ------------------------------------------
+// Batch elements are independent, so one block runs the whole time loop of one batch element,
+// one thread per neuron, with a __syncthreads() between steps and no launch per step (the
+// per-step loop launches a gather, a GEMM and a LIF kernel per step). The same algorithm as the
+// CPU kernel: per step the delayed presynaptic activity goes to shared memory, and the
+// matrix-vector product skips the presynaptic neurons whose delayed activity is zero (spikes are
+// sparse; a uniform branch, every thread reads the same entry), summing in the same order (j
+// ascending). Used for N <= kWholeSequenceMaxN; the environment variable
+// SNN_DELAYS_CUDA_RECURRENT=steps selects the per-step loop (to compare the two).
+constexpr int64_t kWholeSequenceMaxN = 1024;
+
+inline bool use_whole_sequence_kernel(int64_t N) {
+  const char* env = std::getenv("SNN_DELAYS_CUDA_RECURRENT");
+  if (env != nullptr && std::string(env) == "steps") return false;
+  return N <= kWholeSequenceMaxN;
+}
+
+inline int threads_for_neurons(int64_t N) { return static_cast<int>(((N + 31) / 32) * 32); }
+
+template <typename scalar_t>
+__global__ void __launch_bounds__(kWholeSequenceMaxN) rec_forward_sequence_kernel(const scalar_t* x, const scalar_t* wgt, const scalar_t* wT,
+                                            const scalar_t* bias, const scalar_t* scale, const int64_t* start,
+                                            const scalar_t* vals, const scalar_t* beta, const scalar_t* thr,
+                                            scalar_t* mem, scalar_t* spk, uint8_t* bits, scalar_t* pre, int64_t T,
+                                            int64_t B, int64_t N, int64_t W, int64_t reset, bool synaptic) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  scalar_t* act = reinterpret_cast<scalar_t*>(smem);  // (N,) delayed activity of this step
+  const int64_t b = blockIdx.x, n = threadIdx.x;
+  const bool live = n < N;
+  const int64_t idx = b * N + n;
+  for (int64_t t = 0; t < T; ++t) {
+    scalar_t r = 0;
+    if (!synaptic) {
+      if (live) act[n] = rec_axonal_activity<scalar_t>(bits, start, vals, t, b, n, B, N, W);
+      __syncthreads();
+      if (live) {
+        for (int64_t j = 0; j < N; ++j) {
+          const scalar_t a = act[j];
+          if (a != scalar_t(0)) r += a * wT[j * N + n];
+        }
+      }
+    } else if (live) {
+      r = rec_synaptic_input<scalar_t>(bits, wgt, start, vals, t, b, n, B, N, W);
+    }
+    if (live) {
+      if (scale) r *= scale[idx];
+      if (bias) r += bias[n];
+      lif_update<scalar_t>(x, r, beta, thr, mem, spk, bits, pre, t, B * N, idx, n, reset);
+    }
+    __syncthreads();  // this step's spikes (and act's readers) done before the next step
+  }
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cuda(
@@ -503,6 +594,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cuda(
   auto pre = reset_delay ? at::empty({0}, x.options()) : at::empty_like(x);
   if (x.numel() == 0) return {spk, mem, bits, pre};
   auto stream = c10::cuda::getCurrentCUDAStream();
+  if (use_whole_sequence_kernel(N)) {
+    auto wT = synaptic ? at::Tensor() : wgt.t().contiguous();  // (pre j, post n): coalesced over n
+    const int threads = threads_for_neurons(N);
+    AT_DISPATCH_FLOATING_TYPES(dt, "recurrent_lif_cuda_sequence", [&] {
+      const size_t shared = synaptic ? 0 : static_cast<size_t>(N) * sizeof(scalar_t);
+      rec_forward_sequence_kernel<scalar_t><<<static_cast<unsigned>(B), threads, shared, stream>>>(
+          x.data_ptr<scalar_t>(), wgt.data_ptr<scalar_t>(), synaptic ? nullptr : wT.data_ptr<scalar_t>(),
+          bias.defined() ? bias.data_ptr<scalar_t>() : nullptr, scale.defined() ? scale.data_ptr<scalar_t>() : nullptr,
+          start.data_ptr<int64_t>(), vals.data_ptr<scalar_t>(), beta.data_ptr<scalar_t>(), thr.data_ptr<scalar_t>(),
+          mem.data_ptr<scalar_t>(), spk.data_ptr<scalar_t>(), bits.data_ptr<uint8_t>(),
+          reset_delay ? nullptr : pre.data_ptr<scalar_t>(), T, B, N, W, reset, synaptic);
+    });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return {spk, mem, bits, pre};
+  }
   auto delayed = at::empty({B, N}, x.options());
   auto r = at::empty({B, N}, x.options());
   auto wt = wgt.t();
@@ -537,18 +643,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cuda(
   return {spk, mem, bits, pre};
 }
 
-// one reverse step: dL/dspk_t (external + later recurrent reads), LIF adjoint
+// one reverse step of element idx = b * N + j: dL/dspk_t (external + later recurrent reads),
+// LIF adjoint (shared by the per-step and the whole-sequence backward kernels)
 template <typename scalar_t>
-__global__ void rec_adjoint_kernel(const scalar_t* gspk, const scalar_t* gmem, const scalar_t* mem,
-                                   const scalar_t* pre, const uint8_t* bits, const scalar_t* beta,
-                                   const scalar_t* thr, const int64_t* start, const scalar_t* vals,
-                                   const scalar_t* wgt, const scalar_t* gdel, const scalar_t* scale,
-                                   scalar_t* gb, scalar_t* carry,
-                                   scalar_t* gbeta, scalar_t* gthr, int64_t t, int64_t T, int64_t B, int64_t N,
-                                   int64_t W, int64_t reset, int64_t surrogate, double sparam, bool synaptic,
-                                   bool detach_reset) {
-  const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-  if (idx >= B * N) return;
+__device__ __forceinline__ void adjoint_update(const scalar_t* gspk, const scalar_t* gmem, const scalar_t* mem,
+                                               const scalar_t* pre, const uint8_t* bits, const scalar_t* beta,
+                                               const scalar_t* thr, const int64_t* start, const scalar_t* vals,
+                                               const scalar_t* wgt, const scalar_t* gdel, const scalar_t* scale,
+                                               scalar_t* gb, scalar_t* carry, scalar_t* gbeta, scalar_t* gthr,
+                                               int64_t idx, int64_t t, int64_t T, int64_t B, int64_t N, int64_t W,
+                                               int64_t reset, int64_t surrogate, double sparam, bool synaptic,
+                                               bool detach_reset) {
   const int64_t j = idx % N, b = idx / N;
   const int64_t off = t * B * N + idx;
   scalar_t gs = gspk[off];
@@ -581,6 +686,61 @@ __global__ void rec_adjoint_kernel(const scalar_t* gspk, const scalar_t* gmem, c
   carry[idx] = a.gbase * beta[j];
   gbeta[idx] += a.gbase * mp;
   gthr[idx] += a.gthr;
+}
+
+template <typename scalar_t>
+__global__ void rec_adjoint_kernel(const scalar_t* gspk, const scalar_t* gmem, const scalar_t* mem,
+                                   const scalar_t* pre, const uint8_t* bits, const scalar_t* beta,
+                                   const scalar_t* thr, const int64_t* start, const scalar_t* vals,
+                                   const scalar_t* wgt, const scalar_t* gdel, const scalar_t* scale,
+                                   scalar_t* gb, scalar_t* carry,
+                                   scalar_t* gbeta, scalar_t* gthr, int64_t t, int64_t T, int64_t B, int64_t N,
+                                   int64_t W, int64_t reset, int64_t surrogate, double sparam, bool synaptic,
+                                   bool detach_reset) {
+  const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (idx >= B * N) return;
+  adjoint_update<scalar_t>(gspk, gmem, mem, pre, bits, beta, thr, start, vals, wgt, gdel, scale, gb, carry, gbeta,
+                           gthr, idx, t, T, B, N, W, reset, surrogate, sparam, synaptic, detach_reset);
+}
+
+// The reverse time loop in one kernel (one block per batch element, one thread per neuron, as
+// rec_forward_sequence_kernel). Axonal delays: after the adjoint of step t, the gradient of the
+// delayed activity gdel[t, b, j] = sum_i W[i, j] scale[b, i] gb[t, b, i] is computed in the block
+// (the per-step loop runs a GEMM), skipping zero gradients, summing i ascending.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kWholeSequenceMaxN) rec_backward_sequence_kernel(const scalar_t* gspk, const scalar_t* gmem, const scalar_t* mem,
+                                             const scalar_t* pre, const uint8_t* bits, const scalar_t* beta,
+                                             const scalar_t* thr, const int64_t* start, const scalar_t* vals,
+                                             const scalar_t* wgt, scalar_t* gdel, const scalar_t* scale,
+                                             scalar_t* gb, scalar_t* carry, scalar_t* gbeta, scalar_t* gthr,
+                                             int64_t T, int64_t B, int64_t N, int64_t W, int64_t reset,
+                                             int64_t surrogate, double sparam, bool synaptic, bool detach_reset) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  scalar_t* g = reinterpret_cast<scalar_t*>(smem);  // (N,) the recurrent input's gradient at step t
+  const int64_t b = blockIdx.x, n = threadIdx.x;
+  const bool live = n < N;
+  const int64_t idx = b * N + n;
+  for (int64_t t = T - 1; t >= 0; --t) {
+    if (live)
+      adjoint_update<scalar_t>(gspk, gmem, mem, pre, bits, beta, thr, start, vals, wgt, gdel, scale, gb, carry,
+                               gbeta, gthr, idx, t, T, B, N, W, reset, surrogate, sparam, synaptic, detach_reset);
+    if (!synaptic) {
+      if (live) {
+        const scalar_t gi = gb[t * B * N + idx];
+        g[n] = scale ? gi * scale[idx] : gi;
+      }
+      __syncthreads();
+      if (live) {
+        scalar_t acc = 0;
+        for (int64_t i = 0; i < N; ++i) {
+          const scalar_t gi = g[i];
+          if (gi != scalar_t(0)) acc += gi * wgt[i * N + n];
+        }
+        gdel[(t * B + b) * N + n] = acc;
+      }
+    }
+    __syncthreads();  // step t's gradients (and g's readers) done before step t - 1
+  }
 }
 
 // axonal tap gradient: one block per (j, w)
@@ -663,8 +823,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
   auto gv = at::zeros_like(vals);
   if (mem.numel() == 0) return {gb, gw, gv, gbeta.sum(0), gthr.sum(0)};
   auto stream = c10::cuda::getCurrentCUDAStream();
+  const bool whole = use_whole_sequence_kernel(N);
   AT_DISPATCH_FLOATING_TYPES(dt, "recurrent_lif_backward_cuda", [&] {
-    for (int64_t t = T - 1; t >= 0; --t) {
+    if (whole) {
+      const size_t shared = synaptic ? 0 : static_cast<size_t>(N) * sizeof(scalar_t);
+      rec_backward_sequence_kernel<scalar_t><<<static_cast<unsigned>(B), threads_for_neurons(N), shared, stream>>>(
+          gsp.data_ptr<scalar_t>(), gmm.data_ptr<scalar_t>(), mem.data_ptr<scalar_t>(),
+          reset_delay ? nullptr : pre.data_ptr<scalar_t>(), bits.data_ptr<uint8_t>(), beta.data_ptr<scalar_t>(),
+          thr.data_ptr<scalar_t>(), start.data_ptr<int64_t>(), vals.data_ptr<scalar_t>(), wgt.data_ptr<scalar_t>(),
+          synaptic ? nullptr : gdel.data_ptr<scalar_t>(), scale.defined() ? scale.data_ptr<scalar_t>() : nullptr,
+          gb.data_ptr<scalar_t>(), carry.data_ptr<scalar_t>(), gbeta.data_ptr<scalar_t>(), gthr.data_ptr<scalar_t>(),
+          T, B, N, W, reset, surrogate, sparam, synaptic, detach_reset);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+    for (int64_t t = whole ? -1 : T - 1; t >= 0; --t) {
       rec_adjoint_kernel<scalar_t><<<blocks_for(B * N), kThreads, 0, stream>>>(
           gsp.data_ptr<scalar_t>(), gmm.data_ptr<scalar_t>(), mem.data_ptr<scalar_t>(),
           reset_delay ? nullptr : pre.data_ptr<scalar_t>(), bits.data_ptr<uint8_t>(), beta.data_ptr<scalar_t>(),
