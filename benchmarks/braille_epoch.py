@@ -300,8 +300,8 @@ def _print(res: Dict[str, object], device: str, threads: Optional[int], repeats:
             print(f"    {label:<22} {r[part + '_fwd']:8.2f} {r[part + '_bwd']:8.2f}")
         print(f"    delayed layer / (nn.Linear + the same LIF): {ratio:.2f}x")
     o = res["other_ms"]
-    print(f"  readout + loss fwd+bwd {o['readout_loss_fwd_bwd']:.2f} ms   dropout fwd+bwd {o['dropout_fwd_bwd']:.2f} ms   "
-          f"optimiser step + clamp {o['optimizer_step']:.2f} ms")
+    print(f"  readout + loss fwd+bwd {o['readout_loss_fwd_bwd']:.2f} ms   dropout fwd+bwd "
+          f"{o['dropout_fwd_bwd']:.2f} ms   optimiser step + clamp {o['optimizer_step']:.2f} ms")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

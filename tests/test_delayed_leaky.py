@@ -146,8 +146,8 @@ def test_hand_computed_integer_delays_and_lif():
     torch.manual_seed(4)
     n_in, n_out, steps = 3, 2, 12
     d = torch.tensor([[0.0, 2.0, 5.0], [1.0, 3.0, 0.0]])
-    layer = DelayedLeaky(n_in, n_out, 5, beta=torch.tensor([0.8, 0.6], dtype=torch.float64), threshold=0.9, delay_init=d,
-                         interpolation="round", dtype=torch.float64)
+    layer = DelayedLeaky(n_in, n_out, 5, beta=torch.tensor([0.8, 0.6], dtype=torch.float64), threshold=0.9,
+                         delay_init=d, interpolation="round", dtype=torch.float64)
     x = _spikes((steps, 2, n_in), p=0.4, dtype=torch.float64, seed=7)
     spk, mem = layer(x)
     w, b = layer.linear.weight.detach(), layer.linear.bias.detach()
