@@ -262,11 +262,13 @@ class DelayedLeaky(nn.Module):
         ['connections', 'neurons']
         """
         x = self._check_input(input_)
-        if autocast_input(x, self.weight, self.in_features) is None:  # what forward refuses, outside autocast
+        amp = autocast_input(x, self.weight, self.in_features)
+        if amp is None:  # what forward refuses, outside autocast
             check_tensor("input_", x, ranks=(3,), dtype=self.weight.dtype, device=self.weight.device)
         T, B = x.shape[0], x.shape[1]
-        # the neurons' input current (T, B, out): only its shape, dtype and device matter
-        cur = x.new_empty(()).expand(T, B, self.out_features)
+        # the neurons' input current (T, B, out), in autocast's dtype under autocast: only its
+        # shape, dtype and device matter
+        cur = x.new_empty((), dtype=amp if amp is not None else x.dtype).expand(T, B, self.out_features)
         return {"connections": self.linear.backend(x),
                 "neurons": leaky_sequence_choice(cur, self.neuron_parameters())[0]}
 

@@ -276,6 +276,19 @@ def test_backend_says_what_runs_for_connections_and_neurons():
     assert custom.backend == "reference" and "spike_grad" in custom.reason
 
 
+def test_autocast_runs_and_backend_says_what_runs():
+    layer = DelayedLeaky(IN, OUT, D, beta=0.9)
+    x = _spikes((T, B, IN))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        spk, mem = layer(x)
+        neurons = layer.backend(x)["neurons"]
+    assert spk.dtype == torch.bfloat16
+    # the neurons see a bfloat16 current: the kernels take float32/float64, the reference runs
+    assert neurons.backend == "reference" and "bfloat16" in neurons.reason
+    (spk.float().sum() + mem.float().sum()).backward()
+    assert layer.weight.grad is not None and layer.weight.grad.dtype == torch.float32
+
+
 def test_state_dict_round_trip_exact():
     layer = _layer(reset_mechanism="zero")
     opt = torch.optim.SGD(layer.parameters(), lr=0.1)
