@@ -90,7 +90,8 @@ def _extensions():
         exts.append(
             CppExtension(
                 "snn_delays_ext._C",
-                [os.path.join(CSRC, name) for name in ("delays.cpp", "eventprop.cpp", "leaky_sequence.cpp")],
+                [os.path.join(CSRC, name) for name in ("delays.cpp", "eventprop.cpp", "leaky_sequence.cpp",
+                                                      "synaptic_sequence.cpp")],
                 extra_compile_args={"cxx": cxx},
                 extra_link_args=["-fopenmp"] if sys.platform.startswith("linux") else [],
             )
@@ -111,7 +112,8 @@ def _extensions():
             CUDAExtension(
                 "snn_delays_ext._C_cuda",
                 [os.path.join(CSRC, "cuda", name) for name in
-                 ("delays_cuda.cu", "eventprop_cuda.cu", "eventprop_cuda_ops.cpp", "leaky_sequence_cuda.cu")],
+                 ("delays_cuda.cu", "eventprop_cuda.cu", "eventprop_cuda_ops.cpp", "leaky_sequence_cuda.cu",
+                  "synaptic_sequence_cuda.cu")],
                 include_dirs=_cuda_include_dirs(CUDA_HOME),
                 extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3"]},
             )

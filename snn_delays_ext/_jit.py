@@ -28,8 +28,9 @@ __all__ = ["cache_dir", "load"]
 
 _CSRC = Path(__file__).resolve().parent / "csrc"
 _SOURCES = {
-    "cpu": ["delays.cpp", "eventprop.cpp", "leaky_sequence.cpp"],
-    "cuda": ["cuda/delays_cuda.cu", "cuda/eventprop_cuda.cu", "cuda/eventprop_cuda_ops.cpp", "cuda/leaky_sequence_cuda.cu"],
+    "cpu": ["delays.cpp", "eventprop.cpp", "leaky_sequence.cpp", "synaptic_sequence.cpp"],
+    "cuda": ["cuda/delays_cuda.cu", "cuda/eventprop_cuda.cu", "cuda/eventprop_cuda_ops.cpp", "cuda/leaky_sequence_cuda.cu",
+             "cuda/synaptic_sequence_cuda.cu"],
 }
 
 

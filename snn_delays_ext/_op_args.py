@@ -225,6 +225,39 @@ def leaky_sequence_backward(grad_spk: torch.Tensor, grad_mem: torch.Tensor, beta
         _check_shape(pre_mem, mem.shape, op, "pre_mem", "(that of mem, with reset_delay=False)")
 
 
+# ---- synaptic_sequence (csrc/op_checks.h) ----------------------------------------------------
+def _synaptic_parameters(ref: torch.Tensor, ref_name: str, alpha: torch.Tensor, beta: torch.Tensor,
+                         threshold: torch.Tensor, reset: int, surrogate: int, sparam: float, reset_delay: bool,
+                         op: str) -> None:
+    _like(alpha, ref, op, "alpha", ref_name)
+    _check_shape(alpha, (ref.shape[2],), op, "alpha", "(N,) (N = the neurons of the sequence)")
+    _leaky_parameters(ref, ref_name, beta, threshold, reset, surrogate, sparam, reset_delay, op)
+
+
+def synaptic_sequence(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor,
+                      reset: int, surrogate: int, sparam: float, reset_delay: bool = True) -> None:
+    """Checks of ``synaptic_sequence(...)``."""
+    op = "synaptic_sequence"
+    _sequence(x, op, "x")
+    _synaptic_parameters(x, "x", alpha, beta, threshold, reset, surrogate, sparam, reset_delay, op)
+
+
+def synaptic_sequence_backward(grad_spk: torch.Tensor, grad_syn: torch.Tensor, grad_mem: torch.Tensor,
+                               alpha: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, syn: torch.Tensor,
+                               mem: torch.Tensor, pre_mem: torch.Tensor, reset: int, surrogate: int, sparam: float,
+                               reset_delay: bool = True) -> None:
+    """Checks of ``synaptic_sequence_backward(...)``."""
+    op = "synaptic_sequence_backward"
+    _sequence(mem, op, "mem")
+    _synaptic_parameters(mem, "mem", alpha, beta, threshold, reset, surrogate, sparam, reset_delay, op)
+    for t, name in ((grad_spk, "grad_spk"), (grad_syn, "grad_syn"), (grad_mem, "grad_mem"), (syn, "syn")):
+        _like(t, mem, op, name, "mem")
+        _check_shape(t, mem.shape, op, name, "(that of mem)")
+    if not reset_delay:
+        _like(pre_mem, mem, op, "pre_mem", "mem")
+        _check_shape(pre_mem, mem.shape, op, "pre_mem", "(that of mem, with reset_delay=False)")
+
+
 # ---- EventProp ops (csrc/eventprop_common.h) -------------------------------------------------
 def _constants(op: str, max_delay: int, alpha: float, beta: float, threshold: float, syn_scale: float,
                min_denominator: float, reg_strength: float, reg_target: float) -> None:

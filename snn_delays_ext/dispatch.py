@@ -26,6 +26,9 @@ A compiled kernel runs when all of these hold, else the reference does:
 - :func:`leaky_sequence_backend`: snnTorch's ``Leaky`` over a sequence
   (:func:`snn_delays_ext.functional.leaky_sequence`) from a zero membrane, with a surrogate the
   kernels know and ``beta``/``threshold`` scalars or one per neuron;
+- :func:`synaptic_sequence_backend`: the same for snnTorch's ``Synaptic``
+  (:func:`snn_delays_ext.functional.synaptic_sequence`) from a zero current and membrane, with
+  ``alpha`` too a scalar or one per neuron;
 - :func:`eventprop_backend`: the EventProp kernels are built for the device.
 
 ``backend="compiled"`` asks for the kernels and raises a ``ValueError`` that says which of
@@ -35,7 +38,7 @@ these fails; ``backend="reference"`` always runs plain PyTorch.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 
@@ -43,7 +46,7 @@ from . import ops
 from ._checks import check_choice, is_functorch_wrapped
 
 __all__ = ["BACKENDS", "Choice", "delayed_linear_backend", "eventprop_backend", "leaky_sequence_backend",
-           "recurrent_leaky_backend"]
+           "recurrent_leaky_backend", "synaptic_sequence_backend"]
 
 #: What the ``backend`` arguments accept.
 BACKENDS = ("auto", "compiled", "reference")
@@ -184,20 +187,61 @@ def leaky_sequence_backend(x: torch.Tensor, *, zero_state: bool, surrogate_known
     ...                        neuron_shapes_ok=True, backend="reference").backend
     'reference'
     """
-    devices = ops.leaky_sequence_devices()
+    return _neuron_sequence_backend(
+        "leaky_sequence", ops.leaky_sequence_devices(), x, backend, params,
+        (zero_state, "the kernel starts from a zero membrane (a membrane was given)"),
+        (surrogate_known, "the kernels do not know this spike_grad (see surrogate_spec)"),
+        (neuron_shapes_ok, "beta and threshold must be scalars or one per neuron"))
+
+
+def synaptic_sequence_backend(x: torch.Tensor, *, zero_state: bool, surrogate_known: bool,
+                              neuron_shapes_ok: bool, params: tuple = (), backend: str = "auto") -> Choice:
+    """The implementation of snnTorch's ``Synaptic`` neuron over a sequence ``x``
+    (:func:`snn_delays_ext.functional.synaptic_sequence`).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        The ``(T, B, N)`` input current.
+    zero_state : bool
+        The sequence starts from a zero synaptic current and membrane (snnTorch's
+        ``reset_mem()``, the kernel's start).
+    surrogate_known, neuron_shapes_ok : bool
+        A surrogate the kernels implement; ``alpha``, ``beta`` and ``threshold`` scalars or one
+        per neuron.
+    params : tuple of torch.Tensor
+        ``alpha``, ``beta`` and ``threshold`` (checked for ``torch.func`` wrappers).
+    backend : {"auto", "compiled", "reference"}
+
+    Returns
+    -------
+    Choice
+
+    Examples
+    --------
+    >>> synaptic_sequence_backend(torch.zeros(3, 1, 2), zero_state=True, surrogate_known=True,
+    ...                           neuron_shapes_ok=True, backend="reference").backend
+    'reference'
+    """
+    return _neuron_sequence_backend(
+        "synaptic_sequence", ops.synaptic_sequence_devices(), x, backend, params,
+        (zero_state, "the kernel starts from a zero current and membrane (a state was given)"),
+        (surrogate_known, "the kernels do not know this spike_grad (see surrogate_spec)"),
+        (neuron_shapes_ok, "alpha, beta and threshold must be scalars or one per neuron"))
+
+
+def _neuron_sequence_backend(op: str, devices: set, x: torch.Tensor, backend: str, params: tuple,
+                             *conditions: Tuple[bool, str]) -> Choice:
+    """The rule of the neuron-over-a-sequence ops: a kernel for ``x``, then every ``(ok, why
+    not)`` condition in order."""
     hard = _kernel_problem(x, devices, *params)
     if hard is not None and ops.AVAILABLE and not devices:
-        hard = "the compiled extension has no leaky_sequence kernel (built from older sources: rebuild it)"
+        hard = f"the compiled extension has no {op} kernel (built from older sources: rebuild it)"
     if hard is None:
-        for ok, why in ((zero_state, "the kernel starts from a zero membrane (a membrane was given)"),
-                        (surrogate_known, "the kernels do not know this spike_grad (see surrogate_spec)"),
-                        (neuron_shapes_ok, "beta and threshold must be scalars or one per neuron")):
-            if not ok:
-                hard = why
-                break
+        hard = next((why for ok, why in conditions if not ok), None)
     if backend == "auto" and not ops.AVAILABLE:
         ops.warn_reference_once()
-    return _decide(backend, hard, None, "leaky_sequence")
+    return _decide(backend, hard, None, op)
 
 
 def eventprop_backend(x: torch.Tensor, backend: str = "auto") -> Choice:

@@ -14,6 +14,8 @@ The ops:
   sequence (the time loop runs inside the op; its backward op runs the reverse-time BPTT);
 * ``leaky_sequence`` / ``leaky_sequence_backward``: snnTorch's ``Leaky`` neuron over a whole
   sequence (the feed-forward LIF layer; time loop inside the op, reverse-time BPTT backward);
+* ``synaptic_sequence`` / ``synaptic_sequence_backward``: snnTorch's current-based ``Synaptic``
+  neuron over a whole sequence (the same structure as ``leaky_sequence``);
 * ``eventprop_lif_forward`` / ``eventprop_lif_backward``: the EventProp layer (event-driven
   forward and exact adjoint backward).
 
@@ -52,6 +54,7 @@ __all__ = [
     "available_devices",
     "eventprop_devices",
     "leaky_sequence_devices",
+    "synaptic_sequence_devices",
     "warn_eventprop_reference_once",
     "warn_reference_once",
 ]
@@ -433,6 +436,80 @@ if _LS_DEVICES:
                 + (None,) * (3 + ctx.n_flags))
 
     torch.library.register_autograd(_lib + "leaky_sequence", _ls_backward, setup_context=_ls_setup)
+
+
+# ----------------------------------------------------------------------------------------------
+# synaptic_sequence: snnTorch's Synaptic over a sequence (csrc/synaptic_sequence.cpp,
+# csrc/cuda/synaptic_sequence_cuda.cu)
+# ----------------------------------------------------------------------------------------------
+_SS_DEVICES: Set[str] = _devices_with(("snn_delays_ext::synaptic_sequence",
+                                       "snn_delays_ext::synaptic_sequence_backward"))
+
+
+def synaptic_sequence_devices() -> Set[str]:
+    """Device types with a compiled ``synaptic_sequence`` kernel, e.g. ``{"cpu"}`` (empty without
+    a build, or with a build from sources older than the op).
+
+    Examples
+    --------
+    >>> synaptic_sequence_devices() <= {"cpu", "cuda"}
+    True
+    """
+    return set(_SS_DEVICES)
+
+
+class _NoDoubleBackwardSynaptic(_NoDoubleBackward):
+    """:class:`_NoDoubleBackward` for the ``synaptic_sequence`` op."""
+
+    @staticmethod
+    def backward(ctx, *grads):  # type: ignore[override]
+        raise RuntimeError(
+            "snn_delays_ext: double backward (a gradient of a gradient) is not supported through the "
+            "compiled synaptic_sequence op. Use the plain-PyTorch reference "
+            "snn_delays_ext.functional.synaptic_sequence(..., backend='reference'), which autograd "
+            "differentiates to any order."
+        )
+
+
+if _SS_DEVICES:
+
+    @torch.library.register_fake(_lib + "synaptic_sequence")
+    def _synaptic_sequence_fake(x, alpha, beta, threshold, reset, surrogate, surrogate_param, reset_delay=True,
+                                detach_reset=False):
+        _op_args.synaptic_sequence(x, alpha, beta, threshold, reset, surrogate, surrogate_param, reset_delay)
+        shape = x.shape
+        return (x.new_empty(shape), x.new_empty(shape), x.new_empty(shape),
+                x.new_empty((0,) if reset_delay else shape))
+
+    @torch.library.register_fake(_lib + "synaptic_sequence_backward")
+    def _synaptic_sequence_backward_fake(grad_spk, grad_syn, grad_mem, alpha, beta, threshold, syn, mem, pre_mem,
+                                         reset, surrogate, surrogate_param, reset_delay=True, detach_reset=False):
+        _op_args.synaptic_sequence_backward(grad_spk, grad_syn, grad_mem, alpha, beta, threshold, syn, mem,
+                                            pre_mem, reset, surrogate, surrogate_param, reset_delay)
+        n = mem.shape[-1]
+        return mem.new_empty(mem.shape), mem.new_empty((n,)), mem.new_empty((n,)), mem.new_empty((n,))
+
+    def _ss_setup(ctx, inputs, output):
+        x, alpha, beta, threshold, reset, surrogate, sparam, *flags = inputs
+        reset_delay, detach_reset = (list(flags) + [True, False][len(flags):])[:2]
+        _, syn, mem, pre = output
+        ctx.save_for_backward(alpha, beta, threshold, syn, mem, pre)
+        ctx.cfg = (reset, surrogate, sparam, reset_delay, detach_reset)
+        ctx.n_flags = len(flags)
+
+    def _ss_backward(ctx, grad_spk, grad_syn, grad_mem, _grad_pre):
+        alpha, beta, threshold, syn, mem, pre = ctx.saved_tensors
+        reset, surrogate, sparam, reset_delay, detach_reset = ctx.cfg
+        grads = [torch.zeros_like(mem) if g is None else g.contiguous() for g in (grad_spk, grad_syn, grad_mem)]
+        out = torch.ops.snn_delays_ext.synaptic_sequence_backward(
+            *grads, alpha, beta, threshold, syn, mem, pre, reset, surrogate, sparam, reset_delay, detach_reset)
+        if torch.is_grad_enabled():
+            # create_graph=True: first-order gradients are right, a second order is refused
+            out = _NoDoubleBackwardSynaptic.apply(*out)
+        need = ctx.needs_input_grad
+        return tuple(g if need[i] else None for i, g in enumerate(out)) + (None,) * (3 + ctx.n_flags)
+
+    torch.library.register_autograd(_lib + "synaptic_sequence", _ss_backward, setup_context=_ss_setup)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -166,4 +166,59 @@ SDX_HD scalar_t leaky_charge(scalar_t mp, scalar_t x, scalar_t beta, scalar_t th
   return reset == kZero ? base : lif_reset_start<scalar_t>(base, thr, rs, reset);
 }
 
+// ---- snnTorch's Synaptic neuron (the synaptic_sequence op) ---------------------------------
+// syn_t = alpha syn_{t-1} + x_t, never reset; the membrane is RLeaky's with syn_t for its input:
+// base = beta m_{t-1} + syn_t, the late reset lif_reset_start (the zero reset clears base, the
+// input included), the same-step reset lif_reset_same_step; rs = H(m_{t-1} - thr) where the reset
+// code carries a late reset (carries_reset), the kind's constants as the other ops.
+
+template <typename scalar_t>
+struct SynapticStep {
+  scalar_t syn;  // syn_t
+  scalar_t m1;   // the membrane the spike is tested on
+  scalar_t mem;  // m_t (m1 after a same-step reset)
+  bool spk;
+};
+
+template <typename scalar_t>
+SDX_HD SynapticStep<scalar_t> synaptic_step(scalar_t sp, scalar_t mp, scalar_t x, scalar_t alpha, scalar_t beta,
+                                            scalar_t thr, bool carries, int64_t kind, bool reset_delay) {
+  SynapticStep<scalar_t> o;
+  o.syn = alpha * sp + x;
+  const bool rs = carries && (mp - thr) > scalar_t(0);
+  o.m1 = lif_reset_start<scalar_t>(beta * mp + o.syn, thr, rs, kind);
+  o.spk = (o.m1 - thr) > scalar_t(0);
+  o.mem = reset_delay ? o.m1 : lif_reset_same_step<scalar_t>(o.m1, thr, rs, o.spk, kind);
+  return o;
+}
+
+template <typename scalar_t>
+struct SynapticAdjoint {
+  scalar_t gx;         // dL/dx_t (= dL/dsyn_t)
+  scalar_t gsyn_prev;  // this step's part of dL/dsyn_{t-1}
+  scalar_t gmem_prev;  // this step's part of dL/dm_{t-1}
+  scalar_t galpha, gbeta, gthr;  // this step's parts of the parameter gradients
+};
+
+// One reverse step: sp, mp the previous step's current and membrane, m1 the membrane the spike
+// was tested on; gs = dL/dspk_t, gsyn and gm: dL/dsyn_t and dL/dm_t from the outputs and step t+1.
+template <typename scalar_t>
+SDX_HD SynapticAdjoint<scalar_t> synaptic_adjoint(scalar_t sp, scalar_t mp, scalar_t m1, scalar_t alpha,
+                                                  scalar_t beta, scalar_t thr, scalar_t gs, scalar_t gsyn,
+                                                  scalar_t gm, bool carries, int64_t kind, int64_t surrogate,
+                                                  double sparam, bool reset_delay, bool detach_reset) {
+  const bool rs = carries && (mp - thr) > scalar_t(0);
+  const bool s = (m1 - thr) > scalar_t(0);
+  const LifAdjoint<scalar_t> a =
+      lif_adjoint<scalar_t>(m1, thr, rs, s, gs, gm, kind, surrogate, sparam, reset_delay, detach_reset, true);
+  SynapticAdjoint<scalar_t> o;
+  o.gx = gsyn + a.gbase;  // base = beta m_{t-1} + syn_t
+  o.gsyn_prev = o.gx * alpha;
+  o.gmem_prev = a.gbase * beta;
+  o.galpha = o.gx * sp;
+  o.gbeta = a.gbase * mp;
+  o.gthr = a.gthr;
+  return o;
+}
+
 }  // namespace snn_delays_ext

@@ -235,5 +235,44 @@ inline void leaky_sequence_backward(const at::Tensor& grad_spk, const at::Tensor
   }
 }
 
+// ---- synaptic_sequence (synaptic_sequence.cpp): snnTorch's Synaptic over a sequence ------------
+inline void synaptic_parameters(const at::Tensor& ref, const char* ref_name, const at::Tensor& alpha,
+                                const at::Tensor& beta, const at::Tensor& threshold, int64_t reset,
+                                int64_t surrogate, double sparam, bool reset_delay, const char* op) {
+  like(alpha, ref, op, "alpha", ref_name);
+  shape(alpha, {ref.size(2)}, op, "alpha", "(N,) (N = the neurons of the sequence)");
+  leaky_parameters(ref, ref_name, beta, threshold, reset, surrogate, sparam, reset_delay, op);
+}
+
+inline void synaptic_sequence(const at::Tensor& x, const at::Tensor& alpha, const at::Tensor& beta,
+                              const at::Tensor& threshold, int64_t reset, int64_t surrogate, double sparam,
+                              bool reset_delay) {
+  const char* op = "synaptic_sequence";
+  sequence(x, op, "x");
+  synaptic_parameters(x, "x", alpha, beta, threshold, reset, surrogate, sparam, reset_delay, op);
+}
+
+inline void synaptic_sequence_backward(const at::Tensor& grad_spk, const at::Tensor& grad_syn,
+                                       const at::Tensor& grad_mem, const at::Tensor& alpha, const at::Tensor& beta,
+                                       const at::Tensor& threshold, const at::Tensor& syn, const at::Tensor& mem,
+                                       const at::Tensor& pre_mem, int64_t reset, int64_t surrogate, double sparam,
+                                       bool reset_delay) {
+  const char* op = "synaptic_sequence_backward";
+  sequence(mem, op, "mem");
+  synaptic_parameters(mem, "mem", alpha, beta, threshold, reset, surrogate, sparam, reset_delay, op);
+  const auto as_mem = [&](const at::Tensor& t, const char* name) {
+    like(t, mem, op, name, "mem");
+    shape(t, mem.sizes(), op, name, "(that of mem)");
+  };
+  as_mem(grad_spk, "grad_spk");
+  as_mem(grad_syn, "grad_syn");
+  as_mem(grad_mem, "grad_mem");
+  as_mem(syn, "syn");
+  if (!reset_delay) {  // the membranes the spikes were tested on, from the forward op
+    like(pre_mem, mem, op, "pre_mem", "mem");
+    shape(pre_mem, mem.sizes(), op, "pre_mem", "(that of mem, with reset_delay=False)");
+  }
+}
+
 }  // namespace checks
 }  // namespace snn_delays_ext

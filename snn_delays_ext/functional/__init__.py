@@ -13,6 +13,7 @@ from .recurrent_leaky import (
     recurrent_leaky_step,
 )
 from .schedule import delrec_sigma
+from .synaptic_sequence import SynapticParameters, synaptic_sequence, synaptic_step
 
 __all__ = [
     "DELAY_TYPES_FF",
@@ -22,6 +23,7 @@ __all__ = [
     "RESET_MECHANISMS",
     "RecurrentLeakyParameters",
     "RecurrentLeakyState",
+    "SynapticParameters",
     "delay_taps",
     "delayed_linear",
     "delrec_sigma",
@@ -32,6 +34,8 @@ __all__ = [
     "recurrent_leaky_sequence",
     "recurrent_leaky_step",
     "round_half_up",
+    "synaptic_sequence",
+    "synaptic_step",
     "tap_range",
     "zero_history",
 ]

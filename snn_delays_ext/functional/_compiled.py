@@ -2,7 +2,8 @@
 
 Called by the functional entries (:func:`~snn_delays_ext.functional.delayed_linear`,
 :func:`~snn_delays_ext.functional.recurrent_leaky_sequence`,
-:func:`~snn_delays_ext.functional.leaky_sequence`) when
+:func:`~snn_delays_ext.functional.leaky_sequence`,
+:func:`~snn_delays_ext.functional.synaptic_sequence`) when
 :mod:`snn_delays_ext.dispatch` chooses the kernels; arguments are checked by the caller.
 """
 
@@ -17,7 +18,8 @@ from .. import ops  # noqa: F401  (loads the extension: registers torch.ops.snn_
 from .delayed_linear import fit_history
 from .interpolation import tap_range_unchecked, banded_taps
 
-__all__ = ["delayed_linear_compiled", "leaky_sequence_compiled", "recurrent_leaky_compiled"]
+__all__ = ["delayed_linear_compiled", "leaky_sequence_compiled", "recurrent_leaky_compiled",
+           "synaptic_sequence_compiled"]
 
 #: Kernel codes of the reset mechanisms (keep in sync with csrc/common.h).
 RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
@@ -136,3 +138,28 @@ def leaky_sequence_compiled(
         x.contiguous(), beta_v, thr_v, reset_code(reset_mechanism, reset_delay, reset_convention),
         int(surrogate[0]), float(surrogate[1]), bool(reset_delay), bool(detach_reset))
     return spk, mem
+
+
+def synaptic_sequence_compiled(
+    x: torch.Tensor,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
+    threshold: torch.Tensor,
+    reset_mechanism: str = "subtract",
+    surrogate: Tuple[int, float] = (0, 2.0),
+    reset_delay: bool = True,
+    detach_reset: bool = False,
+    reset_convention: str = "snntorch",
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """snnTorch's ``Synaptic`` over a whole ``(T, B, N)`` sequence on the compiled op, from zero
+    current and membrane: :func:`~snn_delays_ext.functional.synaptic_sequence`'s compiled path.
+    ``surrogate`` as :func:`leaky_sequence_compiled`; ``alpha`` and ``beta`` (clamped to
+    ``[0, 1]`` here, as snnTorch does) and ``threshold`` are scalars or ``(N,)``. Returns the
+    ``(T, B, N)`` spikes, synaptic currents and membranes in ``x``'s dtype."""
+    n = x.shape[-1]
+    alpha_v, beta_v = (p.to(x.dtype).clamp(0, 1).expand(n).contiguous() for p in (alpha, beta))
+    thr_v = threshold.to(x.dtype).expand(n).contiguous()
+    spk, syn, mem, _ = torch.ops.snn_delays_ext.synaptic_sequence(
+        x.contiguous(), alpha_v, beta_v, thr_v, reset_code(reset_mechanism, reset_delay, reset_convention),
+        int(surrogate[0]), float(surrogate[1]), bool(reset_delay), bool(detach_reset))
+    return spk, syn, mem
