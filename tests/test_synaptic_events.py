@@ -155,6 +155,25 @@ def test_compiled_op_matches_reference(T, B, I, O, W, density, seed, input_grad)
 
 
 @compiled
+@pytest.mark.parametrize("W", [1, 2, 5, 7, 8, 9, 17])
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_compiled_op_sparse_all_tap_widths(W, input_grad):
+    # the CPU backward sums up to 8 taps with compile-time unrolled loops, wider bands (up to 16) in
+    # a generic loop, and W > 16 tap by tap; events near both ends of the sequence fall outside
+    # the range where every tap lands inside and take the per-tap walk
+    x, w, start, vals = _case(40, 3, 5, 4, W, 0.08, W, lo=-3, hi=9)
+    gy = torch.randn(40, 3, 4, dtype=DT, generator=torch.Generator().manual_seed(W))
+    y, gx, gw, gv = _reference(x, w, start, vals, gy)
+    K = torch.ops.snn_delays_ext
+    torch.testing.assert_close(K.synaptic_delay(x, w, start, vals), y, **TOL)
+    cx, cw, cv = K.synaptic_delay_backward(gy, x, w, start, vals, input_grad)
+    if input_grad:
+        torch.testing.assert_close(cx, gx, **TOL)
+    torch.testing.assert_close(cw, gw, **TOL)
+    torch.testing.assert_close(cv, gv, **TOL)
+
+
+@compiled
 @pytest.mark.parametrize("density", [0.0, 0.05, 1.0], ids=["silent", "sparse", "all-spiking"])
 def test_delays_at_zero_and_max(density):
     D = 7

@@ -228,6 +228,39 @@ inline std::pair<int64_t, int64_t> lag_overlap(int64_t lag, int64_t T) {
   return lag < 0 ? std::make_pair(-lag, T) : std::make_pair(int64_t(0), T - lag);
 }
 
+// acc[w] = sum_q val[q] g0[idx[q] + w * B] over events q0 <= q < q1, for the W taps of one delay
+// at once (W a compile-time constant up to 8: the sums stay in registers).
+template <typename scalar_t, int64_t NW>
+inline void fused_tap_sums_n(const scalar_t* val, const int64_t* idx, int64_t q0, int64_t q1, const scalar_t* g0,
+                             int64_t B, scalar_t* acc) {
+  scalar_t a[NW] = {};
+  for (int64_t q = q0; q < q1; ++q) {
+    const scalar_t xv = val[q];
+    const scalar_t* g = g0 + idx[q];
+    for (int64_t w = 0; w < NW; ++w) a[w] += xv * g[w * B];
+  }
+  for (int64_t w = 0; w < NW; ++w) acc[w] = a[w];
+}
+
+template <typename scalar_t>
+inline void fused_tap_sums(const scalar_t* val, const int64_t* idx, int64_t q0, int64_t q1, const scalar_t* g0,
+                           int64_t B, int64_t W, scalar_t* acc) {
+  switch (W) {
+    case 1: return fused_tap_sums_n<scalar_t, 1>(val, idx, q0, q1, g0, B, acc);
+    case 2: return fused_tap_sums_n<scalar_t, 2>(val, idx, q0, q1, g0, B, acc);
+    case 3: return fused_tap_sums_n<scalar_t, 3>(val, idx, q0, q1, g0, B, acc);
+    case 4: return fused_tap_sums_n<scalar_t, 4>(val, idx, q0, q1, g0, B, acc);
+    case 5: return fused_tap_sums_n<scalar_t, 5>(val, idx, q0, q1, g0, B, acc);
+    case 6: return fused_tap_sums_n<scalar_t, 6>(val, idx, q0, q1, g0, B, acc);
+    case 7: return fused_tap_sums_n<scalar_t, 7>(val, idx, q0, q1, g0, B, acc);
+    case 8: return fused_tap_sums_n<scalar_t, 8>(val, idx, q0, q1, g0, B, acc);
+    default:
+      for (int64_t w = 0; w < W; ++w) acc[w] = 0;
+      for (int64_t q = q0; q < q1; ++q)
+        for (int64_t w = 0; w < W; ++w) acc[w] += val[q] * g0[idx[q] + w * B];
+  }
+}
+
 at::Tensor synaptic_delay_cpu(const at::Tensor& x_, const at::Tensor& weight_, const at::Tensor& start_,
                               const at::Tensor& vals_) {
   checks::synaptic_delay(x_, weight_, start_, vals_);
@@ -304,18 +337,30 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cpu(
     scalar_t* gwp = gwT.data_ptr<scalar_t>();
     scalar_t* gvp = gvT.data_ptr<scalar_t>();
     const auto sx = sparse_rows_if_sparse<scalar_t>(xF);
-    // each thread owns some input features i: its rows of grad_x, grad_weight^T, grad_vals^T
-    at::parallel_for(0, I, 1, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) {
-        const scalar_t* xi = xp + i * TB;
-        scalar_t* gxi = gxp ? gxp + i * TB : nullptr;
-        for (int64_t o = 0; o < O; ++o) {
-          const scalar_t* gyo = gyp + o * TB;
+    // each thread owns some blocks of kInputBlock input features i: their rows of grad_x,
+    // grad_weight^T, grad_vals^T; the outputs o are the outer loop within a block, so each
+    // grad_y row is read from memory once per block rather than once per input feature
+    constexpr int64_t kInputBlock = 8;
+    constexpr int64_t kFusedTaps = 16;  // widest band whose taps are summed in one walk of the events
+    at::parallel_for(0, (I + kInputBlock - 1) / kInputBlock, 1, [&](int64_t blo, int64_t bhi) {
+      for (int64_t o = 0; o < O; ++o) {
+        const scalar_t* gyo = gyp + o * TB;
+        for (int64_t i = blo * kInputBlock; i < std::min(I, bhi * kInputBlock); ++i) {
+          const scalar_t* xi = xp + i * TB;
+          scalar_t* gxi = gxp ? gxp + i * TB : nullptr;
           const scalar_t* v = vp + (i * O + o) * W;
           scalar_t* gv = gvp + (i * O + o) * W;
           const int64_t s0 = sp[i * O + o];
           const scalar_t wv = wp[i * O + o];
           scalar_t gw = 0;
+          // sparse input: the events whose every tap lands inside the sequence (steps tm0 <= t <
+          // tm1) are walked once for all W taps (independent sums, one read of each event)
+          const int64_t tm0 = std::max<int64_t>(0, -s0), tm1 = std::min<int64_t>(T, T - (s0 + W - 1));
+          const bool fused = sx && W <= kFusedTaps && tm0 < tm1;
+          scalar_t acc[kFusedTaps];
+          if (fused)
+            fused_tap_sums<scalar_t>(sx->val.data(), sx->idx.data(), sx->begin(i, tm0), sx->begin(i, tm1),
+                                     gyo + s0 * B, B, W, acc);
           for (int64_t w = 0; w < W; ++w) {
             const int64_t lag = s0 + w;
             const auto [t0, t1] = lag_overlap(lag, T);
@@ -328,8 +373,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cpu(
             scalar_t g = 0;  // sum_t,b x[t] gy[t + lag]
             if (sx) {
               const int64_t shift = lag * B;
-              for (int64_t q = sx->begin(i, t0), e = sx->begin(i, t1); q < e; ++q)
-                g += sx->val[q] * gyo[sx->idx[q] + shift];
+              auto walk = [&](int64_t a, int64_t b) {
+                for (int64_t q = sx->begin(i, a), e = sx->begin(i, b); q < e; ++q)
+                  g += sx->val[q] * gyo[sx->idx[q] + shift];
+              };
+              if (fused) {  // the steps of [t0, t1) outside [tm0, tm1)
+                g = acc[w];
+                if (t0 < tm0) walk(t0, std::min(t1, tm0));
+                if (tm1 < t1) walk(std::max(t0, tm1), t1);
+              } else {
+                walk(t0, t1);
+              }
             } else {
               g = dot(xi + t0 * B, gy_shift, n);
             }
