@@ -147,6 +147,27 @@ def recurrent_lif(g: torch.Generator, s: Dict[str, int], dt: torch.dtype, backwa
                 bad_values=_start_values())
 
 
+def neuron_sequence(g: torch.Generator, s: Dict[str, int], dt: torch.dtype, op: str, backward: bool) -> Case:
+    """``leaky_sequence`` / ``synaptic_sequence`` and their backward ops (the backward case runs
+    the same-step reset, reset_delay=False, which reads pre_mem)."""
+    T, B, N = s["T"], s["B"], s["N"]
+    synaptic = op == "synaptic_sequence"
+    seq, cur = ("T", "B", "N"), ("syn",) if synaptic else ()
+    names = ((("grad_spk", "grad_syn") if synaptic else ("grad_spk",)) + ("grad_mem",)) if backward else ("x",)
+    names += (("alpha",) if synaptic else ()) + ("beta", "threshold") + ((cur + ("mem", "pre_mem")) if backward else ())
+    dims: Dict[str, Tuple[str, ...]] = {n: (("N",) if n in ("alpha", "beta", "threshold") else seq) for n in names}
+    sizes = {"T": T, "B": B, "N": N}
+    args: Dict[str, Any] = {n: _float(g, tuple(sizes[d] for d in dims[n]), dt) for n in names}
+    args["threshold"] = args["threshold"] + 0.5
+    args.update(reset=0, surrogate=0, surrogate_param=2.0, reset_delay=not backward, detach_reset=False)
+    kinds = {n: "float" for n in dims}
+    # codes 3, 4 (reset once) are valid with reset_delay=False only (the backward case)
+    bad = {"reset": [-1, 5, INT64_MIN] + ([] if backward else [3, 4]), "surrogate": [-1, 7, 2**40],
+           "surrogate_param": [math.nan, math.inf]}
+    name = op + ("_backward" if backward else "")
+    return Case(name, args, dims, kinds, lambda a: getattr(_ops(), name)(*a.values()), bad_scalars=bad)
+
+
 _EP_CONSTANTS = dict(alpha=0.9, beta=0.8, threshold=1.0, syn_scale=1.0, min_denominator=1e-6,
                      reg_strength=0.0, reg_target=0.0)
 _EP_BAD = {"max_delay": [0, -1, 2**30, INT64_MIN], "alpha": [0.0, 1.0, math.nan, -0.5],
@@ -274,6 +295,10 @@ BUILDERS: Dict[str, Callable[[torch.Generator, Dict[str, int], torch.dtype], Cas
     "recurrent_lif[synaptic]": lambda g, s, dt: recurrent_lif(g, s, dt, False, True),
     "recurrent_lif_backward[axonal]": lambda g, s, dt: recurrent_lif(g, s, dt, True, False),
     "recurrent_lif_backward[synaptic]": lambda g, s, dt: recurrent_lif(g, s, dt, True, True),
+    "leaky_sequence": lambda g, s, dt: neuron_sequence(g, s, dt, "leaky_sequence", False),
+    "leaky_sequence_backward": lambda g, s, dt: neuron_sequence(g, s, dt, "leaky_sequence", True),
+    "synaptic_sequence": lambda g, s, dt: neuron_sequence(g, s, dt, "synaptic_sequence", False),
+    "synaptic_sequence_backward": lambda g, s, dt: neuron_sequence(g, s, dt, "synaptic_sequence", True),
     "eventprop_lif_forward": lambda g, s, dt: eventprop_forward(g, s, dt, False),
     "eventprop_lif_forward[rec]": lambda g, s, dt: eventprop_forward(g, s, dt, True),
     "eventprop_lif_backward": lambda g, s, dt: eventprop_backward(g, s, dt, False),

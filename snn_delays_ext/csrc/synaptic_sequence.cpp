@@ -77,6 +77,45 @@ void over_row_blocks(int64_t B, int64_t N, F&& body) {
   });
 }
 
+// One step of one batch row of N neurons (sprev, mprev: the previous step's, zeros at t = 0).
+// Every pointer __restrict, so that the loop vectorises without alias checks.
+template <typename scalar_t, int64_t kind, bool late>
+void forward_row(const scalar_t* __restrict sprev, const scalar_t* __restrict mprev, const scalar_t* __restrict x,
+                 const scalar_t* __restrict alpha, const scalar_t* __restrict beta, const scalar_t* __restrict thr,
+                 scalar_t* __restrict syn, scalar_t* __restrict mem, scalar_t* __restrict spk,
+                 scalar_t* __restrict pre, int64_t N, bool carries) {
+  for (int64_t j = 0; j < N; ++j) {
+    const SynapticStep<scalar_t> o =
+        synaptic_step<scalar_t>(sprev[j], mprev[j], x[j], alpha[j], beta[j], thr[j], carries, kind, late);
+    syn[j] = o.syn;
+    mem[j] = o.mem;
+    spk[j] = o.spk ? scalar_t(1) : scalar_t(0);
+    if (!late) pre[j] = o.m1;
+  }
+}
+
+// One reverse step of one batch row: m1 the membranes the spikes were tested on; cs and cm hold
+// dL/dsyn_t and dL/dm_t from step t + 1 and receive those of step t - 1; ga, gb, gh accumulate.
+template <typename scalar_t, int64_t kind, bool late, int64_t sg>
+void backward_row(const scalar_t* __restrict sprev, const scalar_t* __restrict mprev,
+                  const scalar_t* __restrict m1, const scalar_t* __restrict alpha, const scalar_t* __restrict beta,
+                  const scalar_t* __restrict thr, const scalar_t* __restrict gs, const scalar_t* __restrict gsyn,
+                  const scalar_t* __restrict gm, scalar_t* __restrict cs, scalar_t* __restrict cm,
+                  scalar_t* __restrict gx, scalar_t* __restrict ga, scalar_t* __restrict gb, scalar_t* __restrict gh,
+                  int64_t N, bool carries, double sparam, bool detach_reset) {
+  for (int64_t j = 0; j < N; ++j) {
+    const SynapticAdjoint<scalar_t> a =
+        synaptic_adjoint<scalar_t>(sprev[j], mprev[j], m1[j], alpha[j], beta[j], thr[j], gs[j], gsyn[j] + cs[j],
+                                   gm[j] + cm[j], carries, kind, sg, sparam, late, detach_reset);
+    gx[j] = a.gx;
+    cs[j] = a.gsyn_prev;
+    cm[j] = a.gmem_prev;
+    ga[j] += a.galpha;
+    gb[j] += a.gbeta;
+    gh[j] += a.gthr;
+  }
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> synaptic_sequence_cpu(
     const at::Tensor& x_, const at::Tensor& alpha_, const at::Tensor& beta_, const at::Tensor& threshold_,
     int64_t reset, int64_t surrogate, double sparam, bool reset_delay, bool detach_reset) {
@@ -109,16 +148,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> synaptic_sequence_cpu
         for (int64_t t = 0; t < T; ++t) {
           for (int64_t b = lo; b < hi; ++b) {
             const int64_t off = t * BN + b * N;
-            const scalar_t* __restrict sprev = t > 0 ? synp + off - BN : zeros.data();
-            const scalar_t* __restrict mprev = t > 0 ? memp + off - BN : zeros.data();
-            for (int64_t j = 0; j < N; ++j) {
-              const SynapticStep<scalar_t> o = synaptic_step<scalar_t>(sprev[j], mprev[j], xp[off + j], ap[j], bp[j],
-                                                                       hp[j], carries, kind, late);
-              synp[off + j] = o.syn;
-              memp[off + j] = o.mem;
-              spkp[off + j] = o.spk ? scalar_t(1) : scalar_t(0);
-              if (!late) prep[off + j] = o.m1;
-            }
+            forward_row<scalar_t, kind, late>(t > 0 ? synp + off - BN : zeros.data(),
+                                              t > 0 ? memp + off - BN : zeros.data(), xp + off, ap, bp, hp,
+                                              synp + off, memp + off, spkp + off, late ? nullptr : prep + off, N,
+                                              carries);
           }
         }
       });
@@ -173,25 +206,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> synaptic_sequence_bac
             for (int64_t t = T - 1; t >= 0; --t) {
               for (int64_t b = lo; b < hi; ++b) {
                 const int64_t off = t * BN + b * N;
-                const scalar_t* __restrict sprev = t > 0 ? synp + off - BN : zeros.data();
-                const scalar_t* __restrict mprev = t > 0 ? memp + off - BN : zeros.data();
-                scalar_t* __restrict cs = carry_syn.data() + (b - lo) * N;
-                scalar_t* __restrict cm = carry_mem.data() + (b - lo) * N;
-                scalar_t* __restrict ga = gap + b * N;
-                scalar_t* __restrict gb = gbp + b * N;
-                scalar_t* __restrict gh = ghp + b * N;
-                for (int64_t j = 0; j < N; ++j) {
-                  const SynapticAdjoint<scalar_t> a = synaptic_adjoint<scalar_t>(
-                      sprev[j], mprev[j], m1p[off + j], ap[j], bp[j], hp[j], gsp_p[off + j],
-                      gsy_p[off + j] + cs[j], gmm_p[off + j] + cm[j], carries, kind, sg, sparam, late,
-                      detach_reset);
-                  gxp[off + j] = a.gx;
-                  cs[j] = a.gsyn_prev;
-                  cm[j] = a.gmem_prev;
-                  ga[j] += a.galpha;
-                  gb[j] += a.gbeta;
-                  gh[j] += a.gthr;
-                }
+                backward_row<scalar_t, kind, late, sg>(
+                    t > 0 ? synp + off - BN : zeros.data(), t > 0 ? memp + off - BN : zeros.data(), m1p + off,
+                    ap, bp, hp, gsp_p + off, gsy_p + off, gmm_p + off, carry_syn.data() + (b - lo) * N,
+                    carry_mem.data() + (b - lo) * N, gxp + off, gap + b * N, gbp + b * N, ghp + b * N, N, carries,
+                    sparam, detach_reset);
               }
             }
           });
