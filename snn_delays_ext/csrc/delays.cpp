@@ -166,6 +166,13 @@ std::tuple<at::Tensor, at::Tensor> delay_channels_backward_cpu(
                               int64_t n) {                                                        \
     for (int64_t k = 0; k < n; ++k) y[k] += a * x[k];                                            \
   }                                                                                               \
+  /* y += c0 a0 + c1 a1 + c2 a2 + c3 a3: four sources per load and store of y */                 \
+  SDX_VECTOR_CLONES void axpy4(scalar_t* __restrict__ y, const scalar_t* __restrict__ a0,          \
+                               const scalar_t* __restrict__ a1, const scalar_t* __restrict__ a2,   \
+                               const scalar_t* __restrict__ a3, const scalar_t* c, int64_t n) {    \
+    const scalar_t c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3];                                    \
+    for (int64_t k = 0; k < n; ++k) y[k] += (c0 * a0[k] + c1 * a1[k]) + (c2 * a2[k] + c3 * a3[k]); \
+  }                                                                                               \
   /* independent partial sums: vectorisable without -ffast-math */                               \
   SDX_VECTOR_CLONES scalar_t dot(const scalar_t* __restrict__ a, const scalar_t* __restrict__ b,  \
                                  int64_t n) {                                                     \
@@ -318,12 +325,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cpu(
   const int64_t O = weight_.size(0);
   // feature-major copies (F, T, B): one row per input / output feature
   auto xF = x_.permute({2, 0, 1}).contiguous();
-  auto gyF = gy_.to(x_.scalar_type()).permute({2, 0, 1}).contiguous();
   auto wT = weight_.to(x_.scalar_type()).t().contiguous();                  // (I, O)
   auto sT = start_.t().contiguous();                                        // (I, O)
   auto vT = vals_.to(x_.scalar_type()).transpose(0, 1).contiguous();        // (I, O, W)
   const int64_t W = vT.size(2);
   const int64_t TB = T * B;
+  // grad_y rows (O, P0 + T + P1, B) with P0 zero steps before and P1 after the sequence, so
+  // that a tap at any lag -P0 <= lag <= P1 reads a whole T-step window (zeros outside): the
+  // grad_x products then run over whole rows, four sources at a time
+  int64_t P0 = 0, P1 = 0;
+  if (sT.numel() > 0 && W > 0) {
+    P0 = std::clamp<int64_t>(-sT.min().item<int64_t>(), 0, T);
+    P1 = std::clamp<int64_t>(sT.max().item<int64_t>() + W - 1, 0, T);
+  }
+  const int64_t LB = (P0 + T + P1) * B;
+  auto gyF = at::zeros({O, P0 + T + P1, B}, x_.options());
+  gyF.narrow(1, P0, T).copy_(gy_.permute({2, 0, 1}));
   auto gxF = input_grad ? at::zeros({I, T, B}, xF.options()) : at::Tensor();
   auto gwT = at::empty({I, O}, xF.options());
   auto gvT = at::empty({I, O, W}, xF.options());
@@ -333,65 +350,92 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cpu(
     const scalar_t* wp = wT.data_ptr<scalar_t>();
     const int64_t* sp = sT.data_ptr<int64_t>();
     const scalar_t* vp = vT.data_ptr<scalar_t>();
-    scalar_t* gxp = input_grad ? gxF.data_ptr<scalar_t>() : nullptr;
+    scalar_t* gxp = input_grad ? gxF.data_ptr<scalar_t>() : nullptr;  // (I, T, B)
     scalar_t* gwp = gwT.data_ptr<scalar_t>();
     scalar_t* gvp = gvT.data_ptr<scalar_t>();
     const auto sx = sparse_rows_if_sparse<scalar_t>(xF);
     // each thread owns some blocks of kInputBlock input features i: their rows of grad_x,
-    // grad_weight^T, grad_vals^T; the outputs o are the outer loop within a block, so each
-    // grad_y row is read from memory once per block rather than once per input feature
+    // grad_weight^T, grad_vals^T; groups of kOutputGroup outputs are the outer loop within a
+    // block, so each grad_y row is read from memory once per block rather than once per input
     constexpr int64_t kInputBlock = 8;
+    constexpr int64_t kOutputGroup = 4;  // outputs whose grad_y rows serve a block of inputs together
     constexpr int64_t kFusedTaps = 16;  // widest band whose taps are summed in one walk of the events
-    at::parallel_for(0, (I + kInputBlock - 1) / kInputBlock, 1, [&](int64_t blo, int64_t bhi) {
-      for (int64_t o = 0; o < O; ++o) {
-        const scalar_t* gyo = gyp + o * TB;
-        for (int64_t i = blo * kInputBlock; i < std::min(I, bhi * kInputBlock); ++i) {
-          const scalar_t* xi = xp + i * TB;
-          scalar_t* gxi = gxp ? gxp + i * TB : nullptr;
-          const scalar_t* v = vp + (i * O + o) * W;
-          scalar_t* gv = gvp + (i * O + o) * W;
-          const int64_t s0 = sp[i * O + o];
-          const scalar_t wv = wp[i * O + o];
-          scalar_t gw = 0;
-          // sparse input: the events whose every tap lands inside the sequence (steps tm0 <= t <
-          // tm1) are walked once for all W taps (independent sums, one read of each event)
-          const int64_t tm0 = std::max<int64_t>(0, -s0), tm1 = std::min<int64_t>(T, T - (s0 + W - 1));
-          const bool fused = sx && W <= kFusedTaps && tm0 < tm1;
-          scalar_t acc[kFusedTaps];
-          if (fused)
-            fused_tap_sums<scalar_t>(sx->val.data(), sx->idx.data(), sx->begin(i, tm0), sx->begin(i, tm1),
-                                     gyo + s0 * B, B, W, acc);
-          for (int64_t w = 0; w < W; ++w) {
-            const int64_t lag = s0 + w;
-            const auto [t0, t1] = lag_overlap(lag, T);
-            if (t1 <= t0) {
-              gv[w] = 0;
-              continue;
-            }
-            const int64_t n = (t1 - t0) * B;
-            const scalar_t* gy_shift = gyo + (t0 + lag) * B;
-            scalar_t g = 0;  // sum_t,b x[t] gy[t + lag]
-            if (sx) {
-              const int64_t shift = lag * B;
-              auto walk = [&](int64_t a, int64_t b) {
-                for (int64_t q = sx->begin(i, a), e = sx->begin(i, b); q < e; ++q)
-                  g += sx->val[q] * gyo[sx->idx[q] + shift];
-              };
-              if (fused) {  // the steps of [t0, t1) outside [tm0, tm1)
-                g = acc[w];
-                if (t0 < tm0) walk(t0, std::min(t1, tm0));
-                if (tm1 < t1) walk(std::max(t0, tm1), t1);
-              } else {
-                walk(t0, t1);
-              }
-            } else {
-              g = dot(xi + t0 * B, gy_shift, n);
-            }
-            gv[w] = wv * g;
-            gw += v[w] * g;
-            if (gxi && v[w] != scalar_t(0)) axpy(gxi + t0 * B, gy_shift, wv * v[w], n);
+    // grad_weight[o, i] and grad_vals[o, i, :] of one connection
+    auto connection_grads = [&](int64_t i, int64_t o) {
+      const scalar_t* xi = xp + i * TB;
+      const scalar_t* gyo = gyp + o * LB + P0 * B;  // step 0 of row o
+      const scalar_t* v = vp + (i * O + o) * W;
+      scalar_t* gv = gvp + (i * O + o) * W;
+      const int64_t s0 = sp[i * O + o];
+      const scalar_t wv = wp[i * O + o];
+      scalar_t gw = 0;
+      // sparse input: the events whose every tap lands inside the sequence (steps tm0 <= t < tm1)
+      // are walked once for all W taps (independent sums, one read of each event)
+      const int64_t tm0 = std::max<int64_t>(0, -s0), tm1 = std::min<int64_t>(T, T - (s0 + W - 1));
+      const bool fused = sx && W <= kFusedTaps && tm0 < tm1;
+      scalar_t acc[kFusedTaps];
+      if (fused)
+        fused_tap_sums<scalar_t>(sx->val.data(), sx->idx.data(), sx->begin(i, tm0), sx->begin(i, tm1), gyo + s0 * B,
+                                 B, W, acc);
+      for (int64_t w = 0; w < W; ++w) {
+        const int64_t lag = s0 + w;
+        const auto [t0, t1] = lag_overlap(lag, T);
+        if (t1 <= t0) {
+          gv[w] = 0;
+          continue;
+        }
+        scalar_t g = 0;  // sum_t,b x[t] gy[t + lag]
+        if (sx) {
+          const int64_t shift = lag * B;
+          auto walk = [&](int64_t a, int64_t b) {
+            for (int64_t q = sx->begin(i, a), e = sx->begin(i, b); q < e; ++q) g += sx->val[q] * gyo[sx->idx[q] + shift];
+          };
+          if (fused) {  // the steps of [t0, t1) outside [tm0, tm1)
+            g = acc[w];
+            if (t0 < tm0) walk(t0, std::min(t1, tm0));
+            if (tm1 < t1) walk(std::max(t0, tm1), t1);
+          } else {
+            walk(t0, t1);
           }
-          gwp[i * O + o] = gw;
+        } else {
+          g = dot(xi + t0 * B, gyo + (t0 + lag) * B, (t1 - t0) * B);
+        }
+        gv[w] = wv * g;
+        gw += v[w] * g;
+      }
+      gwp[i * O + o] = gw;
+    };
+    // grad_x[t, :, i] += sum_{o, w} weight[o, i] vals[o, i, w] grad_y[t + lag, :, o] over the
+    // outputs o0 <= o < o1: whole padded windows, four sources per pass over the grad_x row
+    auto input_grads = [&](int64_t i, int64_t o0, int64_t o1, std::vector<const scalar_t*>& src,
+                           std::vector<scalar_t>& coef) {
+      src.clear();
+      coef.clear();
+      for (int64_t o = o0; o < o1; ++o) {
+        const scalar_t wv = wp[i * O + o];
+        const scalar_t* v = vp + (i * O + o) * W;
+        const int64_t s0 = sp[i * O + o];
+        for (int64_t w = 0; w < W; ++w) {
+          const int64_t lag = s0 + w;
+          if (v[w] == scalar_t(0) || wv == scalar_t(0) || lag <= -T || lag >= T) continue;
+          src.push_back(gyp + o * LB + (P0 + lag) * B);
+          coef.push_back(wv * v[w]);
+        }
+      }
+      scalar_t* gxi = gxp + i * TB;
+      size_t q = 0;
+      for (; q + 4 <= src.size(); q += 4) axpy4(gxi, src[q], src[q + 1], src[q + 2], src[q + 3], &coef[q], TB);
+      for (; q < src.size(); ++q) axpy(gxi, src[q], coef[q], TB);
+    };
+    at::parallel_for(0, (I + kInputBlock - 1) / kInputBlock, 1, [&](int64_t blo, int64_t bhi) {
+      std::vector<const scalar_t*> src;
+      std::vector<scalar_t> coef;
+      const int64_t i0 = blo * kInputBlock, i1 = std::min(I, bhi * kInputBlock);
+      for (int64_t o0 = 0; o0 < O; o0 += kOutputGroup) {
+        const int64_t o1 = std::min(O, o0 + kOutputGroup);
+        for (int64_t i = i0; i < i1; ++i) {
+          for (int64_t o = o0; o < o1; ++o) connection_grads(i, o);
+          if (gxp) input_grads(i, o0, o1, src, coef);
         }
       }
     });
