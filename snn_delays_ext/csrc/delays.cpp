@@ -268,6 +268,40 @@ inline void fused_tap_sums(const scalar_t* val, const int64_t* idx, int64_t q0, 
   }
 }
 
+// y[idx[q]] += c val[q] over events q0 <= q < q1 (one tap).
+template <typename scalar_t>
+inline void scatter_events(const scalar_t* __restrict__ val, const int64_t* __restrict__ idx, int64_t q0, int64_t q1,
+                           scalar_t* __restrict__ y, scalar_t c) {
+  for (int64_t q = q0; q < q1; ++q) y[idx[q]] += c * val[q];
+}
+
+// y0[idx[q] + k * B] += c[k] val[q] over events q0 <= q < q1, for the NK taps of one delay at
+// once (one read of each event).
+template <typename scalar_t, int64_t NK>
+inline void fused_tap_scatter_n(const scalar_t* val, const int64_t* idx, int64_t q0, int64_t q1, scalar_t* y0,
+                                int64_t B, const scalar_t* c) {
+  scalar_t cc[NK];
+  for (int64_t k = 0; k < NK; ++k) cc[k] = c[k];
+  for (int64_t q = q0; q < q1; ++q) {
+    const scalar_t xv = val[q];
+    scalar_t* y = y0 + idx[q];
+    for (int64_t k = 0; k < NK; ++k) y[k * B] += cc[k] * xv;
+  }
+}
+
+template <typename scalar_t>
+inline void fused_tap_scatter(const scalar_t* val, const int64_t* idx, int64_t q0, int64_t q1, scalar_t* y0,
+                              int64_t B, int64_t NK, const scalar_t* c) {
+  switch (NK) {
+    case 2: return fused_tap_scatter_n<scalar_t, 2>(val, idx, q0, q1, y0, B, c);
+    case 3: return fused_tap_scatter_n<scalar_t, 3>(val, idx, q0, q1, y0, B, c);
+    case 4: return fused_tap_scatter_n<scalar_t, 4>(val, idx, q0, q1, y0, B, c);
+    default:
+      for (int64_t q = q0; q < q1; ++q)
+        for (int64_t k = 0; k < NK; ++k) y0[idx[q] + k * B] += c[k] * val[q];
+  }
+}
+
 at::Tensor synaptic_delay_cpu(const at::Tensor& x_, const at::Tensor& weight_, const at::Tensor& start_,
                               const at::Tensor& vals_) {
   checks::synaptic_delay(x_, weight_, start_, vals_);
@@ -297,15 +331,34 @@ at::Tensor synaptic_delay_cpu(const at::Tensor& x_, const at::Tensor& weight_, c
           if (wv == scalar_t(0)) continue;
           const scalar_t* vv = vp + (o * I + i) * W;
           const int64_t s0 = sp[o * I + i];
-          for (int64_t k = 0; k < W; ++k) {
+          // the nonzero taps k0 <= k < k1; sparse input: the events all of whose nonzero taps
+          // land inside the sequence (tm0 <= t < tm1) scatter them in one walk
+          int64_t k0 = 0, k1 = W;
+          while (k0 < W && vv[k0] == scalar_t(0)) ++k0;
+          while (k1 > k0 && vv[k1 - 1] == scalar_t(0)) --k1;
+          const int64_t tm0 = std::max<int64_t>(0, -(s0 + k0)), tm1 = std::min<int64_t>(T, T - (s0 + k1 - 1));
+          const bool fused = sx && k1 - k0 > 1 && k1 - k0 <= 8 && tm0 < tm1;
+          if (fused) {
+            scalar_t c[8];
+            for (int64_t k = k0; k < k1; ++k) c[k - k0] = wv * vv[k];
+            fused_tap_scatter<scalar_t>(sx->val.data(), sx->idx.data(), sx->begin(i, tm0), sx->begin(i, tm1),
+                                        yo + (s0 + k0) * B, B, k1 - k0, c);
+          }
+          for (int64_t k = k0; k < k1; ++k) {
             const int64_t lag = s0 + k;
             const auto [t0, t1] = lag_overlap(lag, T);
             if (vv[k] == scalar_t(0) || t1 <= t0) continue;
             const scalar_t c = wv * vv[k];
             if (sx) {
-              const int64_t shift = lag * B;
-              for (int64_t q = sx->begin(i, t0), e = sx->begin(i, t1); q < e; ++q)
-                yo[sx->idx[q] + shift] += c * sx->val[q];
+              const scalar_t* ev = sx->val.data();
+              const int64_t* ix = sx->idx.data();
+              scalar_t* ys = yo + lag * B;
+              if (fused) {  // the steps of [t0, t1) outside [tm0, tm1)
+                if (t0 < tm0) scatter_events(ev, ix, sx->begin(i, t0), sx->begin(i, std::min(t1, tm0)), ys, c);
+                if (tm1 < t1) scatter_events(ev, ix, sx->begin(i, std::max(t0, tm1)), sx->begin(i, t1), ys, c);
+              } else {
+                scatter_events(ev, ix, sx->begin(i, t0), sx->begin(i, t1), ys, c);
+              }
             } else {
               axpy(yo + (t0 + lag) * B, xp + i * TB + t0 * B, c, (t1 - t0) * B);
             }
