@@ -248,6 +248,27 @@ def test_dropout_acts_in_training_only(name):
     assert not torch.equal(s_train[1], s_eval[1])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_step_dropout_is_bernoulli_dropout(dtype):
+    # the CPU mask of the models' per-element dropout (rand >= p, faster than nn.Dropout's
+    # bernoulli_): the same law as torch.nn.Dropout, checked against its definition
+    from snn_delays_ext.train.models import _dropout
+
+    p = 0.3
+    drop = _dropout(p)
+    assert isinstance(drop, torch.nn.Dropout)  # NIR export skips it like nn.Dropout
+    x = torch.full((200_000,), 2.0, dtype=dtype, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.double().mean().item() - (1 - p)) < 0.005  # binomial sd ~0.001
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 2.0 / (1 - p)))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.to(dtype) / (1 - p))  # the gradient is the mask
+    drop.eval()
+    assert torch.equal(drop(x), x)
+    assert drop(torch.ones(3, device="meta")).device.type == "meta"
+
+
 @pytest.mark.parametrize("p, exc", [(1.0, ValueError), (-0.1, ValueError), ("0.2", TypeError)])
 def test_model_dropout_bad_values(p, exc):
     from snn_delays_ext.train import FeedForwardSNN, RecurrentSNN

@@ -159,13 +159,27 @@ class _SequenceDropout(nn.Dropout):
         return x * keep / (1.0 - self.p)
 
 
+class _StepDropout(nn.Dropout):
+    """``torch.nn.Dropout`` (a new mask for every element, kept ones scaled by ``1 / (1 - p)``)
+    with its mask drawn as ``rand >= p`` on the CPU, where that is about 3x faster than the
+    ``bernoulli_`` that ``nn.Dropout`` draws (``benchmarks/braille_epoch.py``: dropout was 16% of
+    a Braille training step); the same distribution, another random stream. Other devices run
+    ``nn.Dropout``'s fused kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if not self.training or self.p == 0.0 or x.device.type != "cpu" or self.inplace:
+            return super().forward(x)
+        keep = (torch.rand_like(x) >= self.p).to(x.dtype).mul_(1.0 / (1.0 - self.p))
+        return x * keep
+
+
 def _dropout(p: float, mask: str = "step") -> nn.Module:
     p = check_fraction("dropout", p, "a probability")
     if mask not in DROPOUT_MASKS:
         raise ValueError(f"dropout_mask: expected one of {list(DROPOUT_MASKS)}, got {mask!r}")
     if p == 0:
         return nn.Identity()
-    return _SequenceDropout(p) if mask == "sequence" else nn.Dropout(p)
+    return _SequenceDropout(p) if mask == "sequence" else _StepDropout(p)
 
 
 def _check_placement(placement: str) -> str:
