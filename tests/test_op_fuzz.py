@@ -34,7 +34,8 @@ def test_every_inconsistent_call_raises_a_named_error_and_none_crashes():
     assert not bad, "\n".join(f"{r['op']} / {r['label']}: {r['outcome']} {r['message']}" for r in bad[:20])
     # every op and wrapper was exercised, with several hundred raw-op calls
     assert {r["op"] for r in records} >= {"delay_channels", "synaptic_delay_backward", "recurrent_lif_backward[synaptic]",
-                                          "eventprop_lif_backward[rec]", "recurrent_leaky_sequence[axonal]"}
+                                          "eventprop_lif_backward[rec]", "recurrent_leaky_sequence[axonal]",
+                                          "leaky_sequence_backward", "synaptic_sequence_backward"}
     assert summary["raw_total"] >= 500
 
 
