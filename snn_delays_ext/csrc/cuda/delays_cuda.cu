@@ -146,53 +146,60 @@ std::tuple<at::Tensor, at::Tensor> delay_channels_backward_cuda(const at::Tensor
 }
 
 // ---- synaptic_delay (feed-forward) ----------------------------------------------------------
+// Dense synaptic kernels: one thread per output element (t, b, o) (forward) or input element
+// (t, b, i) (grad_x), the batch index fastest, reading the other side from a (F, T, B) copy:
+// the 32 threads of a warp share (t, o, i) and so the lag, and read 32 consecutive entries.
+// The result is written in the same (F, T, B) layout and permuted by the host.
 template <typename scalar_t>
-__global__ void synaptic_fwd_kernel(const scalar_t* x, const scalar_t* wgt, const int64_t* start,
-                                    const scalar_t* vals, scalar_t* y, int64_t T, int64_t B, int64_t I,
+__global__ void synaptic_fwd_kernel(const scalar_t* xF, const scalar_t* wgt, const int64_t* start,
+                                    const scalar_t* vals, scalar_t* yF, int64_t T, int64_t B, int64_t I,
                                     int64_t O, int64_t W) {
   const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (idx >= T * B * O) return;
-  const int64_t o = idx % O, b = (idx / O) % B, t = idx / (B * O);
+  const int64_t b = idx % B, t = (idx / B) % T, o = idx / (T * B);
   scalar_t acc = 0;
   for (int64_t i = 0; i < I; ++i) {
     const scalar_t* v = vals + (o * I + i) * W;
     const int64_t s0 = safe_lag(start[o * I + i]);
+    const scalar_t* xi = xF + i * T * B + b;
     scalar_t a = 0;
     for (int64_t w = 0; w < W; ++w) {
       const int64_t src = t - (s0 + w);  // a negative lag reads ahead, as on the CPU
       if (v[w] == scalar_t(0) || src < 0 || src >= T) continue;
-      a += v[w] * x[(src * B + b) * I + i];
+      a += v[w] * xi[src * B];
     }
     acc += wgt[o * I + i] * a;
   }
-  y[idx] = acc;
+  yF[idx] = acc;
 }
 
 template <typename scalar_t>
-__global__ void synaptic_bwd_x_kernel(const scalar_t* gy, const scalar_t* wgt, const int64_t* start,
-                                      const scalar_t* vals, scalar_t* gx, int64_t T, int64_t B, int64_t I,
+__global__ void synaptic_bwd_x_kernel(const scalar_t* gyF, const scalar_t* wgt, const int64_t* start,
+                                      const scalar_t* vals, scalar_t* gxF, int64_t T, int64_t B, int64_t I,
                                       int64_t O, int64_t W) {
   const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (idx >= T * B * I) return;
-  const int64_t i = idx % I, b = (idx / I) % B, t = idx / (B * I);
+  const int64_t b = idx % B, t = (idx / B) % T, i = idx / (T * B);
   scalar_t acc = 0;
   for (int64_t o = 0; o < O; ++o) {
     const scalar_t* v = vals + (o * I + i) * W;
     const int64_t s0 = safe_lag(start[o * I + i]);
+    const scalar_t* go = gyF + o * T * B + b;
     scalar_t a = 0;
     for (int64_t w = 0; w < W; ++w) {
       const int64_t dst = t + s0 + w;
       if (v[w] == scalar_t(0) || dst < 0 || dst >= T) continue;
-      a += v[w] * gy[(dst * B + b) * O + o];
+      a += v[w] * go[dst * B];
     }
     acc += wgt[o * I + i] * a;
   }
-  gx[idx] = acc;
+  gxF[idx] = acc;
 }
 
-// one block per connection (o, i): reductions over (t, b) for the weight and tap gradients
+// one block per connection (o, i): reductions over (t, b) for the weight and tap gradients, on
+// (F, T, B) copies of grad_y and x (consecutive threads read consecutive entries)
 template <typename scalar_t>
-__global__ void synaptic_bwd_wv_kernel(const scalar_t* gy, const scalar_t* x, const scalar_t* wgt,
+__global__ void synaptic_bwd_wv_kernel(const scalar_t* gyF, const scalar_t* xF, const scalar_t* wgt,
                                        const int64_t* start, const scalar_t* vals, scalar_t* gw, scalar_t* gv,
                                        int64_t T, int64_t B, int64_t I, int64_t O, int64_t W) {
   const int64_t oi = blockIdx.x;
@@ -203,9 +210,9 @@ __global__ void synaptic_bwd_wv_kernel(const scalar_t* gy, const scalar_t* x, co
     const int64_t lag = s0 + w;
     scalar_t a = 0;
     for (int64_t tb = threadIdx.x; tb < T * B; tb += blockDim.x) {
-      const int64_t t = tb / B, b = tb % B;
+      const int64_t t = tb / B;
       if (t + lag < 0 || t + lag >= T) continue;
-      a += gy[((t + lag) * B + b) * O + o] * x[(t * B + b) * I + i];
+      a += gyF[o * T * B + tb + lag * B] * xF[i * T * B + tb];
     }
     a = block_sum(a);
     __syncthreads();
@@ -349,14 +356,15 @@ at::Tensor synaptic_delay_cuda(const at::Tensor& x_, const at::Tensor& weight_, 
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     return y;
   }
-  auto y = at::empty({T, B, O}, x.options());
+  auto xF = x.permute({2, 0, 1}).contiguous();  // (I, T, B)
+  auto yF = at::empty({O, T, B}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "synaptic_delay_cuda", [&] {
     synaptic_fwd_kernel<scalar_t><<<blocks_for(T * B * O), kThreads, 0, stream>>>(
-        x.data_ptr<scalar_t>(), wgt.data_ptr<scalar_t>(), start.data_ptr<int64_t>(), vals.data_ptr<scalar_t>(),
-        y.data_ptr<scalar_t>(), T, B, I, O, W);
+        xF.data_ptr<scalar_t>(), wgt.data_ptr<scalar_t>(), start.data_ptr<int64_t>(), vals.data_ptr<scalar_t>(),
+        yF.data_ptr<scalar_t>(), T, B, I, O, W);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return y;
+  return yF.permute({1, 2, 0}).contiguous();
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cuda(
@@ -375,15 +383,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cuda(
   auto gv = at::zeros_like(vals);
   if (x.numel() == 0 || O == 0) return {gx, gw, gv};
   auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "synaptic_delay_backward_cuda", [&] {
-    if (input_grad) {
+  const bool events = use_events(x);
+  // (O, T, B) copy of grad_y for the dense kernels (grad_x, and the weight/tap gradients of a
+  // dense input); the event kernel reads grad_y as it is
+  auto gyF = (input_grad || !events) ? gy.permute({2, 0, 1}).contiguous() : at::Tensor();
+  if (input_grad) {
+    auto gxF = at::empty({I, T, B}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "synaptic_delay_backward_cuda", [&] {
       synaptic_bwd_x_kernel<scalar_t><<<blocks_for(T * B * I), kThreads, 0, stream>>>(
-          gy.data_ptr<scalar_t>(), wgt.data_ptr<scalar_t>(), start.data_ptr<int64_t>(),
-          vals.data_ptr<scalar_t>(), gx.data_ptr<scalar_t>(), T, B, I, O, W);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
-  });
-  if (use_events(x)) {
+          gyF.data_ptr<scalar_t>(), wgt.data_ptr<scalar_t>(), start.data_ptr<int64_t>(),
+          vals.data_ptr<scalar_t>(), gxF.data_ptr<scalar_t>(), T, B, I, O, W);
+    });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    gx = gxF.permute({1, 2, 0}).contiguous();
+  }
+  if (events) {
     const auto ev = input_events(x);
     if (ev.count == 0 || W == 0) return {gx, gw, gv};
     auto wT = wgt.t().contiguous();
@@ -403,9 +417,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cuda(
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     return {gx, gwT.t().contiguous(), gvT.transpose(0, 1).contiguous()};
   }
+  auto xF = x.permute({2, 0, 1}).contiguous();  // (I, T, B)
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "synaptic_delay_backward_cuda_wv", [&] {
     synaptic_bwd_wv_kernel<scalar_t><<<O * I, kThreads, 0, stream>>>(
-        gy.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), wgt.data_ptr<scalar_t>(), start.data_ptr<int64_t>(),
+        gyF.data_ptr<scalar_t>(), xF.data_ptr<scalar_t>(), wgt.data_ptr<scalar_t>(), start.data_ptr<int64_t>(),
         vals.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), gv.data_ptr<scalar_t>(), T, B, I, O, W);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
