@@ -563,6 +563,7 @@ __global__ void __launch_bounds__(kWholeSequenceMaxN) rec_forward_sequence_kerne
       if (live) act[n] = rec_axonal_activity<scalar_t>(bits, start, vals, t, b, n, B, N, W);
       __syncthreads();
       if (live) {
+#pragma unroll 4
         for (int64_t j = 0; j < N; ++j) {
           const scalar_t a = act[j];
           if (a != scalar_t(0)) r += a * wT[j * N + n];
@@ -747,6 +748,7 @@ __global__ void __launch_bounds__(kWholeSequenceMaxN) rec_backward_sequence_kern
       __syncthreads();
       if (live) {
         scalar_t acc = 0;
+#pragma unroll 8
         for (int64_t i = 0; i < N; ++i) {
           const scalar_t gi = g[i];
           if (gi != scalar_t(0)) acc += gi * wgt[i * N + n];
