@@ -27,6 +27,13 @@ namespace {
 
 constexpr int kEpThreads = kThreads;
 
+template <typename scalar_t>
+__device__ __forceinline__ scalar_t smallest_normal();
+template <>
+__device__ __forceinline__ float smallest_normal<float>() { return 1.17549435e-38f; }
+template <>
+__device__ __forceinline__ double smallest_normal<double>() { return 2.2250738585072014e-308; }
+
 __device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
 __device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
 __device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
@@ -51,7 +58,7 @@ template <typename scalar_t>
 __global__ void ep_forward_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ wT,
                                   const int32_t* __restrict__ dT, const scalar_t* __restrict__ rT,
                                   const int32_t* __restrict__ eT, scalar_t* ring, scalar_t* Sb, scalar_t* Vb,
-                                  scalar_t* spk, scalar_t* mem, scalar_t* rise, int64_t T, int64_t B, int64_t F,
+                                  scalar_t* spk, scalar_t* mem, int64_t T, int64_t B, int64_t F,
                                   int64_t N, int64_t mask, scalar_t a, scalar_t bs, scalar_t kc, scalar_t th) {
   extern __shared__ unsigned char fired[];  // N flags: spikes of the current step
   const int64_t b = blockIdx.x;
@@ -78,8 +85,11 @@ __global__ void ep_forward_kernel(const scalar_t* __restrict__ x, const scalar_t
       S[n] = Sn;
       const scalar_t U = add_rn(mul_rn(a, V[n]), mul_rn(kc, Sn));
       if (U >= th) {
-        spk[idx] = scalar_t(1);
-        rise[idx] = U - V[n];
+        // the rise, kept in the spike's entry until the host has listed the spikes (> 0, as
+        // U >= th > V; the smallest normal number stands in for a subnormal one, which the
+        // backward's min_denominator clamps anyway)
+        const scalar_t r = U - V[n];
+        spk[idx] = r >= smallest_normal<scalar_t>() ? r : smallest_normal<scalar_t>();
         V[n] = scalar_t(0);
         fired[n] = 1;
         mine = 1;
@@ -196,12 +206,12 @@ __global__ void ep_backward_kernel(const scalar_t* __restrict__ gs, const scalar
 template <typename scalar_t>
 cudaError_t launch_forward(const scalar_t* x, const scalar_t* wT, const int32_t* dT, const scalar_t* rT,
                            const int32_t* eT, scalar_t* ring, scalar_t* S, scalar_t* V, scalar_t* spk,
-                           scalar_t* mem, scalar_t* rise, int64_t T, int64_t B, int64_t F, int64_t N,
+                           scalar_t* mem, int64_t T, int64_t B, int64_t F, int64_t N,
                            int64_t mask, double alpha, double beta, double syn_scale, double threshold,
                            cudaStream_t stream) {
   // a = membrane decay (snnTorch beta), bs = synaptic decay (alpha), as in the reference
   ep_forward_kernel<scalar_t><<<static_cast<unsigned int>(B), kEpThreads, static_cast<size_t>(N), stream>>>(
-      x, wT, dT, rT, eT, ring, S, V, spk, mem, rise, T, B, F, N, mask, static_cast<scalar_t>(beta),
+      x, wT, dT, rT, eT, ring, S, V, spk, mem, T, B, F, N, mask, static_cast<scalar_t>(beta),
       static_cast<scalar_t>(alpha), static_cast<scalar_t>((1.0 - beta) * syn_scale), static_cast<scalar_t>(threshold));
   return cudaGetLastError();
 }
@@ -224,7 +234,7 @@ cudaError_t launch_backward(const scalar_t* gs, const scalar_t* gm, const int64_
 
 #define SDX_EP_INSTANTIATE(T_)                                                                                 \
   template cudaError_t launch_forward<T_>(const T_*, const T_*, const int32_t*, const T_*, const int32_t*, T_*, \
-                                          T_*, T_*, T_*, T_*, T_*, int64_t, int64_t, int64_t, int64_t, int64_t,  \
+                                          T_*, T_*, T_*, T_*, int64_t, int64_t, int64_t, int64_t, int64_t,       \
                                           double, double, double, double, cudaStream_t);                        \
   template cudaError_t launch_backward<T_>(const T_*, const T_*, const int64_t*, const int64_t*, const T_*,     \
                                            const int64_t*, const int64_t*, const T_*, const int32_t*, const T_*, \

@@ -3,11 +3,12 @@
 // through eventprop_launch.h, and raises every error (bad arguments, a failed launch, a
 // spike-buffer overflow) from here, host-compiled code.
 //
-// The forward writes spk densely and the rise U - V of each spike into a temporary dense
-// buffer; the compact spike list (flat indices and one rise per spike) is then taken with
-// at::nonzero / index_select (nothing is written into a buffer sized by max_spikes, so an
-// overflow cannot write past one: it is counted and raised before the lists are built), and
-// the temporary is freed before the op returns.
+// The forward writes the rise U - V of each spike (> 0) into the spike's entry of the dense spk
+// output (no second (T, B, N) buffer: the peak memory of a long sequence is one dense tensor
+// less); the compact spike list (flat indices and one rise per spike) is then taken with
+// at::nonzero / index_select and the entries set to 1 (nothing is written into a buffer sized by
+// max_spikes, so an overflow cannot write past one: it is counted and raised before the lists
+// are built).
 
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -74,7 +75,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
   if (T * B * N == 0) {
     return {spk, mem, x_idx, at::empty({0}, opts.dtype(idt)), at::empty({0}, opts)};
   }
-  auto rise = at::empty({T, B, N}, opts);
   auto ring = at::zeros({B, L, N}, opts);
   auto Sb = at::zeros({B, N}, opts);
   auto Vb = at::zeros({B, N}, opts);
@@ -84,13 +84,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
     err = eventprop_cuda::launch_forward<double>(
         cptr<double>(x), cptr<double>(wT), dT.data_ptr<int32_t>(), recurrent ? cptr<double>(rT) : nullptr,
         recurrent ? eT.data_ptr<int32_t>() : nullptr, mptr<double>(ring), mptr<double>(Sb), mptr<double>(Vb),
-        mptr<double>(spk), record_mem ? mptr<double>(mem) : nullptr, mptr<double>(rise), T, B, F, N, L - 1, alpha,
+        mptr<double>(spk), record_mem ? mptr<double>(mem) : nullptr, T, B, F, N, L - 1, alpha,
         beta, syn_scale, threshold, stream);
   } else {
     err = eventprop_cuda::launch_forward<float>(
         cptr<float>(x), cptr<float>(wT), dT.data_ptr<int32_t>(), recurrent ? cptr<float>(rT) : nullptr,
         recurrent ? eT.data_ptr<int32_t>() : nullptr, mptr<float>(ring), mptr<float>(Sb), mptr<float>(Vb),
-        mptr<float>(spk), record_mem ? mptr<float>(mem) : nullptr, mptr<float>(rise), T, B, F, N, L - 1, alpha,
+        mptr<float>(spk), record_mem ? mptr<float>(mem) : nullptr, T, B, F, N, L - 1, alpha,
         beta, syn_scale, threshold, stream);
   }
   check_launch(err, "eventprop_lif_forward");
@@ -99,8 +99,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
   TORCH_CHECK(max_spikes < 0 || n_spikes <= max_spikes, "spike buffer overflow: more than max_spikes=",
               max_spikes, " spikes (", n_spikes, " in ", T,
               " steps); raise max_spikes (the EventProp gradient would be wrong with dropped spikes)");
-  auto s_idx = at::nonzero(spk.reshape({-1})).reshape({-1});  // sorted (t, b, n)
-  auto s_rise = rise.reshape({-1}).index_select(0, s_idx);
+  // the kernel left each spike's rise (> 0) in its entry of spk: list them, keep the rises, set 1
+  auto flat_spk = spk.view({-1});
+  auto s_idx = at::nonzero(flat_spk).reshape({-1});  // sorted (t, b, n)
+  auto s_rise = flat_spk.index_select(0, s_idx);
+  flat_spk.index_fill_(0, s_idx, 1);
   return {spk, mem, x_idx, s_idx.to(idt), s_rise};
 }
 

@@ -16,12 +16,14 @@ namespace eventprop_cuda {
 constexpr int kThreads = 256;  // threads per block (a power of two: block reduction)
 
 // Forward: one block per batch element runs the whole time loop. rT/eT (recurrent weights and
-// delays) and mem may be null. ring: (B, L, N) zeros, S/V: (B, N) zeros, spk: (T, B, N) zeros,
-// rise: (T, B, N). mask = L - 1 (L a power of two >= max_delay + 1).
+// delays) and mem may be null. ring: (B, L, N) zeros, S/V: (B, N) zeros, spk: (T, B, N) zeros;
+// the kernel writes each spike's rise U - V (> 0: U >= threshold > V) into spk at the spike, so
+// that no second (T, B, N) tensor is needed: the host lists the spikes, keeps their rises and
+// then sets them to 1. mask = L - 1 (L a power of two >= max_delay + 1).
 template <typename scalar_t>
 cudaError_t launch_forward(const scalar_t* x, const scalar_t* wT, const int32_t* dT, const scalar_t* rT,
                            const int32_t* eT, scalar_t* ring, scalar_t* S, scalar_t* V, scalar_t* spk,
-                           scalar_t* mem, scalar_t* rise, int64_t T, int64_t B, int64_t F, int64_t N,
+                           scalar_t* mem, int64_t T, int64_t B, int64_t F, int64_t N,
                            int64_t mask, double alpha, double beta, double syn_scale, double threshold,
                            cudaStream_t stream);
 
