@@ -20,7 +20,10 @@ Two scenarios, each with the same input, parameters and loss for every implement
     Implementations: ``ours`` (:class:`snn_delays_ext.DelayedLinear`), ``reference``
     (:func:`snn_delays_ext.functional.delayed_linear`), ``dcls`` (``DCLS.construct.modules.Dcls1d``,
     Gaussian version, kernel ``D + 1``, left-padded by ``D``: the DCLS paper's layer) and
-    ``no_delay`` (``nn.Linear``). The LIF loop is the same for all.
+    ``no_delay`` (``nn.Linear``). The LIF neurons are the same for all: snnTorch's ``Leaky``
+    (subtract reset, one step late) over the sequence on the fused op
+    :func:`snn_delays_ext.functional.leaky_sequence` (the time loop in C++/CUDA; before, a Python
+    loop over steps that alone cost more than every delay layer on a GPU).
 
 Every builder returns a :class:`Case`: ``step()`` runs forward + loss (no backward) and returns
 the loss and the output spikes; parameters are in ``params``.
@@ -39,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import snn_delays_ext
-from snn_delays_ext.functional import delayed_linear
+from snn_delays_ext.functional import LeakyParameters, delayed_linear, leaky_sequence
 from snn_delays_ext.functional.recurrent_leaky import (
     RecurrentLeakyParameters,
     RecurrentLeakyState,
@@ -95,15 +98,11 @@ def _loss(spk: torch.Tensor, mem: torch.Tensor) -> torch.Tensor:
 
 
 def _leaky_sequence(cur: torch.Tensor, fn) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Feed-forward LIF over ``(T, B, H)`` currents (snnTorch ``Leaky``, subtract reset)."""
-    mem = cur.new_zeros(cur.shape[1:])
-    spikes, mems = [], []
-    for t in range(cur.shape[0]):
-        reset = fn(mem - THRESHOLD).detach()
-        mem = BETA * mem + cur[t] - reset * THRESHOLD
-        spikes.append(fn(mem - THRESHOLD))
-        mems.append(mem)
-    return torch.stack(spikes), torch.stack(mems)
+    """Feed-forward LIF over ``(T, B, H)`` currents: snnTorch's ``Leaky`` (subtract reset, one
+    step late), the fused op where it is built (the same neurons for every implementation)."""
+    beta = torch.tensor(BETA, dtype=cur.dtype, device=cur.device)
+    thr = torch.tensor(THRESHOLD, dtype=cur.dtype, device=cur.device)
+    return leaky_sequence(cur, LeakyParameters(beta, thr, fn, "subtract", True))
 
 
 def _recurrent(impl: str, shape: dict, sigma: float, device, dtype, gen) -> Case:
