@@ -18,6 +18,13 @@ A compiled kernel runs when all of these hold, else the reference does:
   triangle wider than a quarter of the lag range (``max_delay + ceil(s) < 8 ceil(s)``, early in a
   wide ``SigmaScheduler`` with a short ``max_delay``) run the reference, which is faster there
   (``benchmarks/synaptic_kernel.py``);
+- inside the compiled ``synaptic_delay`` op (CPU and CUDA), inputs with fewer than 15% non-zeros
+  (spikes) run event-driven (work proportional to events x fan-out x taps), denser ones dense;
+  on CUDA ``torch.use_deterministic_algorithms(True)`` keeps the dense kernels (the event
+  kernels add atomically). :func:`delayed_linear_backend`'s reason says so for synaptic delays;
+- inside the compiled ``recurrent_lif`` op on CUDA, layers of up to 1024 neurons run the whole
+  sequence in one kernel per direction (``SNN_DELAYS_CUDA_RECURRENT=steps``: a loop of kernels
+  per step);
 - :func:`recurrent_leaky_backend`: the sequence starts from a zero state, the neuron is
   snnTorch's plain one (``graded_spikes_factor`` 1, no ``inhibition`` or ``state_quant``),
   a surrogate the kernels know
@@ -120,7 +127,10 @@ def delayed_linear_backend(x: torch.Tensor, delay_type: str, max_delay: int, sig
                     f"(max_delay {max_delay}, half-width {1.0 + sigma:g})")
     if backend == "auto" and not ops.AVAILABLE:
         ops.warn_reference_once()
-    return _decide(backend, hard, soft, "delayed_linear")
+    choice = _decide(backend, hard, soft, "delayed_linear")
+    if choice.backend == "compiled" and delay_type == "synaptic":
+        choice = Choice("compiled", choice.reason + "; event-driven on inputs with fewer than 15% non-zeros, else dense")
+    return choice
 
 
 def recurrent_leaky_backend(x: torch.Tensor, *, zero_state: bool, plain_neuron: bool,
