@@ -268,6 +268,14 @@ inline void fused_tap_sums(const scalar_t* val, const int64_t* idx, int64_t q0, 
   }
 }
 
+// s + sum_q val[q] g[idx[q]] over events q0 <= q < q1 (one tap).
+template <typename scalar_t>
+inline scalar_t gather_events(const scalar_t* __restrict__ val, const int64_t* __restrict__ idx, int64_t q0, int64_t q1,
+                              const scalar_t* __restrict__ g, scalar_t s) {
+  for (int64_t q = q0; q < q1; ++q) s += val[q] * g[idx[q]];
+  return s;
+}
+
 // y[idx[q]] += c val[q] over events q0 <= q < q1 (one tap).
 template <typename scalar_t>
 inline void scatter_events(const scalar_t* __restrict__ val, const int64_t* __restrict__ idx, int64_t q0, int64_t q1,
@@ -288,6 +296,9 @@ inline void fused_tap_scatter_n(const scalar_t* val, const int64_t* idx, int64_t
     for (int64_t k = 0; k < NK; ++k) y[k * B] += cc[k] * xv;
   }
 }
+
+// Widest band of nonzero taps the forward scatters in one walk of the events.
+constexpr int64_t kFusedScatterTaps = 8;
 
 template <typename scalar_t>
 inline void fused_tap_scatter(const scalar_t* val, const int64_t* idx, int64_t q0, int64_t q1, scalar_t* y0,
@@ -337,9 +348,9 @@ at::Tensor synaptic_delay_cpu(const at::Tensor& x_, const at::Tensor& weight_, c
           while (k0 < W && vv[k0] == scalar_t(0)) ++k0;
           while (k1 > k0 && vv[k1 - 1] == scalar_t(0)) --k1;
           const int64_t tm0 = std::max<int64_t>(0, -(s0 + k0)), tm1 = std::min<int64_t>(T, T - (s0 + k1 - 1));
-          const bool fused = sx && k1 - k0 > 1 && k1 - k0 <= 8 && tm0 < tm1;
+          const bool fused = sx && k1 - k0 > 1 && k1 - k0 <= kFusedScatterTaps && tm0 < tm1;
           if (fused) {
-            scalar_t c[8];
+            scalar_t c[kFusedScatterTaps];
             for (int64_t k = k0; k < k1; ++k) c[k - k0] = wv * vv[k];
             fused_tap_scatter<scalar_t>(sx->val.data(), sx->idx.data(), sx->begin(i, tm0), sx->begin(i, tm1),
                                         yo + (s0 + k0) * B, B, k1 - k0, c);
@@ -385,9 +396,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cpu(
   const int64_t TB = T * B;
   // grad_y rows (O, P0 + T + P1, B) with P0 zero steps before and P1 after the sequence, so
   // that a tap at any lag -P0 <= lag <= P1 reads a whole T-step window (zeros outside): the
-  // grad_x products then run over whole rows, four sources at a time
+  // grad_x products then run over whole rows, four sources at a time (without grad_x, no padding)
   int64_t P0 = 0, P1 = 0;
-  if (sT.numel() > 0 && W > 0) {
+  if (input_grad && sT.numel() > 0 && W > 0) {
     P0 = std::clamp<int64_t>(-sT.min().item<int64_t>(), 0, T);
     P1 = std::clamp<int64_t>(sT.max().item<int64_t>() + W - 1, 0, T);
   }
@@ -439,16 +450,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cpu(
         }
         scalar_t g = 0;  // sum_t,b x[t] gy[t + lag]
         if (sx) {
-          const int64_t shift = lag * B;
-          auto walk = [&](int64_t a, int64_t b) {
-            for (int64_t q = sx->begin(i, a), e = sx->begin(i, b); q < e; ++q) g += sx->val[q] * gyo[sx->idx[q] + shift];
-          };
+          const scalar_t* ev = sx->val.data();
+          const int64_t* ix = sx->idx.data();
+          const scalar_t* gs = gyo + lag * B;
           if (fused) {  // the steps of [t0, t1) outside [tm0, tm1)
             g = acc[w];
-            if (t0 < tm0) walk(t0, std::min(t1, tm0));
-            if (tm1 < t1) walk(std::max(t0, tm1), t1);
+            if (t0 < tm0) g = gather_events(ev, ix, sx->begin(i, t0), sx->begin(i, std::min(t1, tm0)), gs, g);
+            if (tm1 < t1) g = gather_events(ev, ix, sx->begin(i, std::max(t0, tm1)), sx->begin(i, t1), gs, g);
           } else {
-            walk(t0, t1);
+            g = gather_events(ev, ix, sx->begin(i, t0), sx->begin(i, t1), gs, g);
           }
         } else {
           g = dot(xi + t0 * B, gyo + (t0 + lag) * B, (t1 - t0) * B);

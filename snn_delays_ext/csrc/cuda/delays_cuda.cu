@@ -2,10 +2,11 @@
 //
 // Same math and banded-tap conventions as the CPU kernels. Feed-forward ops run one thread per
 // output element, except synaptic delays on sparse inputs, which run event-driven (see
-// kEventDensity). The recurrent op keeps its time loop on the host: per step one gather kernel,
-// one cuBLAS GEMM (axonal: delayed (B, N) x W^T) and one LIF kernel; the backward runs the
-// reverse loop with one adjoint kernel and one GEMM per step, then the weight gradient as one
-// GEMM over all steps and the tap gradient as a reduction.
+// kEventDensity). The recurrent op runs the whole sequence in one kernel per direction (one block
+// per batch element) for layers of up to kWholeSequenceMaxN neurons; larger ones keep the time
+// loop on the host: per step one gather kernel, one cuBLAS GEMM (axonal: delayed (B, N) x W^T)
+// and one LIF kernel, and the reverse loop with one adjoint kernel and one GEMM per step. Both
+// then take the weight gradient as one GEMM over all steps and the tap gradient as a reduction.
 
 #include <Python.h>
 
@@ -36,6 +37,11 @@ namespace {
 constexpr int kThreads = 256;
 
 inline int blocks_for(int64_t n) { return static_cast<int>((n + kThreads - 1) / kThreads); }
+
+// Threads for a block whose threads loop over n items: n rounded up to whole warps, at most cap.
+inline int warp_multiple(int64_t n, int64_t cap) {
+  return static_cast<int>(std::min<int64_t>(cap, (n + 31) / 32 * 32));
+}
 
 template <typename scalar_t>
 __device__ scalar_t block_sum(scalar_t v) {
@@ -345,7 +351,7 @@ at::Tensor synaptic_delay_cuda(const at::Tensor& x_, const at::Tensor& weight_, 
     auto wT = wgt.t().contiguous();
     auto sT = start.t().contiguous();
     auto vT = vals.transpose(0, 1).contiguous();
-    const int threads = O >= kThreads ? kThreads : static_cast<int>(((O + 31) / 32) * 32);
+    const int threads = warp_multiple(O, kThreads);
     const int blocks = static_cast<int>(std::min<int64_t>(ev.count, int64_t(1) << 20));
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "synaptic_delay_cuda_events", [&] {
       synaptic_event_fwd_kernel<scalar_t><<<blocks, threads, 0, stream>>>(
@@ -378,10 +384,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cuda(
   auto start = start_.contiguous();
   auto vals = vals_.to(x.scalar_type()).contiguous();
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), O = wgt.size(0), W = vals.size(-1);
-  auto gx = input_grad ? at::zeros_like(x) : at::empty({0}, x.options());
+  auto gx = at::empty({0}, x.options());  // input_grad=False: no grad_x
   auto gw = at::zeros_like(wgt);
   auto gv = at::zeros_like(vals);
-  if (x.numel() == 0 || O == 0) return {gx, gw, gv};
+  if (x.numel() == 0 || O == 0) return {input_grad ? at::zeros_like(x) : gx, gw, gv};
   auto stream = c10::cuda::getCurrentCUDAStream();
   const bool events = use_events(x);
   // (O, T, B) copy of grad_y for the dense kernels (grad_x, and the weight/tap gradients of a
@@ -405,7 +411,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cuda(
     auto vT = vals.transpose(0, 1).contiguous();
     auto gwT = at::zeros_like(wT);
     auto gvT = at::zeros_like(vT);
-    const int threads = O >= kThreads ? kThreads : static_cast<int>(((O + 31) / 32) * 32);
+    const int threads = warp_multiple(O, kThreads);
     const dim3 grid(static_cast<unsigned>((ev.max_count + kEventsPerBlock - 1) / kEventsPerBlock),
                     static_cast<unsigned>(I));
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "synaptic_delay_backward_cuda_events", [&] {
@@ -428,12 +434,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cuda(
 }
 
 // ---- recurrent LIF ----------------------------------------------------------------------------
-// delayed presynaptic activity at steps t0 .. t0 + nt - 1 (axonal), from the spike bytes
+// Delayed activity of presynaptic neuron j of batch element b at step t (axonal delays).
 template <typename scalar_t>
 __device__ __forceinline__ scalar_t rec_axonal_activity(const uint8_t* bits, const int64_t* start, const scalar_t* vals,
                                                         int64_t t, int64_t b, int64_t j, int64_t B, int64_t N,
-                                                        int64_t W);
+                                                        int64_t W) {
+  scalar_t acc = 0;
+  for (int64_t w = 0; w < W; ++w) {
+    const scalar_t v = vals[j * W + w];
+    const int64_t lag = safe_lag(start[j]) + w;
+    if (v == scalar_t(0) || lag < 1 || lag > t) continue;
+    if (bits[((t - lag) * B + b) * N + j]) acc += v;
+  }
+  return acc;
+}
 
+// delayed presynaptic activity at steps t0 .. t0 + nt - 1 (axonal), from the spike bytes
 template <typename scalar_t>
 __global__ void rec_gather_axonal_kernel(const uint8_t* bits, const int64_t* start, const scalar_t* vals,
                                          scalar_t* out, int64_t t0, int64_t nt, int64_t B, int64_t N, int64_t W) {
@@ -443,12 +459,28 @@ __global__ void rec_gather_axonal_kernel(const uint8_t* bits, const int64_t* sta
   out[idx] = rec_axonal_activity<scalar_t>(bits, start, vals, t, b, j, B, N, W);
 }
 
-// recurrent current at step t (synaptic): gather over presynaptic neurons and taps
+// Recurrent synaptic input of neuron i of batch element b at step t (synaptic delays): a gather
+// over presynaptic neurons and taps of the spike bytes (before the dropout scale and the bias).
 template <typename scalar_t>
 __device__ __forceinline__ scalar_t rec_synaptic_input(const uint8_t* bits, const scalar_t* wgt, const int64_t* start,
                                                        const scalar_t* vals, int64_t t, int64_t b, int64_t i,
-                                                       int64_t B, int64_t N, int64_t W);
+                                                       int64_t B, int64_t N, int64_t W) {
+  scalar_t acc = 0;
+  for (int64_t j = 0; j < N; ++j) {
+    const scalar_t* v = vals + (i * N + j) * W;
+    const int64_t s0 = safe_lag(start[i * N + j]);
+    scalar_t a = 0;
+    for (int64_t w = 0; w < W; ++w) {
+      const int64_t lag = s0 + w;
+      if (v[w] == scalar_t(0) || lag < 1 || lag > t) continue;
+      if (bits[((t - lag) * B + b) * N + j]) a += v[w];
+    }
+    acc += wgt[i * N + j] * a;
+  }
+  return acc;
+}
 
+// recurrent current at step t (synaptic), with the dropout scale and the bias
 template <typename scalar_t>
 __global__ void rec_current_synaptic_kernel(const uint8_t* bits, const scalar_t* wgt, const int64_t* start,
                                             const scalar_t* vals, const scalar_t* bias, const scalar_t* scale,
@@ -491,42 +523,6 @@ __global__ void rec_lif_kernel(const scalar_t* x, const scalar_t* r, const scala
   lif_update<scalar_t>(x, r[idx], beta, thr, mem, spk, bits, pre, t, B * N, idx, idx % N, reset);
 }
 
-// Recurrent synaptic input of neuron i of batch element b at step t (synaptic delays): a gather
-// over presynaptic neurons and taps of the spike bytes (before the dropout scale and the bias).
-template <typename scalar_t>
-__device__ __forceinline__ scalar_t rec_synaptic_input(const uint8_t* bits, const scalar_t* wgt, const int64_t* start,
-                                                       const scalar_t* vals, int64_t t, int64_t b, int64_t i,
-                                                       int64_t B, int64_t N, int64_t W) {
-  scalar_t acc = 0;
-  for (int64_t j = 0; j < N; ++j) {
-    const scalar_t* v = vals + (i * N + j) * W;
-    const int64_t s0 = safe_lag(start[i * N + j]);
-    scalar_t a = 0;
-    for (int64_t w = 0; w < W; ++w) {
-      const int64_t lag = s0 + w;
-      if (v[w] == scalar_t(0) || lag < 1 || lag > t) continue;
-      if (bits[((t - lag) * B + b) * N + j]) a += v[w];
-    }
-    acc += wgt[i * N + j] * a;
-  }
-  return acc;
-}
-
-// Delayed activity of presynaptic neuron j of batch element b at step t (axonal delays).
-template <typename scalar_t>
-__device__ __forceinline__ scalar_t rec_axonal_activity(const uint8_t* bits, const int64_t* start, const scalar_t* vals,
-                                                        int64_t t, int64_t b, int64_t j, int64_t B, int64_t N,
-                                                        int64_t W) {
-  scalar_t acc = 0;
-  for (int64_t w = 0; w < W; ++w) {
-    const scalar_t v = vals[j * W + w];
-    const int64_t lag = safe_lag(start[j]) + w;
-    if (v == scalar_t(0) || lag < 1 || lag > t) continue;
-    if (bits[((t - lag) * B + b) * N + j]) acc += v;
-  }
-  return acc;
-}
-
 // ---- recurrent LIF, the whole sequence in one kernel ------------------------------------------
 // Batch elements are independent, so one block runs the whole time loop of one batch element,
 // one thread per neuron, with a __syncthreads() between steps and no launch per step (the
@@ -544,14 +540,13 @@ inline bool use_whole_sequence_kernel(int64_t N) {
   return N <= kWholeSequenceMaxN;
 }
 
-inline int threads_for_neurons(int64_t N) { return static_cast<int>(((N + 31) / 32) * 32); }
-
 template <typename scalar_t>
-__global__ void __launch_bounds__(kWholeSequenceMaxN) rec_forward_sequence_kernel(const scalar_t* x, const scalar_t* wgt, const scalar_t* wT,
-                                            const scalar_t* bias, const scalar_t* scale, const int64_t* start,
-                                            const scalar_t* vals, const scalar_t* beta, const scalar_t* thr,
-                                            scalar_t* mem, scalar_t* spk, uint8_t* bits, scalar_t* pre, int64_t T,
-                                            int64_t B, int64_t N, int64_t W, int64_t reset, bool synaptic) {
+__global__ void __launch_bounds__(kWholeSequenceMaxN)
+rec_forward_sequence_kernel(const scalar_t* x, const scalar_t* wgt, const scalar_t* wT,
+                            const scalar_t* bias, const scalar_t* scale, const int64_t* start,
+                            const scalar_t* vals, const scalar_t* beta, const scalar_t* thr,
+                            scalar_t* mem, scalar_t* spk, uint8_t* bits, scalar_t* pre, int64_t T,
+                            int64_t B, int64_t N, int64_t W, int64_t reset, bool synaptic){
   extern __shared__ __align__(16) unsigned char smem[];
   scalar_t* act = reinterpret_cast<scalar_t*>(smem);  // (N,) delayed activity of this step
   const int64_t b = blockIdx.x, n = threadIdx.x;
@@ -612,7 +607,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent_lif_cuda(
   auto stream = c10::cuda::getCurrentCUDAStream();
   if (use_whole_sequence_kernel(N)) {
     auto wT = synaptic ? at::Tensor() : wgt.t().contiguous();  // (pre j, post n): coalesced over n
-    const int threads = threads_for_neurons(N);
+    const int threads = warp_multiple(N, kWholeSequenceMaxN);
     AT_DISPATCH_FLOATING_TYPES(dt, "recurrent_lif_cuda_sequence", [&] {
       const size_t shared = synaptic ? 0 : static_cast<size_t>(N) * sizeof(scalar_t);
       rec_forward_sequence_kernel<scalar_t><<<static_cast<unsigned>(B), threads, shared, stream>>>(
@@ -724,13 +719,14 @@ __global__ void rec_adjoint_kernel(const scalar_t* gspk, const scalar_t* gmem, c
 // delayed activity gdel[t, b, j] = sum_i W[i, j] scale[b, i] gb[t, b, i] is computed in the block
 // (the per-step loop runs a GEMM), skipping zero gradients, summing i ascending.
 template <typename scalar_t>
-__global__ void __launch_bounds__(kWholeSequenceMaxN) rec_backward_sequence_kernel(const scalar_t* gspk, const scalar_t* gmem, const scalar_t* mem,
-                                             const scalar_t* pre, const uint8_t* bits, const scalar_t* beta,
-                                             const scalar_t* thr, const int64_t* start, const scalar_t* vals,
-                                             const scalar_t* wgt, scalar_t* gdel, const scalar_t* scale,
-                                             scalar_t* gb, scalar_t* carry, scalar_t* gbeta, scalar_t* gthr,
-                                             int64_t T, int64_t B, int64_t N, int64_t W, int64_t reset,
-                                             int64_t surrogate, double sparam, bool synaptic, bool detach_reset) {
+__global__ void __launch_bounds__(kWholeSequenceMaxN)
+rec_backward_sequence_kernel(const scalar_t* gspk, const scalar_t* gmem, const scalar_t* mem,
+                             const scalar_t* pre, const uint8_t* bits, const scalar_t* beta,
+                             const scalar_t* thr, const int64_t* start, const scalar_t* vals,
+                             const scalar_t* wgt, scalar_t* gdel, const scalar_t* scale,
+                             scalar_t* gb, scalar_t* carry, scalar_t* gbeta, scalar_t* gthr,
+                             int64_t T, int64_t B, int64_t N, int64_t W, int64_t reset,
+                             int64_t surrogate, double sparam, bool synaptic, bool detach_reset){
   extern __shared__ __align__(16) unsigned char smem[];
   scalar_t* g = reinterpret_cast<scalar_t*>(smem);  // (N,) the recurrent input's gradient at step t
   const int64_t b = blockIdx.x, n = threadIdx.x;
@@ -844,7 +840,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> recurrent
   AT_DISPATCH_FLOATING_TYPES(dt, "recurrent_lif_backward_cuda", [&] {
     if (whole) {
       const size_t shared = synaptic ? 0 : static_cast<size_t>(N) * sizeof(scalar_t);
-      rec_backward_sequence_kernel<scalar_t><<<static_cast<unsigned>(B), threads_for_neurons(N), shared, stream>>>(
+      const int threads = warp_multiple(N, kWholeSequenceMaxN);
+      rec_backward_sequence_kernel<scalar_t><<<static_cast<unsigned>(B), threads, shared, stream>>>(
           gsp.data_ptr<scalar_t>(), gmm.data_ptr<scalar_t>(), mem.data_ptr<scalar_t>(),
           reset_delay ? nullptr : pre.data_ptr<scalar_t>(), bits.data_ptr<uint8_t>(), beta.data_ptr<scalar_t>(),
           thr.data_ptr<scalar_t>(), start.data_ptr<int64_t>(), vals.data_ptr<scalar_t>(), wgt.data_ptr<scalar_t>(),
