@@ -383,17 +383,30 @@ def leaky_sequence_devices() -> Set[str]:
     return set(_LS_DEVICES)
 
 
-class _NoDoubleBackwardLeaky(_NoDoubleBackward):
-    """:class:`_NoDoubleBackward` for the ``leaky_sequence`` op."""
+def _no_double_backward(op: str) -> type:
+    """:class:`_NoDoubleBackward` for the neuron-sequence op ``op``, whose message points to the
+    plain-PyTorch ``snn_delays_ext.functional.<op>(..., backend='reference')``."""
 
-    @staticmethod
-    def backward(ctx, *grads):  # type: ignore[override]
-        raise RuntimeError(
-            "snn_delays_ext: double backward (a gradient of a gradient) is not supported through the "
-            "compiled leaky_sequence op. Use the plain-PyTorch reference "
-            "snn_delays_ext.functional.leaky_sequence(..., backend='reference'), which autograd "
-            "differentiates to any order."
-        )
+    class _Refuse(_NoDoubleBackward):
+        @staticmethod
+        def backward(ctx, *grads):  # type: ignore[override]
+            raise RuntimeError(
+                "snn_delays_ext: double backward (a gradient of a gradient) is not supported through the "
+                f"compiled {op} op. Use the plain-PyTorch reference "
+                f"snn_delays_ext.functional.{op}(..., backend='reference'), which autograd "
+                "differentiates to any order."
+            )
+
+    return _Refuse
+
+
+def _sequence_flags(flags: list) -> tuple:
+    """``(reset_delay, detach_reset)`` of a neuron-sequence op's trailing arguments, with the
+    schema's defaults ``(True, False)`` for those not passed."""
+    return tuple((list(flags) + [True, False][len(flags):])[:2])
+
+
+_NoDoubleBackwardLeaky = _no_double_backward("leaky_sequence")
 
 
 if _LS_DEVICES:
@@ -415,7 +428,7 @@ if _LS_DEVICES:
 
     def _ls_setup(ctx, inputs, output):
         x, beta, threshold, reset, surrogate, sparam, *flags = inputs
-        reset_delay, detach_reset = (list(flags) + [True, False][len(flags):])[:2]
+        reset_delay, detach_reset = _sequence_flags(flags)
         _, mem, pre = output
         ctx.save_for_backward(beta, threshold, mem, pre)
         ctx.cfg = (reset, surrogate, sparam, reset_delay, detach_reset)
@@ -458,17 +471,7 @@ def synaptic_sequence_devices() -> Set[str]:
     return set(_SS_DEVICES)
 
 
-class _NoDoubleBackwardSynaptic(_NoDoubleBackward):
-    """:class:`_NoDoubleBackward` for the ``synaptic_sequence`` op."""
-
-    @staticmethod
-    def backward(ctx, *grads):  # type: ignore[override]
-        raise RuntimeError(
-            "snn_delays_ext: double backward (a gradient of a gradient) is not supported through the "
-            "compiled synaptic_sequence op. Use the plain-PyTorch reference "
-            "snn_delays_ext.functional.synaptic_sequence(..., backend='reference'), which autograd "
-            "differentiates to any order."
-        )
+_NoDoubleBackwardSynaptic = _no_double_backward("synaptic_sequence")
 
 
 if _SS_DEVICES:
@@ -491,7 +494,7 @@ if _SS_DEVICES:
 
     def _ss_setup(ctx, inputs, output):
         x, alpha, beta, threshold, reset, surrogate, sparam, *flags = inputs
-        reset_delay, detach_reset = (list(flags) + [True, False][len(flags):])[:2]
+        reset_delay, detach_reset = _sequence_flags(flags)
         _, syn, mem, pre = output
         ctx.save_for_backward(alpha, beta, threshold, syn, mem, pre)
         ctx.cfg = (reset, surrogate, sparam, reset_delay, detach_reset)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 
+import snntorch.surrogate as sg
 import torch
 
 from snn_delays_ext.functional import recurrent_leaky as R
 from snn_delays_ext.functional.delayed_linear import delayed_linear
+from snn_delays_ext.surrogate import triangle
 
 
 def ref_delayed_linear(*args, **kwargs):
@@ -52,6 +54,19 @@ SURROGATES = {
     # snn_delays_ext.surrogate.triangle(gamma): max(0, gamma - |u|) / gamma^2 (a narrow gamma so
     # that the parity cases have membranes both inside and outside the triangle)
     "triangle": (6, 0.7, lambda g: _make(lambda u: (g - u.abs()).clamp_min(0) / g ** 2)),
+}
+
+
+# snnTorch's own surrogate factories (the float32 oracle of the neuron-sequence tests), with
+# parameters that put membranes on both sides of the surrogates' features
+SNNTORCH_SURROGATES = {
+    "atan": lambda: sg.atan(alpha=3.0),
+    "fast_sigmoid": lambda: sg.fast_sigmoid(slope=10),
+    "sigmoid": lambda: sg.sigmoid(slope=5),
+    "triangular": lambda: sg.triangular(),
+    "straight_through_estimator": lambda: sg.straight_through_estimator(),
+    "heaviside": lambda: sg.heaviside(),
+    "triangle": lambda: triangle(0.7),
 }
 
 

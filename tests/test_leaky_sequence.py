@@ -22,23 +22,12 @@ from snn_delays_ext.surrogate import triangle
 from snn_delays_ext.train import FeedForwardSNN
 from snn_delays_ext.train import models as M
 
-from _kernel_helpers import SURROGATES
+from _kernel_helpers import SNNTORCH_SURROGATES, SURROGATES
 
 compiled = pytest.mark.skipif("cpu" not in ops.leaky_sequence_devices(),
                               reason=f"compiled leaky_sequence not built: {ops.LOAD_ERROR}")
 OPS = torch.ops.snn_delays_ext if ops.AVAILABLE else None
 RESETS = ["subtract", "zero", "none"]
-# snnTorch's factories (float32 oracle) with a parameter that puts membranes on both sides of
-# the surrogates' features
-SNNTORCH_SURROGATES = {
-    "atan": lambda: sg.atan(alpha=3.0),
-    "fast_sigmoid": lambda: sg.fast_sigmoid(slope=10),
-    "sigmoid": lambda: sg.sigmoid(slope=5),
-    "triangular": lambda: sg.triangular(),
-    "straight_through_estimator": lambda: sg.straight_through_estimator(),
-    "heaviside": lambda: sg.heaviside(),
-    "triangle": lambda: triangle(0.7),
-}
 
 
 def _snntorch_loop(lif: torch.nn.Module, x: torch.Tensor):

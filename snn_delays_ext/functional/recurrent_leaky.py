@@ -710,11 +710,12 @@ def _recurrent_leaky_reference(
     return spk_seq, mem_seq, RecurrentLeakyState(mem, new_past)
 
 
-def _check_neuron_tensors(params: NamedTuple, x: torch.Tensor, n: int) -> None:
-    """Check ``params.beta`` and ``params.threshold``: floating-point tensors on ``x``'s device,
-    each a scalar or one value per neuron (``(n,)``); raise a ``TypeError``/``ValueError`` naming
-    the field otherwise."""
-    for name in ("beta", "threshold"):
+def _check_neuron_tensors(params: NamedTuple, x: torch.Tensor, n: int,
+                          names: Tuple[str, ...] = ("beta", "threshold")) -> None:
+    """Check the fields ``names`` of ``params`` (``beta`` and ``threshold`` by default):
+    floating-point tensors on ``x``'s device, each a scalar or one value per neuron (``(n,)``);
+    raise a ``TypeError``/``ValueError`` naming the field otherwise."""
+    for name in names:
         t = getattr(params, name)
         if not isinstance(t, torch.Tensor) or not t.is_floating_point():
             got = f"dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__

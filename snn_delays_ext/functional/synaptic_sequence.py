@@ -37,6 +37,7 @@ from .._checks import check_finite, check_operand
 from ..dispatch import Choice, synaptic_sequence_backend
 from ..surrogate import surrogate_spec_constant
 from .leaky_sequence import LeakyParameters, _check_args, _spike_fn
+from .recurrent_leaky import _check_neuron_tensors
 
 __all__ = ["SynapticParameters", "synaptic_sequence", "synaptic_sequence_choice", "synaptic_step"]
 
@@ -121,16 +122,8 @@ def _check(x: object, syn: object, mem: object, p: object, step: bool) -> None:
         raise TypeError(f"params: expected a SynapticParameters, got {type(p).__name__}")
     _check_args(x, mem, _membrane_view(p), step)  # x, beta, threshold, the options, mem
     assert isinstance(x, torch.Tensor)
-    n, a = x.shape[-1], p.alpha
-    if not isinstance(a, torch.Tensor) or not a.is_floating_point():
-        got = f"dtype {a.dtype}" if isinstance(a, torch.Tensor) else type(a).__name__
-        raise TypeError(f"params.alpha: expected a floating-point torch.Tensor, got {got}")
-    if a.dim() > 1 or a.numel() not in (1, n):
-        raise ValueError(f"params.alpha: expected a scalar or a ({n},) tensor (one per neuron), got shape "
-                         f"{tuple(a.shape)}")
-    if a.device != x.device:
-        raise ValueError(f"params.alpha: expected a tensor on {x.device} (the device of x), got one on {a.device}")
-    check_finite("params.alpha", a.detach())
+    _check_neuron_tensors(p, x, x.shape[-1], ("alpha",))
+    check_finite("params.alpha", p.alpha.detach())
     if syn is not None:
         shape = tuple(x.shape) if step else tuple(x.shape[1:])
         check_operand("syn", syn, shape, x, "the synaptic current: " + ("that of x" if step else "(B, N) of x"))
