@@ -80,3 +80,33 @@ def reference_recurrent(x, weight, bias, delays, beta, threshold, spike_fn, max_
     spk, mem, _ = R.recurrent_leaky_sequence(x, state, weight, bias, delays, params, max_delay,
                                              delay_type, sigma, interpolation, backend="reference")
     return spk, mem
+
+
+def case_seed(*key) -> int:
+    """A seed from a test case's parameters that is the same in every process (Python's ``hash``
+    of strings changes with ``PYTHONHASHSEED``)."""
+    import zlib
+
+    return zlib.crc32(repr(key).encode())
+
+
+def assert_float32_grads_as_accurate(got, snn32, oracle64, n_input: int, rel: float = 2e-6) -> None:
+    """Our float32 gradients are as accurate as snnTorch's own float32 ones.
+
+    ``oracle64`` is snnTorch's loop run in float64 on the same input (the truth up to float64
+    rounding). Both float32 computations round the same sums in different orders, and a
+    recurrence over time can cancel: the error of each is measured against the oracle, and ours
+    may exceed snnTorch's by a factor of 4 plus ``rel`` of the gradient's scale times the square
+    root of the number of terms each entry sums (``n_input`` input entries over its size).
+    """
+    for i, (a, e, o) in enumerate(zip(got, snn32, oracle64)):
+        if e is None:
+            assert a is None or not a.abs().any(), f"gradient {i}: snnTorch has none, ours is non-zero"
+            continue
+        o = o.to(torch.float64)
+        ours = float((a.to(torch.float64) - o).abs().max()) if a.numel() else 0.0
+        theirs = float((e.to(torch.float64) - o).abs().max()) if e.numel() else 0.0
+        scale = max(1.0, float(o.abs().max())) if o.numel() else 1.0
+        allowed = 4 * theirs + rel * scale * max(1, n_input // max(1, o.numel())) ** 0.5
+        assert ours <= allowed, (f"gradient {i}: ours is {ours:.3g} from the float64 oracle, snnTorch's "
+                                 f"float32 {theirs:.3g} (allowed {allowed:.3g})")

@@ -22,7 +22,7 @@ from snn_delays_ext.surrogate import triangle
 from snn_delays_ext.train import FeedForwardSNN
 from snn_delays_ext.train import models as M
 
-from _kernel_helpers import SNNTORCH_SURROGATES, SURROGATES
+from _kernel_helpers import SNNTORCH_SURROGATES, SURROGATES, assert_float32_grads_as_accurate, case_seed
 
 compiled = pytest.mark.skipif("cpu" not in ops.leaky_sequence_devices(),
                               reason=f"compiled leaky_sequence not built: {ops.LOAD_ERROR}")
@@ -55,8 +55,9 @@ def _close_grads(got, expected, x: torch.Tensor, rel: float = 2e-6) -> None:
 
 def _grads(spk, mem, inputs, seed=3):
     g = torch.Generator().manual_seed(seed)
-    w1 = torch.randn(spk.shape, generator=g, dtype=spk.dtype)
-    w2 = torch.randn(mem.shape, generator=g, dtype=mem.dtype)
+    # float32 weights for every dtype: a float64 oracle sees the same loss
+    w1 = torch.randn(spk.shape, generator=g).to(spk.dtype)
+    w2 = torch.randn(mem.shape, generator=g).to(mem.dtype)
     return torch.autograd.grad((spk * w1).sum() + (mem * w2).sum(), inputs, allow_unused=True)
 
 
@@ -69,12 +70,16 @@ def _grads(spk, mem, inputs, seed=3):
 @pytest.mark.parametrize("reset", RESETS)
 def test_equals_snntorch_leaky_float32(reset, reset_delay, surrogate, per_neuron, backend):
     T, B, N = 25, 3, 6
-    g = torch.Generator().manual_seed(hash((reset, reset_delay, surrogate, per_neuron)) % 2**31)
+    g = torch.Generator().manual_seed(case_seed(reset, reset_delay, surrogate, per_neuron))
     x = (torch.rand(T, B, N, generator=g) * 1.6 - 0.3).requires_grad_()
     beta = torch.rand(N, generator=g) * 0.9 + 0.05 if per_neuron else torch.tensor(0.8)
     thr = torch.rand(N, generator=g) * 0.6 + 0.7 if per_neuron else torch.tensor(0.9)
-    lif = snn.Leaky(beta=beta, threshold=thr, spike_grad=SNNTORCH_SURROGATES[surrogate](), learn_beta=True,
-                    learn_threshold=True, reset_mechanism=reset, reset_delay=reset_delay)
+
+    def build():  # a fresh neuron: snnTorch's holds its last state
+        return snn.Leaky(beta=beta, threshold=thr, spike_grad=SNNTORCH_SURROGATES[surrogate](), learn_beta=True,
+                         learn_threshold=True, reset_mechanism=reset, reset_delay=reset_delay)
+
+    lif = build()
     s_ref, m_ref = _snntorch_loop(lif, x)
     params = LeakyParameters(lif.beta, lif.threshold, lif.spike_grad, reset, reset_delay)
     assert leaky_sequence_choice(x, params, backend=backend)[0].backend == backend
@@ -82,8 +87,12 @@ def test_equals_snntorch_leaky_float32(reset, reset_delay, surrogate, per_neuron
     assert s.dtype == torch.float32 and 0 < int(s.sum()) < s.numel()
     torch.testing.assert_close(s, s_ref, rtol=0, atol=0)  # the same spikes and membranes, bit for bit
     torch.testing.assert_close(m, m_ref, rtol=0, atol=0)
+    lif64, x64 = build().double(), x.detach().double().requires_grad_()
+    s64, m64 = _snntorch_loop(lif64, x64)
+    assert torch.equal(s64.float(), s_ref)  # the same spikes in float64
     inputs = (x, lif.beta, lif.threshold)
-    _close_grads(_grads(s, m, inputs), _grads(s_ref, m_ref, inputs), x)
+    assert_float32_grads_as_accurate(_grads(s, m, inputs), _grads(s_ref, m_ref, inputs),
+                                     _grads(s64, m64, (x64, lif64.beta, lif64.threshold)), x.numel())
 
 
 @compiled
