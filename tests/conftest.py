@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The suite draws the same hypothesis examples in every run (a CI result does not depend on the
+# draw); `pytest --hypothesis-profile=explore` draws new ones each run to hunt for bugs.
+settings.register_profile("default", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile("default")
 
 
 def shared_data_dir() -> Path | None:
