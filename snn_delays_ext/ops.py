@@ -654,8 +654,9 @@ if _EP_DEVICES:
         x_idx, s_idx, s_rise, weight, d_ff = saved[:5]
         rec_weight, d_rec = (saved[5], saved[6]) if ctx.recurrent else (None, None)
         empty = weight.new_empty((0,))
-        grad_spk = empty if grad_spk is None else grad_spk.contiguous()
-        grad_mem = empty if grad_mem is None else grad_mem.contiguous()
+        # read in place with their strides (a broadcast from a sum or mean stays one)
+        grad_spk = empty if grad_spk is None else grad_spk
+        grad_mem = empty if grad_mem is None else grad_mem
         gx, gw, gd, gr, ge = torch.ops.snn_delays_ext.eventprop_lif_backward(
             grad_spk, grad_mem, x_idx, s_idx, s_rise, weight, d_ff, rec_weight, d_rec, *ctx.args)
         need = ctx.needs_input_grad

@@ -119,9 +119,16 @@ def test_eventprop(emu, recurrent):
     d_rec = torch.floor(E.clamp(1, md) + 0.5).to(torch.int16) if recurrent else None
     g = torch.Generator().manual_seed(3)
     gs, gm = torch.randn(mem.shape, generator=g, dtype=DT), torch.randn(mem.shape, generator=g, dtype=DT)
-    bargs = (gs, gm, x_idx, s_idx, s_rise, W, d_ff, R if recurrent else None, d_rec, x.shape[0], x.shape[1], md,
-             0.8, 0.9, 1.0, 0.9, 1e-6, 0.2, 2.0)
-    _close(emu.eventprop_lif_backward(*bargs), K.eventprop_lif_backward(*bargs))
+    rest = (x_idx, s_idx, s_rise, W, d_ff, R if recurrent else None, d_rec, x.shape[0], x.shape[1], md,
+            0.8, 0.9, 1.0, 0.9, 1e-6, 0.2, 2.0)
+    T, B, N = mem.shape
+    strided = [  # loss gradients read through their strides: broadcasts (a sum or mean) and a permutation
+        (torch.tensor(0.3, dtype=DT).expand(T, B, N), torch.randn(1, B, N, generator=g, dtype=DT).expand(T, B, N)),
+        (torch.randn(N, B, T, generator=g, dtype=DT).permute(2, 1, 0), torch.randn(T, 1, 1, dtype=DT).expand(T, B, N)),
+    ]
+    for gs_, gm_ in [(gs, gm)] + strided:
+        want = K.eventprop_lif_backward(gs_.contiguous(), gm_.contiguous(), *rest)
+        _close(emu.eventprop_lif_backward(gs_, gm_, *rest), want)
 
 
 # -- neurons over a sequence ------------------------------------------------------------------------

@@ -345,6 +345,60 @@ def test_opcheck_backward():
     torch.library.opcheck(torch.ops.snn_delays_ext.eventprop_lif_backward.default, args)
 
 
+LOSSES = {  # losses whose gradients reach the backward as broadcast or permuted tensors
+    "mean": lambda spk, mem: mem.mean() + 0.0 * spk.sum(),
+    "readout-sum-over-time": lambda spk, mem: (mem.sum(0) * torch.linspace(-1, 1, mem.shape[-1]).to(mem)).sum()
+    + spk.sum(0).square().sum() * 0.01,
+    "per-step": lambda spk, mem: (mem.sum((1, 2)) * torch.linspace(0, 1, mem.shape[0]).to(mem)).sum(),
+    "permuted": lambda spk, mem: (mem.permute(2, 1, 0) * torch.arange(mem.numel()).view(
+        mem.shape[::-1]).to(mem).sin()).sum() + (spk.transpose(0, 1) * 0.5).sum(),
+}
+
+
+def _grads_of_loss(loss_fn, backend, device, x, W, D, R, E, cfg):
+    leaves = [t.to(device).requires_grad_() if t is not None else None for t in (x, W, D, R, E)]
+    spk, mem = eventprop_lif(*leaves, config=cfg, backend=backend)
+    loss_fn(spk, mem).backward()
+    return [t.grad.cpu() if t is not None else None for t in leaves]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("loss", list(LOSSES))
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_broadcast_and_permuted_loss_gradients(recurrent, loss, device):
+    # the op reads the loss gradients through their strides instead of densifying them
+    if device not in ops.eventprop_devices():
+        pytest.skip(f"no {device} EventProp kernels in this build")
+    md = 6
+    x, W, D, R, E = _net(5, 60, 3, 5, 7, md, recurrent)
+    cfg = _cfg(md, reg_strength=0.1, reg_target=2.0)
+    ref = _grads_of_loss(LOSSES[loss], "reference", "cpu", x, W, D, R, E, cfg)
+    got = _grads_of_loss(LOSSES[loss], "compiled", device, x, W, D, R, E, cfg)
+    assert ref[1].abs().sum() > 0
+    for name, a, b in zip(("x", "weight", "delays", "rec_weight", "rec_delays"), ref, got):
+        if a is None:
+            assert b is None, name
+            continue
+        scale = max(1.0, float(a.abs().max()))
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-9 * scale, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_opcheck_backward_with_broadcast_gradients():
+    x, W, D, R, E, md, a, b, th, c, mden, rs, rt, _, _ = _op_args(True)
+    _, mem, x_idx, s_idx, s_rise = torch.ops.snn_delays_ext.eventprop_lif_forward(
+        x, W.detach(), D.detach(), R.detach(), E.detach(), md, a, b, th, c, mden, rs, rt, -1, True)
+    d_ff = torch.floor(D.detach().clamp(0, md) + 0.5).to(torch.int16)
+    d_rec = torch.floor(E.detach().clamp(1, md) + 0.5).to(torch.int16)
+    T, B, N = mem.shape
+    gs = torch.tensor(0.25, dtype=mem.dtype).expand(T, B, N)
+    gm = torch.randn(1, B, N, dtype=mem.dtype).expand(T, B, N)
+    args = (gs, gm, x_idx, s_idx, s_rise, W.detach(), d_ff, R.detach(), d_rec, T, B, md, a, b, th, c, mden, rs, rt)
+    torch.library.opcheck(torch.ops.snn_delays_ext.eventprop_lif_backward.default, args)
+    dense = torch.ops.snn_delays_ext.eventprop_lif_backward(gs.contiguous(), gm.contiguous(), *args[2:])
+    for got, want in zip(torch.ops.snn_delays_ext.eventprop_lif_backward(*args), dense):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
 # ---------------------------------------------------------------------------------------------
 # CUDA (skipped without a GPU)
 # ---------------------------------------------------------------------------------------------

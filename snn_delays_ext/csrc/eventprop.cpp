@@ -226,8 +226,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
   const int64_t L = ring_len(max_delay), mask = L - 1;
   const bool recurrent = rec_weight.has_value() && rec_weight->defined();
   const auto opts = weight.options();
-  const auto grad_spk = grad_spk_.contiguous();
-  const auto grad_mem = grad_mem_.contiguous();
+  const auto grad_spk = eventprop::readable_grad(grad_spk_);
+  const auto grad_mem = eventprop::readable_grad(grad_mem_);
   const auto s_rise = s_rise_.contiguous();
   const bool has_gs = grad_spk.numel() > 0, has_gm = grad_mem.numel() > 0;
   const auto wT = weight.contiguous().t().contiguous();
@@ -261,6 +261,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
     const scalar_t min_den = static_cast<scalar_t>(min_denominator);
     const scalar_t* gsp = has_gs ? grad_spk.data_ptr<scalar_t>() : nullptr;
     const scalar_t* gmp = has_gm ? grad_mem.data_ptr<scalar_t>() : nullptr;
+    // strides (t, b, n) of the loss gradients (read in place, broadcasts included)
+    const int64_t gs_t = has_gs ? grad_spk.stride(0) : 0, gs_b = has_gs ? grad_spk.stride(1) : 0,
+                  gs_n = has_gs ? grad_spk.stride(2) : 0;
+    const int64_t gm_t = has_gm ? grad_mem.stride(0) : 0, gm_b = has_gm ? grad_mem.stride(1) : 0,
+                  gm_n = has_gm ? grad_mem.stride(2) : 0;
     const scalar_t* rsp = s_rise.data_ptr<scalar_t>();
     const scalar_t* wtp = wT.data_ptr<scalar_t>();
     const int32_t* dtp = dT.data_ptr<int32_t>();
@@ -297,9 +302,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
           for (int64_t t = T - 1; t >= 0; --t) {
             const int64_t st = t & mask;
             const int64_t cell = t * B + b;
+            const scalar_t* gs_row = gsp ? gsp + t * gs_t + b * gs_b : nullptr;
+            const scalar_t* gm_row = gmp ? gmp + t * gm_t + b * gm_b : nullptr;
             for (int64_t n = 0; n < N; ++n) {
               scalar_t v = a * gUn[n];
-              if (gmp) v = v + gmp[cell * N + n];
+              if (gm_row) v = v + gm_row[n * gm_n];
               gV[n] = v;
               gU[n] = v;
             }
@@ -307,7 +314,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
             for (int64_t q = s_off[cell]; q < s_off[cell + 1]; ++q) {
               const int64_t k = s_ord[q];
               const int64_t n = sfp[k] % N;
-              scalar_t tsens = gsp ? gsp[cell * N + n] : scalar_t(0);
+              scalar_t tsens = gs_row ? gs_row[n * gs_n] : scalar_t(0);
               if (recurrent) {
                 const scalar_t* rr = rtp + n * N;
                 const int32_t* er = etp + n * N;
@@ -325,7 +332,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
               }
               const scalar_t rise = rsp[k];
               // the loss on V jumps with the reset: (l_V^- - l_V^+) = theta dL/dV_t
-              if (gmp) tsens = tsens + th * gmp[cell * N + n];
+              if (gm_row) tsens = tsens + th * gm_row[n * gm_n];
               tsens = tsens - (rise + th_term) * gV[n];
               scalar_t jump = -tsens / std::max(rise, min_den);
               if (!reg.empty()) jump = jump + reg[n];

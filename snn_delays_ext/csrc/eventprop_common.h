@@ -125,6 +125,15 @@ inline void check_binary(const at::Tensor& x, const at::Tensor& x_idx) {
   TORCH_CHECK_VALUE(!bad, "eventprop_lif_forward: x: expected binary spikes (0 or 1), got other values");
 }
 
+// A loss gradient of spk or mem as the kernels read it: in place through its strides when its
+// neuron stride is 0 or 1 (a loss that sums or averages hands over a broadcast, stride-0 tensor,
+// which is never densified: a dense (T, B, N) tensor less at the backward's peak), else a
+// contiguous copy (the kernels read along neurons). Empty: no gradient.
+inline at::Tensor readable_grad(const at::Tensor& g) {
+  if (g.numel() == 0 || g.stride(2) == 0 || g.stride(2) == 1) return g;
+  return g.contiguous();
+}
+
 inline void check_backward_args(const at::Tensor& grad_spk, const at::Tensor& grad_mem, const at::Tensor& x_idx,
                                 const at::Tensor& s_idx, const at::Tensor& s_rise, const at::Tensor& weight,
                                 const at::Tensor& d_ff, const c10::optional<at::Tensor>& rec_weight,

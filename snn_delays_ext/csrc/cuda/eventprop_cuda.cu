@@ -116,7 +116,7 @@ __global__ void ep_forward_kernel(const scalar_t* __restrict__ x, const scalar_t
 
 // ---- backward ---------------------------------------------------------------------------------
 template <typename scalar_t>
-__global__ void ep_backward_kernel(const scalar_t* __restrict__ gs, const scalar_t* __restrict__ gm,
+__global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<scalar_t> gm,
                                    const int64_t* __restrict__ s_off, const int64_t* __restrict__ s_n,
                                    const scalar_t* __restrict__ s_rise, const int64_t* __restrict__ x_off,
                                    const int64_t* __restrict__ x_i, const scalar_t* __restrict__ wT,
@@ -137,9 +137,11 @@ __global__ void ep_backward_kernel(const scalar_t* __restrict__ gs, const scalar
   for (int64_t t = T - 1; t >= 0; --t) {
     const int64_t st = t & mask;
     const int64_t cell = t * B + b;
+    const scalar_t* gs_row = gs.p != nullptr ? gs.p + t * gs.st + b * gs.sb : nullptr;
+    const scalar_t* gm_row = gm.p != nullptr ? gm.p + t * gm.st + b * gm.sb : nullptr;
     for (int64_t n = threadIdx.x; n < N; n += blockDim.x) {
       scalar_t v = a * gUn[n];
-      if (gm != nullptr) v = v + gm[cell * N + n];
+      if (gm_row != nullptr) v = v + gm_row[n * gm.sn];
       gV[n] = v;
       gU[n] = v;
     }
@@ -159,11 +161,11 @@ __global__ void ep_backward_kernel(const scalar_t* __restrict__ gs, const scalar
       }
       const scalar_t sum = ep_block_sum(part, red);
       if (threadIdx.x == 0) {
-        scalar_t tsens = gs != nullptr ? gs[cell * N + n] : scalar_t(0);
+        scalar_t tsens = gs_row != nullptr ? gs_row[n * gs.sn] : scalar_t(0);
         if (recurrent) tsens = tsens + sum;
         const scalar_t r = s_rise[q];
         // the loss on V jumps with the reset: (l_V^- - l_V^+) = theta dL/dV_t
-        if (gm != nullptr) tsens = tsens + th * gm[cell * N + n];
+        if (gm_row != nullptr) tsens = tsens + th * gm_row[n * gm.sn];
         tsens = tsens - (r + th_term) * gV[n];
         scalar_t jump = -tsens / (r > min_den ? r : min_den);
         if (reg != nullptr) jump = jump + reg[n];
@@ -217,7 +219,7 @@ cudaError_t launch_forward(const scalar_t* x, const scalar_t* wT, const int32_t*
 }
 
 template <typename scalar_t>
-cudaError_t launch_backward(const scalar_t* gs, const scalar_t* gm, const int64_t* s_off, const int64_t* s_n,
+cudaError_t launch_backward(GradView<scalar_t> gs, GradView<scalar_t> gm, const int64_t* s_off, const int64_t* s_n,
                             const scalar_t* s_rise, const int64_t* x_off, const int64_t* x_i, const scalar_t* wT,
                             const int32_t* dT, const scalar_t* rT, const int32_t* eT, const scalar_t* reg,
                             scalar_t* hist, scalar_t* gU, scalar_t* gV, scalar_t* gUn, scalar_t* gSn, scalar_t* gx,
@@ -236,7 +238,7 @@ cudaError_t launch_backward(const scalar_t* gs, const scalar_t* gm, const int64_
   template cudaError_t launch_forward<T_>(const T_*, const T_*, const int32_t*, const T_*, const int32_t*, T_*, \
                                           T_*, T_*, T_*, T_*, int64_t, int64_t, int64_t, int64_t, int64_t,       \
                                           double, double, double, double, cudaStream_t);                        \
-  template cudaError_t launch_backward<T_>(const T_*, const T_*, const int64_t*, const int64_t*, const T_*,     \
+  template cudaError_t launch_backward<T_>(GradView<T_>, GradView<T_>, const int64_t*, const int64_t*, const T_*, \
                                            const int64_t*, const int64_t*, const T_*, const int32_t*, const T_*, \
                                            const int32_t*, const T_*, T_*, T_*, T_*, T_*, T_*, T_*, T_*, T_*, T_*, \
                                            T_*, int64_t, int64_t, int64_t, int64_t, int64_t, double, double,    \

@@ -44,6 +44,13 @@ scalar_t* mptr(at::Tensor& t) {
   return t.defined() && t.numel() > 0 ? t.data_ptr<scalar_t>() : nullptr;
 }
 
+// A loss gradient (T, B, N) with its strides, or a null view for an empty one (no gradient).
+template <typename scalar_t>
+eventprop_cuda::GradView<scalar_t> grad_view(const at::Tensor& g) {
+  if (g.numel() == 0) return {nullptr, 0, 0, 0};
+  return {g.data_ptr<scalar_t>(), g.stride(0), g.stride(1), g.stride(2)};
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop_lif_forward_cuda(
     const at::Tensor& x_, const at::Tensor& weight, const at::Tensor& delays,
     const c10::optional<at::Tensor>& rec_weight, const c10::optional<at::Tensor>& rec_delays, int64_t max_delay,
@@ -132,8 +139,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
   TORCH_CHECK(B <= std::numeric_limits<int32_t>::max(), "B: at most 2^31 - 1 samples per batch, got ", B);
   const bool recurrent = rec_weight.has_value() && rec_weight->defined();
   const auto opts = weight.options();
-  const auto grad_spk = grad_spk_.contiguous();
-  const auto grad_mem = grad_mem_.contiguous();
+  const auto grad_spk = eventprop::readable_grad(grad_spk_);
+  const auto grad_mem = eventprop::readable_grad(grad_mem_);
   const auto wT = weight.contiguous().t().contiguous();
   const auto dT = d_ff.to(at::kInt).t().contiguous();
   at::Tensor rT, eT;
@@ -167,7 +174,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
     cudaError_t err;
     if (weight.scalar_type() == at::kDouble) {
       err = eventprop_cuda::launch_backward<double>(
-          cptr<double>(grad_spk), cptr<double>(grad_mem), s_off.data_ptr<int64_t>(), cptr<int64_t>(s_n),
+          grad_view<double>(grad_spk), grad_view<double>(grad_mem), s_off.data_ptr<int64_t>(), cptr<int64_t>(s_n),
           cptr<double>(s_rise), x_off.data_ptr<int64_t>(), cptr<int64_t>(x_i), cptr<double>(wT),
           dT.data_ptr<int32_t>(), recurrent ? cptr<double>(rT) : nullptr, recurrent ? eT.data_ptr<int32_t>() : nullptr,
           reg.defined() ? cptr<double>(reg) : nullptr, mptr<double>(hist), mptr<double>(gU), mptr<double>(gV),
@@ -176,7 +183,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
           beta, syn_scale, threshold, min_denominator, stream);
     } else {
       err = eventprop_cuda::launch_backward<float>(
-          cptr<float>(grad_spk), cptr<float>(grad_mem), s_off.data_ptr<int64_t>(), cptr<int64_t>(s_n),
+          grad_view<float>(grad_spk), grad_view<float>(grad_mem), s_off.data_ptr<int64_t>(), cptr<int64_t>(s_n),
           cptr<float>(s_rise), x_off.data_ptr<int64_t>(), cptr<int64_t>(x_i), cptr<float>(wT),
           dT.data_ptr<int32_t>(), recurrent ? cptr<float>(rT) : nullptr, recurrent ? eT.data_ptr<int32_t>() : nullptr,
           reg.defined() ? cptr<float>(reg) : nullptr, mptr<float>(hist), mptr<float>(gU), mptr<float>(gV),

@@ -27,13 +27,21 @@ cudaError_t launch_forward(const scalar_t* x, const scalar_t* wT, const int32_t*
                            int64_t mask, double alpha, double beta, double syn_scale, double threshold,
                            cudaStream_t stream);
 
+// A loss gradient of spk or mem, (T, B, N), read through its strides (t, b, n): a loss that sums
+// or averages hands over a broadcast (stride-0) tensor, which is never densified. p null: none.
+template <typename scalar_t>
+struct GradView {
+  const scalar_t* p;
+  int64_t st, sb, sn;
+};
+
 // Backward: the reverse-time adjoint, one block per batch element. gs/gm (gradients of spikes
-// and membranes, (T, B, N)), rT/eT/grT/geT and reg may be null. s_off/x_off: (T B + 1) offsets
+// and membranes, (T, B, N), null pointers for none), rT/eT/grT/geT and reg may be null. s_off/x_off: (T B + 1) offsets
 // of the spikes / input events of each (t, b) cell into s_n/s_rise and x_i. hist: (B, L, N, 2)
 // zeros; gU, gV, gUn, gSn: (B, N) zeros; gx: (T, B, F) zeros; gwT, gdT: (F, N) zeros;
 // grT, geT: (N, N) zeros.
 template <typename scalar_t>
-cudaError_t launch_backward(const scalar_t* gs, const scalar_t* gm, const int64_t* s_off, const int64_t* s_n,
+cudaError_t launch_backward(GradView<scalar_t> gs, GradView<scalar_t> gm, const int64_t* s_off, const int64_t* s_n,
                             const scalar_t* s_rise, const int64_t* x_off, const int64_t* x_i, const scalar_t* wT,
                             const int32_t* dT, const scalar_t* rT, const int32_t* eT, const scalar_t* reg,
                             scalar_t* hist, scalar_t* gU, scalar_t* gV, scalar_t* gUn, scalar_t* gSn, scalar_t* gx,
