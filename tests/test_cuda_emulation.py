@@ -100,13 +100,18 @@ def test_recurrent_lif(emu, path, synaptic, reset, reset_delay, dropout, monkeyp
 
 
 # -- EventProp ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", ["small", "wide"])
 @pytest.mark.parametrize("recurrent", [False, True])
-def test_eventprop(emu, recurrent):
+def test_eventprop(emu, recurrent, shape):
     from test_eventprop_compiled import _net
 
     md = 6
+    # wide: more neurons than threads (several per thread, every warp busy) and more than 32
+    # spikes and input events in a step (several reduction batches)
+    net = (11, 80, 5, 6, 40) if shape == "small" else (12, 8, 2, 70, 300)
     x, W, D, R, E = (t.detach() if isinstance(t, torch.Tensor) else t
-                     for t in _net(11, 80, 5, 6, 40, md, recurrent, dtype=DT, wscale=1.0))
+                     for t in _net(*net, md, recurrent, dtype=DT, wscale=1.0,
+                                   rate=0.15 if shape == "small" else 0.7))
     args = (x, W, D, R if recurrent else None, E if recurrent else None, md, 0.8, 0.9, 1.0, 0.9, 1e-6, 0.2, 2.0,
             -1, True)
     K = torch.ops.snn_delays_ext
@@ -115,6 +120,8 @@ def test_eventprop(emu, recurrent):
     _close(got, want, dict(rtol=1e-12, atol=1e-12))
     spk, mem, x_idx, s_idx, s_rise = want
     assert spk.sum() > 0 and set(spk.unique().tolist()) == {0.0, 1.0}
+    if shape == "wide":
+        assert spk.sum(2).max() > 32 and x.sum(2).max() > 32  # in one (t, b) cell
     d_ff = torch.floor(D.clamp(0, md) + 0.5).to(torch.int16)
     d_rec = torch.floor(E.clamp(1, md) + 0.5).to(torch.int16) if recurrent else None
     g = torch.Generator().manual_seed(3)

@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <ucontext.h>
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -51,6 +52,23 @@ inline int __syncthreads_count(int p) {
   emu_round_count += p != 0;
   __syncthreads();
   return emu_last_count;
+}
+// Warp shuffles: each thread leaves its value in a slot between two block-wide barriers, so the
+// emulation needs every thread of the block to make the same shuffle calls (a reduction that the
+// whole block runs, as the kernels do); lanes outside the warp's width keep their own value.
+inline std::vector<std::array<unsigned char, 16>> emu_lanes;
+template <class T>
+inline T __shfl_down_sync(unsigned, T v, unsigned delta, int width = 32) {
+  static_assert(sizeof(T) <= 16, "shuffle of a value of at most 16 bytes");
+  if (emu_lanes.size() < blockDim.x) emu_lanes.resize(blockDim.x);
+  const unsigned me = threadIdx.x;
+  std::memcpy(emu_lanes[me].data(), &v, sizeof(T));
+  __syncthreads();
+  T r = v;
+  if (me % static_cast<unsigned>(width) + delta < static_cast<unsigned>(width) && me + delta < blockDim.x)
+    std::memcpy(&r, emu_lanes[me + delta].data(), sizeof(T));
+  __syncthreads();
+  return r;
 }
 inline void emu_trampoline() {
   (*emu_body)();

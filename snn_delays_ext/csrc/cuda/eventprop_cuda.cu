@@ -39,18 +39,17 @@ __device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(
 __device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
 __device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
 
-// Sum of v over the block (all threads get the result); buf has kEpThreads entries.
+// Reductions in the backward: the sums of up to kBatch events of a step are reduced together,
+// each over its warp by shuffles and then over the block's warps through shared memory, with
+// one barrier per batch (a tree over the block would cost log2(threads) barriers per event).
+static_assert(kEpThreads % 32 == 0, "whole warps per block");
+constexpr int kWarps = kEpThreads / 32;
+constexpr int kBatch = 32;
+
 template <typename scalar_t>
-__device__ scalar_t ep_block_sum(scalar_t v, scalar_t* buf) {
-  buf[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];
-    __syncthreads();
-  }
-  const scalar_t r = buf[0];
-  __syncthreads();
-  return r;
+__device__ __forceinline__ scalar_t warp_sum(scalar_t v) {  // the sum lands in lane 0
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+  return v;
 }
 
 // ---- forward ----------------------------------------------------------------------------------
@@ -126,7 +125,8 @@ __global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<s
                                    scalar_t* gx, scalar_t* gwT, scalar_t* gdT, scalar_t* grT, scalar_t* geT,
                                    int64_t T, int64_t B, int64_t F, int64_t N, int64_t mask, scalar_t a, scalar_t bs,
                                    scalar_t one_a_c, scalar_t th, scalar_t th_term, scalar_t min_den) {
-  __shared__ scalar_t red[kEpThreads];
+  __shared__ scalar_t part_sums[kBatch][kWarps];  // per event of a batch, per warp
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t b = blockIdx.x;
   scalar_t* hist = hist_all + b * N * (mask + 1) * 2;  // [slot][n][gS, G]
   scalar_t* gU = gU_all + b * N;
@@ -146,11 +146,30 @@ __global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<s
       gU[n] = v;
     }
     __syncthreads();
-    // spikes of step t: jump of g_U at the spiking neuron
-    for (int64_t q = s_off[cell]; q < s_off[cell + 1]; ++q) {
-      const int64_t n = s_n[q];
-      scalar_t part = 0;
-      if (recurrent) {
+    // spikes of step t: jump of g_U at the spiking neuron (a neuron spikes at most once a step)
+    const auto jump = [&](int64_t q, int64_t n, scalar_t rec_sum) {
+      scalar_t tsens = gs_row != nullptr ? gs_row[n * gs.sn] : scalar_t(0);
+      if (recurrent) tsens = tsens + rec_sum;
+      const scalar_t r = s_rise[q];
+      // the loss on V jumps with the reset: (l_V^- - l_V^+) = theta dL/dV_t
+      if (gm_row != nullptr) tsens = tsens + th * gm_row[n * gm.sn];
+      tsens = tsens - (r + th_term) * gV[n];
+      scalar_t g = -tsens / (r > min_den ? r : min_den);
+      if (reg != nullptr) g = g + reg[n];
+      gU[n] = g;
+    };
+    const int64_t s0 = s_off[cell], s1 = s_off[cell + 1];
+    if (!recurrent) {  // no sum over other neurons: the thread that owns the neuron
+      for (int64_t q = s0; q < s1; ++q) {
+        const int64_t n = s_n[q];
+        if (n % blockDim.x == threadIdx.x) jump(q, n, scalar_t(0));
+      }
+    }
+    for (int64_t q0 = s0; recurrent && q0 < s1; q0 += kBatch) {
+      const int nb = static_cast<int>(s1 - q0 < kBatch ? s1 - q0 : kBatch);
+      for (int j = 0; j < nb; ++j) {
+        const int64_t n = s_n[q0 + j];
+        scalar_t part = 0;
         for (int64_t m = threadIdx.x; m < N; m += blockDim.x) {
           const scalar_t* h = hist + (((st + eT[n * N + m]) & mask) * N + m) * 2;
           const scalar_t wG = rT[n * N + m] * h[1];
@@ -158,19 +177,16 @@ __global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<s
           gpuAtomicAdd(grT + n * N + m, h[0]);
           gpuAtomicAdd(geT + n * N + m, wG);
         }
+        part = warp_sum(part);
+        if (lane == 0) part_sums[j][warp] = part;
       }
-      const scalar_t sum = ep_block_sum(part, red);
-      if (threadIdx.x == 0) {
-        scalar_t tsens = gs_row != nullptr ? gs_row[n * gs.sn] : scalar_t(0);
-        if (recurrent) tsens = tsens + sum;
-        const scalar_t r = s_rise[q];
-        // the loss on V jumps with the reset: (l_V^- - l_V^+) = theta dL/dV_t
-        if (gm_row != nullptr) tsens = tsens + th * gm_row[n * gm.sn];
-        tsens = tsens - (r + th_term) * gV[n];
-        scalar_t jump = -tsens / (r > min_den ? r : min_den);
-        if (reg != nullptr) jump = jump + reg[n];
-        gU[n] = jump;
+      __syncthreads();
+      if (threadIdx.x < nb) {
+        scalar_t sum = 0;
+        for (int w = 0; w < kWarps; ++w) sum += part_sums[threadIdx.x][w];
+        jump(q0 + threadIdx.x, s_n[q0 + threadIdx.x], sum);
       }
+      __syncthreads();  // before part_sums is rewritten
     }
     __syncthreads();
     for (int64_t n = threadIdx.x; n < N; n += blockDim.x) {
@@ -186,20 +202,30 @@ __global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<s
     }
     __syncthreads();
     // input spikes of step t sample the history at t + d
-    for (int64_t q = x_off[cell]; q < x_off[cell + 1]; ++q) {
-      const int64_t i = x_i[q];
-      scalar_t part = 0;
-      for (int64_t n = threadIdx.x; n < N; n += blockDim.x) {
-        const scalar_t* h = hist + (((st + dT[i * N + n]) & mask) * N + n) * 2;
-        const scalar_t wG = wT[i * N + n] * h[1];
-        part += wG;
-        gpuAtomicAdd(gwT + i * N + n, h[0]);
-        gpuAtomicAdd(gdT + i * N + n, wG);
+    const int64_t e0 = x_off[cell], e1 = x_off[cell + 1];
+    for (int64_t q0 = e0; q0 < e1; q0 += kBatch) {
+      const int nb = static_cast<int>(e1 - q0 < kBatch ? e1 - q0 : kBatch);
+      for (int j = 0; j < nb; ++j) {
+        const int64_t i = x_i[q0 + j];
+        scalar_t part = 0;
+        for (int64_t n = threadIdx.x; n < N; n += blockDim.x) {
+          const scalar_t* h = hist + (((st + dT[i * N + n]) & mask) * N + n) * 2;
+          const scalar_t wG = wT[i * N + n] * h[1];
+          part += wG;
+          gpuAtomicAdd(gwT + i * N + n, h[0]);
+          gpuAtomicAdd(gdT + i * N + n, wG);
+        }
+        part = warp_sum(part);
+        if (lane == 0) part_sums[j][warp] = part;
       }
-      const scalar_t sum = ep_block_sum(part, red);
-      if (threadIdx.x == 0) gx[cell * F + i] = sum;
+      __syncthreads();
+      if (threadIdx.x < nb) {
+        scalar_t sum = 0;
+        for (int w = 0; w < kWarps; ++w) sum += part_sums[threadIdx.x][w];
+        gx[cell * F + x_i[q0 + threadIdx.x]] = sum;
+      }
+      __syncthreads();  // before part_sums is rewritten
     }
-    __syncthreads();
   }
 }
 
