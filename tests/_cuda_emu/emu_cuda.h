@@ -93,6 +93,10 @@ typedef int cudaError_t;
 typedef int cudaStream_t;
 #define cudaSuccess 0
 inline int cudaGetLastError() { return 0; }
+// the emulated device: 8 multiprocessors (kernels that size their grids by it see a small GPU)
+enum EmuDevAttr { cudaDevAttrMultiProcessorCount = 16 };
+inline int cudaGetDevice(int* d) { *d = 0; return 0; }
+inline int cudaDeviceGetAttribute(int* v, EmuDevAttr, int) { *v = 8; return 0; }
 inline const char* cudaGetErrorString(int) { return "no error"; }
 #define C10_CUDA_KERNEL_LAUNCH_CHECK() \
   do {                                 \

@@ -2,15 +2,17 @@
 // side of the CUDA ops, with their checks and errors, in eventprop_cuda_ops.cpp).
 //
 // Same math as the CPU kernels and the plain-PyTorch reference (snn_delays_ext/eventprop/
-// functional.py). Kept deliberately simple: one thread block per batch element runs the whole
-// time loop; its threads own the neurons (n = threadIdx.x, threadIdx.x + blockDim.x, ...), so the
-// per-element ring buffers (arrivals forward, adjoint history backward, in global scratch
-// memory, L >= max_delay + 1 slots, L a power of two, indexed [slot][neuron] so that the per-step
-// accesses of a warp are coalesced) need no atomics. Recurrent spikes of a step are broadcast through a
-// shared-memory flag array. The forward multiply-adds use round-to-nearest intrinsics (no FMA
-// contraction) so that the spikes are the same as on the CPU. The backward reduces the per-spike
-// and per-input-event sums over the block and adds the weight/delay gradients with atomics
-// (summation order, hence the last bits, vary between runs).
+// functional.py). A thread block runs the whole time loop of one batch element: of all its neurons
+// in a recurrent layer, of a slice of them in a feed-forward one (grid (B, parts), see
+// neuron_split: the slices are independent, and a small batch still fills the GPU). Its threads own
+// the neurons (n = n_lo + threadIdx.x, + blockDim.x, ...), so the per-element ring buffers
+// (arrivals forward, adjoint history backward, in global scratch memory, L >= max_delay + 1 slots,
+// L a power of two, indexed [slot][neuron] so that the per-step accesses of a warp are coalesced)
+// need no atomics. Recurrent spikes of a step are broadcast through a shared-memory flag array. The
+// forward multiply-adds use round-to-nearest intrinsics (no FMA contraction) so that the spikes are
+// the same as on the CPU. The backward reduces the per-spike and per-input-event sums over the
+// block (32 events at a time) and adds the weight/delay gradients, and a split layer's input
+// gradients, with atomics (summation order, hence the last bits, vary between runs).
 //
 // This file holds device code and the launchers only: nothing here throws (the launchers
 // return the launch status), so every error is raised by host-compiled code.
@@ -58,9 +60,11 @@ __global__ void ep_forward_kernel(const scalar_t* __restrict__ x, const scalar_t
                                   const int32_t* __restrict__ dT, const scalar_t* __restrict__ rT,
                                   const int32_t* __restrict__ eT, scalar_t* ring, scalar_t* Sb, scalar_t* Vb,
                                   scalar_t* spk, scalar_t* mem, int64_t T, int64_t B, int64_t F,
-                                  int64_t N, int64_t mask, scalar_t a, scalar_t bs, scalar_t kc, scalar_t th) {
+                                  int64_t N, int64_t per, int64_t mask, scalar_t a, scalar_t bs, scalar_t kc,
+                                  scalar_t th) {
   extern __shared__ unsigned char fired[];  // N flags: spikes of the current step
   const int64_t b = blockIdx.x;
+  const int64_t n_lo = blockIdx.y * per, n_hi = n_lo + per < N ? n_lo + per : N;  // this block's neurons
   scalar_t* rg = ring + b * N * (mask + 1);
   scalar_t* S = Sb + b * N;
   scalar_t* V = Vb + b * N;
@@ -70,13 +74,13 @@ __global__ void ep_forward_kernel(const scalar_t* __restrict__ x, const scalar_t
     const scalar_t* xr = x + (t * B + b) * F;
     for (int64_t i = 0; i < F; ++i) {
       if (xr[i] == scalar_t(0)) continue;  // uniform over the block
-      for (int64_t n = threadIdx.x; n < N; n += blockDim.x) {
+      for (int64_t n = n_lo + threadIdx.x; n < n_hi; n += blockDim.x) {
         scalar_t* r = rg + ((st + dT[i * N + n]) & mask) * N + n;
         *r = add_rn(*r, wT[i * N + n]);
       }
     }
     int mine = 0;
-    for (int64_t n = threadIdx.x; n < N; n += blockDim.x) {
+    for (int64_t n = n_lo + threadIdx.x; n < n_hi; n += blockDim.x) {
       const int64_t idx = (t * B + b) * N + n;
       const scalar_t r = rg[st * N + n];
       rg[st * N + n] = scalar_t(0);
@@ -123,11 +127,14 @@ __global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<s
                                    const int32_t* __restrict__ eT, const scalar_t* __restrict__ reg, scalar_t* hist_all,
                                    scalar_t* gU_all, scalar_t* gV_all, scalar_t* gUn_all, scalar_t* gSn_all,
                                    scalar_t* gx, scalar_t* gwT, scalar_t* gdT, scalar_t* grT, scalar_t* geT,
-                                   int64_t T, int64_t B, int64_t F, int64_t N, int64_t mask, scalar_t a, scalar_t bs,
-                                   scalar_t one_a_c, scalar_t th, scalar_t th_term, scalar_t min_den) {
+                                   int64_t T, int64_t B, int64_t F, int64_t N, int64_t per, int64_t mask,
+                                   scalar_t a, scalar_t bs, scalar_t one_a_c, scalar_t th, scalar_t th_term,
+                                   scalar_t min_den) {
   __shared__ scalar_t part_sums[kBatch][kWarps];  // per event of a batch, per warp
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const int64_t b = blockIdx.x;
+  const int64_t n_lo = blockIdx.y * per, n_hi = n_lo + per < N ? n_lo + per : N;  // this block's neurons
+  const bool split = gridDim.y > 1;  // other blocks hold the sample's other neurons
   scalar_t* hist = hist_all + b * N * (mask + 1) * 2;  // [slot][n][gS, G]
   scalar_t* gU = gU_all + b * N;
   scalar_t* gV = gV_all + b * N;
@@ -139,7 +146,7 @@ __global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<s
     const int64_t cell = t * B + b;
     const scalar_t* gs_row = gs.p != nullptr ? gs.p + t * gs.st + b * gs.sb : nullptr;
     const scalar_t* gm_row = gm.p != nullptr ? gm.p + t * gm.st + b * gm.sb : nullptr;
-    for (int64_t n = threadIdx.x; n < N; n += blockDim.x) {
+    for (int64_t n = n_lo + threadIdx.x; n < n_hi; n += blockDim.x) {
       scalar_t v = a * gUn[n];
       if (gm_row != nullptr) v = v + gm_row[n * gm.sn];
       gV[n] = v;
@@ -162,7 +169,7 @@ __global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<s
     if (!recurrent) {  // no sum over other neurons: the thread that owns the neuron
       for (int64_t q = s0; q < s1; ++q) {
         const int64_t n = s_n[q];
-        if (n % blockDim.x == threadIdx.x) jump(q, n, scalar_t(0));
+        if (n >= n_lo && n < n_hi && (n - n_lo) % blockDim.x == threadIdx.x) jump(q, n, scalar_t(0));
       }
     }
     for (int64_t q0 = s0; recurrent && q0 < s1; q0 += kBatch) {
@@ -183,13 +190,13 @@ __global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<s
       __syncthreads();
       if (threadIdx.x < nb) {
         scalar_t sum = 0;
-        for (int w = 0; w < kWarps; ++w) sum += part_sums[threadIdx.x][w];
+        for (int w = 0; w < warps; ++w) sum += part_sums[threadIdx.x][w];
         jump(q0 + threadIdx.x, s_n[q0 + threadIdx.x], sum);
       }
       __syncthreads();  // before part_sums is rewritten
     }
     __syncthreads();
-    for (int64_t n = threadIdx.x; n < N; n += blockDim.x) {
+    for (int64_t n = n_lo + threadIdx.x; n < n_hi; n += blockDim.x) {
       const scalar_t u = gU[n];
       const scalar_t gS = one_a_c * u + bs * gSn[n];
       // arrival one step later: g_S,t+1 - g_S,t (the forward difference of the loss)
@@ -208,7 +215,7 @@ __global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<s
       for (int j = 0; j < nb; ++j) {
         const int64_t i = x_i[q0 + j];
         scalar_t part = 0;
-        for (int64_t n = threadIdx.x; n < N; n += blockDim.x) {
+        for (int64_t n = n_lo + threadIdx.x; n < n_hi; n += blockDim.x) {
           const scalar_t* h = hist + (((st + dT[i * N + n]) & mask) * N + n) * 2;
           const scalar_t wG = wT[i * N + n] * h[1];
           part += wG;
@@ -221,12 +228,40 @@ __global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<s
       __syncthreads();
       if (threadIdx.x < nb) {
         scalar_t sum = 0;
-        for (int w = 0; w < kWarps; ++w) sum += part_sums[threadIdx.x][w];
-        gx[cell * F + x_i[q0 + threadIdx.x]] = sum;
+        for (int w = 0; w < warps; ++w) sum += part_sums[threadIdx.x][w];
+        scalar_t* g = gx + cell * F + x_i[q0 + threadIdx.x];
+        if (split) {
+          gpuAtomicAdd(g, sum);
+        } else {
+          *g = sum;
+        }
       }
       __syncthreads();  // before part_sums is rewritten
     }
   }
+}
+
+// A feed-forward layer's neurons are independent: its blocks split them (grid (B, parts), at
+// least 64 neurons a block) so that a small batch still gives each SM two blocks; a recurrent
+// layer couples all neurons of a sample every step and keeps one block per sample.
+struct NeuronSplit {
+  unsigned parts;
+  int64_t per;       // neurons per block
+  unsigned threads;  // a multiple of 32, at most kEpThreads
+};
+
+NeuronSplit neuron_split(bool recurrent, int64_t B, int64_t N) {
+  int dev = 0, sms = 1;
+  if (recurrent || N <= 64 || B <= 0 || cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    return {1, N, static_cast<unsigned>(kEpThreads)};
+  }
+  const int64_t want = (2 * static_cast<int64_t>(sms) + B - 1) / B;
+  const int64_t most = (N + 63) / 64;
+  const int64_t parts = want < 1 ? 1 : (want < most ? want : most);
+  const int64_t per = (N + parts - 1) / parts;
+  const int64_t warps = (per + 31) / 32;
+  return {static_cast<unsigned>(parts), per, static_cast<unsigned>(warps * 32 < kEpThreads ? warps * 32 : kEpThreads)};
 }
 
 }  // namespace
@@ -238,8 +273,10 @@ cudaError_t launch_forward(const scalar_t* x, const scalar_t* wT, const int32_t*
                            int64_t mask, double alpha, double beta, double syn_scale, double threshold,
                            cudaStream_t stream) {
   // a = membrane decay (snnTorch beta), bs = synaptic decay (alpha), as in the reference
-  ep_forward_kernel<scalar_t><<<static_cast<unsigned int>(B), kEpThreads, static_cast<size_t>(N), stream>>>(
-      x, wT, dT, rT, eT, ring, S, V, spk, mem, T, B, F, N, mask, static_cast<scalar_t>(beta),
+  const NeuronSplit p = neuron_split(rT != nullptr, B, N);
+  ep_forward_kernel<scalar_t><<<dim3(static_cast<unsigned int>(B), p.parts), p.threads, static_cast<size_t>(N),
+                                stream>>>(
+      x, wT, dT, rT, eT, ring, S, V, spk, mem, T, B, F, N, p.per, mask, static_cast<scalar_t>(beta),
       static_cast<scalar_t>(alpha), static_cast<scalar_t>((1.0 - beta) * syn_scale), static_cast<scalar_t>(threshold));
   return cudaGetLastError();
 }
@@ -252,9 +289,10 @@ cudaError_t launch_backward(GradView<scalar_t> gs, GradView<scalar_t> gm, const 
                             scalar_t* gwT, scalar_t* gdT, scalar_t* grT, scalar_t* geT, int64_t T, int64_t B,
                             int64_t F, int64_t N, int64_t mask, double alpha, double beta, double syn_scale,
                             double threshold, double min_denominator, cudaStream_t stream) {
-  ep_backward_kernel<scalar_t><<<static_cast<unsigned int>(B), kEpThreads, 0, stream>>>(
+  const NeuronSplit p = neuron_split(rT != nullptr, B, N);
+  ep_backward_kernel<scalar_t><<<dim3(static_cast<unsigned int>(B), p.parts), p.threads, 0, stream>>>(
       gs, gm, s_off, s_n, s_rise, x_off, x_i, wT, dT, rT, eT, reg, hist, gU, gV, gUn, gSn, gx, gwT, gdT, grT, geT,
-      T, B, F, N, mask, static_cast<scalar_t>(beta), static_cast<scalar_t>(alpha),
+      T, B, F, N, p.per, mask, static_cast<scalar_t>(beta), static_cast<scalar_t>(alpha),
       static_cast<scalar_t>((1.0 - beta) * syn_scale), static_cast<scalar_t>(threshold),
       static_cast<scalar_t>((1.0 - beta) * threshold), static_cast<scalar_t>(min_denominator));
   return cudaGetLastError();

@@ -13,13 +13,14 @@
 namespace snn_delays_ext {
 namespace eventprop_cuda {
 
-constexpr int kThreads = 256;  // threads per block (a power of two: block reduction)
+constexpr int kThreads = 256;  // threads per block at most (whole warps: warp reductions)
 
-// Forward: one block per batch element runs the whole time loop. rT/eT (recurrent weights and
-// delays) and mem may be null. ring: (B, L, N) zeros, S/V: (B, N) zeros, spk: (T, B, N) zeros;
-// the kernel writes each spike's rise U - V (> 0: U >= threshold > V) into spk at the spike, so
-// that no second (T, B, N) tensor is needed: the host lists the spikes, keeps their rises and
-// then sets them to 1. mask = L - 1 (L a power of two >= max_delay + 1).
+// Forward: a block per batch element (and, feed-forward, per slice of neurons) runs the whole time
+// loop. rT/eT (recurrent weights and delays) and mem may be null. ring: (B, L, N) zeros, S/V: (B,
+// N) zeros, spk: (T, B, N) zeros; the kernel writes each spike's rise U - V (> 0: U >= threshold >
+// V) into spk at the spike, so that no second (T, B, N) tensor is needed: the host lists the
+// spikes, keeps their rises and then sets them to 1. mask = L - 1 (L a power of two >= max_delay +
+// 1).
 template <typename scalar_t>
 cudaError_t launch_forward(const scalar_t* x, const scalar_t* wT, const int32_t* dT, const scalar_t* rT,
                            const int32_t* eT, scalar_t* ring, scalar_t* S, scalar_t* V, scalar_t* spk,
@@ -35,10 +36,10 @@ struct GradView {
   int64_t st, sb, sn;
 };
 
-// Backward: the reverse-time adjoint, one block per batch element. gs/gm (gradients of spikes
-// and membranes, (T, B, N), null pointers for none), rT/eT/grT/geT and reg may be null. s_off/x_off: (T B + 1) offsets
-// of the spikes / input events of each (t, b) cell into s_n/s_rise and x_i. hist: (B, L, N, 2)
-// zeros; gU, gV, gUn, gSn: (B, N) zeros; gx: (T, B, F) zeros; gwT, gdT: (F, N) zeros;
+// Backward: the reverse-time adjoint, blocks as in the forward. gs/gm (gradients of spikes and
+// membranes, (T, B, N), null pointers for none), rT/eT/grT/geT and reg may be null. s_off/x_off: (T
+// B + 1) offsets of the spikes / input events of each (t, b) cell into s_n/s_rise and x_i. hist:
+// (B, L, N, 2) zeros; gU, gV, gUn, gSn: (B, N) zeros; gx: (T, B, F) zeros; gwT, gdT: (F, N) zeros;
 // grT, geT: (N, N) zeros.
 template <typename scalar_t>
 cudaError_t launch_backward(GradView<scalar_t> gs, GradView<scalar_t> gm, const int64_t* s_off, const int64_t* s_n,
