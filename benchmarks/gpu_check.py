@@ -433,6 +433,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         report(step_module_bench("ff_events", ["--shapes", "1000x256x140x256x512", "--density", "0.1",
                                                "--repeats", "3"],
                                  env, work, out.parent / f"gpu-ff-events-{stamp}.json", 240))
+        # EventProp vs BPTT, one training step of the layer (B32 64->256 recurrent, D50, T2500):
+        # time, saved bytes and peak of each
+        report(step_module_bench("eventprop_memory", ["--T", "2500", "--batch", "32"],
+                                 env, work, out.parent / f"gpu-eventprop-{stamp}.json", 180))
         # the fused sequence LIF op vs snnTorch's Leaky stepped in Python (Braille shape, a longer one)
         report(step_module_bench("leaky_sequence", ["--shapes", "66x128x256", "500x32x256", "--repeats", "5"],
                                  env, work, out.parent / f"gpu-leaky-sequence-{stamp}.json", 180))

@@ -99,6 +99,17 @@ def test_eventprop_memory_measure_runs():
     assert ev["saved_MB"] <= bp["saved_MB"]
 
 
+def test_eventprop_memory_writes_the_rows_gpu_check_reads(tmp_path, monkeypatch):
+    from benchmarks import eventprop_memory
+
+    out = tmp_path / "ep.json"
+    monkeypatch.setattr(sys, "argv", ["eventprop_memory", "--device", "cpu", "--T", "12", "--batch", "2",
+                                      "--inputs", "4", "--hidden", "6", "--max-delay", "3", "--json", str(out)])
+    eventprop_memory.main()
+    rows = json.loads(out.read_text())["rows"]  # the layout of gpu_check's step_module_bench
+    assert [r["method"] for r in rows] == ["eventprop", "surrogate"] and all(r["T"] == 12 for r in rows)
+
+
 def test_sweep_group_interleaves_values():
     g = _group("recurrent", TINY_REC, impls=["ours", "no_delay_loop"],
                sweep=dict(key="D", values=[2, 5]))
