@@ -118,6 +118,38 @@ __global__ void ep_forward_kernel(const scalar_t* __restrict__ x, const scalar_t
 }
 
 // ---- backward ---------------------------------------------------------------------------------
+// Events q0 .. q0 + nb - 1 of a step (sources src[q]: spiking neurons or input channels) sample
+// the adjoint history at their arrival steps, over the targets [lo, hi): each connection's weight
+// and delay gradients get g_S and w G there (atomics), and event j's sum of w G over the block's
+// targets is left per warp in part_sums[j] (read with batch_sum after the barrier at the end).
+template <typename scalar_t>
+__device__ void sample_history(const int64_t* __restrict__ src, int64_t q0, int nb, const scalar_t* __restrict__ w,
+                               const int32_t* __restrict__ d, const scalar_t* hist, scalar_t* gw, scalar_t* gd,
+                               int64_t st, int64_t mask, int64_t N, int64_t lo, int64_t hi,
+                               scalar_t (*part_sums)[kWarps]) {
+  for (int j = 0; j < nb; ++j) {
+    const int64_t s = src[q0 + j];
+    scalar_t part = 0;
+    for (int64_t n = lo + threadIdx.x; n < hi; n += blockDim.x) {
+      const scalar_t* h = hist + (((st + d[s * N + n]) & mask) * N + n) * 2;
+      const scalar_t wG = w[s * N + n] * h[1];
+      part += wG;
+      gpuAtomicAdd(gw + s * N + n, h[0]);
+      gpuAtomicAdd(gd + s * N + n, wG);
+    }
+    part = warp_sum(part);
+    if ((threadIdx.x & 31) == 0) part_sums[j][threadIdx.x >> 5] = part;
+  }
+  __syncthreads();
+}
+
+template <typename scalar_t>
+__device__ __forceinline__ scalar_t batch_sum(scalar_t (*part_sums)[kWarps], int j) {
+  scalar_t sum = 0;
+  for (int w = 0; w < static_cast<int>(blockDim.x >> 5); ++w) sum += part_sums[j][w];
+  return sum;
+}
+
 template <typename scalar_t>
 __global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<scalar_t> gm,
                                    const int64_t* __restrict__ s_off, const int64_t* __restrict__ s_n,
@@ -131,7 +163,6 @@ __global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<s
                                    scalar_t a, scalar_t bs, scalar_t one_a_c, scalar_t th, scalar_t th_term,
                                    scalar_t min_den) {
   __shared__ scalar_t part_sums[kBatch][kWarps];  // per event of a batch, per warp
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const int64_t b = blockIdx.x;
   const int64_t n_lo = blockIdx.y * per, n_hi = n_lo + per < N ? n_lo + per : N;  // this block's neurons
   const bool split = gridDim.y > 1;  // other blocks hold the sample's other neurons
@@ -174,25 +205,8 @@ __global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<s
     }
     for (int64_t q0 = s0; recurrent && q0 < s1; q0 += kBatch) {
       const int nb = static_cast<int>(s1 - q0 < kBatch ? s1 - q0 : kBatch);
-      for (int j = 0; j < nb; ++j) {
-        const int64_t n = s_n[q0 + j];
-        scalar_t part = 0;
-        for (int64_t m = threadIdx.x; m < N; m += blockDim.x) {
-          const scalar_t* h = hist + (((st + eT[n * N + m]) & mask) * N + m) * 2;
-          const scalar_t wG = rT[n * N + m] * h[1];
-          part += wG;
-          gpuAtomicAdd(grT + n * N + m, h[0]);
-          gpuAtomicAdd(geT + n * N + m, wG);
-        }
-        part = warp_sum(part);
-        if (lane == 0) part_sums[j][warp] = part;
-      }
-      __syncthreads();
-      if (threadIdx.x < nb) {
-        scalar_t sum = 0;
-        for (int w = 0; w < warps; ++w) sum += part_sums[threadIdx.x][w];
-        jump(q0 + threadIdx.x, s_n[q0 + threadIdx.x], sum);
-      }
+      sample_history(s_n, q0, nb, rT, eT, hist, grT, geT, st, mask, N, 0, N, part_sums);
+      if (threadIdx.x < nb) jump(q0 + threadIdx.x, s_n[q0 + threadIdx.x], batch_sum(part_sums, threadIdx.x));
       __syncthreads();  // before part_sums is rewritten
     }
     __syncthreads();
@@ -212,23 +226,9 @@ __global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<s
     const int64_t e0 = x_off[cell], e1 = x_off[cell + 1];
     for (int64_t q0 = e0; q0 < e1; q0 += kBatch) {
       const int nb = static_cast<int>(e1 - q0 < kBatch ? e1 - q0 : kBatch);
-      for (int j = 0; j < nb; ++j) {
-        const int64_t i = x_i[q0 + j];
-        scalar_t part = 0;
-        for (int64_t n = n_lo + threadIdx.x; n < n_hi; n += blockDim.x) {
-          const scalar_t* h = hist + (((st + dT[i * N + n]) & mask) * N + n) * 2;
-          const scalar_t wG = wT[i * N + n] * h[1];
-          part += wG;
-          gpuAtomicAdd(gwT + i * N + n, h[0]);
-          gpuAtomicAdd(gdT + i * N + n, wG);
-        }
-        part = warp_sum(part);
-        if (lane == 0) part_sums[j][warp] = part;
-      }
-      __syncthreads();
+      sample_history(x_i, q0, nb, wT, dT, hist, gwT, gdT, st, mask, N, n_lo, n_hi, part_sums);
       if (threadIdx.x < nb) {
-        scalar_t sum = 0;
-        for (int w = 0; w < warps; ++w) sum += part_sums[threadIdx.x][w];
+        const scalar_t sum = batch_sum(part_sums, threadIdx.x);
         scalar_t* g = gx + cell * F + x_i[q0 + threadIdx.x];
         if (split) {
           gpuAtomicAdd(g, sum);
