@@ -381,53 +381,194 @@ at::Tensor synaptic_delay_cpu(const at::Tensor& x_, const at::Tensor& weight_, c
   return yF.permute({1, 2, 0}).contiguous();
 }
 
+// grad_x of synaptic_delay, (T, B, I):
+//   grad_x[t, b, i] = sum_{o, w} weight[o, i] vals[o, i, w] grad_y[t + start[o, i] + w, b, o].
+// The batch is cut into tiles of kBatchTileBytes (one AVX vector) and both sequences are
+// copied tile-major: grad_y as (tiles, O, P0 + T + P1, bt), with P0 zero steps before and P1
+// after the sequence so that a tap at any lag -P0 <= lag <= P1 reads a whole T-step window
+// (zeros outside), and grad_x as (tiles, I, T, bt). A tap at lag L is then a shift by L*bt of a
+// contiguous T*bt tile row (32-byte aligned, unit-stride axpys, four sources per pass), and the
+// grad_x tiles of a block of inputs and the grad_y tiles of a group of outputs are small enough
+// to stay in the L1 cache while all the taps of the group are added to the block. With whole
+// (T*B) rows, grad_x and grad_y came from the L2 cache or beyond on every pass: the tiles made
+// this part 1.2-1.9x faster on one thread (a busy 2-core AMD EPYC; least at T250 D64, most with
+// one tap per connection). Each element sums the same terms in the same order as with whole
+// rows (sources in fours per group of kOutputGroup outputs, groups in order): the same result
+// to the bit.
+constexpr int64_t kBatchTileBytes = 32;
+
+// The (F, T, B) copy of a (T, B, F) sequence, at the start of a buffer of at least min_numel values.
+inline at::Tensor feature_major(const at::Tensor& seq, int64_t min_numel) {
+  const int64_t T = seq.size(0), B = seq.size(1), F = seq.size(2);
+  auto buf = at::empty({std::max(F * T * B, min_numel)}, seq.options());
+  auto rows = buf.narrow(0, 0, F * T * B).view({F, T, B});
+  rows.copy_(seq.permute({2, 0, 1}));
+  return rows;
+}
+
+struct InputGradTiles {
+  int64_t P0 = 0, L = 0, bt = 1, nbt = 0;  // padding before, padded length, tile width, tiles
+  int64_t gy_numel(int64_t O) const { return nbt * O * L * bt; }
+  int64_t gx_numel(int64_t I, int64_t T) const { return nbt * I * T * bt; }
+};
+
+inline InputGradTiles input_grad_tiles(const at::Tensor& sT, int64_t W, int64_t T, int64_t B, int64_t elem_size) {
+  InputGradTiles g;
+  int64_t P1 = 0;
+  if (sT.numel() > 0 && W > 0) {
+    g.P0 = std::clamp<int64_t>(-sT.min().item<int64_t>(), 0, T);
+    P1 = std::clamp<int64_t>(sT.max().item<int64_t>() + W - 1, 0, T);
+  }
+  g.L = g.P0 + T + P1;
+  g.bt = std::max<int64_t>(1, kBatchTileBytes / elem_size);
+  g.nbt = (B + g.bt - 1) / g.bt;  // the last tile is zero-padded when bt does not divide B
+  return g;
+}
+
+// gy (T, B, O) -> grad_x (T, B, I); gyp and gxp: room for the tiled grad_y and grad_x
+// (tg.gy_numel(O), tg.gx_numel(I, T) values; their contents are overwritten)
+template <typename scalar_t>
+at::Tensor synaptic_input_grad(const at::Tensor& gy_, const at::Tensor& wT, const at::Tensor& sT,
+                               const at::Tensor& vT, const InputGradTiles& tg, scalar_t* gyp, scalar_t* gxp) {
+  constexpr int64_t kInputBlock = 8;   // inputs whose grad_x tiles take the taps of an output group together
+  constexpr int64_t kOutputGroup = 4;  // outputs whose taps are added to a block of inputs together
+  constexpr int64_t kCopyBlock = 16;   // features per block of the layout changes
+  const int64_t T = gy_.size(0), B = gy_.size(1), O = gy_.size(2);
+  const int64_t I = wT.size(0), W = vT.size(2);
+  const int64_t P0 = tg.P0, L = tg.L, bt = tg.bt, nbt = tg.nbt;
+  const int64_t n = T * bt;  // a grad_x tile row
+  const auto gy = gy_.contiguous();
+  const scalar_t* gp = gy.data_ptr<scalar_t>();
+  // (T, B, O) -> (tiles, O, L, bt), zeros in the padding; grad_x tiles zeroed
+  at::parallel_for(0, nbt, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t tile = lo; tile < hi; ++tile) {
+      std::fill(gxp + tile * I * n, gxp + (tile + 1) * I * n, scalar_t(0));
+      scalar_t* d0 = gyp + tile * O * L * bt;
+      const int64_t b0 = tile * bt, nb = std::min(bt, B - b0);
+      for (int64_t o = 0; o < O; ++o) {
+        scalar_t* row = d0 + o * L * bt;
+        std::fill(row, row + P0 * bt, scalar_t(0));
+        std::fill(row + (P0 + T) * bt, row + L * bt, scalar_t(0));
+        if (nb < bt)
+          for (int64_t t = P0; t < P0 + T; ++t) std::fill(row + t * bt + nb, row + (t + 1) * bt, scalar_t(0));
+      }
+      for (int64_t c0 = 0; c0 < O; c0 += kCopyBlock) {
+        const int64_t c1 = std::min(O, c0 + kCopyBlock);
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t j = 0; j < nb; ++j) {
+            const scalar_t* s = gp + (t * B + b0 + j) * O;
+            scalar_t* d = d0 + (P0 + t) * bt + j;
+            for (int64_t o = c0; o < c1; ++o) d[o * L * bt] = s[o];
+          }
+      }
+    }
+  });
+  // the nonzero taps of each input, by output group: offsets in a grad_y tile and coefficients;
+  // those of input i and group g are entries gb[i*(nG+1)+g] <= q < gb[i*(nG+1)+g+1]
+  const int64_t nG = (O + kOutputGroup - 1) / kOutputGroup;
+  std::vector<int64_t> off(I * O * W), gb(I * (nG + 1));
+  std::vector<scalar_t> coef(I * O * W);
+  const scalar_t* wp = wT.data_ptr<scalar_t>();
+  const int64_t* sp = sT.data_ptr<int64_t>();
+  const scalar_t* vp = vT.data_ptr<scalar_t>();
+  at::parallel_for(0, I, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      int64_t q = i * O * W;
+      for (int64_t g = 0; g < nG; ++g) {
+        gb[i * (nG + 1) + g] = q;
+        for (int64_t o = g * kOutputGroup; o < std::min(O, (g + 1) * kOutputGroup); ++o) {
+          const scalar_t wv = wp[i * O + o];
+          const scalar_t* v = vp + (i * O + o) * W;
+          const int64_t s0 = sp[i * O + o];
+          for (int64_t w = 0; w < W; ++w) {
+            const int64_t lag = s0 + w;
+            if (v[w] == scalar_t(0) || wv == scalar_t(0) || lag <= -T || lag >= T) continue;
+            off[q] = (o * L + P0 + lag) * bt;
+            coef[q] = wv * v[w];
+            ++q;
+          }
+        }
+      }
+      gb[i * (nG + 1) + nG] = q;
+    }
+  });
+  // work items (tile, block of inputs), tile-major: a thread's grad_y tiles stay in the L2 cache
+  const int64_t nIB = (I + kInputBlock - 1) / kInputBlock;
+  at::parallel_for(0, nbt * nIB, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t item = lo; item < hi; ++item) {
+      const int64_t tile = item / nIB, i0 = (item % nIB) * kInputBlock, i1 = std::min(I, i0 + kInputBlock);
+      const scalar_t* g0 = gyp + tile * O * L * bt;
+      for (int64_t g = 0; g < nG; ++g) {
+        for (int64_t i = i0; i < i1; ++i) {
+          scalar_t* gxi = gxp + (tile * I + i) * n;
+          int64_t q = gb[i * (nG + 1) + g];
+          const int64_t q1 = gb[i * (nG + 1) + g + 1];
+          for (; q + 4 <= q1; q += 4)
+            axpy4(gxi, g0 + off[q], g0 + off[q + 1], g0 + off[q + 2], g0 + off[q + 3], &coef[q], n);
+          for (; q < q1; ++q) axpy(gxi, g0 + off[q], coef[q], n);
+        }
+      }
+    }
+  });
+  // (tiles, I, T, bt) -> (T, B, I)
+  auto gx = at::empty({T, B, I}, gy.options());
+  scalar_t* dst = gx.data_ptr<scalar_t>();
+  at::parallel_for(0, nbt, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t tile = lo; tile < hi; ++tile) {
+      const int64_t b0 = tile * bt, nb = std::min(bt, B - b0);
+      for (int64_t c0 = 0; c0 < I; c0 += kCopyBlock) {
+        const int64_t c1 = std::min(I, c0 + kCopyBlock);
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t j = 0; j < nb; ++j) {
+            const scalar_t* s = gxp + tile * I * n + t * bt + j;
+            scalar_t* d = dst + (t * B + b0 + j) * I;
+            for (int64_t i = c0; i < c1; ++i) d[i] = s[i * n];
+          }
+      }
+    }
+  });
+  return gx;
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cpu(
     const at::Tensor& gy_, const at::Tensor& x_, const at::Tensor& weight_, const at::Tensor& start_,
     const at::Tensor& vals_, bool input_grad) {
   checks::synaptic_delay_backward(gy_, x_, weight_, start_, vals_);
   const int64_t T = x_.size(0), B = x_.size(1), I = x_.size(2);
   const int64_t O = weight_.size(0);
-  // feature-major copies (F, T, B): one row per input / output feature
-  auto xF = x_.permute({2, 0, 1}).contiguous();
   auto wT = weight_.to(x_.scalar_type()).t().contiguous();                  // (I, O)
   auto sT = start_.t().contiguous();                                        // (I, O)
   auto vT = vals_.to(x_.scalar_type()).transpose(0, 1).contiguous();        // (I, O, W)
   const int64_t W = vT.size(2);
   const int64_t TB = T * B;
-  // grad_y rows (O, P0 + T + P1, B) with P0 zero steps before and P1 after the sequence, so
-  // that a tap at any lag -P0 <= lag <= P1 reads a whole T-step window (zeros outside): the
-  // grad_x products then run over whole rows, four sources at a time (without grad_x, no padding)
-  int64_t P0 = 0, P1 = 0;
-  if (input_grad && sT.numel() > 0 && W > 0) {
-    P0 = std::clamp<int64_t>(-sT.min().item<int64_t>(), 0, T);
-    P1 = std::clamp<int64_t>(sT.max().item<int64_t>() + W - 1, 0, T);
-  }
-  const int64_t LB = (P0 + T + P1) * B;
-  auto gyF = at::zeros({O, P0 + T + P1, B}, x_.options());
-  gyF.narrow(1, P0, T).copy_(gy_.permute({2, 0, 1}));
-  auto gxF = input_grad ? at::zeros({I, T, B}, xF.options()) : at::Tensor();
+  InputGradTiles tg;
+  if (input_grad) tg = input_grad_tiles(sT, W, T, B, x_.element_size());
+  // feature-major copies (F, T, B): one row per input / output feature; with grad_x, in buffers
+  // that then hold the tiled grad_x and grad_y (one allocation less for each)
+  auto xF = feature_major(x_, input_grad ? tg.gx_numel(I, T) : 0);
+  auto gyF = feature_major(gy_, input_grad ? tg.gy_numel(O) : 0);
   auto gwT = at::empty({I, O}, xF.options());
   auto gvT = at::empty({I, O, W}, xF.options());
+  at::Tensor gx;
   AT_DISPATCH_FLOATING_TYPES(xF.scalar_type(), "synaptic_delay_backward_cpu", [&] {
     const scalar_t* xp = xF.data_ptr<scalar_t>();
     const scalar_t* gyp = gyF.data_ptr<scalar_t>();
     const scalar_t* wp = wT.data_ptr<scalar_t>();
     const int64_t* sp = sT.data_ptr<int64_t>();
     const scalar_t* vp = vT.data_ptr<scalar_t>();
-    scalar_t* gxp = input_grad ? gxF.data_ptr<scalar_t>() : nullptr;  // (I, T, B)
     scalar_t* gwp = gwT.data_ptr<scalar_t>();
     scalar_t* gvp = gvT.data_ptr<scalar_t>();
     const auto sx = sparse_rows_if_sparse<scalar_t>(xF);
-    // each thread owns some blocks of kInputBlock input features i: their rows of grad_x,
-    // grad_weight^T, grad_vals^T; groups of kOutputGroup outputs are the outer loop within a
-    // block, so each grad_y row is read from memory once per block rather than once per input
+    // each thread owns some blocks of kInputBlock input features i: their rows of grad_weight^T,
+    // grad_vals^T; groups of kOutputGroup outputs are the outer loop within a block, so each
+    // grad_y row is read from memory once per block rather than once per input
     constexpr int64_t kInputBlock = 8;
     constexpr int64_t kOutputGroup = 4;  // outputs whose grad_y rows serve a block of inputs together
     constexpr int64_t kFusedTaps = 16;  // widest band whose taps are summed in one walk of the events
     // grad_weight[o, i] and grad_vals[o, i, :] of one connection
     auto connection_grads = [&](int64_t i, int64_t o) {
       const scalar_t* xi = xp + i * TB;
-      const scalar_t* gyo = gyp + o * LB + P0 * B;  // step 0 of row o
+      const scalar_t* gyo = gyp + o * TB;  // row o
       const scalar_t* v = vp + (i * O + o) * W;
       scalar_t* gv = gvp + (i * O + o) * W;
       const int64_t s0 = sp[i * O + o];
@@ -468,42 +609,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cpu(
       }
       gwp[i * O + o] = gw;
     };
-    // grad_x[t, :, i] += sum_{o, w} weight[o, i] vals[o, i, w] grad_y[t + lag, :, o] over the
-    // outputs o0 <= o < o1: whole padded windows, four sources per pass over the grad_x row
-    auto input_grads = [&](int64_t i, int64_t o0, int64_t o1, std::vector<const scalar_t*>& src,
-                           std::vector<scalar_t>& coef) {
-      src.clear();
-      coef.clear();
-      for (int64_t o = o0; o < o1; ++o) {
-        const scalar_t wv = wp[i * O + o];
-        const scalar_t* v = vp + (i * O + o) * W;
-        const int64_t s0 = sp[i * O + o];
-        for (int64_t w = 0; w < W; ++w) {
-          const int64_t lag = s0 + w;
-          if (v[w] == scalar_t(0) || wv == scalar_t(0) || lag <= -T || lag >= T) continue;
-          src.push_back(gyp + o * LB + (P0 + lag) * B);
-          coef.push_back(wv * v[w]);
-        }
-      }
-      scalar_t* gxi = gxp + i * TB;
-      size_t q = 0;
-      for (; q + 4 <= src.size(); q += 4) axpy4(gxi, src[q], src[q + 1], src[q + 2], src[q + 3], &coef[q], TB);
-      for (; q < src.size(); ++q) axpy(gxi, src[q], coef[q], TB);
-    };
     at::parallel_for(0, (I + kInputBlock - 1) / kInputBlock, 1, [&](int64_t blo, int64_t bhi) {
-      std::vector<const scalar_t*> src;
-      std::vector<scalar_t> coef;
       const int64_t i0 = blo * kInputBlock, i1 = std::min(I, bhi * kInputBlock);
       for (int64_t o0 = 0; o0 < O; o0 += kOutputGroup) {
         const int64_t o1 = std::min(O, o0 + kOutputGroup);
-        for (int64_t i = i0; i < i1; ++i) {
+        for (int64_t i = i0; i < i1; ++i)
           for (int64_t o = o0; o < o1; ++o) connection_grads(i, o);
-          if (gxp) input_grads(i, o0, o1, src, coef);
-        }
       }
     });
+    // (the weight gradients are done: xF and gyF are dead, and their storage holds the tiles)
+    if (input_grad)
+      gx = synaptic_input_grad<scalar_t>(gy_, wT, sT, vT, tg, gyF.data_ptr<scalar_t>(), xF.data_ptr<scalar_t>());
   });
-  auto gx = input_grad ? gxF.permute({1, 2, 0}).contiguous() : at::empty({0}, x_.options());
+  if (!input_grad) gx = at::empty({0}, x_.options());
   return {gx, gwT.t().contiguous(), gvT.transpose(0, 1).contiguous()};
 }
 
