@@ -100,9 +100,13 @@ def test_recurrent_lif(emu, path, synaptic, reset, reset_delay, dropout, monkeyp
 
 
 # -- EventProp ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("state", ["shared", "global"])
 @pytest.mark.parametrize("shape", ["small", "wide"])
 @pytest.mark.parametrize("recurrent", [False, True])
-def test_eventprop(emu, recurrent, shape):
+def test_eventprop(emu, recurrent, shape, state, monkeypatch):
+    # the blocks' state in shared memory (a device that lets a block opt in to 1 MiB) or in global
+    # scratch memory (a device with 4 KiB, below the kernels' reserve)
+    monkeypatch.setenv("SDX_EMU_SHARED_OPTIN", str(2**20 if state == "shared" else 4096))
     from test_eventprop_compiled import _net
 
     md = 6

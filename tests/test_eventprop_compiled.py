@@ -421,6 +421,24 @@ def test_cuda_parity_with_reference(recurrent, dtype):
 
 
 @pytest.mark.cuda
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_cuda_state_too_large_for_shared_memory(recurrent):
+    # 256 neurons and a ring of 512 slots (max_delay 300): about 0.5 MB of state per block in the
+    # forward, 1 MB in the backward, more than any GPU's shared memory: the kernels keep it in
+    # global memory (smaller layers, as in the other CUDA tests, keep it in shared memory)
+    if "cuda" not in ops.eventprop_devices():
+        pytest.skip("no CUDA EventProp kernels in this build")
+    md = 300
+    x, W, D, R, E = _net(13, 40, 2, 5, 256, md, recurrent)
+    cfg = _cfg(md)
+    ref = _run("reference", x, W, D, R, E, cfg)
+    dev = [t.cuda() if t is not None else None for t in (x, W, D, R, E)]
+    s, m, g = _run("compiled", *dev, cfg)
+    assert ref[0].sum() > 20
+    _assert_parity(ref, (s.cpu(), m.cpu(), [t.cpu() if t is not None else None for t in g]), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.cuda
 def test_cuda_opcheck():
     if "cuda" not in ops.eventprop_devices():
         pytest.skip("no CUDA EventProp kernels in this build")

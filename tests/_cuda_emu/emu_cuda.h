@@ -11,6 +11,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <vector>
@@ -94,9 +95,17 @@ typedef int cudaStream_t;
 #define cudaSuccess 0
 inline int cudaGetLastError() { return 0; }
 // the emulated device: 8 multiprocessors (kernels that size their grids by it see a small GPU)
-enum EmuDevAttr { cudaDevAttrMultiProcessorCount = 16 };
+// and $SDX_EMU_SHARED_OPTIN bytes of shared memory a block may opt in to (default 16 KiB)
+enum EmuDevAttr { cudaDevAttrMultiProcessorCount = 16, cudaDevAttrMaxSharedMemoryPerBlockOptin = 97 };
+enum EmuFuncAttr { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 inline int cudaGetDevice(int* d) { *d = 0; return 0; }
-inline int cudaDeviceGetAttribute(int* v, EmuDevAttr, int) { *v = 8; return 0; }
+inline int cudaDeviceGetAttribute(int* v, EmuDevAttr a, int) {
+  const char* optin = std::getenv("SDX_EMU_SHARED_OPTIN");
+  *v = a == cudaDevAttrMultiProcessorCount ? 8 : (optin ? std::atoi(optin) : 16 * 1024);
+  return 0;
+}
+template <class K>
+inline int cudaFuncSetAttribute(K, EmuFuncAttr, int) { return 0; }
 inline const char* cudaGetErrorString(int) { return "no error"; }
 #define C10_CUDA_KERNEL_LAUNCH_CHECK() \
   do {                                 \
@@ -138,7 +147,7 @@ inline void emu_launch(EmuCfg c, K kernel, A... args) {
   for (unsigned bz = 0; bz < c.grid.z; ++bz)
     for (unsigned by = 0; by < c.grid.y; ++by)
       for (unsigned bx = 0; bx < c.grid.x; ++bx) {
-        emu_shmem.assign(c.shared + 64, 0);
+        emu_shmem.assign(c.shared + 64, 0xFF);  // garbage (NaN as floats): a kernel zeroes what it reads
         for (unsigned t = 0; t < nt; ++t) {
           EmuFiber& f = emu_fibers[t];
           if (f.stack.size() < kStack) f.stack.resize(kStack);

@@ -3,12 +3,14 @@
 //
 // Same math as the CPU kernels and the plain-PyTorch reference (snn_delays_ext/eventprop/
 // functional.py). A thread block runs the whole time loop of one batch element: of all its neurons
-// in a recurrent layer, of a slice of them in a feed-forward one (grid (B, parts), see
-// neuron_split: the slices are independent, and a small batch still fills the GPU). Its threads own
-// the neurons (n = n_lo + threadIdx.x, + blockDim.x, ...), so the per-element ring buffers
-// (arrivals forward, adjoint history backward, in global scratch memory, L >= max_delay + 1 slots,
-// L a power of two, indexed [slot][neuron] so that the per-step accesses of a warp are coalesced)
-// need no atomics. Recurrent spikes of a step are broadcast through a shared-memory flag array. The
+// in a recurrent layer, of a slice of them in a feed-forward one (grid (B, parts), see plan: the
+// slices are independent, and a small batch still fills the GPU). Its threads own the neurons
+// (n = n_lo + threadIdx.x, + blockDim.x, ...), so the block's state, a ring buffer (arrivals
+// forward, adjoint history backward; L >= max_delay + 1 slots, L a power of two, indexed
+// [slot][neuron] so that the per-step accesses of a warp are coalesced) and the per-neuron
+// variables, needs no atomics. The state lives in shared memory where it fits (plan: the step's
+// reads and writes then avoid the L2 round trips that make the time loop latency-bound), else in
+// global scratch memory. Recurrent spikes of a step are broadcast through a shared-memory flag array. The
 // forward multiply-adds use round-to-nearest intrinsics (no FMA contraction) so that the spikes are
 // the same as on the CPU. The backward reduces the per-spike and per-input-event sums over the
 // block (32 events at a time) and adds the weight/delay gradients, and a split layer's input
@@ -47,6 +49,10 @@ __device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(
 static_assert(kEpThreads % 32 == 0, "whole warps per block");
 constexpr int kWarps = kEpThreads / 32;
 constexpr int kBatch = 32;
+// shared memory: what a launch may use without opting in, and what is kept free of the opt-in
+// limit for the kernels' static arrays (part_sums: kBatch x kWarps doubles = 2 KiB)
+constexpr size_t kDefaultShared = 48 * 1024;
+constexpr int kStaticSharedReserve = 4 * 1024;
 
 template <typename scalar_t>
 __device__ __forceinline__ scalar_t warp_sum(scalar_t v) {  // the sum lands in lane 0
@@ -60,14 +66,32 @@ __global__ void ep_forward_kernel(const scalar_t* __restrict__ x, const scalar_t
                                   const int32_t* __restrict__ dT, const scalar_t* __restrict__ rT,
                                   const int32_t* __restrict__ eT, scalar_t* ring, scalar_t* Sb, scalar_t* Vb,
                                   scalar_t* spk, scalar_t* mem, int64_t T, int64_t B, int64_t F,
-                                  int64_t N, int64_t per, int64_t mask, scalar_t a, scalar_t bs, scalar_t kc,
-                                  scalar_t th) {
-  extern __shared__ unsigned char fired[];  // N flags: spikes of the current step
+                                  int64_t N, int64_t per, bool in_shared, int64_t mask, scalar_t a, scalar_t bs,
+                                  scalar_t kc, scalar_t th) {
+  extern __shared__ __align__(16) unsigned char smem[];
   const int64_t b = blockIdx.x;
   const int64_t n_lo = blockIdx.y * per, n_hi = n_lo + per < N ? n_lo + per : N;  // this block's neurons
-  scalar_t* rg = ring + b * N * (mask + 1);
-  scalar_t* S = Sb + b * N;
-  scalar_t* V = Vb + b * N;
+  // the block's state: arrival ring [slot][neuron], S, V; neuron n at n - nb, rows rs apart
+  scalar_t *rg, *S, *V;
+  unsigned char* fired;  // N flags: spikes of the current step
+  int64_t rs, nb;
+  if (in_shared) {
+    rg = reinterpret_cast<scalar_t*>(smem);
+    S = rg + (mask + 1) * per;
+    V = S + per;
+    fired = reinterpret_cast<unsigned char*>(V + per);
+    rs = per;
+    nb = n_lo;
+    for (int64_t k = threadIdx.x; k < (mask + 3) * per; k += blockDim.x) rg[k] = scalar_t(0);
+    __syncthreads();
+  } else {
+    rg = ring + b * N * (mask + 1);
+    S = Sb + b * N;
+    V = Vb + b * N;
+    fired = smem;
+    rs = N;
+    nb = 0;
+  }
   const bool recurrent = rT != nullptr;
   for (int64_t t = 0; t < T; ++t) {
     const int64_t st = t & mask;
@@ -75,39 +99,40 @@ __global__ void ep_forward_kernel(const scalar_t* __restrict__ x, const scalar_t
     for (int64_t i = 0; i < F; ++i) {
       if (xr[i] == scalar_t(0)) continue;  // uniform over the block
       for (int64_t n = n_lo + threadIdx.x; n < n_hi; n += blockDim.x) {
-        scalar_t* r = rg + ((st + dT[i * N + n]) & mask) * N + n;
+        scalar_t* r = rg + ((st + dT[i * N + n]) & mask) * rs + n - nb;
         *r = add_rn(*r, wT[i * N + n]);
       }
     }
     int mine = 0;
     for (int64_t n = n_lo + threadIdx.x; n < n_hi; n += blockDim.x) {
       const int64_t idx = (t * B + b) * N + n;
-      const scalar_t r = rg[st * N + n];
-      rg[st * N + n] = scalar_t(0);
-      const scalar_t Sn = add_rn(mul_rn(bs, S[n]), r);
-      S[n] = Sn;
-      const scalar_t U = add_rn(mul_rn(a, V[n]), mul_rn(kc, Sn));
+      const int64_t k = n - nb;
+      const scalar_t r = rg[st * rs + k];
+      rg[st * rs + k] = scalar_t(0);
+      const scalar_t Sn = add_rn(mul_rn(bs, S[k]), r);
+      S[k] = Sn;
+      const scalar_t U = add_rn(mul_rn(a, V[k]), mul_rn(kc, Sn));
       if (U >= th) {
         // the rise, kept in the spike's entry until the host has listed the spikes (> 0, as
         // U >= th > V; the smallest normal number stands in for a subnormal one, which the
         // backward's min_denominator clamps anyway)
-        const scalar_t r = U - V[n];
+        const scalar_t r = U - V[k];
         spk[idx] = r >= smallest_normal<scalar_t>() ? r : smallest_normal<scalar_t>();
-        V[n] = scalar_t(0);
+        V[k] = scalar_t(0);
         fired[n] = 1;
         mine = 1;
       } else {
-        V[n] = U;
+        V[k] = U;
         fired[n] = 0;
       }
-      if (mem != nullptr) mem[idx] = V[n];
+      if (mem != nullptr) mem[idx] = V[k];
     }
     if (recurrent) {
       if (__syncthreads_count(mine) > 0) {  // also a barrier: fired[] is complete
         for (int64_t j = 0; j < N; ++j) {
           if (!fired[j]) continue;
           for (int64_t m = threadIdx.x; m < N; m += blockDim.x) {
-            scalar_t* r = rg + ((st + eT[j * N + m]) & mask) * N + m;
+            scalar_t* r = rg + ((st + eT[j * N + m]) & mask) * rs + m;  // recurrent: nb = 0
             *r = add_rn(*r, rT[j * N + m]);
           }
         }
@@ -118,20 +143,21 @@ __global__ void ep_forward_kernel(const scalar_t* __restrict__ x, const scalar_t
 }
 
 // ---- backward ---------------------------------------------------------------------------------
-// Events q0 .. q0 + nb - 1 of a step (sources src[q]: spiking neurons or input channels) sample
-// the adjoint history at their arrival steps, over the targets [lo, hi): each connection's weight
-// and delay gradients get g_S and w G there (atomics), and event j's sum of w G over the block's
-// targets is left per warp in part_sums[j] (read with batch_sum after the barrier at the end).
+// Events q0 .. q0 + ne - 1 of a step (sources src[q]: spiking neurons or input channels) sample
+// the adjoint history (target n at row offset n - nb, rows rs apart) at their arrival steps, over
+// the targets [lo, hi): each connection's weight and delay gradients get g_S and w G there
+// (atomics), and event j's sum of w G over those targets is left per warp in part_sums[j] (read
+// with batch_sum after the barrier at the end).
 template <typename scalar_t>
-__device__ void sample_history(const int64_t* __restrict__ src, int64_t q0, int nb, const scalar_t* __restrict__ w,
-                               const int32_t* __restrict__ d, const scalar_t* hist, scalar_t* gw, scalar_t* gd,
-                               int64_t st, int64_t mask, int64_t N, int64_t lo, int64_t hi,
-                               scalar_t (*part_sums)[kWarps]) {
-  for (int j = 0; j < nb; ++j) {
+__device__ void sample_history(const int64_t* __restrict__ src, int64_t q0, int ne, const scalar_t* __restrict__ w,
+                               const int32_t* __restrict__ d, const scalar_t* hist, int64_t rs, int64_t nb,
+                               scalar_t* gw, scalar_t* gd, int64_t st, int64_t mask, int64_t N, int64_t lo,
+                               int64_t hi, scalar_t (*part_sums)[kWarps]) {
+  for (int j = 0; j < ne; ++j) {
     const int64_t s = src[q0 + j];
     scalar_t part = 0;
     for (int64_t n = lo + threadIdx.x; n < hi; n += blockDim.x) {
-      const scalar_t* h = hist + (((st + d[s * N + n]) & mask) * N + n) * 2;
+      const scalar_t* h = hist + (((st + d[s * N + n]) & mask) * rs + n - nb) * 2;
       const scalar_t wG = w[s * N + n] * h[1];
       part += wG;
       gpuAtomicAdd(gw + s * N + n, h[0]);
@@ -159,18 +185,33 @@ __global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<s
                                    const int32_t* __restrict__ eT, const scalar_t* __restrict__ reg, scalar_t* hist_all,
                                    scalar_t* gU_all, scalar_t* gV_all, scalar_t* gUn_all, scalar_t* gSn_all,
                                    scalar_t* gx, scalar_t* gwT, scalar_t* gdT, scalar_t* grT, scalar_t* geT,
-                                   int64_t T, int64_t B, int64_t F, int64_t N, int64_t per, int64_t mask,
-                                   scalar_t a, scalar_t bs, scalar_t one_a_c, scalar_t th, scalar_t th_term,
-                                   scalar_t min_den) {
+                                   int64_t T, int64_t B, int64_t F, int64_t N, int64_t per, bool in_shared,
+                                   int64_t mask, scalar_t a, scalar_t bs, scalar_t one_a_c, scalar_t th,
+                                   scalar_t th_term, scalar_t min_den) {
+  extern __shared__ __align__(16) unsigned char smem[];
   __shared__ scalar_t part_sums[kBatch][kWarps];  // per event of a batch, per warp
   const int64_t b = blockIdx.x;
   const int64_t n_lo = blockIdx.y * per, n_hi = n_lo + per < N ? n_lo + per : N;  // this block's neurons
   const bool split = gridDim.y > 1;  // other blocks hold the sample's other neurons
-  scalar_t* hist = hist_all + b * N * (mask + 1) * 2;  // [slot][n][gS, G]
-  scalar_t* gU = gU_all + b * N;
-  scalar_t* gV = gV_all + b * N;
-  scalar_t* gUn = gUn_all + b * N;
-  scalar_t* gSn = gSn_all + b * N;
+  // the block's state: history [slot][neuron][gS, G], gU, gV, gUn, gSn; neuron n at n - nb
+  scalar_t *hist, *gU, *gV, *gUn, *gSn;
+  int64_t rs, nb;
+  if (in_shared) {
+    hist = reinterpret_cast<scalar_t*>(smem);
+    gU = hist + (mask + 1) * per * 2;
+    rs = per;
+    nb = n_lo;
+    for (int64_t k = threadIdx.x; k < ((mask + 1) * 2 + 4) * per; k += blockDim.x) hist[k] = scalar_t(0);
+    __syncthreads();
+  } else {
+    hist = hist_all + b * N * (mask + 1) * 2;
+    gU = gU_all + b * N;
+    rs = N;
+    nb = 0;
+  }
+  gV = in_shared ? gU + per : gV_all + b * N;
+  gUn = in_shared ? gV + per : gUn_all + b * N;
+  gSn = in_shared ? gUn + per : gSn_all + b * N;
   const bool recurrent = rT != nullptr;
   for (int64_t t = T - 1; t >= 0; --t) {
     const int64_t st = t & mask;
@@ -178,10 +219,10 @@ __global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<s
     const scalar_t* gs_row = gs.p != nullptr ? gs.p + t * gs.st + b * gs.sb : nullptr;
     const scalar_t* gm_row = gm.p != nullptr ? gm.p + t * gm.st + b * gm.sb : nullptr;
     for (int64_t n = n_lo + threadIdx.x; n < n_hi; n += blockDim.x) {
-      scalar_t v = a * gUn[n];
+      scalar_t v = a * gUn[n - nb];
       if (gm_row != nullptr) v = v + gm_row[n * gm.sn];
-      gV[n] = v;
-      gU[n] = v;
+      gV[n - nb] = v;
+      gU[n - nb] = v;
     }
     __syncthreads();
     // spikes of step t: jump of g_U at the spiking neuron (a neuron spikes at most once a step)
@@ -191,10 +232,10 @@ __global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<s
       const scalar_t r = s_rise[q];
       // the loss on V jumps with the reset: (l_V^- - l_V^+) = theta dL/dV_t
       if (gm_row != nullptr) tsens = tsens + th * gm_row[n * gm.sn];
-      tsens = tsens - (r + th_term) * gV[n];
+      tsens = tsens - (r + th_term) * gV[n - nb];
       scalar_t g = -tsens / (r > min_den ? r : min_den);
       if (reg != nullptr) g = g + reg[n];
-      gU[n] = g;
+      gU[n - nb] = g;
     };
     const int64_t s0 = s_off[cell], s1 = s_off[cell + 1];
     if (!recurrent) {  // no sum over other neurons: the thread that owns the neuron
@@ -204,30 +245,31 @@ __global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<s
       }
     }
     for (int64_t q0 = s0; recurrent && q0 < s1; q0 += kBatch) {
-      const int nb = static_cast<int>(s1 - q0 < kBatch ? s1 - q0 : kBatch);
-      sample_history(s_n, q0, nb, rT, eT, hist, grT, geT, st, mask, N, 0, N, part_sums);
-      if (threadIdx.x < nb) jump(q0 + threadIdx.x, s_n[q0 + threadIdx.x], batch_sum(part_sums, threadIdx.x));
+      const int ne = static_cast<int>(s1 - q0 < kBatch ? s1 - q0 : kBatch);
+      sample_history(s_n, q0, ne, rT, eT, hist, rs, nb, grT, geT, st, mask, N, n_lo, n_hi, part_sums);
+      if (threadIdx.x < ne) jump(q0 + threadIdx.x, s_n[q0 + threadIdx.x], batch_sum(part_sums, threadIdx.x));
       __syncthreads();  // before part_sums is rewritten
     }
     __syncthreads();
     for (int64_t n = n_lo + threadIdx.x; n < n_hi; n += blockDim.x) {
-      const scalar_t u = gU[n];
-      const scalar_t gS = one_a_c * u + bs * gSn[n];
+      const int64_t k = n - nb;
+      const scalar_t u = gU[k];
+      const scalar_t gS = one_a_c * u + bs * gSn[k];
       // arrival one step later: g_S,t+1 - g_S,t (the forward difference of the loss)
-      const scalar_t G = gSn[n] - gS;
-      scalar_t* h = hist + (st * N + n) * 2;
+      const scalar_t G = gSn[k] - gS;
+      scalar_t* h = hist + (st * rs + k) * 2;
       h[0] = gS;
       h[1] = G;
-      gUn[n] = u;
-      gSn[n] = gS;
+      gUn[k] = u;
+      gSn[k] = gS;
     }
     __syncthreads();
     // input spikes of step t sample the history at t + d
     const int64_t e0 = x_off[cell], e1 = x_off[cell + 1];
     for (int64_t q0 = e0; q0 < e1; q0 += kBatch) {
-      const int nb = static_cast<int>(e1 - q0 < kBatch ? e1 - q0 : kBatch);
-      sample_history(x_i, q0, nb, wT, dT, hist, gwT, gdT, st, mask, N, n_lo, n_hi, part_sums);
-      if (threadIdx.x < nb) {
+      const int ne = static_cast<int>(e1 - q0 < kBatch ? e1 - q0 : kBatch);
+      sample_history(x_i, q0, ne, wT, dT, hist, rs, nb, gwT, gdT, st, mask, N, n_lo, n_hi, part_sums);
+      if (threadIdx.x < ne) {
         const scalar_t sum = batch_sum(part_sums, threadIdx.x);
         scalar_t* g = gx + cell * F + x_i[q0 + threadIdx.x];
         if (split) {
@@ -241,72 +283,86 @@ __global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<s
   }
 }
 
-// A feed-forward layer's neurons are independent: its blocks split them (grid (B, parts), at
-// least 64 neurons a block) so that a small batch still gives each SM two blocks; a recurrent
-// layer couples all neurons of a sample every step and keeps one block per sample.
-struct NeuronSplit {
-  unsigned parts;
-  int64_t per;       // neurons per block
-  unsigned threads;  // a multiple of 32, at most kEpThreads
-};
-
-NeuronSplit neuron_split(bool recurrent, int64_t B, int64_t N) {
-  int dev = 0, sms = 1;
-  if (recurrent || N <= 64 || B <= 0 || cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-    return {1, N, static_cast<unsigned>(kEpThreads)};
-  }
-  const int64_t want = (2 * static_cast<int64_t>(sms) + B - 1) / B;
-  const int64_t most = (N + 63) / 64;
-  const int64_t parts = want < 1 ? 1 : (want < most ? want : most);
-  const int64_t per = (N + parts - 1) / parts;
-  const int64_t warps = (per + 31) / 32;
-  return {static_cast<unsigned>(parts), per, static_cast<unsigned>(warps * 32 < kEpThreads ? warps * 32 : kEpThreads)};
-}
-
 }  // namespace
 
+EpPlan plan(bool backward, bool recurrent, int64_t B, int64_t N, int64_t L, size_t elem) {
+  EpPlan p{1, N, static_cast<unsigned>(kEpThreads), false, backward ? 0 : static_cast<size_t>(N)};
+  int dev = 0, sms = 1, optin = 0;
+  if (B <= 0 || N <= 0 || cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
+    return p;
+  }
+  if (!recurrent && N > 64) {  // about two blocks per SM, at least 64 neurons a block
+    const int64_t want = (2 * static_cast<int64_t>(sms) + B - 1) / B;
+    const int64_t most = (N + 63) / 64;
+    const int64_t parts = want < 1 ? 1 : (want < most ? want : most);
+    p.parts = static_cast<unsigned>(parts);
+    p.per = (N + parts - 1) / parts;
+    const int64_t threads = (p.per + 31) / 32 * 32;
+    p.threads = static_cast<unsigned>(threads < kEpThreads ? threads : kEpThreads);
+  }
+  // the state of a block's neurons: forward ring (L rows) + S + V, backward history (2 L rows) +
+  // gU, gV, gUn, gSn; the forward's N spike flags come after it
+  const int64_t rows = backward ? 2 * L + 4 : L + 2;
+  const size_t state = static_cast<size_t>(rows * p.per) * elem;
+  const size_t limit = optin > kStaticSharedReserve ? static_cast<size_t>(optin - kStaticSharedReserve) : 0;
+  if (state + p.shared_bytes <= limit) {
+    p.in_shared = true;
+    p.shared_bytes += state;
+  }
+  return p;
+}
+
 template <typename scalar_t>
-cudaError_t launch_forward(const scalar_t* x, const scalar_t* wT, const int32_t* dT, const scalar_t* rT,
-                           const int32_t* eT, scalar_t* ring, scalar_t* S, scalar_t* V, scalar_t* spk,
-                           scalar_t* mem, int64_t T, int64_t B, int64_t F, int64_t N,
-                           int64_t mask, double alpha, double beta, double syn_scale, double threshold,
-                           cudaStream_t stream) {
+cudaError_t launch_forward(const EpPlan& p, const scalar_t* x, const scalar_t* wT, const int32_t* dT,
+                           const scalar_t* rT, const int32_t* eT, scalar_t* ring, scalar_t* S, scalar_t* V,
+                           scalar_t* spk, scalar_t* mem, int64_t T, int64_t B, int64_t F, int64_t N, int64_t mask,
+                           double alpha, double beta, double syn_scale, double threshold, cudaStream_t stream) {
+  if (p.shared_bytes > kDefaultShared) {
+    const cudaError_t e = cudaFuncSetAttribute(ep_forward_kernel<scalar_t>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(p.shared_bytes));
+    if (e != cudaSuccess) return e;
+  }
   // a = membrane decay (snnTorch beta), bs = synaptic decay (alpha), as in the reference
-  const NeuronSplit p = neuron_split(rT != nullptr, B, N);
-  ep_forward_kernel<scalar_t><<<dim3(static_cast<unsigned int>(B), p.parts), p.threads, static_cast<size_t>(N),
-                                stream>>>(
-      x, wT, dT, rT, eT, ring, S, V, spk, mem, T, B, F, N, p.per, mask, static_cast<scalar_t>(beta),
+  ep_forward_kernel<scalar_t><<<dim3(static_cast<unsigned int>(B), p.parts), p.threads, p.shared_bytes, stream>>>(
+      x, wT, dT, rT, eT, ring, S, V, spk, mem, T, B, F, N, p.per, p.in_shared, mask, static_cast<scalar_t>(beta),
       static_cast<scalar_t>(alpha), static_cast<scalar_t>((1.0 - beta) * syn_scale), static_cast<scalar_t>(threshold));
   return cudaGetLastError();
 }
 
 template <typename scalar_t>
-cudaError_t launch_backward(GradView<scalar_t> gs, GradView<scalar_t> gm, const int64_t* s_off, const int64_t* s_n,
-                            const scalar_t* s_rise, const int64_t* x_off, const int64_t* x_i, const scalar_t* wT,
-                            const int32_t* dT, const scalar_t* rT, const int32_t* eT, const scalar_t* reg,
-                            scalar_t* hist, scalar_t* gU, scalar_t* gV, scalar_t* gUn, scalar_t* gSn, scalar_t* gx,
-                            scalar_t* gwT, scalar_t* gdT, scalar_t* grT, scalar_t* geT, int64_t T, int64_t B,
-                            int64_t F, int64_t N, int64_t mask, double alpha, double beta, double syn_scale,
-                            double threshold, double min_denominator, cudaStream_t stream) {
-  const NeuronSplit p = neuron_split(rT != nullptr, B, N);
-  ep_backward_kernel<scalar_t><<<dim3(static_cast<unsigned int>(B), p.parts), p.threads, 0, stream>>>(
+cudaError_t launch_backward(const EpPlan& p, GradView<scalar_t> gs, GradView<scalar_t> gm, const int64_t* s_off,
+                            const int64_t* s_n, const scalar_t* s_rise, const int64_t* x_off, const int64_t* x_i,
+                            const scalar_t* wT, const int32_t* dT, const scalar_t* rT, const int32_t* eT,
+                            const scalar_t* reg, scalar_t* hist, scalar_t* gU, scalar_t* gV, scalar_t* gUn,
+                            scalar_t* gSn, scalar_t* gx, scalar_t* gwT, scalar_t* gdT, scalar_t* grT, scalar_t* geT,
+                            int64_t T, int64_t B, int64_t F, int64_t N, int64_t mask, double alpha, double beta,
+                            double syn_scale, double threshold, double min_denominator, cudaStream_t stream) {
+  if (p.shared_bytes > kDefaultShared) {
+    const cudaError_t e = cudaFuncSetAttribute(ep_backward_kernel<scalar_t>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(p.shared_bytes));
+    if (e != cudaSuccess) return e;
+  }
+  ep_backward_kernel<scalar_t><<<dim3(static_cast<unsigned int>(B), p.parts), p.threads, p.shared_bytes, stream>>>(
       gs, gm, s_off, s_n, s_rise, x_off, x_i, wT, dT, rT, eT, reg, hist, gU, gV, gUn, gSn, gx, gwT, gdT, grT, geT,
-      T, B, F, N, p.per, mask, static_cast<scalar_t>(beta), static_cast<scalar_t>(alpha),
+      T, B, F, N, p.per, p.in_shared, mask, static_cast<scalar_t>(beta), static_cast<scalar_t>(alpha),
       static_cast<scalar_t>((1.0 - beta) * syn_scale), static_cast<scalar_t>(threshold),
       static_cast<scalar_t>((1.0 - beta) * threshold), static_cast<scalar_t>(min_denominator));
   return cudaGetLastError();
 }
 
-#define SDX_EP_INSTANTIATE(T_)                                                                                 \
-  template cudaError_t launch_forward<T_>(const T_*, const T_*, const int32_t*, const T_*, const int32_t*, T_*, \
-                                          T_*, T_*, T_*, T_*, int64_t, int64_t, int64_t, int64_t, int64_t,       \
-                                          double, double, double, double, cudaStream_t);                        \
-  template cudaError_t launch_backward<T_>(GradView<T_>, GradView<T_>, const int64_t*, const int64_t*, const T_*, \
-                                           const int64_t*, const int64_t*, const T_*, const int32_t*, const T_*, \
-                                           const int32_t*, const T_*, T_*, T_*, T_*, T_*, T_*, T_*, T_*, T_*, T_*, \
-                                           T_*, int64_t, int64_t, int64_t, int64_t, int64_t, double, double,    \
-                                           double, double, double, cudaStream_t);
+#define SDX_EP_INSTANTIATE(T_)                                                                                \
+  template cudaError_t launch_forward<T_>(const EpPlan&, const T_*, const T_*, const int32_t*, const T_*,        \
+                                          const int32_t*, T_*, T_*, T_*, T_*, T_*, int64_t, int64_t, int64_t,    \
+                                          int64_t, int64_t, double, double, double, double, cudaStream_t);       \
+  template cudaError_t launch_backward<T_>(const EpPlan&, GradView<T_>, GradView<T_>, const int64_t*,            \
+                                           const int64_t*, const T_*, const int64_t*, const int64_t*, const T_*, \
+                                           const int32_t*, const T_*, const int32_t*, const T_*, T_*, T_*, T_*,  \
+                                           T_*, T_*, T_*, T_*, T_*, T_*, T_*, int64_t, int64_t, int64_t,         \
+                                           int64_t, int64_t, double, double, double, double, double, cudaStream_t);
 SDX_EP_INSTANTIATE(float)
 SDX_EP_INSTANTIATE(double)
 #undef SDX_EP_INSTANTIATE

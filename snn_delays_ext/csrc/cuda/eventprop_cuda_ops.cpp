@@ -82,20 +82,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
   if (T * B * N == 0) {
     return {spk, mem, x_idx, at::empty({0}, opts.dtype(idt)), at::empty({0}, opts)};
   }
-  auto ring = at::zeros({B, L, N}, opts);
-  auto Sb = at::zeros({B, N}, opts);
-  auto Vb = at::zeros({B, N}, opts);
+  const auto plan = eventprop_cuda::plan(false, recurrent, B, N, L, x.element_size());
+  // the state's global scratch buffers, where it does not live in shared memory
+  const auto scratch = [&](at::IntArrayRef sizes) {
+    return plan.in_shared ? at::empty({0}, opts) : at::zeros(sizes, opts);
+  };
+  auto ring = scratch({B, L, N});
+  auto Sb = scratch({B, N});
+  auto Vb = scratch({B, N});
   const auto stream = c10::cuda::getCurrentCUDAStream().stream();
   cudaError_t err;
   if (x.scalar_type() == at::kDouble) {
     err = eventprop_cuda::launch_forward<double>(
-        cptr<double>(x), cptr<double>(wT), dT.data_ptr<int32_t>(), recurrent ? cptr<double>(rT) : nullptr,
+        plan, cptr<double>(x), cptr<double>(wT), dT.data_ptr<int32_t>(), recurrent ? cptr<double>(rT) : nullptr,
         recurrent ? eT.data_ptr<int32_t>() : nullptr, mptr<double>(ring), mptr<double>(Sb), mptr<double>(Vb),
         mptr<double>(spk), record_mem ? mptr<double>(mem) : nullptr, T, B, F, N, L - 1, alpha,
         beta, syn_scale, threshold, stream);
   } else {
     err = eventprop_cuda::launch_forward<float>(
-        cptr<float>(x), cptr<float>(wT), dT.data_ptr<int32_t>(), recurrent ? cptr<float>(rT) : nullptr,
+        plan, cptr<float>(x), cptr<float>(wT), dT.data_ptr<int32_t>(), recurrent ? cptr<float>(rT) : nullptr,
         recurrent ? eT.data_ptr<int32_t>() : nullptr, mptr<float>(ring), mptr<float>(Sb), mptr<float>(Vb),
         mptr<float>(spk), record_mem ? mptr<float>(mem) : nullptr, T, B, F, N, L - 1, alpha,
         beta, syn_scale, threshold, stream);
@@ -165,16 +170,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
       auto counts = at::bincount(s_n, {}, N).to(weight.scalar_type());
       reg = ((counts - reg_target * static_cast<double>(B)) * reg_strength / static_cast<double>(B * B)).contiguous();
     }
-    auto hist = at::zeros({B, L, N, 2}, opts);
-    auto gU = at::zeros({B, N}, opts);
-    auto gV = at::zeros({B, N}, opts);
-    auto gUn = at::zeros({B, N}, opts);
-    auto gSn = at::zeros({B, N}, opts);
+    const auto plan = eventprop_cuda::plan(true, recurrent, B, N, L, weight.element_size());
+    // the state's global scratch buffers, where it does not live in shared memory
+    const auto scratch = [&](at::IntArrayRef sizes) {
+      return plan.in_shared ? at::empty({0}, opts) : at::zeros(sizes, opts);
+    };
+    auto hist = scratch({B, L, N, 2});
+    auto gU = scratch({B, N});
+    auto gV = scratch({B, N});
+    auto gUn = scratch({B, N});
+    auto gSn = scratch({B, N});
     const auto stream = c10::cuda::getCurrentCUDAStream().stream();
     cudaError_t err;
     if (weight.scalar_type() == at::kDouble) {
       err = eventprop_cuda::launch_backward<double>(
-          grad_view<double>(grad_spk), grad_view<double>(grad_mem), s_off.data_ptr<int64_t>(), cptr<int64_t>(s_n),
+          plan, grad_view<double>(grad_spk), grad_view<double>(grad_mem), s_off.data_ptr<int64_t>(), cptr<int64_t>(s_n),
           cptr<double>(s_rise), x_off.data_ptr<int64_t>(), cptr<int64_t>(x_i), cptr<double>(wT),
           dT.data_ptr<int32_t>(), recurrent ? cptr<double>(rT) : nullptr, recurrent ? eT.data_ptr<int32_t>() : nullptr,
           reg.defined() ? cptr<double>(reg) : nullptr, mptr<double>(hist), mptr<double>(gU), mptr<double>(gV),
@@ -183,7 +193,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
           beta, syn_scale, threshold, min_denominator, stream);
     } else {
       err = eventprop_cuda::launch_backward<float>(
-          grad_view<float>(grad_spk), grad_view<float>(grad_mem), s_off.data_ptr<int64_t>(), cptr<int64_t>(s_n),
+          plan, grad_view<float>(grad_spk), grad_view<float>(grad_mem), s_off.data_ptr<int64_t>(), cptr<int64_t>(s_n),
           cptr<float>(s_rise), x_off.data_ptr<int64_t>(), cptr<int64_t>(x_i), cptr<float>(wT),
           dT.data_ptr<int32_t>(), recurrent ? cptr<float>(rT) : nullptr, recurrent ? eT.data_ptr<int32_t>() : nullptr,
           reg.defined() ? cptr<float>(reg) : nullptr, mptr<float>(hist), mptr<float>(gU), mptr<float>(gV),
