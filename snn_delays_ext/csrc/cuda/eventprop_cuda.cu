@@ -285,6 +285,13 @@ __global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<s
 
 }  // namespace
 
+// A kernel launched with more dynamic shared memory than the default must opt in first.
+template <typename Kernel>
+cudaError_t allow_shared(Kernel kernel, size_t bytes) {
+  if (bytes <= kDefaultShared) return cudaSuccess;
+  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+}
+
 EpPlan plan(bool backward, bool recurrent, int64_t B, int64_t N, int64_t L, size_t elem) {
   EpPlan p{1, N, static_cast<unsigned>(kEpThreads), false, backward ? 0 : static_cast<size_t>(N)};
   int dev = 0, sms = 1, optin = 0;
@@ -319,12 +326,8 @@ cudaError_t launch_forward(const EpPlan& p, const scalar_t* x, const scalar_t* w
                            const scalar_t* rT, const int32_t* eT, scalar_t* ring, scalar_t* S, scalar_t* V,
                            scalar_t* spk, scalar_t* mem, int64_t T, int64_t B, int64_t F, int64_t N, int64_t mask,
                            double alpha, double beta, double syn_scale, double threshold, cudaStream_t stream) {
-  if (p.shared_bytes > kDefaultShared) {
-    const cudaError_t e = cudaFuncSetAttribute(ep_forward_kernel<scalar_t>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               static_cast<int>(p.shared_bytes));
-    if (e != cudaSuccess) return e;
-  }
+  const cudaError_t e = allow_shared(ep_forward_kernel<scalar_t>, p.shared_bytes);
+  if (e != cudaSuccess) return e;
   // a = membrane decay (snnTorch beta), bs = synaptic decay (alpha), as in the reference
   ep_forward_kernel<scalar_t><<<dim3(static_cast<unsigned int>(B), p.parts), p.threads, p.shared_bytes, stream>>>(
       x, wT, dT, rT, eT, ring, S, V, spk, mem, T, B, F, N, p.per, p.in_shared, mask, static_cast<scalar_t>(beta),
@@ -340,12 +343,8 @@ cudaError_t launch_backward(const EpPlan& p, GradView<scalar_t> gs, GradView<sca
                             scalar_t* gSn, scalar_t* gx, scalar_t* gwT, scalar_t* gdT, scalar_t* grT, scalar_t* geT,
                             int64_t T, int64_t B, int64_t F, int64_t N, int64_t mask, double alpha, double beta,
                             double syn_scale, double threshold, double min_denominator, cudaStream_t stream) {
-  if (p.shared_bytes > kDefaultShared) {
-    const cudaError_t e = cudaFuncSetAttribute(ep_backward_kernel<scalar_t>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               static_cast<int>(p.shared_bytes));
-    if (e != cudaSuccess) return e;
-  }
+  const cudaError_t e = allow_shared(ep_backward_kernel<scalar_t>, p.shared_bytes);
+  if (e != cudaSuccess) return e;
   ep_backward_kernel<scalar_t><<<dim3(static_cast<unsigned int>(B), p.parts), p.threads, p.shared_bytes, stream>>>(
       gs, gm, s_off, s_n, s_rise, x_off, x_i, wT, dT, rT, eT, reg, hist, gU, gV, gUn, gSn, gx, gwT, gdT, grT, geT,
       T, B, F, N, p.per, p.in_shared, mask, static_cast<scalar_t>(beta), static_cast<scalar_t>(alpha),
