@@ -397,6 +397,12 @@ at::Tensor synaptic_delay_cpu(const at::Tensor& x_, const at::Tensor& weight_, c
 // to the bit.
 constexpr int64_t kBatchTileBytes = 32;
 
+// The blocking of both parts of the synaptic backward: a thread works on kInputBlock input
+// features at a time, and the taps of kOutputGroup outputs are applied to the block together
+// (their grad_y rows or tiles read once per block, not once per input).
+constexpr int64_t kInputBlock = 8;
+constexpr int64_t kOutputGroup = 4;
+
 // The (F, T, B) copy of a (T, B, F) sequence, at the start of a buffer of at least min_numel values.
 inline at::Tensor feature_major(const at::Tensor& seq, int64_t min_numel) {
   const int64_t T = seq.size(0), B = seq.size(1), F = seq.size(2);
@@ -430,8 +436,6 @@ inline InputGradTiles input_grad_tiles(const at::Tensor& sT, int64_t W, int64_t 
 template <typename scalar_t>
 at::Tensor synaptic_input_grad(const at::Tensor& gy_, const at::Tensor& wT, const at::Tensor& sT,
                                const at::Tensor& vT, const InputGradTiles& tg, scalar_t* gyp, scalar_t* gxp) {
-  constexpr int64_t kInputBlock = 8;   // inputs whose grad_x tiles take the taps of an output group together
-  constexpr int64_t kOutputGroup = 4;  // outputs whose taps are added to a block of inputs together
   constexpr int64_t kCopyBlock = 16;   // features per block of the layout changes
   const int64_t T = gy_.size(0), B = gy_.size(1), O = gy_.size(2);
   const int64_t I = wT.size(0), W = vT.size(2);
@@ -562,8 +566,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> synaptic_delay_backward_cpu(
     // each thread owns some blocks of kInputBlock input features i: their rows of grad_weight^T,
     // grad_vals^T; groups of kOutputGroup outputs are the outer loop within a block, so each
     // grad_y row is read from memory once per block rather than once per input
-    constexpr int64_t kInputBlock = 8;
-    constexpr int64_t kOutputGroup = 4;  // outputs whose grad_y rows serve a block of inputs together
     constexpr int64_t kFusedTaps = 16;  // widest band whose taps are summed in one walk of the events
     // grad_weight[o, i] and grad_vals[o, i, :] of one connection
     auto connection_grads = [&](int64_t i, int64_t o) {

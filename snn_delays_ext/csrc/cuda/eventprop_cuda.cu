@@ -283,14 +283,14 @@ __global__ void ep_backward_kernel(const GradView<scalar_t> gs, const GradView<s
   }
 }
 
-}  // namespace
-
 // A kernel launched with more dynamic shared memory than the default must opt in first.
 template <typename Kernel>
 cudaError_t allow_shared(Kernel kernel, size_t bytes) {
   if (bytes <= kDefaultShared) return cudaSuccess;
   return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
 }
+
+}  // namespace
 
 EpPlan plan(bool backward, bool recurrent, int64_t B, int64_t N, int64_t L, size_t elem) {
   EpPlan p{1, N, static_cast<unsigned>(kEpThreads), false, backward ? 0 : static_cast<size_t>(N)};

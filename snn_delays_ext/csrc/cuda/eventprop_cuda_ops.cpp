@@ -44,6 +44,12 @@ scalar_t* mptr(at::Tensor& t) {
   return t.defined() && t.numel() > 0 ? t.data_ptr<scalar_t>() : nullptr;
 }
 
+// A global scratch buffer of a kernel's state (zeros), or an empty tensor where the plan keeps
+// that state in shared memory.
+at::Tensor state_scratch(const eventprop_cuda::EpPlan& plan, const at::TensorOptions& opts, at::IntArrayRef sizes) {
+  return plan.in_shared ? at::empty({0}, opts) : at::zeros(sizes, opts);
+}
+
 // A loss gradient (T, B, N) with its strides, or a null view for an empty one (no gradient).
 template <typename scalar_t>
 eventprop_cuda::GradView<scalar_t> grad_view(const at::Tensor& g) {
@@ -83,13 +89,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
     return {spk, mem, x_idx, at::empty({0}, opts.dtype(idt)), at::empty({0}, opts)};
   }
   const auto plan = eventprop_cuda::plan(false, recurrent, B, N, L, x.element_size());
-  // the state's global scratch buffers, where it does not live in shared memory
-  const auto scratch = [&](at::IntArrayRef sizes) {
-    return plan.in_shared ? at::empty({0}, opts) : at::zeros(sizes, opts);
-  };
-  auto ring = scratch({B, L, N});
-  auto Sb = scratch({B, N});
-  auto Vb = scratch({B, N});
+  auto ring = state_scratch(plan, opts, {B, L, N});
+  auto Sb = state_scratch(plan, opts, {B, N});
+  auto Vb = state_scratch(plan, opts, {B, N});
   const auto stream = c10::cuda::getCurrentCUDAStream().stream();
   cudaError_t err;
   if (x.scalar_type() == at::kDouble) {
@@ -171,15 +173,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> eventprop
       reg = ((counts - reg_target * static_cast<double>(B)) * reg_strength / static_cast<double>(B * B)).contiguous();
     }
     const auto plan = eventprop_cuda::plan(true, recurrent, B, N, L, weight.element_size());
-    // the state's global scratch buffers, where it does not live in shared memory
-    const auto scratch = [&](at::IntArrayRef sizes) {
-      return plan.in_shared ? at::empty({0}, opts) : at::zeros(sizes, opts);
-    };
-    auto hist = scratch({B, L, N, 2});
-    auto gU = scratch({B, N});
-    auto gV = scratch({B, N});
-    auto gUn = scratch({B, N});
-    auto gSn = scratch({B, N});
+    auto hist = state_scratch(plan, opts, {B, L, N, 2});
+    auto gU = state_scratch(plan, opts, {B, N});
+    auto gV = state_scratch(plan, opts, {B, N});
+    auto gUn = state_scratch(plan, opts, {B, N});
+    auto gSn = state_scratch(plan, opts, {B, N});
     const auto stream = c10::cuda::getCurrentCUDAStream().stream();
     cudaError_t err;
     if (weight.scalar_type() == at::kDouble) {
